@@ -1,0 +1,190 @@
+"""Raw Gaussian parameters and their map to the renderer's projected form.
+
+Two parameterisations (GaussianImage, ECCV 2024, section 3):
+
+* ``cholesky`` (the paper's default): mean = tanh-squashed raw xy mapped to
+  [0, W] x [0, H]; covariance Sigma = L L^T with L = raw + [0.5, 0, 0.5]
+  (l11, l21, l22, pixel units); colour raw; opacity fixed at 1.
+* ``rs``: scale = |raw + 0.5| px, rotation = sigmoid(raw) * 2 pi,
+  Sigma = R diag(scale^2) R^T.
+
+Raw parameters are plain NamedTuples so that optax, vmap, checkpointing and
+the codec treat them as ordinary pytrees. ``project`` is plain JAX, so
+autodiff handles it and the renderer only differentiates w.r.t. the
+projected means, conics and colours (DESIGN.md section 2).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Union
+
+import jax
+import jax.numpy as jnp
+
+PARAMETERIZATIONS = ("cholesky", "rs")
+
+# Fixed offset added to the raw Cholesky factor (l11, l21, l22): keeps the
+# initial Gaussians near 1 px and away from singular (official code).
+CHOLESKY_OFFSET = (0.5, 0.0, 0.5)
+# |raw + 0.5| in pixels for the rs form (official code).
+SCALE_OFFSET = 0.5
+# det(Sigma) at or below this (pixels^4) counts as degenerate: the Gaussian
+# gets an all-zero conic, which every renderer treats as "contributes nothing".
+DEGENERATE_DET = 1e-12
+
+
+class CholeskyParams(NamedTuple):
+    """GaussianImage's Cholesky parameterisation (raw, trainable)."""
+
+    xy: jax.Array  # [N, 2] pre-tanh position, (x, y)
+    chol: jax.Array  # [N, 3] raw (l11, l21, l22) before the fixed offset, px
+    color: jax.Array  # [N, 3] colour weights, no activation
+
+
+class RSParams(NamedTuple):
+    """Rotation-scale parameterisation (raw, trainable)."""
+
+    xy: jax.Array  # [N, 2] pre-tanh position, (x, y)
+    scale: jax.Array  # [N, 2] raw scales; |raw + 0.5| px
+    rotation: jax.Array  # [N, 1] raw angle; sigmoid(raw) * 2 pi
+    color: jax.Array  # [N, 3] colour weights, no activation
+
+
+Params = Union[CholeskyParams, RSParams]
+
+
+class Projected(NamedTuple):
+    """What every renderer consumes (DESIGN.md section 2)."""
+
+    means: jax.Array  # [N, 2] pixels, (x, y), frame [0, W] x [0, H]
+    conics: jax.Array  # [N, 3] (a, b, c) with Sigma^-1 = [[a, b], [b, c]]
+    colors: jax.Array  # [N, 3]
+
+
+def parameterization_of(params: Params) -> str:
+    """Returns the parameterisation name of a raw parameter pytree."""
+    if isinstance(params, CholeskyParams):
+        return "cholesky"
+    if isinstance(params, RSParams):
+        return "rs"
+    raise TypeError(f"not a gauss2d parameter pytree: {type(params).__name__}")
+
+
+def num_gaussians(params: Params) -> int:
+    """Number of Gaussians N (the leading axis of every field)."""
+    return params.xy.shape[-2]
+
+
+def means_from_raw(xy: jax.Array, height: int, width: int) -> jax.Array:
+    """tanh-squash raw positions into the image frame: [N, 2] -> [N, 2] px."""
+    size = jnp.asarray([width, height], xy.dtype)
+    return 0.5 * (jnp.tanh(xy) + 1.0) * size
+
+
+def raw_from_means(means: jax.Array, height: int, width: int) -> jax.Array:
+    """Inverse of ``means_from_raw`` (means clipped just inside the frame)."""
+    size = jnp.asarray([width, height], means.dtype)
+    u = jnp.clip(means / size, 1e-4, 1.0 - 1e-4)
+    return jnp.arctanh(2.0 * u - 1.0)
+
+
+def covariance_from_cholesky(chol_raw: jax.Array) -> jax.Array:
+    """Covariance entries (Sxx, Sxy, Syy) from raw Cholesky: [N, 3] -> [N, 3]."""
+    l11, l21, l22 = jnp.moveaxis(chol_raw + jnp.asarray(CHOLESKY_OFFSET, chol_raw.dtype), -1, 0)
+    return jnp.stack([l11 * l11, l11 * l21, l21 * l21 + l22 * l22], axis=-1)
+
+
+def covariance_from_rs(scale_raw: jax.Array, rotation_raw: jax.Array) -> jax.Array:
+    """Covariance entries (Sxx, Sxy, Syy) from raw scale / rotation."""
+    s = jnp.abs(scale_raw + SCALE_OFFSET)
+    theta = jax.nn.sigmoid(rotation_raw[..., 0]) * (2.0 * jnp.pi)
+    cos, sin = jnp.cos(theta), jnp.sin(theta)
+    s1, s2 = s[..., 0] ** 2, s[..., 1] ** 2
+    sxx = cos * cos * s1 + sin * sin * s2
+    sxy = cos * sin * (s1 - s2)
+    syy = sin * sin * s1 + cos * cos * s2
+    return jnp.stack([sxx, sxy, syy], axis=-1)
+
+
+def conics_from_covariance(cov: jax.Array) -> jax.Array:
+    """Sigma^-1 as (a, b, c) from (Sxx, Sxy, Syy); degenerate -> all zeros.
+
+    The double ``where`` keeps gradients finite for degenerate Gaussians (a
+    plain ``where`` would multiply a zero cotangent by an infinite derivative).
+    """
+    sxx, sxy, syy = jnp.moveaxis(cov, -1, 0)
+    det = sxx * syy - sxy * sxy
+    ok = det > DEGENERATE_DET
+    safe_det = jnp.where(ok, det, 1.0)
+    conic = jnp.stack([syy, -sxy, sxx], axis=-1) / safe_det[..., None]
+    return jnp.where(ok[..., None], conic, 0.0)
+
+
+def covariance(params: Params) -> jax.Array:
+    """Covariance entries (Sxx, Sxy, Syy) [N, 3] of either parameterisation."""
+    if isinstance(params, CholeskyParams):
+        return covariance_from_cholesky(params.chol)
+    if isinstance(params, RSParams):
+        return covariance_from_rs(params.scale, params.rotation)
+    raise TypeError(f"not a gauss2d parameter pytree: {type(params).__name__}")
+
+
+def project(params: Params, height: int, width: int) -> Projected:
+    """Maps raw parameters to the renderer's input.
+
+    Args:
+      params: ``CholeskyParams`` or ``RSParams`` with N Gaussians.
+      height: image height in pixels.
+      width: image width in pixels.
+
+    Returns:
+      ``Projected(means [N, 2], conics [N, 3], colors [N, 3])``.
+    """
+    means = means_from_raw(params.xy, height, width)
+    conics = conics_from_covariance(covariance(params))
+    return Projected(means, conics, params.color)
+
+
+def rescale(projected: Projected, factor: float) -> Projected:
+    """The same Gaussians for a render ``factor`` times larger.
+
+    Means scale by ``factor`` and Sigma^(1/2) by ``factor``, so the conic
+    (Sigma^-1) scales by 1 / factor^2; colours are unchanged.
+    """
+    if not factor > 0:
+        raise ValueError(f"{factor=} must be > 0")
+    return Projected(projected.means * factor, projected.conics / (factor * factor), projected.colors)
+
+
+def init_random(key: jax.Array, num_points: int, parameterization: str = "cholesky") -> Params:
+    """GaussianImage's random initialisation.
+
+    Means uniform over the image (xy = atanh(2(U - 0.5))), raw Cholesky or
+    raw scale / rotation U(0, 1), colour U(0, 1).
+
+    Raises:
+      ValueError: on ``num_points <= 0`` or an unknown parameterisation.
+    """
+    if num_points <= 0:
+        raise ValueError(f"num_points={num_points} must be > 0")
+    k_xy, k_cov, k_rot, k_col = jax.random.split(key, 4)
+    u = jax.random.uniform(k_xy, (num_points, 2), minval=1e-4, maxval=1.0 - 1e-4)
+    xy = jnp.arctanh(2.0 * (u - 0.5))
+    color = jax.random.uniform(k_col, (num_points, 3))
+    if parameterization == "cholesky":
+        return CholeskyParams(xy, jax.random.uniform(k_cov, (num_points, 3)), color)
+    if parameterization == "rs":
+        return RSParams(
+            xy,
+            jax.random.uniform(k_cov, (num_points, 2)),
+            jax.random.uniform(k_rot, (num_points, 1)),
+            color,
+        )
+    raise ValueError(f"unknown parameterization {parameterization!r}; expected one of {PARAMETERIZATIONS}")
+
+
+def param_groups(params: Params) -> Params:
+    """Per-field group labels ('means' / 'cov' / 'color') for optimisers."""
+    if isinstance(params, CholeskyParams):
+        return CholeskyParams("means", "cov", "color")
+    return RSParams("means", "cov", "cov", "color")

@@ -1,0 +1,71 @@
+"""Rendering: one public entry, ``render``, over a registry of backends.
+
+Every backend computes exactly the function of DESIGN.md section 2 (pixel
+centres at +0.5, weight cut-off 1/255, no per-tile cap), so any of them can
+be checked against the float64 ``reference``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+
+from gauss2d.render.common import check_inputs
+from gauss2d.render.reference import render_reference
+from gauss2d.render.xla import RenderStats, render_tiled, render_xla
+
+__all__ = ["BACKENDS", "RenderStats", "register_backend", "render", "render_tiled"]
+
+BACKENDS: dict[str, Callable[..., jax.Array]] = {
+    "reference": render_reference,
+    "xla": render_xla,
+}
+
+
+def register_backend(name: str, fn: Callable[..., jax.Array]) -> None:
+    """Adds a backend with the signature (means, conics, colors, height, width, **options)."""
+    BACKENDS[name] = fn
+
+
+def _lookup(backend: str) -> Callable[..., jax.Array]:
+    if backend == "pallas" and "pallas" not in BACKENDS:
+        # Imported lazily: Pallas pulls in a lot and most runs never need it.
+        import gauss2d.render.pallas  # noqa: F401, PLC0415
+    try:
+        return BACKENDS[backend]
+    except KeyError:
+        raise ValueError(f"unknown render backend {backend!r}; expected one of {sorted(BACKENDS)}") from None
+
+
+def render(
+    means: jax.Array,  # [N, 2] pixels, (x, y)
+    conics: jax.Array,  # [N, 3] (a, b, c): Sigma^-1 = [[a, b], [b, c]]
+    colors: jax.Array,  # [N, 3]
+    height: int,
+    width: int,
+    *,
+    backend: str = "xla",
+    **options,
+) -> jax.Array:  # [height, width, 3], unclamped
+    """Renders N 2D Gaussians: I(p) = sum_n c_n w_n(p) (DESIGN.md section 2).
+
+    Args:
+      means: Gaussian centres in pixels; pixel (i, j) is sampled at (j + 0.5, i + 0.5).
+      conics: inverse covariances (a, b, c). Non-positive-definite or
+        non-finite Gaussians contribute nothing.
+      colors: colour weights (any real).
+      height, width: output size in pixels.
+      backend: "xla" (tiled, default), "reference" (dense; float64 when given
+        float64 inputs) or "pallas" (tile kernel; interpret mode on CPU).
+      **options: backend options (e.g. ``capacity`` for xla).
+
+    Returns:
+      The unclamped image [height, width, 3] (float32 for the tiled backends).
+
+    Raises:
+      ValueError: unknown backend, bad shapes or sizes.
+    """
+    fn = _lookup(backend)
+    check_inputs(means, conics, colors, height, width)
+    return fn(means, conics, colors, height, width, **options)

@@ -1,0 +1,129 @@
+"""Tile binning with static shapes, shared by the xla and pallas backends.
+
+Every (tile, Gaussian) pair whose tile meets the Gaussian's cut-off bounding
+box gets one slot in a buffer of fixed ``capacity``. When more pairs are
+needed the buffer holds the first ``capacity`` of them and ``overflow`` is
+set: a device-side flag, so nothing syncs with the host (DESIGN.md sec. 4).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gauss2d.render import common
+
+TILE = 16
+# Bounding boxes are widened by this many pixels so float rounding in the
+# box never drops a pixel the rendered function includes (more pairs, same
+# image).
+BBOX_MARGIN_PX = 1e-3
+MIN_CAPACITY = 1024
+
+
+class Pairs(NamedTuple):
+    """The pair buffer. Slots at or past ``num_pairs`` are padding."""
+
+    tile_ids: jax.Array  # [P] int32, padding slots hold num_tiles
+    gauss_ids: jax.Array  # [P] int32, ascending before sort_by_tile; padding holds N - 1
+    num_pairs: jax.Array  # [] int32, pairs needed (may exceed P)
+    overflow: jax.Array  # [] bool, num_pairs > P
+
+
+def tile_grid(height: int, width: int, tile: int = TILE) -> tuple[int, int]:
+    """Number of tile rows and columns covering the image."""
+    return -(-height // tile), -(-width // tile)
+
+
+def capacity_bucket(num_pairs: int, headroom: float = 1.125) -> int:
+    """Static capacity for ``num_pairs`` pairs.
+
+    Buckets are 2^k x {1, 1.25, 1.5, 1.75} (all multiples of 256): a padded
+    slot costs as much as a real one, so whole powers of two (up to 2x waste)
+    are too coarse, while finer steps would recompile more often as the
+    Gaussians grow during training.
+    """
+    target = max(MIN_CAPACITY, math.ceil(num_pairs * headroom))
+    base = 2 ** (target.bit_length() - 1)
+    for step in (1.0, 1.25, 1.5, 1.75, 2.0):
+        if base * step >= target:
+            return int(base * step)
+    raise AssertionError("unreachable")
+
+
+def tile_ranges(means, conics, valid, height: int, width: int, tile: int = TILE):
+    """Inclusive tile ranges (tx0, tx1, ty0, ty1) and pair counts per Gaussian.
+
+    A pixel centre p can only have s <= S_MAX inside the cut-off ellipse's
+    axis-aligned box, so pixel columns ceil(mx - rx - 0.5) .. floor(mx + rx
+    - 0.5) (clipped to the image) bound the work; tiles follow by // tile.
+    """
+    rxy = common.bbox_half_extents(conics) + BBOX_MARGIN_PX  # [N, 2]
+    size = jnp.asarray([width, height], means.dtype)
+    # Clip in float before the int cast: huge Gaussians have huge extents.
+    lo = jnp.clip(jnp.ceil(means - rxy - 0.5), -1.0, size)
+    hi = jnp.clip(jnp.floor(means + rxy - 0.5), -1.0, size)
+    nonempty = jnp.all((lo <= hi) & (hi >= 0) & (lo <= size - 1), axis=-1) & valid
+    lo = jnp.clip(lo, 0, size - 1).astype(jnp.int32) // tile
+    hi = jnp.clip(hi, 0, size - 1).astype(jnp.int32) // tile
+    extent = hi - lo + 1  # [N, 2] tiles along x and y
+    counts = jnp.where(nonempty, extent[:, 0] * extent[:, 1], 0)
+    return lo, extent, counts
+
+
+def count_pairs(means, conics, colors, height: int, width: int, tile: int = TILE) -> jax.Array:
+    """Number of (tile, Gaussian) pairs the inputs need, as a float32 scalar.
+
+    Summed in float32 so that a count beyond int32 still reads as "too many".
+    """
+    valid = common.valid_gaussians(means, conics, colors)
+    means, conics, _ = common.sanitize(means, conics, colors, valid)
+    _, _, counts = tile_ranges(means, conics, valid, height, width, tile)
+    return jnp.sum(counts.astype(jnp.float32))
+
+
+def bin_pairs(means, conics, valid, height: int, width: int, capacity: int, tile: int = TILE) -> Pairs:
+    """Fills the pair buffer in Gaussian order (slot p -> one tile of one Gaussian).
+
+    Args:
+      means: [N, 2] sanitised means (see common.sanitize).
+      conics: [N, 3] sanitised conics.
+      valid: [N] bool, which Gaussians contribute.
+      height, width: image size.
+      capacity: static buffer size P.
+      tile: tile side in pixels.
+
+    Returns:
+      ``Pairs`` with pairs grouped by Gaussian, tiles in raster order within each.
+    """
+    _, tiles_x = tile_grid(height, width, tile)
+    num_tiles = tile_grid(height, width, tile)[0] * tiles_x
+    lo, extent, counts = tile_ranges(means, conics, valid, height, width, tile)
+    ends = jnp.cumsum(counts)  # [N] inclusive prefix sums
+    total = jnp.sum(counts.astype(jnp.float32))
+    slots = jnp.arange(capacity, dtype=jnp.int32)
+    gid = jnp.minimum(jnp.searchsorted(ends, slots, side="right", method="sort"), means.shape[0] - 1)
+    k = slots - (ends[gid] - counts[gid])  # index within this Gaussian's tiles
+    nx = jnp.maximum(extent[gid, 0], 1)
+    tx = lo[gid, 0] + k % nx
+    ty = lo[gid, 1] + k // nx
+    used = slots.astype(jnp.float32) < total
+    tile_ids = jnp.where(used, ty * tiles_x + tx, num_tiles).astype(jnp.int32)
+    gauss_ids = gid.astype(jnp.int32)  # padding slots keep N - 1: ids stay sorted
+    num_pairs = jnp.minimum(total, jnp.iinfo(jnp.int32).max).astype(jnp.int32)
+    return Pairs(tile_ids, gauss_ids, num_pairs, total > capacity)
+
+
+def sort_by_tile(pairs: Pairs, num_tiles: int) -> tuple[Pairs, jax.Array]:
+    """Pairs sorted by tile (Gaussian order kept within a tile) and tile starts.
+
+    Returns:
+      (sorted pairs, tile_starts [num_tiles + 1] int32): tile t owns sorted
+      slots tile_starts[t] .. tile_starts[t + 1] - 1.
+    """
+    tile_ids, gauss_ids = jax.lax.sort((pairs.tile_ids, pairs.gauss_ids), num_keys=2)
+    starts = jnp.searchsorted(tile_ids, jnp.arange(num_tiles + 1, dtype=jnp.int32), side="left")
+    return pairs._replace(tile_ids=tile_ids, gauss_ids=gauss_ids), starts.astype(jnp.int32)
