@@ -12,22 +12,22 @@ from gauss2d.codec.bitstream import CodecError
 
 
 def _header(**kw):
-    fields = dict(
-        height=40,
-        width=56,
-        num_gaussians=100,
-        parameterization="cholesky",
-        mode="entropy",
-        chol_bits=6,
-        rvq_stages=2,
-        codebook_size=8,
-        codebook_dtype="float16",
-        position_step_log2=-3,
-        content_crc=0xDEADBEEF,
-        chol_scale=np.asarray([0.1, 0.2, 0.3], np.float32),
-        chol_offset=np.asarray([-1.0, 0.0, 1.5], np.float32),
-        codebooks=np.arange(48, dtype=np.float32).reshape(2, 8, 3) / 7,
-    )
+    fields = {
+        "height": 40,
+        "width": 56,
+        "num_gaussians": 100,
+        "parameterization": "cholesky",
+        "mode": "entropy",
+        "chol_bits": 6,
+        "rvq_stages": 2,
+        "codebook_size": 8,
+        "codebook_dtype": "float16",
+        "position_step_log2": -3,
+        "content_crc": 0xDEADBEEF,
+        "chol_scale": np.asarray([0.1, 0.2, 0.3], np.float32),
+        "chol_offset": np.asarray([-1.0, 0.0, 1.5], np.float32),
+        "codebooks": np.arange(48, dtype=np.float32).reshape(2, 8, 3) / 7,
+    }
     fields.update(kw)
     return B.Header(**fields)
 

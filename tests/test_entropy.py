@@ -17,7 +17,13 @@ def _entropy_bits(symbols):
 
 @pytest.mark.parametrize(
     "alphabet, n, kind",
-    [(8, 10000, "uniform"), (64, 5000, "uniform"), (64, 20000, "geometric"), (97, 3000, "geometric"), (3, 7, "uniform")],
+    [
+        (8, 10000, "uniform"),
+        (64, 5000, "uniform"),
+        (64, 20000, "geometric"),
+        (97, 3000, "geometric"),
+        (3, 7, "uniform"),
+    ],
 )
 def test_round_trip_and_rate_near_empirical_entropy(alphabet, n, kind):
     rng = np.random.default_rng(alphabet + n)
@@ -58,8 +64,24 @@ def test_encode_symbols_rejects_bad_input():
         E.encode_symbols(np.asarray([0]), 0)
 
 
+def test_near_uniform_streams_fall_back_to_fixed_length():
+    s = np.random.default_rng(8).integers(0, 64, 300)
+    data = E.encode_symbols(s, 64)
+    assert data[0] >> 4 == E.RAW_MARKER and len(data) == (4 + 6 * 300 + 7) // 8
+    np.testing.assert_array_equal(E.decode_symbols(data, 300, 64), s)
+    with pytest.raises(CodecError, match="expected"):
+        E.decode_symbols(data[:-1], 300, 64)
+    with pytest.raises(CodecError, match="expected"):
+        E.decode_symbols(data, 10**6, 64)
+    five = E.encode_symbols(np.asarray([0, 1, 2, 3, 4]), 5)  # 3-bit fields, alphabet of 5
+    np.testing.assert_array_equal(E.decode_symbols(five, 5, 5), [0, 1, 2, 3, 4])
+    bad = bytes([0xF0 | 0b0111, 0b11100000])  # marker, then symbols 7 and 0 ... 7 >= 5
+    with pytest.raises(CodecError, match="out of the alphabet"):
+        E.decode_symbols(bad, 3, 5)
+
+
 def test_decode_symbols_rejects_garbage():
-    s = np.random.default_rng(2).integers(0, 8, 500)
+    s = np.random.default_rng(2).choice(8, 500, p=[0.5, 0.2, 0.1, 0.1, 0.05, 0.03, 0.01, 0.01])
     data = E.encode_symbols(s, 8)
     with pytest.raises(CodecError, match="empty symbol stream"):
         E.decode_symbols(data, 0, 8)

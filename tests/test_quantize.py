@@ -65,7 +65,9 @@ def test_lsq_indices_clip_and_constant_channel():
     np.testing.assert_array_equal(Q.lsq_indices(x, p, 3), [[0, 7, 0], [1, 2, 0]])
     const = Q.lsq_init(jnp.full((5, 3), 0.25), 6)
     np.testing.assert_array_equal(const.scale, 1.0)  # not 0: no division by zero
-    np.testing.assert_array_equal(Q.lsq_dequantize(Q.lsq_indices(np.full((5, 3), 0.25), const, 6), const), 0.25)
+    np.testing.assert_array_equal(
+        Q.lsq_dequantize(Q.lsq_indices(np.full((5, 3), 0.25), const, 6), const), 0.25
+    )
     with pytest.raises(ValueError, match="bits"):
         Q.lsq_init(jnp.ones((2, 3)), 0)
 
@@ -91,7 +93,9 @@ def test_lsq_gradients_match_lsq_formula():
     np.testing.assert_allclose(gs, [np.sum(c * ds)], rtol=1e-4)
     np.testing.assert_allclose(go, [np.sum(c * do)], atol=1e-5)
     # With LSQ's gradient scaling the step gradient shrinks by 1 / sqrt(N Qmax), finitely.
-    gs_scaled = jax.grad(lambda s: jnp.sum(cot * Q.lsq_quantize(x, Q.LsqParams(s, offset), bits, "ste")))(scale)
+    gs_scaled = jax.grad(lambda s: jnp.sum(cot * Q.lsq_quantize(x, Q.LsqParams(s, offset), bits, "ste")))(
+        scale
+    )
     np.testing.assert_allclose(gs_scaled, gs / np.sqrt(5 * qmax), rtol=1e-4)
 
 

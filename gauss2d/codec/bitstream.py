@@ -12,7 +12,8 @@ Layout (all integers little-endian)::
         parameterization u8 (0 = cholesky), mode u8 (0 = gaussianimage, 1 = entropy),
         chol_bits u8, rvq_stages u8, codebook_size u16, codebook_dtype u8 (0 = f32, 1 = f16),
         position_step_log2 i8 (entropy mode; 0 in gaussianimage mode),
-        content_crc u32 (crc32 of the decoded integers: positions, Cholesky and colour indices),
+        content_crc u32 (crc32 of the header payload with this field zeroed, then of
+                         the decoded positions, Cholesky and colour indices),
         chol_scale f32[3], chol_offset f32[3], codebooks [stages, codebook_size, 3] in codebook_dtype
 
 The parser checks every field against a limit before anything is allocated
@@ -55,6 +56,7 @@ CODEBOOK_DTYPES = ("float32", "float16")
 _FRAME = struct.Struct("<BII")  # section id, payload length, crc32
 _FIXED = struct.Struct("<IIIBBBBHBbI")  # header fields before the float arrays
 _PREFIX = len(MAGIC) + 1
+_CRC_AT = _FIXED.size - 4  # offset of content_crc in the header payload
 
 
 class CodecError(Gauss2dError):
@@ -80,7 +82,7 @@ class Header:
     codebook_size: int
     codebook_dtype: str
     position_step_log2: int
-    content_crc: int  # crc32 of the decoded integer data, see content_crc()
+    content_crc: int  # crc32 of the decoded data, see content_crc()
     chol_scale: np.ndarray  # [3] float32
     chol_offset: np.ndarray  # [3] float32
     codebooks: np.ndarray  # [stages, codebook_size, 3] float32 (exactly representable in codebook_dtype)
@@ -99,7 +101,9 @@ class Header:
         )
         _check(self.mode in MODES, f"mode {self.mode!r} must be one of {MODES}")
         _check(1 <= self.chol_bits <= MAX_CHOL_BITS, f"chol_bits={self.chol_bits} must be in [1, 16]")
-        _check(1 <= self.rvq_stages <= MAX_STAGES, f"rvq_stages={self.rvq_stages} must be in [1, {MAX_STAGES}]")
+        _check(
+            1 <= self.rvq_stages <= MAX_STAGES, f"rvq_stages={self.rvq_stages} must be in [1, {MAX_STAGES}]"
+        )
         _check(
             1 <= self.codebook_size <= MAX_CODEBOOK,
             f"codebook_size={self.codebook_size} must be in [1, {MAX_CODEBOOK}]",
@@ -120,6 +124,16 @@ class Header:
         for name in ("chol_scale", "chol_offset", "codebooks"):
             _check(bool(np.all(np.isfinite(getattr(self, name)))), f"{name} holds a non-finite value")
         _check(bool(np.all(self.chol_scale > 0)), "chol_scale must be > 0")
+        # Every dequantised value must be finite: the largest LSQ index and the
+        # sum of the largest codewords must not overflow float32.
+        with np.errstate(over="ignore", invalid="ignore"):
+            zero = self.chol_offset.astype(np.float32) / self.chol_scale.astype(np.float32)
+            top = (np.float32(2**self.chol_bits - 1) + zero) * self.chol_scale
+        _check(
+            bool(np.all(np.isfinite(zero)) and np.all(np.isfinite(top))), "LSQ parameters overflow float32"
+        )
+        reach = np.abs(self.codebooks.astype(np.float64)).max(axis=(1, 2)).sum()
+        _check(reach < np.finfo(np.float32).max / 2, "codebooks overflow float32")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -190,9 +204,19 @@ def parse_header(payload: bytes) -> Header:
     return header
 
 
-def content_crc(positions: np.ndarray, chol_idx: np.ndarray, color_idx: np.ndarray) -> int:
-    """crc32 of the integers a file codes: positions (grid keys or float16 bits), indices."""
-    crc = zlib.crc32(np.ascontiguousarray(positions).tobytes())
+def content_crc(
+    header_payload: bytes, positions: np.ndarray, chol_idx: np.ndarray, color_idx: np.ndarray
+) -> int:
+    """crc32 of everything the decoder rebuilds the parameters from.
+
+    Covers the header payload (with its own ``content_crc`` field zeroed: sizes,
+    settings, LSQ parameters, codebooks) and the decoded positions (grid keys or
+    float16 raw means) and indices of the attribute sections.
+    """
+    header = bytearray(header_payload)
+    header[_CRC_AT : _CRC_AT + 4] = bytes(4)
+    crc = zlib.crc32(bytes(header))
+    crc = zlib.crc32(np.ascontiguousarray(positions).tobytes(), crc)
     crc = zlib.crc32(np.asarray(chol_idx, "<u2").tobytes(), crc)
     return zlib.crc32(np.asarray(color_idx, "<u2").tobytes(), crc)
 
@@ -220,7 +244,9 @@ def split_file(data: bytes) -> list[tuple[int, int]]:
         raise CodecError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
     _check(len(data) > 0, "empty file")
-    _check(len(data) >= _PREFIX, f"truncated file: {len(data)} bytes, shorter than the {_PREFIX}-byte preamble")
+    _check(
+        len(data) >= _PREFIX, f"truncated file: {len(data)} bytes, shorter than the {_PREFIX}-byte preamble"
+    )
     _check(data[:4] == MAGIC, f"not a gauss2d file (magic {data[:4]!r}, expected {MAGIC!r})")
     _check(data[4] == VERSION, f"unsupported format version {data[4]} (this decoder reads {VERSION})")
     pos, spans = _PREFIX, []

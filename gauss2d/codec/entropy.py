@@ -13,6 +13,11 @@ A symbol stream is stored self-contained as ``model | payload``:
 * payload: constriction ANS words (uint32, little-endian) coding each symbol's
   rank among the present symbols; empty when only one symbol is present.
 
+When that would not beat fixed-length coding (near-uniform symbols), the
+stream is instead the 4-bit marker ``RAW_MARKER`` followed by each symbol in
+``ceil(log2(alphabet_size))`` bits, so entropy mode never costs more than
+fixed-length coding plus 4 bits per stream.
+
 Positions are coded as a *set* (DESIGN.md section 5): sorted raster keys of
 the quantised grid cells, gaps coded as an Elias-gamma-like split - the
 exponent and the leading mantissa bit form an entropy-coded symbol, the
@@ -28,7 +33,8 @@ from gauss2d.codec.bitstream import CodecError, get_varint, pack_bits, put_varin
 
 MAX_ALPHABET = 2**16
 MAX_QCOUNT = 2**24  # constriction's categorical precision is 24 bits
-_MAX_K = 15
+_MAX_K = 14
+RAW_MARKER = 15  # in place of k: the stream is stored fixed-length
 # Slack (bits) in the check "declared count vs. payload size": ANS flushes up to
 # one 32-bit word of state, and constriction's 24-bit probabilities differ from
 # the float ones by at most 2^-24.
@@ -133,7 +139,11 @@ def encode_symbols(symbols: np.ndarray, alphabet_size: int) -> bytes:
     rank = np.searchsorted(present, symbols).astype(np.int32)
     coder = constriction.stream.stack.AnsCoder()
     coder.encode_reverse(rank, _model(q))
-    return model + coder.get_compressed().astype("<u4").tobytes()
+    coded = model + coder.get_compressed().astype("<u4").tobytes()
+    width = (alphabet_size - 1).bit_length()
+    if len(coded) < (4 + width * symbols.size + 7) // 8:
+        return coded
+    return pack_bits(np.concatenate([[RAW_MARKER], symbols]), np.r_[4, np.full(symbols.size, width)])
 
 
 def decode_symbols(data: bytes, count: int, alphabet_size: int) -> np.ndarray:
@@ -157,6 +167,8 @@ def decode_symbols(data: bytes, count: int, alphabet_size: int) -> np.ndarray:
         if data:
             raise CodecError(f"{len(data)} bytes for an empty symbol stream")
         return np.zeros(0, np.int64)
+    if data and data[0] >> 4 == RAW_MARKER:
+        return _decode_raw(data, count, alphabet_size)
     q, start = _read_model(data, alphabet_size)
     present = np.flatnonzero(q)
     payload = data[start:]
@@ -182,6 +194,17 @@ def decode_symbols(data: bytes, count: int, alphabet_size: int) -> np.ndarray:
     if rank.shape != (count,) or rank.min() < 0 or rank.max() >= present.size:
         raise CodecError("entropy decoder produced out-of-range symbols")
     return present[rank.astype(np.int64)]
+
+
+def _decode_raw(data: bytes, count: int, alphabet_size: int) -> np.ndarray:
+    width = (alphabet_size - 1).bit_length()
+    expected = (4 + width * count + 7) // 8
+    if len(data) != expected:  # checked before unpacking (and allocating for) count symbols
+        raise CodecError(f"fixed-length stream of {count} symbols is {len(data)} bytes, expected {expected}")
+    symbols = unpack_bits(data, np.r_[4, np.full(count, width)], "fixed-length symbols")[1:]
+    if symbols.size and symbols.max() >= alphabet_size:
+        raise CodecError(f"symbol {symbols.max()} out of the alphabet [0, {alphabet_size})")
+    return symbols.astype(np.int64)
 
 
 def symbols_section(streams: list[tuple[np.ndarray, int]]) -> bytes:

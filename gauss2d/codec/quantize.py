@@ -13,8 +13,9 @@ indices the encoder writes and the values the decoder rebuilds from them come
 from the NumPy functions ``lsq_indices`` / ``lsq_dequantize`` / ``rvq_assign`` /
 ``rvq_dequantize``, which encoder and decoder share, so a decoded file
 reproduces exactly the parameters the encoder measured. The JAX fake
-quantisers compute the same float32 formulas (equal on CPU; a last-ulp
-difference elsewhere only affects training, never the file).
+quantisers compute the same float32 formulas: FP16, LSQ and RVQ values match
+the host's bit for bit (tested on CPU, jitted); the grid quantiser's arctanh
+may differ in the last ulp, which affects training only, never the file.
 """
 
 from __future__ import annotations
@@ -211,7 +212,9 @@ def _nearest(x: jax.Array, codebook: jax.Array) -> jax.Array:
     return jnp.argmin(d, axis=-1).astype(jnp.int32)
 
 
-def kmeans(key: jax.Array, x: jax.Array, k: int, iters: int = 20, weights: jax.Array | None = None) -> jax.Array:
+def kmeans(
+    key: jax.Array, x: jax.Array, k: int, iters: int = 20, weights: jax.Array | None = None
+) -> jax.Array:
     """Weighted Lloyd's k-means, deterministic given ``key``; jittable (static k, iters).
 
     Args:

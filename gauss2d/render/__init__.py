@@ -10,12 +10,21 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 
 from gauss2d.render.common import check_inputs
 from gauss2d.render.reference import render_reference
 from gauss2d.render.xla import RenderStats, render_tiled, render_xla
 
-__all__ = ["BACKENDS", "RenderStats", "register_backend", "render", "render_tiled"]
+__all__ = [
+    "BACKENDS",
+    "TILED_BACKENDS",
+    "RenderStats",
+    "register_backend",
+    "render",
+    "render_tiled",
+    "render_with_stats",
+]
 
 BACKENDS: dict[str, Callable[..., jax.Array]] = {
     "reference": render_reference,
@@ -23,19 +32,30 @@ BACKENDS: dict[str, Callable[..., jax.Array]] = {
 }
 
 
-def register_backend(name: str, fn: Callable[..., jax.Array]) -> None:
-    """Adds a backend with the signature (means, conics, colors, height, width, **options)."""
+# Backends with a managed pair capacity, for training: (means, conics, colors,
+# height, width, *, capacity) -> (image, RenderStats).
+TILED_BACKENDS: dict[str, Callable[..., tuple[jax.Array, RenderStats]]] = {"xla": render_tiled}
+
+
+def register_backend(name: str, fn: Callable[..., jax.Array], tiled: Callable | None = None) -> None:
+    """Adds a backend with the signature (means, conics, colors, height, width, **options).
+
+    ``tiled``, if given, is its capacity-managed form (see ``render_with_stats``).
+    """
     BACKENDS[name] = fn
+    if tiled is not None:
+        TILED_BACKENDS[name] = tiled
 
 
-def _lookup(backend: str) -> Callable[..., jax.Array]:
+def _lookup(backend: str, registry: dict | None = None) -> Callable:
+    registry = BACKENDS if registry is None else registry
     if backend == "pallas" and "pallas" not in BACKENDS:
         # Imported lazily: Pallas pulls in a lot and most runs never need it.
         import gauss2d.render.pallas  # noqa: F401, PLC0415
     try:
-        return BACKENDS[backend]
+        return registry[backend]
     except KeyError:
-        raise ValueError(f"unknown render backend {backend!r}; expected one of {sorted(BACKENDS)}") from None
+        raise ValueError(f"unknown render backend {backend!r}; expected one of {sorted(registry)}") from None
 
 
 def render(
@@ -69,3 +89,26 @@ def render(
     fn = _lookup(backend)
     check_inputs(means, conics, colors, height, width)
     return fn(means, conics, colors, height, width, **options)
+
+
+def render_with_stats(
+    means: jax.Array,  # [N, 2]
+    conics: jax.Array,  # [N, 3]
+    colors: jax.Array,  # [N, 3]
+    height: int,
+    width: int,
+    *,
+    backend: str,
+    capacity: int,
+) -> tuple[jax.Array, RenderStats]:
+    """Render with a fixed pair capacity and report pairs needed / overflow.
+
+    The training loop's entry: nothing here syncs with the host. The dense
+    ``reference`` backend has no capacity; it reports zero pairs, no overflow.
+    """
+    check_inputs(means, conics, colors, height, width)
+    if backend == "reference":
+        image = render_reference(means, conics, colors, height, width)
+        return image, RenderStats(jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+    _lookup(backend)  # imports lazily registered backends
+    return _lookup(backend, TILED_BACKENDS)(means, conics, colors, height, width, capacity=capacity)

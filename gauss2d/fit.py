@@ -1,0 +1,235 @@
+"""Fitting one image: train state, jitted step, lax.scan chunks, host loop.
+
+DESIGN.md section 4: one jitted, donated chunk of ``log_every`` steps per
+host call; the pair-buffer overflow and NaN/Inf flags live in the state and
+are read once per chunk. On overflow the capacity grows to the bucket that
+the chunk's largest pair count needs, the chunk is recompiled and re-run
+from the state saved before it. A non-finite loss or gradient skips the
+update (the last good parameters stay) and stops the fit with a message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from gauss2d import gaussians, losses, optim
+from gauss2d import init as init_lib
+from gauss2d.errors import Gauss2dError
+from gauss2d.render import render_with_stats, tiling
+
+
+class TrainState(NamedTuple):
+    """Everything a fit carries between steps (a plain pytree)."""
+
+    params: gaussians.Params
+    opt_state: optax.OptState
+    step: jax.Array  # [] int32, completed steps
+    capacity_overflow: jax.Array  # [] bool, some step needed more pairs than the buffer
+    nonfinite: jax.Array  # [] bool, a step met a NaN/Inf loss or gradient
+    max_pairs: jax.Array  # [] int32, most pairs any step needed (sizes the regrown buffer)
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What ``fit_image`` returns."""
+
+    params: gaussians.Params
+    state: TrainState
+    history: dict[str, np.ndarray]  # "step", "loss", "psnr": one entry per step
+    seconds: float  # wall time of the training loop (compilation included)
+    capacity: int  # final pair capacity
+    stopped_early: str | None = None  # why the fit stopped before ``iterations``
+
+
+def validate_config(config: Mapping) -> None:
+    """Checks the values a fit depends on, naming the bad key and value."""
+    checks = [
+        ("model.num_points", config["model"]["num_points"], lambda v: v > 0, "> 0"),
+        ("optim.iterations", config["optim"]["iterations"], lambda v: v > 0, "> 0"),
+        ("optim.lr", config["optim"]["lr"], lambda v: v > 0, "> 0"),
+        ("log_every", config["log_every"], lambda v: v > 0, "> 0"),
+        (
+            "model.parameterization",
+            config["model"]["parameterization"],
+            lambda v: v in gaussians.PARAMETERIZATIONS,
+            f"one of {gaussians.PARAMETERIZATIONS}",
+        ),
+    ]
+    for key, value, ok, expected in checks:
+        if not ok(value):
+            raise Gauss2dError(f"config {key}={value!r} is invalid: expected {expected}")
+
+
+def init_state(params: gaussians.Params, optimizer: optax.GradientTransformation) -> TrainState:
+    """A fresh train state around ``params``."""
+    return TrainState(
+        params=params,
+        opt_state=optimizer.init(params),
+        step=jnp.zeros((), jnp.int32),
+        capacity_overflow=jnp.zeros((), bool),
+        nonfinite=jnp.zeros((), bool),
+        max_pairs=jnp.zeros((), jnp.int32),
+    )
+
+
+def needed_capacity(params: gaussians.Params, height: int, width: int) -> int:
+    """Pair-buffer capacity bucket for the current Gaussians."""
+    proj = gaussians.project(params, height, width)
+    return tiling.capacity_bucket(int(jax.device_get(tiling.count_pairs(*proj, height, width))))
+
+
+def make_train_step(
+    config: Mapping,
+    optimizer: optax.GradientTransformation,
+    height: int,
+    width: int,
+    capacity: int,
+) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array | None], tuple[TrainState, dict]]:
+    """One optimisation step: (state, target [H,W,3], total_steps, mask) -> (state, metrics)."""
+    loss_fn = losses.make_loss(dict(config["loss"]))
+    backend = config["render"]["backend"]
+
+    def objective(params, target, mask):
+        proj = gaussians.project(params, height, width)
+        image, stats = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
+        image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
+        loss, _ = loss_fn(image, target, mask)
+        mse = losses.l2(image, target, mask)
+        return loss, (stats, mse)
+
+    def step(state: TrainState, target, total_steps, mask=None):
+        (loss, (stats, mse)), grads = jax.value_and_grad(objective, has_aux=True)(state.params, target, mask)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(loss) & jnp.all(
+            jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)])
+        )
+        # Steps past the target count (the tail of the last chunk), after a
+        # NaN/Inf, or on a truncated (overflowed) render change nothing.
+        active = (state.step < total_steps) & ~state.nonfinite
+        apply = active & finite & ~stats.overflow
+        keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(apply, n, o), new, old)  # noqa: E731
+        new_state = TrainState(
+            params=keep(params, state.params),
+            opt_state=keep(opt_state, state.opt_state),
+            step=state.step + active.astype(jnp.int32),
+            capacity_overflow=state.capacity_overflow | (active & stats.overflow),
+            nonfinite=state.nonfinite | (active & ~finite),
+            max_pairs=jnp.maximum(state.max_pairs, stats.num_pairs),
+        )
+        psnr = -10.0 * jnp.log10(jnp.maximum(mse, 1e-20))
+        return new_state, {"loss": loss, "psnr": psnr, "active": active}
+
+    return step
+
+
+def make_chunk(step_fn, length: int):
+    """``length`` steps under lax.scan, jitted with the state donated."""
+
+    def chunk(state, target, total_steps, mask=None):
+        logging.info("compiling a training chunk of %d steps", length)  # fires only on (re)trace
+        return jax.lax.scan(lambda s, _: step_fn(s, target, total_steps, mask), state, None, length=length)
+
+    return jax.jit(chunk, donate_argnums=0)
+
+
+def initial_params(config: Mapping, target: np.ndarray, key: jax.Array) -> gaussians.Params:
+    """Initial Gaussians as ``config.model.init`` says (see gauss2d.init)."""
+    return init_lib.initialize(key, jnp.asarray(target), config["model"])
+
+
+def fit_image(
+    target: np.ndarray,  # [H, W, 3] float in [0, 1]
+    config: Mapping,
+    key: jax.Array,
+    *,
+    state: TrainState | None = None,
+    on_chunk: Callable[[TrainState, dict], Any] | None = None,
+) -> FitResult:
+    """Fits ``config.model.num_points`` Gaussians to one image.
+
+    Args:
+      target: the image, [H, W, 3] in [0, 1].
+      config: the full config (sections model, optim, loss, render; log_every).
+      key: PRNG key for the initialisation (same key -> same result).
+      state: resume from this state instead of initialising (e.g. a checkpoint).
+      on_chunk: called after every chunk with (state, info); info holds step,
+        loss, psnr, steps_per_second, eta_seconds. Use it for progress and
+        checkpoints. Returning the string "stop" ends the fit early.
+
+    Returns:
+      A ``FitResult``.
+
+    Raises:
+      Gauss2dError: invalid config values.
+    """
+    validate_config(config)
+    target = jnp.asarray(target, jnp.float32)
+    height, width = target.shape[:2]
+    iterations = int(config["optim"]["iterations"])
+    log_every = int(min(config["log_every"], iterations))
+    if state is None:
+        params = initial_params(config, target, key)
+        optimizer = optim.make_optimizer(config["optim"], params)
+        state = init_state(params, optimizer)
+    else:
+        optimizer = optim.make_optimizer(config["optim"], state.params)
+    capacity = needed_capacity(state.params, height, width)
+    chunk = make_chunk(make_train_step(config, optimizer, height, width, capacity), log_every)
+    total = jnp.asarray(iterations, jnp.int32)
+    history = {"step": [], "loss": [], "psnr": []}
+    stopped = None
+    start = time.perf_counter()
+    step = int(state.step)
+    start_step = step
+    while step < iterations:
+        before = jax.tree_util.tree_map(jnp.copy, state)  # the chunk donates ``state``
+        t0 = time.perf_counter()
+        state, metrics = chunk(state, target, total)
+        if bool(state.capacity_overflow):
+            capacity = tiling.capacity_bucket(int(state.max_pairs))
+            logging.info("pair buffer overflow at step ~%d: capacity -> %d, re-running chunk", step, capacity)
+            chunk = make_chunk(make_train_step(config, optimizer, height, width, capacity), log_every)
+            state = before._replace(max_pairs=state.max_pairs)
+            continue
+        metrics = jax.device_get(metrics)
+        active = metrics["active"].astype(bool)
+        history["step"].append(np.arange(step + 1, step + 1 + int(active.sum())))
+        history["loss"].append(metrics["loss"][active])
+        history["psnr"].append(metrics["psnr"][active])
+        new_step = int(state.step)
+        if bool(state.nonfinite):
+            stopped = (
+                f"non-finite loss or gradient at step {new_step + 1}: stopped, keeping the "
+                f"parameters of step {new_step} (try a lower optim.lr)"
+            )
+            logging.error(stopped)
+            break
+        elapsed = time.perf_counter() - t0
+        rate = (new_step - step) / max(elapsed, 1e-9)
+        step = new_step
+        if on_chunk is not None:
+            info = {
+                "step": step,
+                "iterations": iterations,
+                "loss": float(history["loss"][-1][-1]),
+                "psnr": float(history["psnr"][-1][-1]),
+                "steps_per_second": rate,
+                "eta_seconds": (iterations - step) / max(rate, 1e-9),
+                "elapsed_seconds": time.perf_counter() - start,
+                "start_step": start_step,
+            }
+            if on_chunk(state, info) == "stop":
+                stopped = f"stopped by the caller at step {step}"
+                break
+    history = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in history.items()}
+    return FitResult(state.params, state, history, time.perf_counter() - start, capacity, stopped)
