@@ -24,7 +24,7 @@ from absl import logging
 from gauss2d import gaussians, losses, optim
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import render_with_stats, tiling
+from gauss2d.render import pair_capacity, render_with_stats, tiling
 
 
 class TrainState(NamedTuple):
@@ -81,10 +81,9 @@ def init_state(params: gaussians.Params, optimizer: optax.GradientTransformation
     )
 
 
-def needed_capacity(params: gaussians.Params, height: int, width: int) -> int:
+def needed_capacity(params: gaussians.Params, height: int, width: int, backend: str) -> int:
     """Pair-buffer capacity bucket for the current Gaussians."""
-    proj = gaussians.project(params, height, width)
-    return tiling.capacity_bucket(int(jax.device_get(tiling.count_pairs(*proj, height, width))))
+    return pair_capacity(*gaussians.project(params, height, width), height, width, backend=backend)
 
 
 def make_train_step(
@@ -183,7 +182,7 @@ def fit_image(
         state = init_state(params, optimizer)
     else:
         optimizer = optim.make_optimizer(config["optim"], state.params)
-    capacity = needed_capacity(state.params, height, width)
+    capacity = needed_capacity(state.params, height, width, config["render"]["backend"])
     chunk = make_chunk(make_train_step(config, optimizer, height, width, capacity), log_every)
     total = jnp.asarray(iterations, jnp.int32)
     history = {"step": [], "loss": [], "psnr": []}

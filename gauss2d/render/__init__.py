@@ -14,7 +14,8 @@ import jax.numpy as jnp
 
 from gauss2d.render.common import check_inputs
 from gauss2d.render.reference import render_reference
-from gauss2d.render.xla import RenderStats, render_tiled, render_xla
+from gauss2d.render import tiling
+from gauss2d.render.xla import XLA_TILE, RenderStats, render_tiled, render_xla
 
 __all__ = [
     "BACKENDS",
@@ -24,6 +25,7 @@ __all__ = [
     "render",
     "render_tiled",
     "render_with_stats",
+    "pair_capacity",
 ]
 
 BACKENDS: dict[str, Callable[..., jax.Array]] = {
@@ -32,19 +34,26 @@ BACKENDS: dict[str, Callable[..., jax.Array]] = {
 }
 
 
+# Tile side of each tiled backend: pair counts (and so capacities) depend on it.
+TILE_SIZES: dict[str, int] = {"xla": XLA_TILE}
+
 # Backends with a managed pair capacity, for training: (means, conics, colors,
 # height, width, *, capacity) -> (image, RenderStats).
 TILED_BACKENDS: dict[str, Callable[..., tuple[jax.Array, RenderStats]]] = {"xla": render_tiled}
 
 
-def register_backend(name: str, fn: Callable[..., jax.Array], tiled: Callable | None = None) -> None:
+def register_backend(
+    name: str, fn: Callable[..., jax.Array], tiled: Callable | None = None, tile: int | None = None
+) -> None:
     """Adds a backend with the signature (means, conics, colors, height, width, **options).
 
-    ``tiled``, if given, is its capacity-managed form (see ``render_with_stats``).
+    ``tiled``, if given, is its capacity-managed form (see ``render_with_stats``)
+    and ``tile`` its tile side.
     """
     BACKENDS[name] = fn
     if tiled is not None:
         TILED_BACKENDS[name] = tiled
+        TILE_SIZES[name] = tile or tiling.TILE
 
 
 def _lookup(backend: str, registry: dict | None = None) -> Callable:
@@ -112,3 +121,12 @@ def render_with_stats(
         return image, RenderStats(jnp.zeros((), jnp.int32), jnp.zeros((), bool))
     _lookup(backend)  # imports lazily registered backends
     return _lookup(backend, TILED_BACKENDS)(means, conics, colors, height, width, capacity=capacity)
+
+
+def pair_capacity(means, conics, colors, height: int, width: int, *, backend: str) -> int:
+    """The capacity bucket that ``backend`` needs for these (concrete) Gaussians."""
+    if backend == "reference":
+        return 0
+    _lookup(backend)
+    tile = TILE_SIZES[backend]
+    return tiling.capacity_bucket(int(jax.device_get(tiling.count_pairs(means, conics, colors, height, width, tile))))
