@@ -120,13 +120,13 @@ def make_train_step(
         new_state = TrainState(
             params=keep(params, state.params),
             opt_state=keep(opt_state, state.opt_state),
-            step=state.step + active.astype(jnp.int32),
+            step=state.step + apply.astype(jnp.int32),  # counts applied steps only
             capacity_overflow=state.capacity_overflow | (active & stats.overflow),
             nonfinite=state.nonfinite | (active & ~finite),
             max_pairs=jnp.maximum(state.max_pairs, stats.num_pairs),
         )
         psnr = -10.0 * jnp.log10(jnp.maximum(mse, 1e-20))
-        return new_state, {"loss": loss, "psnr": psnr, "active": active}
+        return new_state, {"loss": loss, "psnr": psnr, "active": apply}
 
     return step
 

@@ -5,12 +5,20 @@
 * ``content``: covers the image from step 0 (after Image-GS, SIGGRAPH
   2025): means sampled from a mix of image-gradient magnitude and uniform
   density; each Gaussian's size from the local density of means; colour
-  from the target at the mean, divided by the expected overlap so the first
-  render is close to the image.
+  from the target at the mean, divided by the expected overlap, then
+  refined by a few steps of a linear least-squares solve against the actual
+  render (the render is linear in the colours), so the first render is
+  already close to the image.
+
+Everything here is pure and takes an explicit key. ``init_content`` is
+jittable (static ``num_points`` and settings); called eagerly it sizes the
+renderer's pair buffer from the actual Gaussians, under a trace it falls
+back to the xla backend's guessed buffer (correct, slower). See docs/init.md.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 
@@ -19,8 +27,33 @@ import jax.numpy as jnp
 
 from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
+from gauss2d.render import pair_capacity, render_tiled
+from gauss2d.render.xla import render_xla
 
 INITIALIZERS = ("random", "content")
+
+# Defaults of the content initialiser (config.model.init_*; see configs/base.py).
+GRADIENT_FRACTION = 0.7  # Image-GS: 70% of the means follow |grad|, 30% uniform
+SIZE_FACTOR = 0.7  # sigma / local mean spacing: ~3 Gaussians overlap each pixel, no holes
+COLOR_ITERATIONS = 10  # least-squares colour steps (each one render + one transpose)
+# A Gaussian's weight is cut off below 1/255 (DESIGN.md sec. 2); smaller
+# ones would fall between pixel centres and receive no gradient.
+MIN_SIGMA = 0.5  # px
+
+
+def box_blur(image: jax.Array, radius: int) -> jax.Array:
+    """Mean over a (2 radius + 1)^2 window, edges replicated: [H, W, ...] -> same."""
+    if radius <= 0:
+        return image
+    k = 2 * radius + 1
+    pad = [(radius, radius), (radius, radius)] + [(0, 0)] * (image.ndim - 2)
+    padded = jnp.pad(image, pad, mode="edge")
+    # Separable running sums via cumsum: O(HW) whatever the radius.
+    c = jnp.cumsum(padded, axis=0)
+    c = jnp.concatenate([c[k - 1 : k], c[k:] - c[:-k]], axis=0)
+    c = jnp.cumsum(c, axis=1)
+    c = jnp.concatenate([c[:, k - 1 : k], c[:, k:] - c[:, :-k]], axis=1)
+    return c / (k * k)
 
 
 def gradient_magnitude(image: jax.Array) -> jax.Array:
@@ -32,13 +65,170 @@ def gradient_magnitude(image: jax.Array) -> jax.Array:
     return jnp.sqrt(gx * gx + gy * gy)
 
 
-def sampling_density(image: jax.Array, gradient_fraction: float) -> jax.Array:
-    """Per-pixel probability [H, W]: gradient_fraction of the mass follows |grad|."""
-    h, w = image.shape[:2]
-    grad = gradient_magnitude(image)
-    total = jnp.sum(grad)
-    grad_p = jnp.where(total > 0, grad / jnp.maximum(total, 1e-12), 1.0 / (h * w))
-    return gradient_fraction * grad_p + (1.0 - gradient_fraction) / (h * w)
+def mixed_density(weight: jax.Array, weighted_fraction: float) -> jax.Array:
+    """Per-pixel probability [H, W]: ``weighted_fraction`` of the mass follows ``weight`` [H, W] >= 0.
+
+    The rest is uniform, so flat regions still get Gaussians. An all-zero
+    ``weight`` gives the uniform density.
+    """
+    h, w = weight.shape
+    total = jnp.sum(weight)
+    p = jnp.where(total > 0, weight / jnp.maximum(total, 1e-30), 1.0 / (h * w))
+    return weighted_fraction * p + (1.0 - weighted_fraction) / (h * w)
+
+
+def sampling_density(image: jax.Array, gradient_fraction: float, blur_radius: int = 1) -> jax.Array:
+    """Per-pixel probability [H, W]: ``gradient_fraction`` of the mass follows |grad|.
+
+    |grad| is box-blurred first: a one-pixel edge then attracts means to
+    both of its sides, and the density (hence each Gaussian's size) varies
+    smoothly instead of from pixel to pixel.
+    """
+    return mixed_density(box_blur(gradient_magnitude(image), blur_radius), gradient_fraction)
+
+
+def sample_means(key: jax.Array, density: jax.Array, num_points: int) -> tuple[jax.Array, jax.Array]:
+    """Draws ``num_points`` means from a pixel density [H, W] (sums to 1).
+
+    Pixels are drawn without replacement while N <= H W (Gumbel top-k), so
+    no two means share a pixel; each mean is uniform within its pixel.
+
+    Returns:
+      ``(means [N, 2] px (x, y), flat pixel indices [N] int32)``.
+    """
+    h, w = density.shape
+    k_pix, k_jit = jax.random.split(key)
+    flat = jax.random.choice(k_pix, h * w, (num_points,), replace=num_points > h * w, p=density.reshape(-1))
+    rows, cols = flat // w, flat % w
+    means = jnp.stack([cols, rows], axis=-1).astype(jnp.float32) + jax.random.uniform(k_jit, (num_points, 2))
+    return means, flat.astype(jnp.int32)
+
+
+def sigma_from_density(density_at_means: jax.Array, num_points: int, size_factor: float, max_sigma: float):
+    """Isotropic sigma [N] px from the expected means per pixel at each mean.
+
+    N p means per pixel puts neighbours 1 / sqrt(N p) px apart; the density
+    is capped at one mean per pixel (sampling is without replacement).
+    """
+    per_pixel = jnp.clip(num_points * density_at_means, 1e-12, 1.0)
+    return jnp.clip(size_factor / jnp.sqrt(per_pixel), MIN_SIGMA, max_sigma)
+
+
+def raw_from_isotropic(
+    means: jax.Array,  # [N, 2] px
+    sigma: jax.Array,  # [N] px
+    colors: jax.Array,  # [N, 3]
+    height: int,
+    width: int,
+    parameterization: str,
+) -> gaussians.Params:
+    """Raw parameters of isotropic Gaussians (inverse of ``gaussians.project``).
+
+    Raises:
+      Gauss2dError: unknown parameterisation.
+    """
+    xy = gaussians.raw_from_means(means, height, width)
+    if parameterization == "cholesky":
+        offset = jnp.asarray(gaussians.CHOLESKY_OFFSET, sigma.dtype)
+        chol = jnp.stack([sigma, jnp.zeros_like(sigma), sigma], axis=-1) - offset
+        return gaussians.CholeskyParams(xy, chol, colors)
+    if parameterization == "rs":
+        scale = jnp.stack([sigma, sigma], axis=-1) - gaussians.SCALE_OFFSET
+        return gaussians.RSParams(xy, scale, jnp.zeros_like(sigma)[:, None], colors)
+    raise Gauss2dError(f"unknown parameterization {parameterization!r}; expected one of {gaussians.PARAMETERIZATIONS}")
+
+
+def concrete_capacity(means, conics, height: int, width: int) -> int | None:
+    """xla pair-buffer capacity for concrete Gaussians; None under a trace."""
+    if isinstance(means, jax.core.Tracer) or isinstance(conics, jax.core.Tracer):
+        return None
+    return pair_capacity(means, conics, jnp.zeros_like(means[:, :1]).repeat(3, 1), height, width, backend="xla")
+
+
+def solve_colors(
+    means: jax.Array,  # [N, 2] px
+    conics: jax.Array,  # [N, 3]
+    colors: jax.Array,  # [N, 3] starting point
+    target: jax.Array,  # [H, W, 3]
+    *,
+    iterations: int,
+    free: jax.Array | None = None,  # [N] bool, colours allowed to change; None = all
+    capacity: int | None = None,
+) -> jax.Array:  # [N, 3]
+    """Least-squares colours for fixed geometry: min ||render(colors) - target||^2.
+
+    The render is linear in the colours, so this is a linear least-squares
+    problem: ``iterations`` steps of CGLS (conjugate gradients on the normal
+    equations), Jacobi-preconditioned by sum_p w_n(p)^2 (heavily overlapped
+    and tiny Gaussians would otherwise converge at very different rates).
+    A few steps from a good start act as regularisation: they fix the
+    overall brightness and the low frequencies without driving overlapping
+    Gaussians to large opposite colours. The loss clamps the render to
+    [0, 1]; the solve ignores the clamp (targets lie inside it).
+
+    Args:
+      means, conics: the fixed geometry (projected form).
+      colors: initial colours; rows outside ``free`` are kept.
+      target: the image to match (e.g. the target, or the residual).
+      iterations: CGLS steps (static); 0 returns ``colors``.
+      free: which Gaussians' colours to solve for.
+      capacity: xla pair-buffer capacity (static). None: from the actual
+        Gaussians when concrete, else the xla backend's guess with its dense
+        fallback (correct under jit, slower).
+
+    Returns:
+      The refined colours [N, 3].
+    """
+    if iterations <= 0:
+        return colors
+    if capacity is None:
+        capacity = concrete_capacity(means, conics, target.shape[0], target.shape[1])
+    return _solve_colors(means, conics, colors, target, free, iterations=iterations, capacity=capacity)
+
+
+@functools.partial(jax.jit, static_argnames=("iterations", "capacity"))
+def _solve_colors(means, conics, colors, target, free, *, iterations: int, capacity: int | None):
+    """``solve_colors`` once the capacity is fixed (one compilation per shape)."""
+    height, width = target.shape[:2]
+    mask = jnp.ones(means.shape[:1], bool) if free is None else free
+    mask = mask[:, None].astype(colors.dtype)  # [N, 1]
+
+    def forward(c, q=conics):  # [N, 3] -> [H, W, 3], linear in c
+        if capacity is None:
+            return render_xla(means, q, c, height, width)
+        return render_tiled(means, q, c, height, width, capacity=capacity)[0]
+
+    _, transpose = jax.vjp(forward, colors)
+    adjoint = lambda r: transpose(r)[0] * mask  # noqa: E731  [H, W, 3] -> [N, 3]
+    # sum_p w_n(p)^2 = sum_p exp(-2 s_n(p)): the column sums of the render
+    # with doubled conics (its cut-off drops terms below 255^-2).
+    _, t2 = jax.vjp(lambda c: forward(c, 2.0 * conics), colors)
+    diag = t2(jnp.ones_like(target))[0]  # [N, 3]
+    inv_diag = mask / jnp.maximum(diag, 1e-6)
+
+    def dot(a, b):  # per-channel inner product over all but the last axis
+        return jnp.sum(a * b, axis=tuple(range(a.ndim - 1)))
+
+    x = colors
+    r = target - forward(x)
+    s = adjoint(r)
+    z = inv_diag * s
+    gamma = dot(s, z)
+
+    def body(_, carry):
+        x, r, p, gamma = carry
+        q = forward(p)
+        alpha = gamma / jnp.maximum(dot(q, q), 1e-30)
+        x = x + alpha * p
+        r = r - alpha * q
+        s = adjoint(r)
+        z = inv_diag * s
+        gamma_new = dot(s, z)
+        p = z + (gamma_new / jnp.maximum(gamma, 1e-30)) * p
+        return x, r, p, gamma_new
+
+    x, *_ = jax.lax.fori_loop(0, iterations, body, (x, r, z, gamma))
+    return x
 
 
 def init_content(
@@ -47,51 +237,56 @@ def init_content(
     num_points: int,
     parameterization: str = "cholesky",
     *,
-    gradient_fraction: float = 0.7,
-    size_factor: float = 0.7,
+    gradient_fraction: float = GRADIENT_FRACTION,
+    size_factor: float = SIZE_FACTOR,
+    color_iterations: int = COLOR_ITERATIONS,
 ) -> gaussians.Params:
-    """Content-aware initialisation (pure, jittable for static shapes).
+    """Content-aware initialisation (pure; jittable for static arguments).
 
     Args:
       key: PRNG key.
       target: the image the Gaussians will fit.
       num_points: N.
       parameterization: "cholesky" or "rs".
-      gradient_fraction: share of means sampled by gradient magnitude (the
-        rest uniformly).
+      gradient_fraction: share of means sampled by (blurred) gradient
+        magnitude; the rest uniformly.
       size_factor: Gaussian sigma as a multiple of the local mean spacing
-        1 / sqrt(N p) (p = sampling density per pixel): ~0.7 overlaps
-        neighbours enough to leave no holes.
+        1 / sqrt(N p) (p = sampling density per pixel).
+      color_iterations: least-squares colour steps after the analytic start
+        (``solve_colors``); 0 keeps target / expected overlap.
 
     Returns:
       Raw parameters of the requested parameterisation.
+
+    Raises:
+      Gauss2dError: unknown parameterisation or bad ``num_points``.
     """
+    if num_points <= 0:
+        raise Gauss2dError(f"{num_points=} must be > 0")
+    target = jnp.asarray(target, jnp.float32)
     h, w = target.shape[:2]
-    k_pix, k_jit = jax.random.split(key)
     density = sampling_density(target, gradient_fraction)  # [H, W]
-    flat = jax.random.choice(k_pix, h * w, (num_points,), p=density.reshape(-1))
-    rows, cols = flat // w, flat % w
-    jitter = jax.random.uniform(k_jit, (num_points, 2))
-    means = jnp.stack([cols, rows], axis=-1).astype(jnp.float32) + jitter
-    spacing = 1.0 / jnp.sqrt(num_points * density[rows, cols])  # px between neighbours
-    sigma = jnp.clip(size_factor * spacing, 0.3, 0.25 * max(h, w))
-    # A Gaussian of peak 1 integrates to 2 pi sigma^2; with 1 / spacing^2
-    # Gaussians per pixel each pixel sums ~2 pi size_factor^2 of them.
-    overlap = 2.0 * math.pi * size_factor**2
-    color = target[rows, cols] / overlap
-    xy = gaussians.raw_from_means(means, h, w)
-    if parameterization == "cholesky":
-        offset = jnp.asarray(gaussians.CHOLESKY_OFFSET)
-        chol = jnp.stack([sigma, jnp.zeros_like(sigma), sigma], axis=-1) - offset
-        return gaussians.CholeskyParams(xy, chol, color)
-    if parameterization == "rs":
-        scale = jnp.stack([sigma, sigma], axis=-1) - gaussians.SCALE_OFFSET
-        return gaussians.RSParams(xy, scale, jnp.zeros((num_points, 1)), color)
-    raise Gauss2dError(f"unknown parameterization {parameterization!r}")
+    means, flat = sample_means(key, density, num_points)
+    sigma = sigma_from_density(density.reshape(-1)[flat], num_points, size_factor, 0.25 * max(h, w))
+    # Peak-1 Gaussians at 1 / spacing^2 per pixel overlap each pixel
+    # ~2 pi size_factor^2 times (less near the image border, which the
+    # least-squares step corrects).
+    overlap = max(2.0 * math.pi * size_factor**2, 1.0)
+    colors = target.reshape(-1, 3)[flat] / overlap
+    params = raw_from_isotropic(means, sigma, colors, h, w, parameterization)
+    if color_iterations > 0:
+        proj = gaussians.project(params, h, w)
+        colors = solve_colors(proj.means, proj.conics, colors, target, iterations=color_iterations)
+        params = params._replace(color=colors)
+    return params
 
 
 def initialize(key: jax.Array, target: jax.Array, model_cfg: Mapping) -> gaussians.Params:
     """Initial raw parameters for ``target`` [H, W, 3] as the model config says.
+
+    Reads ``init``, ``num_points``, ``parameterization`` and, for
+    ``content``, the optional ``init_gradient_fraction``,
+    ``init_size_factor`` and ``init_color_iterations``.
 
     Raises:
       Gauss2dError: unknown ``model.init`` or bad ``num_points``.
@@ -103,5 +298,14 @@ def initialize(key: jax.Array, target: jax.Array, model_cfg: Mapping) -> gaussia
     if name == "random":
         return gaussians.init_random(key, num_points, model_cfg["parameterization"])
     if name == "content":
-        return init_content(key, target, num_points, model_cfg["parameterization"])
+        get = lambda k, default: model_cfg[k] if k in model_cfg else default  # noqa: E731
+        return init_content(
+            key,
+            target,
+            num_points,
+            model_cfg["parameterization"],
+            gradient_fraction=float(get("init_gradient_fraction", GRADIENT_FRACTION)),
+            size_factor=float(get("init_size_factor", SIZE_FACTOR)),
+            color_iterations=int(get("init_color_iterations", COLOR_ITERATIONS)),
+        )
     raise Gauss2dError(f"unknown config model.init={name!r}; expected one of {INITIALIZERS}")

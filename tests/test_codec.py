@@ -30,7 +30,7 @@ def _params(n=200, seed=0, h=H, w=W):
 
 
 def _assert_bit_equal(a, b):
-    for name, x, y in zip(CholeskyParams._fields, a, b):
+    for name, x, y in zip(CholeskyParams._fields, a, b, strict=True):
         x, y = np.asarray(x), np.asarray(y)
         assert x.dtype == y.dtype == np.float32 and x.shape == y.shape, name
         np.testing.assert_array_equal(x.view(np.uint32), y.view(np.uint32), err_msg=name)

@@ -126,7 +126,7 @@ def test_symbols_section_round_trip_and_errors():
     streams = [(rng.integers(0, 64, 300), 64), (rng.integers(0, 8, 300), 8)]
     data = E.symbols_section(streams)
     out = E.read_symbols_section(data, 300, [64, 8], "t")
-    for (s, _), o in zip(streams, out):
+    for (s, _), o in zip(streams, out, strict=True):
         np.testing.assert_array_equal(s, o)
     with pytest.raises(CodecError, match="unread bytes"):
         E.read_symbols_section(data + b"\x00", 300, [64, 8], "t")
@@ -161,7 +161,9 @@ def test_position_set_coding_saves_log2_n_factorial():
     data = E.encode_positions(keys, cells)
     decoded = E.decode_positions(data, n, cells)
     # The decoded set equals the quantised set (as a multiset of (gx, gy)).
-    assert sorted(zip(decoded % gw, decoded // gw)) == sorted(zip(gx.tolist(), gy.tolist()))
+    assert sorted(zip(decoded % gw, decoded // gw, strict=True)) == sorted(
+        zip(gx.tolist(), gy.tolist(), strict=True)
+    )
     fixed = math.log2(cells)  # ideal fixed-length bits per position, 24.6
     saving = math.lgamma(n + 1) / math.log(2) / n  # log2(N!) / N, 9.5
     rate = 8 * len(data) / n

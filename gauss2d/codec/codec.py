@@ -330,7 +330,7 @@ def bits_by_attribute(data: bytes) -> dict[str, int]:
     spans = bitstream.split_file(data)
     frame = 9  # id, length, crc32
     out = {"header": 8 * (5 + frame + spans[0][1] - spans[0][0])}
-    for name, (start, end) in zip(bitstream.SECTION_NAMES[1:], spans[1:]):
+    for name, (start, end) in zip(bitstream.SECTION_NAMES[1:], spans[1:], strict=True):
         out[name] = 8 * (frame + end - start)
     out["total"] = 8 * len(data)
     return out

@@ -1,0 +1,109 @@
+"""Encode an image to a gauss2d file (fit, quantisation-aware fine-tuning, entropy coding), or decode one.
+
+    python -m experiments.codec encode INPUT.png OUTPUT.g2d
+    python -m experiments.codec decode INPUT.g2d OUTPUT.png
+    python -m experiments.codec encode photo.png photo.g2d --config.model.num_points=5000 \\
+        --config.codec.qat_steps=2000 --config.codec.mode=gaussianimage
+    python -m experiments.codec encode photo.png photo.g2d --params=runs/photos/photo/params.npz
+
+``--config`` (default configs/codec.py) takes the keys of experiments.fit plus
+the codec section (codec.mode, codec.qat_steps, codec.chol_bits, ...). The
+image is fitted at ``data.downscale``, so the file decodes to that size.
+Neither command replaces an existing OUTPUT unless --overwrite; outputs are
+written atomically. Errors print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from gauss2d import checkpoint, data, pipeline
+from gauss2d.codec import compress
+from gauss2d.errors import Gauss2dError
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/codec.py", "Config file.", lock_config=True)
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace OUTPUT if it exists.")
+_PARAMS = flags.DEFINE_string(
+    "params", None, "encode: fitted Gaussians (a params.npz of experiments.fit) instead of fitting INPUT."
+)
+_RESULTS = flags.DEFINE_string("results", None, "encode: also write the measurements to this JSON file.")
+
+COMMANDS = ("encode", "decode")
+
+
+def check_output(path: pathlib.Path, overwrite: bool) -> None:
+    """Refuses to replace an existing file (or to write over a folder)."""
+    if path.is_dir():
+        raise Gauss2dError(f"output '{path}' is a directory, expected a file path")
+    if path.exists() and not overwrite:
+        raise Gauss2dError(f"output '{path}' exists; pass --overwrite to replace it")
+
+
+def read_file(path: pathlib.Path) -> bytes:
+    """The bytes of an input file, or a Gauss2dError naming it."""
+    if not path.is_file():
+        reason = "it is a directory" if path.is_dir() else "no such file"
+        raise Gauss2dError(f"cannot read '{path}': {reason}")
+    return path.read_bytes()
+
+
+def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite: bool) -> None:
+    check_output(output, overwrite)  # before minutes of fitting, not after
+    target = pipeline.load_target(source, config)
+    params = checkpoint.load_params_npz(_PARAMS.value) if _PARAMS.value else None
+
+    def progress(stage: str, info) -> None:
+        pipeline.Progress(f"[{source.name}] {stage}")(info)
+
+    result = compress.compress_image(
+        target, config, jax.random.key(int(config["seed"])), params=params, progress=progress
+    )
+    check_output(output, overwrite)  # it may have appeared meanwhile
+    with checkpoint.atomic_write(output) as f:
+        f.write(result.data)
+    s = result.summary
+    gi = s["gaussianimage"]
+    print(
+        f"wrote {output}: {s['bytes']} bytes, {s['bpp']:.4f} bpp, {s['num_gaussians']} Gaussians, "
+        f"decoded psnr {s['psnr']:.2f} dB ({s['mode']} mode; gaussianimage mode: {gi['bytes']} bytes, "
+        f"{gi['psnr']:.2f} dB)",
+        flush=True,
+    )
+    if _RESULTS.value:
+        pipeline.write_json(pathlib.Path(_RESULTS.value), {"input": str(source), "output": str(output), **s})
+
+
+def decode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite: bool) -> None:
+    check_output(output, overwrite)
+    image, seconds = compress.decode_and_render(read_file(source), config["render"]["backend"])
+    data.save_image(output, image)
+    height, width = image.shape[:2]
+    print(f"wrote {output}: {width}x{height}, decoded and rendered in {seconds:.2f} s", flush=True)
+
+
+def main(argv):
+    args = argv[1:]
+    if len(args) != 3 or args[0] not in COMMANDS:
+        raise app.UsageError(f"expected 'encode INPUT OUTPUT' or 'decode INPUT OUTPUT', got {args}")
+    command, source, output = args[0], pathlib.Path(args[1]), pathlib.Path(args[2])
+    config = _CONFIG.value
+    logging.info("config:\n%s", config)
+    logging.info("devices: %s", jax.devices())
+    run = encode_command if command == "encode" else decode_command
+    try:
+        run(source, output, config, _OVERWRITE.value)
+    except (Gauss2dError, OSError) as err:  # CodecError is a Gauss2dError; OSError: unwritable output
+        message = " ".join(str(err).split())  # one line, whatever the message holds
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,162 @@
+"""Fit, fine-tune, encode, decode, measure: the library call behind the codec binaries.
+
+``compress_image`` is what ``experiments.codec encode`` and
+``experiments.compress`` run for one image. Every figure it reports is
+measured from the bytes of the file and from what the decoder renders from
+them (DESIGN.md section 5): ``bpp = 8 * len(file) / (H * W)``, header
+included; PSNR and MS-SSIM of the decoded render.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gauss2d import fit, gaussians, metrics
+from gauss2d.codec import qat
+from gauss2d.codec.codec import CodecState, bits_by_attribute, decode, encode
+from gauss2d.errors import Gauss2dError
+
+# Receives (stage, info) after every training chunk; stage is "fit" or "qat",
+# info as in fit.fit_image's on_chunk (step, iterations, loss, psnr, ...).
+ProgressFn = Callable[[str, Mapping[str, Any]], None]
+
+
+def decode_and_render(data: bytes, backend: str = "xla") -> tuple[jax.Array, float]:
+    """Parses, entropy-decodes and renders a file.
+
+    Returns:
+      (clamped image [H, W, 3], seconds for parse + decode + render).
+
+    Raises:
+      CodecError: a file that cannot be decoded.
+    """
+    t0 = time.perf_counter()
+    decoded = decode(data)
+    image = qat.render_params(decoded.params, decoded.height, decoded.width, backend)
+    image = jax.block_until_ready(image)
+    return image, time.perf_counter() - t0
+
+
+def file_summary(data: bytes, target: np.ndarray, backend: str = "xla") -> dict[str, Any]:
+    """Size, rate and quality of a file, measured from what its decoder renders.
+
+    Args:
+      data: a gauss2d file.
+      target: [H, W, 3] the original image.
+      backend: render backend of the decoder.
+
+    Returns:
+      bytes, bpp (header included), psnr, ms_ssim (None for small images),
+      decode_seconds (a warm decode: parse + entropy decode + render),
+      decode_seconds_cold (the first, compilation included), bits (by
+      section, each with its 9-byte frame; "header" holds magic, version,
+      settings, LSQ parameters and codebooks) and bits_per_gaussian (the same / N).
+    """
+    image, cold = decode_and_render(data, backend)
+    image, warm = decode_and_render(data, backend)
+    height, width = image.shape[:2]
+    target = jnp.asarray(target, jnp.float32)
+    bits = bits_by_attribute(data)
+    n = int(decode(data).params.xy.shape[0])
+    return {
+        "bytes": len(data),
+        "bpp": 8.0 * len(data) / (height * width),
+        "psnr": float(metrics.psnr(image, target)),
+        "ms_ssim": metrics.ms_ssim_or_none(image, target),
+        "decode_seconds": warm,
+        "decode_seconds_cold": cold,
+        "bits": bits,
+        "bits_per_gaussian": {k: v / n for k, v in bits.items()},
+    }
+
+
+@dataclasses.dataclass
+class CompressResult:
+    """What ``compress_image`` returns: the file and its measurements."""
+
+    data: bytes  # the encoded file, in codec.mode
+    params: gaussians.CholeskyParams  # the fine-tuned continuous Gaussians
+    codec_state: CodecState  # the fine-tuned quantiser state the file stores
+    summary: dict[str, Any]  # JSON-able; see compress_image
+
+
+def compress_image(
+    target: np.ndarray,  # [H, W, 3] float in [0, 1]
+    config: Mapping,
+    key: jax.Array,
+    *,
+    params: gaussians.Params | None = None,
+    fit_fn: Callable[..., fit.FitResult] = fit.fit_image,
+    progress: ProgressFn | None = None,
+) -> CompressResult:
+    """Fits (unless ``params`` is given), fine-tunes with quantisation, encodes, decodes, measures.
+
+    Args:
+      target: the image.
+      config: the full config: ``fit.fit_image``'s sections plus ``codec``.
+      key: PRNG key; the fit uses it as ``experiments.fit`` does (so a fit
+        here equals that binary's), the codebook k-means a key folded from it.
+      params: already fitted Gaussians for ``target`` (skips the fit).
+      fit_fn: the fitting function (``fit.fit_image`` or a drop-in).
+      progress: called with ("fit" | "qat", info) after every chunk.
+
+    Returns:
+      A ``CompressResult``. Its summary holds height, width, num_gaussians,
+      mode, bytes, bpp, psnr, ms_ssim, encode_seconds, decode_seconds (the
+      ``codec.mode`` file, measured from its decoded render), bits and
+      bits_per_gaussian by attribute, fit_psnr (the unquantised fitted
+      model), quantized_psnr_before_qat, QAT figures, and under
+      "gaussianimage" the same fine-tuned model encoded in gaussianimage mode.
+
+    Raises:
+      Gauss2dError: bad config values, a non-Cholesky model, or Gaussians
+        the codec cannot store.
+    """
+    settings = qat.settings_from_config(config)
+    mode = config["codec"]["mode"]
+    backend = config["render"]["backend"]
+    target = np.asarray(target, np.float32)
+    height, width = target.shape[:2]
+    summary: dict[str, Any] = {"height": height, "width": width, "mode": mode}
+
+    def on_chunk(stage: str):
+        return None if progress is None else (lambda state, info: progress(stage, info))
+
+    if params is None:
+        fitted = fit_fn(target, config, key, on_chunk=on_chunk("fit"))
+        params = fitted.params
+        summary.update(fit_seconds=fitted.seconds, fit_stopped_early=fitted.stopped_early)
+    if not isinstance(params, gaussians.CholeskyParams):
+        raise Gauss2dError(f"the codec supports the cholesky parameterisation, got {type(params).__name__}")
+    summary["num_gaussians"] = gaussians.num_gaussians(params)
+    summary["fit_psnr"] = float(metrics.psnr(qat.render_params(params, height, width, backend), target))
+
+    result = qat.finetune(target, params, config, jax.random.fold_in(key, 1), on_chunk=on_chunk("qat"))
+    summary.update(
+        qat_steps=int(config["codec"]["qat_steps"]),
+        qat_seconds=result.seconds,
+        qat_best_step=result.best_step,
+        qat_stopped_early=result.stopped_early,
+        quantized_psnr_before_qat=result.initial_psnr,  # plain quantisation, training-time render
+    )
+
+    def encode_as(m: str) -> tuple[bytes, float]:
+        t0 = time.perf_counter()
+        try:
+            data = encode(result.params, height, width, mode=m, state=result.codec_state, settings=settings)
+        except ValueError as e:  # e.g. (near-)duplicate Gaussians: a property of the input
+            raise Gauss2dError(f"cannot encode the fitted Gaussians: {e}") from None
+        return data, time.perf_counter() - t0
+
+    data, seconds = encode_as(mode)
+    summary.update(file_summary(data, target, backend), encode_seconds=seconds)
+    baseline, seconds = encode_as("gaussianimage")
+    summary["gaussianimage"] = dict(file_summary(baseline, target, backend), encode_seconds=seconds)
+    return CompressResult(data, result.params, result.codec_state, summary)

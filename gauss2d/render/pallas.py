@@ -1,0 +1,356 @@
+"""Pallas tile kernels: the GPU fast path for rendering and its gradient (issue #3).
+
+The same function as every backend (DESIGN.md section 2), computed tile-major:
+
+- Binning is shared with the xla backend (``tiling.bin_pairs`` +
+  ``tiling.sort_by_tile``): the static pair buffer is sorted by tile, so tile
+  t owns sorted slots ``tile_starts[t] .. tile_starts[t + 1] - 1`` (all of
+  them: no per-tile cap, unlike GaussianImage's 256).
+- Per-pair parameters are gathered once in XLA into a [9, P + chunk] table
+  (mean, conic, completed-square terms, colour), so the kernels only make
+  contiguous, coalesced loads.
+- Forward kernel: one program per tile. It walks its slice of the table in
+  power-of-two chunks (the last one masked) and accumulates each channel
+  over its tile x tile pixels; every output block is written exactly once.
+- Backward kernel: the same walk; it recomputes the weights and writes each
+  pair's 8 partial derivatives (d mean, d conic, d colour) into that pair's
+  own slots of a [8, P + chunk] buffer with masked stores. Programs write
+  disjoint slots, so no atomics are needed; a segment-sum over Gaussian ids
+  then reduces the slots into Gaussians, as in ``xla.rasterize_pairs``.
+  This is also why it runs in interpret mode, where atomics do not.
+- ``jax.custom_vjp`` joins the two (autodiff through a ``pallas_call`` that
+  uses ``program_id`` fails); ``vmap`` over a batch of images prepends a
+  grid axis.
+
+Reference: ``gauss2d.render.reference.render_reference`` (dense, float64).
+Docs: docs/pallas.md (usage, interpret mode, the lowering situation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
+
+from gauss2d.render import common, tiling
+from gauss2d.render.xla import RenderStats, concrete_capacity, traced_capacity
+
+__all__ = ["PallasConfig", "render_pallas", "render_tiled_pallas"]
+
+# Rows of the per-pair parameter table.
+_MX, _MY, _A, _B, _B_OVER_A, _DET_OVER_A, _CR, _CG, _CB = range(9)
+_NUM_PARAMS = 9
+# Rows of the per-pair gradient buffer: d mean (2), d conic (3), d colour (3).
+_NUM_PARTIALS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class PallasConfig:
+    """Static knobs of the Pallas kernels; changing one recompiles.
+
+    Attributes:
+      tile: tile side in pixels (power of two). 16 as in GaussianImage.
+      chunk: pairs processed per inner-loop step (power of two); each step
+        holds [chunk, tile * tile] values per temporary.
+      num_warps: Triton warps per program (GPU only).
+      num_stages: Triton software-pipelining stages (GPU only).
+      lowering: GPU lowering, "triton" (the only one implemented; see
+        ``_compiler_params``).
+    """
+
+    tile: int = 16
+    chunk: int = 16
+    num_warps: int = 4
+    num_stages: int = 2
+    lowering: str = "triton"
+
+    def __post_init__(self):
+        for name in ("tile", "chunk"):
+            value = getattr(self, name)
+            if value < 1 or value & (value - 1):
+                raise ValueError(f"{name}={value} must be a power of two (Triton block shapes)")
+        if self.lowering != "triton":
+            raise ValueError(f"lowering={self.lowering!r} is not implemented; expected 'triton'")
+
+
+DEFAULT_CONFIG = PallasConfig()
+
+
+def _compiler_params(config: PallasConfig):
+    """The one place that picks the GPU lowering.
+
+    Passing Triton compiler params makes ``pallas_call`` lower through Triton
+    even where Mosaic GPU is the default (JAX >= 0.10, Hopper and newer).
+    Triton is deprecated from JAX 0.11 but still works there; a Mosaic GPU
+    kernel would be a second backend (``pl.kernel`` style, which cannot be
+    vmapped today), registered beside this one.
+    """
+    if config.lowering == "triton":
+        return pltriton.CompilerParams(num_warps=config.num_warps, num_stages=config.num_stages)
+    raise AssertionError(config.lowering)  # PallasConfig validates lowering
+
+
+class _Static(NamedTuple):
+    """Hashable static arguments of the custom_vjp."""
+
+    config: PallasConfig
+    tiles_x: int
+    num_tiles: int
+    num_gaussians: int
+    interpret: bool
+
+
+def _tile_pixels(t, tile: int, tiles_x: int):
+    """Pixel-centre coordinates of tile t, pixels flattened row-major. 2 x [tile * tile]."""
+    pix = jax.lax.broadcasted_iota(jnp.int32, (tile * tile,), 0)
+    px = ((t % tiles_x) * tile + pix % tile).astype(jnp.float32) + 0.5
+    py = ((t // tiles_x) * tile + pix // tile).astype(jnp.float32) + 0.5
+    return px, py
+
+
+def _chunk_weights(params_ref, off, end, px, py, chunk: int):
+    """Weights of the pairs in slots off .. off + chunk - 1 at the tile's pixels.
+
+    Slots at or past ``end`` belong to the next tile (or are padding): they
+    are masked to weight exactly 0, so every product with them is 0 too.
+
+    Returns:
+      w, dx, dy, u: [chunk, tile * tile]; mask [chunk]; the chunk's parameter
+      rows, each [chunk].
+    """
+    rows = [params_ref[k, pl.ds(off, chunk)] for k in range(_NUM_PARAMS)]  # each [chunk]
+    mask = off + jax.lax.broadcasted_iota(jnp.int32, (chunk,), 0) < end
+    dx = px[None, :] - rows[_MX][:, None]  # [chunk, t*t]
+    dy = py[None, :] - rows[_MY][:, None]
+    s, u = common.mahalanobis_half(
+        dx, dy, rows[_A][:, None], rows[_B_OVER_A][:, None], rows[_DET_OVER_A][:, None]
+    )
+    inside = mask[:, None] & (s <= common.S_MAX)
+    w = jnp.where(inside, jnp.exp(-jnp.where(inside, s, 0.0)), 0.0)
+    return w, dx, dy, u, mask, rows
+
+
+def _forward_kernel(starts_ref, params_ref, out_r_ref, out_g_ref, out_b_ref, *, static: _Static):
+    """One tile: sum c_n w_n over the tile's pairs. Outputs are [tile * tile] blocks."""
+    config = static.config
+    t = pl.program_id(0)
+    start, end = starts_ref[t], starts_ref[t + 1]
+    px, py = _tile_pixels(t, config.tile, static.tiles_x)
+
+    def body(i, acc):
+        w, _, _, _, _, rows = _chunk_weights(params_ref, start + i * config.chunk, end, px, py, config.chunk)
+        return tuple(
+            a + jnp.sum(w * rows[k][:, None], axis=0) for a, k in zip(acc, (_CR, _CG, _CB), strict=True)
+        )
+
+    zero = jnp.zeros((config.tile * config.tile,), jnp.float32)
+    num_chunks = (end - start + config.chunk - 1) // config.chunk
+    acc = jax.lax.fori_loop(0, num_chunks, body, (zero, zero, zero))
+    for ref, value in zip((out_r_ref, out_g_ref, out_b_ref), acc, strict=True):
+        ref[...] = value
+
+
+def _backward_kernel(starts_ref, params_ref, cot_r_ref, cot_g_ref, cot_b_ref, *out_refs, static: _Static):
+    """One tile: each pair's 8 partial gradients, written to the pair's own slots of out_refs (8 x [P'])."""
+    config = static.config
+    chunk = config.chunk
+    t = pl.program_id(0)
+    start, end = starts_ref[t], starts_ref[t + 1]
+    px, py = _tile_pixels(t, config.tile, static.tiles_x)
+    cot = [ref[...] for ref in (cot_r_ref, cot_g_ref, cot_b_ref)]  # 3 x [t*t]
+
+    def body(i, carry):
+        off = start + i * chunk
+        w, dx, dy, u, mask, rows = _chunk_weights(params_ref, off, end, px, py, chunk)
+        d_w = sum(
+            rows[k][:, None] * g[None, :] for k, g in zip((_CR, _CG, _CB), cot, strict=True)
+        )  # [chunk, t*t]
+        d_s = -w * d_w  # dw/ds = -w inside the cut-off, 0 outside (and at masked slots)
+        # ds/d(dx) = a u, ds/d(dy) = b u + (det/a) dy (completed square: no
+        # float32 cancellation); d(dx)/d(mean) = -1. Products are formed as
+        # (d_s * dx) * dx so a masked slot (d_s = 0) never meets inf.
+        sum_u = jnp.sum(d_s * u, axis=1)  # [chunk]
+        sum_dy = jnp.sum(d_s * dy, axis=1)
+        partials = (
+            -rows[_A] * sum_u,
+            -(rows[_B] * sum_u + rows[_DET_OVER_A] * sum_dy),
+            0.5 * jnp.sum(d_s * dx * dx, axis=1),  # ds/da = dx^2 / 2
+            jnp.sum(d_s * dx * dy, axis=1),  # ds/db = dx dy
+            0.5 * jnp.sum(d_s * dy * dy, axis=1),  # ds/dc = dy^2 / 2
+            *(jnp.sum(w * g[None, :], axis=1) for g in cot),  # d colour
+        )
+        for ref, value in zip(out_refs, partials, strict=True):
+            # Masked: the chunk's tail belongs to the next tile's program.
+            pltriton.store(ref.at[pl.ds(off, chunk)], value, mask=mask)
+        return carry
+
+    num_chunks = (end - start + chunk - 1) // chunk
+    jax.lax.fori_loop(0, num_chunks, body, 0)
+
+
+def _pair_table(means, conics, colors, gauss_ids, starts, chunk: int):
+    """Per-pair parameters [9, P + chunk] in tile-sorted slot order.
+
+    Slots past the last used one, and ``chunk`` extra slots that keep a
+    tile's last, partly masked chunk inside the buffer, hold zeros: masked
+    lanes then never meet the extreme values an unused Gaussian may have.
+    """
+    _, b_over_a, det_over_a = common.conic_terms(conics)
+    per_gauss = jnp.stack(
+        [means[:, 0], means[:, 1], conics[:, 0], conics[:, 1], b_over_a, det_over_a, *colors.T]
+    )  # [9, N]
+    used = jnp.arange(gauss_ids.shape[0]) < starts[-1]  # [P]
+    table = jnp.where(used, per_gauss[:, gauss_ids], 0.0)  # [9, P]
+    return jnp.pad(table, ((0, 0), (0, chunk)))
+
+
+def _forward_call(starts, table, static: _Static):
+    config = static.config
+    tt = config.tile * config.tile
+    whole = pl.no_block_spec
+    tile_block = pl.BlockSpec((None, tt), lambda t: (t, 0))
+    out = jax.ShapeDtypeStruct((static.num_tiles, tt), jnp.float32)
+    return pl.pallas_call(
+        functools.partial(_forward_kernel, static=static),
+        out_shape=(out, out, out),
+        grid=(static.num_tiles,),
+        in_specs=[whole, whole],
+        out_specs=(tile_block, tile_block, tile_block),
+        compiler_params=_compiler_params(config),
+        interpret=static.interpret,
+        name="gauss2d_render_fwd",
+    )(starts, table)
+
+
+def _backward_call(starts, table, cot, static: _Static):
+    config = static.config
+    tt = config.tile * config.tile
+    whole = pl.no_block_spec
+    tile_block = pl.BlockSpec((None, tt), lambda t: (t, 0))
+    return pl.pallas_call(
+        functools.partial(_backward_kernel, static=static),
+        out_shape=(jax.ShapeDtypeStruct((table.shape[1],), jnp.float32),) * _NUM_PARTIALS,
+        grid=(static.num_tiles,),
+        in_specs=[whole, whole, tile_block, tile_block, tile_block],
+        out_specs=(whole,) * _NUM_PARTIALS,
+        compiler_params=_compiler_params(config),
+        interpret=static.interpret,
+        name="gauss2d_render_bwd",
+    )(starts, table, *cot)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _rasterize(means, conics, colors, gauss_ids, starts, static: _Static):
+    """Tiles [3, num_tiles, tile * tile] from tile-sorted pairs (see module doc)."""
+    table = _pair_table(means, conics, colors, gauss_ids, starts, static.config.chunk)
+    return jnp.stack(_forward_call(starts, table, static))
+
+
+def _rasterize_fwd(means, conics, colors, gauss_ids, starts, static):
+    table = _pair_table(means, conics, colors, gauss_ids, starts, static.config.chunk)
+    return jnp.stack(_forward_call(starts, table, static)), (table, gauss_ids, starts)
+
+
+def _rasterize_bwd(static, residuals, cot_tiles):
+    table, gauss_ids, starts = residuals
+    partials = jnp.stack(_backward_call(starts, table, tuple(cot_tiles), static))  # [8, P + chunk]
+    # Slots past the last used one were never written (uninitialised on GPU,
+    # NaN in interpret mode): select them out before summing.
+    slots = jnp.arange(gauss_ids.shape[0], dtype=jnp.int32)
+    per_pair = jnp.where((slots < starts[-1])[:, None], partials[:, : gauss_ids.shape[0]].T, 0.0)  # [P, 8]
+    per_gauss = jax.ops.segment_sum(per_pair, gauss_ids, num_segments=static.num_gaussians)  # [N, 8]
+    return per_gauss[:, 0:2], per_gauss[:, 2:5], per_gauss[:, 5:8], None, None
+
+
+_rasterize.defvjp(_rasterize_fwd, _rasterize_bwd)
+
+
+def _resolve_interpret(interpret: bool | None) -> bool:
+    """Interpret mode unless running on a GPU (Pallas cannot compile for CPU)."""
+    return jax.default_backend() != "gpu" if interpret is None else bool(interpret)
+
+
+def render_tiled_pallas(
+    means: jax.Array,  # [N, 2] px
+    conics: jax.Array,  # [N, 3]
+    colors: jax.Array,  # [N, 3]
+    height: int,
+    width: int,
+    *,
+    capacity: int,
+    config: PallasConfig = DEFAULT_CONFIG,
+    interpret: bool | None = None,
+) -> tuple[jax.Array, RenderStats]:
+    """Renders with a fixed pair capacity; the image is exact iff not overflow.
+
+    Args:
+      means, conics, colors: the projected Gaussians (see ``gauss2d.render.render``).
+      height, width: image size in pixels (any; need not be tile multiples).
+      capacity: static pair-buffer size (see ``tiling.capacity_bucket``).
+      config: static kernel knobs.
+      interpret: run the kernels in Pallas interpret mode; None picks it
+        automatically everywhere but on a GPU.
+
+    Returns:
+      (image [height, width, 3] float32, RenderStats).
+    """
+    common.check_inputs(means, conics, colors, height, width)
+    means, conics, colors = (jnp.asarray(x, jnp.float32) for x in (means, conics, colors))
+    valid = common.valid_gaussians(means, conics, colors)
+    means, conics, colors = common.sanitize(means, conics, colors, valid)
+    tile = config.tile
+    tiles_y, tiles_x = tiling.tile_grid(height, width, tile)
+    num_tiles = tiles_y * tiles_x
+    pairs = tiling.bin_pairs(means, conics, valid, height, width, capacity, tile)
+    sorted_pairs, starts = tiling.sort_by_tile(pairs, num_tiles)
+    static = _Static(config, tiles_x, num_tiles, means.shape[0], _resolve_interpret(interpret))
+    tiles = _rasterize(means, conics, colors, sorted_pairs.gauss_ids, starts, static)  # [3, T, t*t]
+    image = tiles.reshape(3, tiles_y, tiles_x, tile, tile).transpose(1, 3, 2, 4, 0)  # [ty, t, tx, t, 3]
+    image = image.reshape(tiles_y * tile, tiles_x * tile, 3)[:height, :width]
+    return image, RenderStats(pairs.num_pairs, pairs.overflow)
+
+
+def render_pallas(
+    means: jax.Array,  # [N, 2] px
+    conics: jax.Array,  # [N, 3]
+    colors: jax.Array,  # [N, 3]
+    height: int,
+    width: int,
+    *,
+    capacity: int | None = None,
+    config: PallasConfig = DEFAULT_CONFIG,
+    interpret: bool | None = None,
+) -> jax.Array:  # [height, width, 3] float32
+    """The public pallas backend: always the exact image.
+
+    Capacity is sized as in ``xla.render_xla``: from the actual pair count
+    for concrete inputs; under a trace, a guess with a fallback to the dense
+    reference should it overflow (training uses ``render_tiled_pallas``).
+    """
+    means, conics, colors = (jnp.asarray(x, jnp.float32) for x in (means, conics, colors))
+    kw = dict(config=config, interpret=interpret)
+    if capacity is None:
+        capacity = concrete_capacity(means, conics, colors, height, width, config.tile)
+        if capacity is not None:
+            return render_tiled_pallas(means, conics, colors, height, width, capacity=capacity, **kw)[0]
+        capacity = traced_capacity(means.shape[0], height, width, config.tile)
+    from gauss2d.render.reference import render_reference  # noqa: PLC0415 (fallback only)
+
+    image, stats = render_tiled_pallas(means, conics, colors, height, width, capacity=capacity, **kw)
+    return jax.lax.cond(
+        stats.overflow, lambda: render_reference(means, conics, colors, height, width), lambda: image
+    )
+
+
+def _register() -> None:
+    from gauss2d.render import register_backend  # noqa: PLC0415 (the registry imports this module lazily)
+
+    register_backend("pallas", render_pallas, tiled=render_tiled_pallas, tile=DEFAULT_CONFIG.tile)
+
+
+_register()
