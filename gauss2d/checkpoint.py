@@ -160,6 +160,30 @@ def _read_npz(path: PathLike, what: str) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{what} '{path}' is corrupt or truncated ({type(e).__name__}: {e})") from None
 
 
+def _parse_manifest(path: PathLike, arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], list]:
+    """(metadata, leaf specs) from a checkpoint's arrays (the manifest is popped)."""
+    try:
+        manifest = json.loads(arrays.pop(_MANIFEST_KEY).tobytes().decode("utf-8"))
+        metadata = manifest["metadata"]
+        specs = [(s["path"], tuple(s["shape"]), s["dtype"]) for s in manifest["leaves"]]
+        if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+            raise ValueError(f"format {manifest.get('format')!r} version {manifest.get('version')!r}")
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        raise CheckpointError(
+            f"'{path}' is not a gauss2d checkpoint (bad manifest: {type(e).__name__}: {e})"
+        ) from None
+    return metadata, specs
+
+
+def read_metadata(path: PathLike) -> dict[str, Any]:
+    """The metadata dict of a checkpoint, without a template (e.g. to check its config first).
+
+    Raises:
+      CheckpointError: missing, corrupt or not a gauss2d checkpoint.
+    """
+    return _parse_manifest(path, _read_npz(path, "checkpoint"))[0]
+
+
 def load(path: PathLike, template: Any) -> tuple[Any, dict[str, Any]]:
     """Loads a checkpoint into the structure of ``template``.
 
@@ -179,16 +203,7 @@ def load(path: PathLike, template: Any) -> tuple[Any, dict[str, Any]]:
         ``template``.
     """
     arrays = _read_npz(path, "checkpoint")
-    try:
-        manifest = json.loads(arrays.pop(_MANIFEST_KEY).tobytes().decode("utf-8"))
-        metadata = manifest["metadata"]
-        specs = [(s["path"], tuple(s["shape"]), s["dtype"]) for s in manifest["leaves"]]
-        if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-            raise ValueError(f"format {manifest.get('format')!r} version {manifest.get('version')!r}")
-    except (KeyError, ValueError, TypeError, AttributeError) as e:
-        raise CheckpointError(
-            f"'{path}' is not a gauss2d checkpoint (bad manifest: {type(e).__name__}: {e})"
-        ) from None
+    metadata, specs = _parse_manifest(path, arrays)
 
     mismatch = f"checkpoint '{path}' does not match"
     leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(template)

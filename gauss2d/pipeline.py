@@ -159,7 +159,7 @@ def resume_state(ckpt_path: pathlib.Path, template: fit.TrainState, config: Mapp
     """
     if not checkpoint.exists(ckpt_path):
         return None, {}
-    leaves, meta = checkpoint.load(ckpt_path, template)
+    meta = checkpoint.read_metadata(ckpt_path)
     for key in RESUME_KEYS:
         if meta.get("config", {}).get(key) != select(config, key):
             raise Gauss2dError(
@@ -167,6 +167,7 @@ def resume_state(ckpt_path: pathlib.Path, template: fit.TrainState, config: Mapp
                 f"({meta.get('config', {}).get(key)!r}, now {select(config, key)!r}): "
                 "use another --workdir or delete that directory"
             )
+    leaves, meta = checkpoint.load(ckpt_path, template)
     return jax.tree_util.tree_map(jnp.asarray, leaves), meta
 
 

@@ -100,9 +100,10 @@ def test_forward_and_gradients_match_oracle_and_xla(n):
 
 
 def test_empty_tiles_render_exact_zeros():
-    # Small Gaussians near the top-left corner: tiles from column 32 and row
-    # 32 on own no pairs. Their kernel programs run zero chunks and must
-    # still write their blocks (interpret mode fills fresh outputs with NaN).
+    # Small Gaussians near the top-left corner (boxes within pixels 0..17):
+    # the tiles right of column 32 and below row 32 own no pairs. Their
+    # programs run zero chunks and must still write their blocks (interpret
+    # mode fills fresh outputs with NaN, a GPU leaves them uninitialised).
     rng = np.random.default_rng(1)
     m, q, c = case(40, seed=1, min_scale=0.3, max_scale=1.5)
     m[:] = rng.uniform(2.0, 12.0, size=m.shape)
@@ -144,12 +145,12 @@ def test_huge_tiny_off_image_and_degenerate_gaussians():
 
 def test_overflow_is_flagged_and_recovered():
     m, q, c = pad(*case(300, seed=9, min_scale=3.0, max_scale=30.0))
-    ref = oracle.render(m, q, c, H, W)
-    small, stats = jax.jit(lambda *a: pallas.render_tiled_pallas(*a, H, W, capacity=256))(m, q, c)
-    needed = int(tiling.count_pairs(jnp.asarray(m), jnp.asarray(q), jnp.asarray(c), H, W, 16))
-    assert bool(stats.overflow) and int(stats.num_pairs) == needed > 256
-    assert np.all(np.isfinite(small)) and oracle.rel_err(small, ref) > 1e-3  # truncated, hence the flag
     check_against_oracle(m, q, c, cotangent(9))  # a large enough buffer is exact
+    needed = int(runner("pallas")(m, q, c, cotangent(9))[1].num_pairs)
+    small, stats = jax.jit(lambda *a: pallas.render_tiled_pallas(*a, H, W, capacity=256))(m, q, c)
+    assert bool(stats.overflow) and int(stats.num_pairs) == needed > 256
+    ref = oracle.render(m, q, c, H, W)
+    assert np.all(np.isfinite(small)) and oracle.rel_err(small, ref) > 1e-3  # truncated, hence the flag
 
 
 def walk_pallas_calls(jaxpr):
@@ -215,7 +216,9 @@ def test_result_does_not_depend_on_kernel_knobs():
     assert oracle.rel_err(other, default) <= TOL["knobs"]
 
 
-@pytest.mark.parametrize("bad", [dict(chunk=24), dict(tile=12), dict(lowering="mosaic")])
+@pytest.mark.parametrize(
+    "bad", [dict(chunk=24), dict(tile=12), dict(num_warps=3), dict(num_stages=0), dict(lowering="mosaic")]
+)
 def test_bad_config_names_the_value(bad):
     key, value = next(iter(bad.items()))
     with pytest.raises(ValueError, match=f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}"):
@@ -225,8 +228,8 @@ def test_bad_config_names_the_value(bad):
 def test_kernels_lower_for_cuda_through_triton():
     # Lowering to Triton IR happens in Python, so a CPU-only jaxlib can
     # export for the cuda platform: this catches Triton-only errors (e.g.
-    # non-power-of-two block values, unsupported primitives) without a GPU.
-    # The Triton-to-PTX compile itself still needs a GPU.
+    # non-power-of-two block values, unsupported primitives) without a GPU
+    # and at no install cost. The Triton-to-PTX compile still needs a GPU.
     m, q, c = pad(*case(30, seed=50), n=64)
     config = pallas.PallasConfig(num_warps=8, num_stages=3)
 
@@ -234,13 +237,20 @@ def test_kernels_lower_for_cuda_through_triton():
         image, _ = pallas.render_tiled_pallas(m, q, c, H, W, capacity=1024, config=config, interpret=False)
         return jnp.sum(image * image)
 
+    step = jax.value_and_grad(loss, argnums=(0, 1, 2))
+
+    def single_and_batched(m, q, c):
+        return step(m, q, c), jax.vmap(step)(*(jnp.stack([x, x]) for x in (m, q, c)))
+
     exported = jax.export.export(
-        jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2))),
+        jax.jit(single_and_batched),
         platforms=["cuda"],
         disabled_checks=[jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")],
     )(m, q, c)
     text = exported.mlir_module()
-    assert text.count("__gpu$xla.gpu.triton") == 2
+    assert text.count("__gpu$xla.gpu.triton") == 4  # forward and backward, single and batched
     for name in ("gauss2d_render_fwd", "gauss2d_render_bwd"):
-        assert f'name = "{name}", num_stages = 3 : i32, num_warps = 8 : i32' in text, name
-    assert "grid_x = 12 : i32" in text
+        assert text.count(f'name = "{name}", num_stages = 3 : i32, num_warps = 8 : i32') == 2, name
+    # One program per tile (3 x 4), and the vmapped batch as a second grid axis.
+    assert text.count("grid_x = 12 : i32, grid_y = 1 : i32") == 2
+    assert text.count("grid_x = 12 : i32, grid_y = 2 : i32") == 2

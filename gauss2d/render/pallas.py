@@ -17,7 +17,7 @@ The same function as every backend (DESIGN.md section 2), computed tile-major:
   own slots of a [8, P + chunk] buffer with masked stores. Programs write
   disjoint slots, so no atomics are needed; a segment-sum over Gaussian ids
   then reduces the slots into Gaussians, as in ``xla.rasterize_pairs``.
-  This is also why it runs in interpret mode, where atomics do not.
+  The same design runs in interpret mode, where masked atomics do not.
 - ``jax.custom_vjp`` joins the two (autodiff through a ``pallas_call`` that
   uses ``program_id`` fails); ``vmap`` over a batch of images prepends a
   grid axis.
@@ -70,10 +70,12 @@ class PallasConfig:
     lowering: str = "triton"
 
     def __post_init__(self):
-        for name in ("tile", "chunk"):
+        for name in ("tile", "chunk", "num_warps"):
             value = getattr(self, name)
             if value < 1 or value & (value - 1):
-                raise ValueError(f"{name}={value} must be a power of two (Triton block shapes)")
+                raise ValueError(f"{name}={value} must be a power of two (Triton shapes and warps)")
+        if self.num_stages < 1:
+            raise ValueError(f"num_stages={self.num_stages} must be >= 1")
         if self.lowering != "triton":
             raise ValueError(f"lowering={self.lowering!r} is not implemented; expected 'triton'")
 
@@ -86,9 +88,10 @@ def _compiler_params(config: PallasConfig):
 
     Passing Triton compiler params makes ``pallas_call`` lower through Triton
     even where Mosaic GPU is the default (JAX >= 0.10, Hopper and newer).
-    Triton is deprecated from JAX 0.11 but still works there; a Mosaic GPU
-    kernel would be a second backend (``pl.kernel`` style, which cannot be
-    vmapped today), registered beside this one.
+    Triton is deprecated from JAX 0.11 (still present there; the GPU run
+    that confirms it on 0.11.2 is owed, docs/pallas.md). A Mosaic GPU kernel
+    would be a second backend (``pl.kernel`` style, which cannot be vmapped
+    today) registered beside this one, not a flag on this one.
     """
     if config.lowering == "triton":
         return pltriton.CompilerParams(num_warps=config.num_warps, num_stages=config.num_stages)
@@ -210,6 +213,7 @@ def _pair_table(means, conics, colors, gauss_ids, starts, chunk: int):
 
 
 def _forward_call(starts, table, static: _Static):
+    """Forward pallas_call: (starts [T + 1], table [9, P']) -> 3 x [T, tile * tile] (r, g, b)."""
     config = static.config
     tt = config.tile * config.tile
     whole = pl.no_block_spec
@@ -228,6 +232,7 @@ def _forward_call(starts, table, static: _Static):
 
 
 def _backward_call(starts, table, cot, static: _Static):
+    """Backward pallas_call: (starts, table, 3 x [T, tile * tile] cotangent) -> 8 x [P'] partials."""
     config = static.config
     tt = config.tile * config.tile
     whole = pl.no_block_spec
@@ -263,6 +268,9 @@ def _rasterize_bwd(static, residuals, cot_tiles):
     # NaN in interpret mode): select them out before summing.
     slots = jnp.arange(gauss_ids.shape[0], dtype=jnp.int32)
     per_pair = jnp.where((slots < starts[-1])[:, None], partials[:, : gauss_ids.shape[0]].T, 0.0)  # [P, 8]
+    # Deterministic on CPU; on GPU XLA may lower this scatter with atomic adds
+    # (XLA_FLAGS=--xla_gpu_deterministic_ops=true makes it deterministic).
+    # The kernels themselves never need atomics.
     per_gauss = jax.ops.segment_sum(per_pair, gauss_ids, num_segments=static.num_gaussians)  # [N, 8]
     return per_gauss[:, 0:2], per_gauss[:, 2:5], per_gauss[:, 5:8], None, None
 
