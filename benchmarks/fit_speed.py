@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d import fit, gaussians, optim, pipeline
 from configs import base
+from gauss2d import fit, gaussians, optim, pipeline
 
 SIZES = [(256, 256, 2000), (512, 768, 10000)]  # (height, width, Gaussians)
 
@@ -48,7 +48,9 @@ def time_steps(fn, state, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="one small size, few repeats")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--reference-repeats", type=int, default=3, help="the dense backend is slow")

@@ -51,6 +51,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.optim.iterations = 50000
     config.optim.clip_norm = 0.0  # 0 = no gradient clipping (the paper has none)
 
+    # Images fitted at once (vmap; DESIGN.md section 4, docs/batch.md), per
+    # process: rounded up to a multiple of the local device count, so several
+    # devices always get an equal share. 1 on one device = one image at a time.
+    config.batch_size = 1
+
     config.log_every = 100  # steps per jitted chunk and progress line
     config.checkpoint_every = 2000  # steps between checkpoints (rounded up to a chunk)
     config.fps_repeats = 100  # renders timed for render_fps (the paper times 100)

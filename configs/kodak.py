@@ -6,7 +6,8 @@
 on the clamped render. The images are looked for in $GAUSS2D_KODAK_DIR,
 data/kodak, then ../shared/data/kodak; or pass --config.data.dir=DIR.
 ``--config=configs/kodak.py:smoke`` fits two images, downscaled 4x, briefly
-(a CPU check that the recipe runs, not its numbers).
+(a CPU check that the recipe runs, not its numbers), in one batch.
+Several GPUs or hosts: see docs/batch.md.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ def get_config(arg: str = ""):
     """The paper's recipe; ``:smoke`` for a CPU check."""
     config = base.get_base_config()
     config.data.dir = default_kodak_dir()
+    # 24 images = 3 full batches of 8 (the 6 portrait ones are fitted
+    # transposed, so all 24 share one 512x768 shape). pipeline.check_memory
+    # estimates ~1.1 GB per image at the start of this recipe (262144 pair
+    # slots), more as the Gaussians grow: 8 stay well inside an H200's 141 GB
+    # (and a 40 GB card) with room for that growth. Whether 24 in one batch
+    # is faster on a given GPU is what benchmarks/batch_throughput.py
+    # measures; if so, --config.batch_size=24.
+    config.batch_size = 8
     if arg == "smoke":
         config.data.limit = 2
         config.data.downscale = 4

@@ -131,14 +131,23 @@ def make_train_step(
     return step
 
 
-def make_chunk(step_fn, length: int):
-    """``length`` steps under lax.scan, jitted with the state donated."""
+def scan_steps(step_fn, length: int):
+    """(state, target, total_steps, mask) -> (state, metrics [length, ...]): ``length`` steps under lax.scan.
+
+    Not jitted: ``make_chunk`` jits it for one image, ``fit_batch`` wraps a
+    vmapped step in it (and in a shard_map over devices) before jitting.
+    """
 
     def chunk(state, target, total_steps, mask=None):
         logging.info("compiling a training chunk of %d steps", length)  # fires only on (re)trace
         return jax.lax.scan(lambda s, _: step_fn(s, target, total_steps, mask), state, None, length=length)
 
-    return jax.jit(chunk, donate_argnums=0)
+    return chunk
+
+
+def make_chunk(step_fn, length: int):
+    """``length`` steps under lax.scan, jitted with the state donated."""
+    return jax.jit(scan_steps(step_fn, length), donate_argnums=0)
 
 
 def initial_params(config: Mapping, target: np.ndarray, key: jax.Array) -> gaussians.Params:

@@ -16,7 +16,7 @@ projected means, conics and colours (DESIGN.md section 2).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -50,7 +50,7 @@ class RSParams(NamedTuple):
     color: jax.Array  # [N, 3] colour weights, no activation
 
 
-Params = Union[CholeskyParams, RSParams]
+Params = CholeskyParams | RSParams
 
 
 class Projected(NamedTuple):

@@ -135,14 +135,18 @@ def raw_from_isotropic(
     if parameterization == "rs":
         scale = jnp.stack([sigma, sigma], axis=-1) - gaussians.SCALE_OFFSET
         return gaussians.RSParams(xy, scale, jnp.zeros_like(sigma)[:, None], colors)
-    raise Gauss2dError(f"unknown parameterization {parameterization!r}; expected one of {gaussians.PARAMETERIZATIONS}")
+    raise Gauss2dError(
+        f"unknown parameterization {parameterization!r}; expected one of {gaussians.PARAMETERIZATIONS}"
+    )
 
 
 def concrete_capacity(means, conics, height: int, width: int) -> int | None:
     """xla pair-buffer capacity for concrete Gaussians; None under a trace."""
     if isinstance(means, jax.core.Tracer) or isinstance(conics, jax.core.Tracer):
         return None
-    return pair_capacity(means, conics, jnp.zeros_like(means[:, :1]).repeat(3, 1), height, width, backend="xla")
+    return pair_capacity(
+        means, conics, jnp.zeros_like(means[:, :1]).repeat(3, 1), height, width, backend="xla"
+    )
 
 
 def solve_colors(

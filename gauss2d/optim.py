@@ -77,7 +77,9 @@ def make_optimizer(cfg: Mapping, params: gaussians.Params) -> optax.GradientTran
     if len(set(rates.values())) == 1:
         tx = _base(cfg, rates["means"])
     else:
-        tx = optax.multi_transform({g: _base(cfg, lr) for g, lr in rates.items()}, gaussians.param_groups(params))
+        tx = optax.multi_transform(
+            {g: _base(cfg, lr) for g, lr in rates.items()}, gaussians.param_groups(params)
+        )
     if cfg.get("clip_norm"):
         tx = optax.chain(optax.clip_by_global_norm(cfg["clip_norm"]), tx)
     return tx

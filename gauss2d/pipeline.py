@@ -1,14 +1,25 @@
-"""Fitting a folder of images into a work directory, resumably.
+"""Fitting a folder of images into a work directory, resumably, in batches, over devices and hosts.
 
 What ``python -m experiments.fit`` runs. Per image, WORKDIR/<name>/ holds
 ``checkpoint.npz`` (train state, written atomically every
 ``checkpoint_every`` steps and at the end), ``render.png``, ``params.npz``
 and ``result.json``; WORKDIR/results.json gathers every image. A rerun with
 the same work directory skips finished images and resumes unfinished ones.
+
+Batches (``config.batch_size``; DESIGN.md section 4, docs/batch.md): images
+are grouped by the shape they are fitted at. Portrait images are fitted
+transposed, so a 512x768 and a 768x512 image share a batch, and are written
+back upright (render, parameters, metrics); any other size is its own bucket.
+Each batch is split over the local devices (``fit_batch``); each image keeps
+its own checkpoint, so a rerun resumes per image. With several processes
+(``jax.distributed``) each fits its share of the images and process 0 merges
+the rows into results.json. ``batch_size`` 1 on one device fits one image at
+a time with ``fit_fn`` (which may be a non-batchable fit such as densify's).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import subprocess
@@ -21,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d import checkpoint, data, fit, gaussians, metrics, optim
+from gauss2d import checkpoint, data, distributed, fit, fit_batch, gaussians, metrics, optim
 from gauss2d.errors import Gauss2dError, ImageError
 from gauss2d.render import pair_capacity, render_with_stats
 
@@ -58,10 +69,11 @@ def git_commit() -> str:
 
 
 def device_description() -> str:
-    """'cpu (2 devices)' or the accelerator's kind."""
-    devices = jax.devices()
+    """'cpu: cpu x1', the accelerator's kind and count; '... per process, 2 processes' on several."""
+    devices = jax.local_devices()
     kind = getattr(devices[0], "device_kind", devices[0].platform)
-    return f"{devices[0].platform}: {kind} x{len(devices)}"
+    text = f"{devices[0].platform}: {kind} x{len(devices)}"
+    return text if jax.process_count() == 1 else f"{text} per process, {jax.process_count()} processes"
 
 
 def write_json(path: pathlib.Path, payload: Any) -> None:
@@ -113,7 +125,9 @@ def time_render(params: gaussians.Params, height: int, width: int, config: Mappi
     backend = config["render"]["backend"]
     proj = gaussians.project(params, height, width)
     capacity = pair_capacity(*proj, height, width, backend=backend)
-    fn = jax.jit(lambda m, q, c: render_with_stats(m, q, c, height, width, backend=backend, capacity=capacity)[0])
+    fn = jax.jit(
+        lambda m, q, c: render_with_stats(m, q, c, height, width, backend=backend, capacity=capacity)[0]
+    )
     jax.block_until_ready(fn(*proj))  # compile + warm-up
     jax.block_until_ready(fn(*proj))
     times = []
@@ -124,13 +138,20 @@ def time_render(params: gaussians.Params, height: int, width: int, config: Mappi
     return 1.0 / float(np.median(times))
 
 
-def final_metrics(params, target: np.ndarray, config: Mapping) -> tuple[np.ndarray, float, float | None]:
-    """(clamped render [H, W, 3], PSNR, MS-SSIM or None when the image is too small)."""
+def final_metrics(
+    params, target: np.ndarray, config: Mapping, transposed: bool = False
+) -> tuple[np.ndarray, float, float | None]:
+    """(clamped render [H, W, 3], PSNR, MS-SSIM or None when the image is too small).
+
+    ``params`` and ``target`` are in the fitted frame; with ``transposed`` the
+    render and the metrics are of the upright image.
+    """
     height, width = target.shape[:2]
     proj = gaussians.project(params, height, width)
     capacity = pair_capacity(*proj, height, width, backend=config["render"]["backend"])
     image, _ = render_with_stats(*proj, height, width, backend=config["render"]["backend"], capacity=capacity)
-    image = np.asarray(jnp.clip(image, 0.0, 1.0))
+    image = data.from_landscape(np.asarray(jnp.clip(image, 0.0, 1.0)), transposed)
+    target = data.from_landscape(np.asarray(target), transposed)
     psnr = float(metrics.psnr(image, target))
     return image, psnr, metrics.ms_ssim_or_none(image, target)
 
@@ -171,77 +192,176 @@ def resume_state(ckpt_path: pathlib.Path, template: fit.TrainState, config: Mapp
     return jax.tree_util.tree_map(jnp.asarray, leaves), meta
 
 
-def fit_one(
-    path: pathlib.Path,
-    config: Mapping,
-    workdir: pathlib.Path,
-    label: str,
-    fit_fn: Callable = fit.fit_image,
-) -> dict:
-    """Fits (or resumes, or skips) one image; returns its result row."""
+@dataclasses.dataclass
+class Prepared:
+    """An image loaded and ready to fit: its target, key and (resumed or fresh) state."""
+
+    name: str
+    outdir: pathlib.Path
+    target: np.ndarray  # [H, W, 3] as fitted (landscape)
+    transposed: bool  # a portrait image, fitted transposed
+    key: jax.Array
+    state: fit.TrainState
+    previous_seconds: float  # fit time before this run (from the checkpoint)
+
+
+def prepare(path: pathlib.Path, config: Mapping, workdir: pathlib.Path, label: str) -> Prepared:
+    """Loads an image (landscape), checks its memory need and resumes its checkpoint if there is one.
+
+    Raises:
+      ImageError: the image cannot be read.
+      Gauss2dError: it needs too much memory, or its checkpoint does not match.
+    """
     name = path.stem
-    outdir = workdir / name
-    if (outdir / RESULT).exists():
-        print(f"{label} already done: {outdir / RESULT}", flush=True)
-        return json.loads((outdir / RESULT).read_text())
-    target = load_target(path, config)
+    target, transposed = data.to_landscape(load_target(path, config))
+    target = np.ascontiguousarray(target)
     height, width = target.shape[:2]
     key = jax.random.key(int(config["seed"]))
     params = fit.initial_params(config, target, key)
-    check_memory(name, pair_capacity(*gaussians.project(params, height, width), height, width,
-                                     backend=config["render"]["backend"]), height, width, config)
+    capacity = pair_capacity(
+        *gaussians.project(params, height, width), height, width, backend=config["render"]["backend"]
+    )
+    check_memory(name, capacity, height, width, config)
     template = fit.init_state(params, optim.make_optimizer(config["optim"], params))
-    ckpt_path = outdir / CHECKPOINT
+    ckpt_path = workdir / name / CHECKPOINT
     state, meta = resume_state(ckpt_path, template, config)
     if state is not None:
+        if bool(meta.get("transposed", False)) != transposed:
+            raise Gauss2dError(
+                f"checkpoint '{ckpt_path}' was fitted {'upright' if transposed else 'transposed'}, "
+                f"this version fits the image {'transposed' if transposed else 'upright'}: "
+                "delete that directory to refit it"
+            )
         print(f"{label} resuming from step {int(state.step)} ({ckpt_path})", flush=True)
-    previous_seconds = float(meta.get("fit_seconds", 0.0))
-    saved_config = {k: select(config, k) for k in RESUME_KEYS}
-    progress = Progress(label)
-    last_saved = [int(state.step) if state is not None else 0]
+    return Prepared(
+        name,
+        workdir / name,
+        target,
+        transposed,
+        key,
+        template if state is None else state,
+        float(meta.get("fit_seconds", 0.0)),
+    )
 
-    def save(current: fit.TrainState, elapsed: float) -> None:
-        checkpoint.save(
-            ckpt_path,
-            current,
-            {"config": saved_config, "name": name, "step": int(current.step),
-             "fit_seconds": previous_seconds + elapsed},
-        )
-        last_saved[0] = int(current.step)
 
-    def on_chunk(current: fit.TrainState, info: dict) -> None:
-        progress(info)
-        if info["step"] - last_saved[0] >= int(config["checkpoint_every"]):
-            save(current, info["elapsed_seconds"])
+def save_checkpoint(item: Prepared, state: fit.TrainState, seconds: float, config: Mapping) -> None:
+    """Writes the image's train state (fitted frame) with what a resume checks."""
+    meta = {
+        "config": {k: select(config, k) for k in RESUME_KEYS},
+        "name": item.name,
+        "step": int(state.step),
+        "fit_seconds": item.previous_seconds + seconds,
+        "transposed": item.transposed,
+    }
+    checkpoint.save(item.outdir / CHECKPOINT, state, meta)
 
-    try:
-        result = fit_fn(target, config, key, state=state if state is not None else template, on_chunk=on_chunk)
-    except KeyboardInterrupt:
-        print(f"\n{label} interrupted: the last checkpoint ({ckpt_path}, step {last_saved[0]}) is "
-              "intact; rerun the same command to resume", file=sys.stderr, flush=True)
-        raise
-    save(result.state, result.seconds)
-    image, psnr, ms_ssim = final_metrics(result.params, target, config)
-    fps = time_render(result.params, height, width, config)
-    data.save_image(outdir / "render.png", image)
-    checkpoint.save_params_npz(outdir / "params.npz", result.params)
+
+def finish(item: Prepared, result: fit.FitResult, config: Mapping, label: str, batch_size: int = 1) -> dict:
+    """Saves the final checkpoint and the upright outputs; returns the image's result row."""
+    save_checkpoint(item, result.state, result.seconds, config)
+    image, psnr, ms_ssim = final_metrics(result.params, item.target, config, item.transposed)
+    fps = time_render(result.params, *item.target.shape[:2], config)
+    data.save_image(item.outdir / "render.png", image)
+    params = fit_batch.transpose_params(result.params) if item.transposed else result.params
+    checkpoint.save_params_npz(item.outdir / "params.npz", params)
     row = {
-        "name": name,
-        "height": height,
-        "width": width,
+        "name": item.name,
+        "height": image.shape[0],
+        "width": image.shape[1],
         "num_gaussians": gaussians.num_gaussians(result.params),
         "iterations": int(result.state.step),
         "psnr": psnr,
         "ms_ssim": ms_ssim,
-        "fit_seconds": previous_seconds + result.seconds,
+        "fit_seconds": item.previous_seconds + result.seconds,  # in a batch: the batch's wall time
         "render_fps": fps,
+        "batch_size": batch_size,
     }
     if result.stopped_early:
         row["stopped_early"] = result.stopped_early
-    write_json(outdir / RESULT, row)
-    print(f"{label} done: psnr {psnr:.2f} dB, ms-ssim {ms_ssim if ms_ssim is None else round(ms_ssim, 4)}, "
-          f"{format_seconds(row['fit_seconds'])}, {fps:.0f} FPS", flush=True)
+    write_json(item.outdir / RESULT, row)
+    print(
+        f"{label} {item.name} done: psnr {psnr:.2f} dB, ms-ssim "
+        f"{ms_ssim if ms_ssim is None else round(ms_ssim, 4)}, {format_seconds(row['fit_seconds'])}, "
+        f"{fps:.0f} FPS",
+        flush=True,
+    )
     return row
+
+
+def interrupted(label: str, items: list[Prepared]) -> None:
+    names = ", ".join(str(i.outdir / CHECKPOINT) for i in items)
+    print(
+        f"\n{label} interrupted: the last checkpoint(s) ({names}) are intact; rerun the same command "
+        "to resume",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def fit_prepared(item: Prepared, config: Mapping, label: str, fit_fn: Callable = fit.fit_image) -> dict:
+    """Fits one prepared image with ``fit_fn`` (one image at a time), checkpointing as it goes."""
+    progress = Progress(label)
+    last_saved = [int(item.state.step)]
+
+    def on_chunk(current: fit.TrainState, info: dict) -> None:
+        progress(info)
+        if info["step"] - last_saved[0] >= int(config["checkpoint_every"]):
+            save_checkpoint(item, current, info["elapsed_seconds"], config)
+            last_saved[0] = info["step"]
+
+    try:
+        result = fit_fn(item.target, config, item.key, state=item.state, on_chunk=on_chunk)
+    except KeyboardInterrupt:
+        interrupted(label, [item])
+        raise
+    return finish(item, result, config, label)
+
+
+def fit_one(
+    path: pathlib.Path, config: Mapping, workdir: pathlib.Path, label: str, fit_fn: Callable = fit.fit_image
+) -> dict:
+    """Fits (or resumes, or skips) one image; returns its result row."""
+    if (workdir / path.stem / RESULT).exists():
+        print(f"{label} already done: {workdir / path.stem / RESULT}", flush=True)
+        return json.loads((workdir / path.stem / RESULT).read_text())
+    return fit_prepared(prepare(path, config, pathlib.Path(workdir), label), config, label, fit_fn)
+
+
+def fit_group(items: list[Prepared], config: Mapping, label: str, slots: int) -> list[dict]:
+    """Fits same-shape prepared images as one batch over the local devices; returns their rows."""
+    progress = Progress(label)
+    last_saved = [int(item.state.step) for item in items]
+
+    def on_chunk(state: fit.TrainState, infos: list[dict]) -> None:
+        live = [i for i in infos if not i["done"]] or infos
+        progress(
+            {
+                **live[0],
+                "step": max(i["step"] for i in live),
+                "loss": float(np.nanmean([i["loss"] for i in live])),
+                "psnr": float(np.nanmean([i["psnr"] for i in live])),
+            }
+        )
+        due = [b for b, i in enumerate(infos) if i["step"] - last_saved[b] >= int(config["checkpoint_every"])]
+        host = jax.device_get(state) if due else None
+        for b in due:
+            save_checkpoint(items[b], fit_batch.tree_index(host, b), infos[b]["elapsed_seconds"], config)
+            last_saved[b] = infos[b]["step"]
+
+    try:
+        results = fit_batch.fit_batch(
+            np.stack([i.target for i in items]),
+            config,
+            [i.key for i in items],
+            states=[i.state for i in items],
+            devices=jax.local_devices(),
+            pad_to=slots,
+            on_chunk=on_chunk,
+        )
+    except KeyboardInterrupt:
+        interrupted(label, items)
+        raise
+    return [finish(i, r, config, label, len(items)) for i, r in zip(items, results)]
 
 
 def mean_row(rows: list[dict]) -> dict:
@@ -255,30 +375,85 @@ def mean_row(rows: list[dict]) -> dict:
 
 
 def fit_dataset(config: Mapping, workdir: str | pathlib.Path, fit_fn: Callable = fit.fit_image) -> dict:
-    """Fits every image of the config into ``workdir``; writes results.json.
+    """Fits this process's share of the config's images into ``workdir``; writes results.json.
+
+    Args:
+      config: the full config (``batch_size`` images per batch, rounded up to
+        a multiple of the local device count).
+      workdir: output folder (shared by all processes of a multi-host run).
+      fit_fn: the one-image fit (``fit.fit_image`` or e.g. densify's); the
+        batch path is taken only with ``fit.fit_image``.
 
     Returns:
-      The results dict (also written to WORKDIR/results.json).
+      The results dict of every process's images (process 0 writes it to
+      WORKDIR/results.json).
 
     Raises:
       Gauss2dError: bad config or data folder; also, after all other images
         were fitted and saved, when some image could not be read.
     """
     fit.validate_config(config)
+    if int(config["batch_size"]) < 1:
+        raise Gauss2dError(f"config batch_size={config['batch_size']!r} is invalid: expected >= 1")
     optim.make_optimizer(config["optim"], gaussians.init_random(jax.random.key(0), 1))  # validate early
+    start = time.perf_counter()
     workdir = pathlib.Path(workdir)
     paths = image_paths(config)
-    rows, errors = [], []
-    for i, path in enumerate(paths):
-        label = f"[{i + 1}/{len(paths)} {path.stem}]"
-        try:
-            rows.append(fit_one(path, config, workdir, label, fit_fn))
-        except ImageError as err:
-            print(f"{label} skipped: {err}", file=sys.stderr, flush=True)
-            errors.append({"name": path.stem, "error": str(err)})
+    process, processes = jax.process_index(), jax.process_count()
+    jobs = sorted(
+        (distributed.plan_job(i, p, config["data"]["downscale"]) for i, p in enumerate(paths)),
+        key=lambda j: (j.shape, j.index),
+    )
+    mine = sorted(distributed.shard(jobs, process, processes), key=lambda j: j.index)
+    slots = fit_batch.padded_size(int(config["batch_size"]), None, len(jax.local_devices()))
+    batched = slots > 1 and fit_fn is fit.fit_image
+    if slots > 1 and not batched:
+        print(
+            f"note: {getattr(fit_fn, '__name__', fit_fn)} fits one image at a time; batch_size and extra "
+            "devices are not used",
+            flush=True,
+        )
+    rows, errors, todo = [], [], []
+    for job in mine:
+        label = f"[{job.index + 1}/{len(paths)} {job.path.stem}]"
+        done = workdir / job.path.stem / RESULT
+        if job.error:
+            print(f"{label} skipped: {job.error}", file=sys.stderr, flush=True)
+            errors.append({"name": job.path.stem, "error": job.error})
+        elif done.exists():
+            print(f"{label} already done: {done}", flush=True)
+            rows.append(json.loads(done.read_text()))
+        else:
+            todo.append(job)
+    batches = distributed.group_batches(todo, slots if batched else 1)
+    for k, group in enumerate(batches):
+        label = (
+            f"[batch {k + 1}/{len(batches)}: {len(group)} x {group[0].shape[1]}x{group[0].shape[0]}]"
+            if batched
+            else f"[{group[0].index + 1}/{len(paths)} {group[0].path.stem}]"
+        )
+        items = []
+        for job in group:
+            try:
+                items.append(prepare(job.path, config, workdir, label))
+            except ImageError as err:
+                print(f"{label} skipped: {err}", file=sys.stderr, flush=True)
+                errors.append({"name": job.path.stem, "error": str(err)})
+        if items and batched:
+            rows.extend(fit_group(items, config, label, slots))
+        elif items:
+            rows.append(fit_prepared(items[0], config, label, fit_fn))
+    part = {"images": rows, "errors": errors, "seconds": time.perf_counter() - start}
+    if processes > 1:  # this process's share, kept beside the merged file
+        write_json(workdir / f"results.process-{process:05d}-of-{processes:05d}.json", part)
+    parts = distributed.allgather_json(part)
+    rows, errors = distributed.merge_parts(parts, [p.stem for p in paths])
     results = {
         "images": rows,
         "mean": mean_row(rows),
+        "total_seconds": max(p["seconds"] for p in parts),
+        "batch_size": slots if batched else 1,
+        "process_count": processes,
         "device": device_description(),
         "jax_version": jax.__version__,
         "git_commit": git_commit(),
@@ -286,9 +461,15 @@ def fit_dataset(config: Mapping, workdir: str | pathlib.Path, fit_fn: Callable =
     }
     if errors:
         results["errors"] = errors
-    write_json(workdir / "results.json", results)
-    print(f"wrote {workdir / 'results.json'}: {len(rows)} image(s), mean psnr "
-          f"{results['mean']['psnr'] if rows else float('nan'):.2f} dB", flush=True)
+    if process == 0:
+        write_json(workdir / "results.json", results)
+        print(
+            f"wrote {workdir / 'results.json'}: {len(rows)} image(s), mean psnr "
+            f"{results['mean']['psnr'] if rows else float('nan'):.2f} dB",
+            flush=True,
+        )
     if errors:
-        raise Gauss2dError(f"{len(errors)} image(s) could not be read: " + "; ".join(e["error"] for e in errors))
+        raise Gauss2dError(
+            f"{len(errors)} image(s) could not be read: " + "; ".join(e["error"] for e in errors)
+        )
     return results

@@ -60,9 +60,7 @@ def render_vjp(means, conics, colors, height, width, cotangent):
     g_colors[valid] = w.T @ g
     d_s = -(g @ col.T) * w  # dL/ds, [P, N]
     a, b, c = q[:, 0], q[:, 1], q[:, 2]
-    g_means[valid] = np.stack(
-        [-(d_s * (a * dx + b * dy)).sum(0), -(d_s * (b * dx + c * dy)).sum(0)], axis=1
-    )
+    g_means[valid] = np.stack([-(d_s * (a * dx + b * dy)).sum(0), -(d_s * (b * dx + c * dy)).sum(0)], axis=1)
     g_conics[valid] = np.stack(
         [(d_s * 0.5 * dx * dx).sum(0), (d_s * dx * dy).sum(0), (d_s * 0.5 * dy * dy).sum(0)], axis=1
     )

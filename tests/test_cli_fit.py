@@ -50,8 +50,17 @@ def test_fits_a_folder_writes_results_and_skips_finished_images_on_rerun(image_d
     results = json.loads((workdir / "results.json").read_text())
     assert [r["name"] for r in results["images"]] == ["a_crop", "b_grey"]
     row = results["images"][0]
-    for key in ("name", "height", "width", "num_gaussians", "iterations", "psnr", "ms_ssim", "fit_seconds",
-                "render_fps"):
+    for key in (
+        "name",
+        "height",
+        "width",
+        "num_gaussians",
+        "iterations",
+        "psnr",
+        "ms_ssim",
+        "fit_seconds",
+        "render_fps",
+    ):
         assert key in row
     assert (row["height"], row["width"], row["num_gaussians"], row["iterations"]) == (48, 72, 150, 40)
     assert row["ms_ssim"] is None  # 48 px is below MS-SSIM's 5-scale minimum
@@ -110,12 +119,19 @@ def test_a_broken_image_is_reported_and_the_others_are_fitted(image_dir, tmp_pat
 def test_ctrl_c_keeps_the_last_checkpoint_and_the_next_run_resumes(image_dir, tmp_path):
     workdir = tmp_path / "run"
     args = [
-        "--config=configs/default.py:smoke", f"--config.data.dir={image_dir}", "--config.data.limit=1",
-        "--config.optim.iterations=100000", "--config.checkpoint_every=20", f"--workdir={workdir}",
+        "--config=configs/default.py:smoke",
+        f"--config.data.dir={image_dir}",
+        "--config.data.limit=1",
+        "--config.optim.iterations=100000",
+        "--config.checkpoint_every=20",
+        f"--workdir={workdir}",
     ]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "experiments.fit", *args], cwd=REPO_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "experiments.fit", *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     ckpt = workdir / "a_crop" / "checkpoint.npz"

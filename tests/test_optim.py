@@ -39,7 +39,9 @@ def test_per_group_rates_scale_the_first_adam_step():
 
 def test_adan_uses_the_paper_betas():
     params = gaussians.init_random(jax.random.key(1), 3)
-    grads = jax.tree_util.tree_map(lambda x: jnp.sin(jnp.arange(x.size, dtype=jnp.float32)).reshape(x.shape), params)
+    grads = jax.tree_util.tree_map(
+        lambda x: jnp.sin(jnp.arange(x.size, dtype=jnp.float32)).reshape(x.shape), params
+    )
     ours = optim.make_optimizer(optim_cfg(), params)
     ref = optax.adan(1e-3, b1=0.98, b2=0.92, b3=0.99, eps=1e-8, eps_root=1e-8)
     s1, s2 = ours.init(params), ref.init(params)

@@ -7,14 +7,14 @@ be checked against the float64 ``reference``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
+from gauss2d.render import tiling
 from gauss2d.render.common import check_inputs
 from gauss2d.render.reference import render_reference
-from gauss2d.render import tiling
 from gauss2d.render.xla import XLA_TILE, RenderStats, render_tiled, render_xla
 
 __all__ = [
@@ -129,4 +129,6 @@ def pair_capacity(means, conics, colors, height: int, width: int, *, backend: st
         return 0
     _lookup(backend)
     tile = TILE_SIZES[backend]
-    return tiling.capacity_bucket(int(jax.device_get(tiling.count_pairs(means, conics, colors, height, width, tile))))
+    return tiling.capacity_bucket(
+        int(jax.device_get(tiling.count_pairs(means, conics, colors, height, width, tile)))
+    )

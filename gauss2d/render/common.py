@@ -1,8 +1,8 @@
 """Pieces of the rendered function (DESIGN.md section 2) shared by every backend.
 
-    s_n(p) = 0.5 (p - mu_n)^T Sigma_n^-1 (p - mu_n)
-    w_n(p) = exp(-s_n(p)) if s_n(p) <= S_MAX else 0,  S_MAX = ln(255)
-    I(p)   = sum_n c_n w_n(p)
+s_n(p) = 0.5 (p - mu_n)^T Sigma_n^-1 (p - mu_n)
+w_n(p) = exp(-s_n(p)) if s_n(p) <= S_MAX else 0,  S_MAX = ln(255)
+I(p)   = sum_n c_n w_n(p)
 """
 
 from __future__ import annotations

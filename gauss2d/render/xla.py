@@ -18,7 +18,6 @@ import jax.numpy as jnp
 
 from gauss2d.render import common, tiling
 
-
 # 8x8 tiles: at the paper's ~1-3 px Gaussians a 16x16 tile evaluates mostly
 # pixels outside the cut-off. Measured on the 2-core CPU, loss + grad, same
 # run: 256x256 / 2000 Gaussians 31.6 vs 153 ms; 768x512 / 10000: 196 vs

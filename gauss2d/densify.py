@@ -1,0 +1,389 @@
+"""Error-guided allocation: fit with part of the budget, add Gaussians where the error is.
+
+After Image-GS (SIGGRAPH 2025) and GaussianImage++ (distortion-driven
+densification), with static shapes (DESIGN.md sec. 4): all N slots exist
+from step 0, and a slot that is not in use is *parked* as a degenerate
+Gaussian (raw Cholesky = -CHOLESKY_OFFSET, so L = 0 and Sigma = 0; for the
+rs form scale = 0) with colour 0. ``gaussians.project`` gives it an all-zero
+conic, which every renderer treats as contributing nothing, with an exactly
+zero gradient; Adan's and Adam's moments then stay zero, so a parked slot
+receives no updates (tests/test_densify.py checks both).
+
+``fit_image_densified`` runs ``fit.fit_image`` in rounds. Between rounds it
+renders the current fit, samples new means from the squared-error map,
+sizes each new Gaussian from the local density of means, solves for the new
+colours by least squares against the actual render (``init.solve_colors``),
+and resets those slots' optimiser moments. Optionally it first recycles
+(parks, then re-fills) slots whose contribution to the image is negligible.
+See docs/init.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from gauss2d import fit, gaussians, optim
+from gauss2d import init as init_lib
+from gauss2d.errors import Gauss2dError
+from gauss2d.render import pair_capacity, render_tiled
+
+FitFunction = Callable[..., fit.FitResult]
+
+
+def fit_function(config: Mapping) -> FitFunction:
+    """``fit.fit_image`` or ``fit_image_densified``, as ``config.model.densify`` says."""
+    return fit_image_densified if _model_get(config, "densify", False) else fit.fit_image
+
+
+def _model_get(config: Mapping, key: str, default):
+    model = config["model"]
+    return model[key] if key in model else default
+
+
+# --------------------------------------------------------------------------- slots
+
+
+def park(params: gaussians.Params, mask: jax.Array) -> gaussians.Params:
+    """Parks the slots where ``mask`` [N] is True: degenerate, colour 0, mean kept."""
+    m = mask[:, None]
+    color = jnp.where(m, 0.0, params.color)
+    if isinstance(params, gaussians.CholeskyParams):
+        zero_l = -jnp.asarray(gaussians.CHOLESKY_OFFSET, params.chol.dtype)  # L = raw + offset = 0
+        return params._replace(chol=jnp.where(m, zero_l, params.chol), color=color)
+    if isinstance(params, gaussians.RSParams):
+        return params._replace(scale=jnp.where(m, -gaussians.SCALE_OFFSET, params.scale), color=color)
+    raise TypeError(f"not a gauss2d parameter pytree: {type(params).__name__}")
+
+
+def active_mask(params: gaussians.Params) -> jax.Array:
+    """[N] bool: the slots that render (non-degenerate covariance)."""
+    conics = gaussians.conics_from_covariance(gaussians.covariance(params))
+    return jnp.any(conics != 0, axis=-1)
+
+
+def pad_parked(params: gaussians.Params, num_points: int) -> gaussians.Params:
+    """Appends parked slots to ``params`` (n Gaussians) up to ``num_points``."""
+    n = gaussians.num_gaussians(params)
+    extra = num_points - n
+    if extra < 0:
+        raise Gauss2dError(f"cannot pad {n} Gaussians to {num_points}")
+    padded = jax.tree_util.tree_map(
+        lambda x: jnp.concatenate([x, jnp.zeros((extra, *x.shape[1:]), x.dtype)]), params
+    )
+    return park(padded, jnp.arange(num_points) >= n)
+
+
+def reset_moments(opt_state, fresh_state, mask: jax.Array, num_points: int):
+    """Rows ``mask`` [N] of every per-Gaussian optimiser leaf taken from ``fresh_state``.
+
+    optax states mirror the parameter pytree, so the per-Gaussian leaves are
+    the [N, k] arrays (scalars such as the step count are shared and kept).
+    A re-activated slot then starts like a fresh Gaussian; note that the
+    shared count means Adan's/Adam's bias correction is already ~1, so its
+    first updates are ~(1 - b1) / sqrt(1 - b3) of a full step (a short warm-up).
+    """
+
+    def pick(old, new):
+        if getattr(old, "ndim", 0) == 2 and old.shape[0] == num_points:
+            return jnp.where(mask[:, None], new, old)
+        return old
+
+    return jax.tree_util.tree_map(pick, opt_state, fresh_state)
+
+
+# --------------------------------------------------------------------- allocation
+
+
+def contribution(params: gaussians.Params, height: int, width: int, capacity: int) -> jax.Array:
+    """Each Gaussian's share of the image: mean |colour| x sum_p w_n(p), in pixels. [N]."""
+    proj = gaussians.project(params, height, width)
+    _, vjp = jax.vjp(
+        lambda c: render_tiled(proj.means, proj.conics, c, height, width, capacity=capacity)[0], proj.colors
+    )
+    mass = vjp(jnp.ones((height, width, 3), jnp.float32))[0][:, 0]  # sum_p w_n(p)
+    return jnp.mean(jnp.abs(proj.colors), axis=-1) * mass
+
+
+def local_density(means: jax.Array, weights: jax.Array, height: int, width: int, radius: int) -> jax.Array:
+    """Means per pixel [H, W]: a histogram of ``means`` [N, 2] (``weights`` [N]) box-blurred."""
+    cols = jnp.clip(means[:, 0].astype(jnp.int32), 0, width - 1)
+    rows = jnp.clip(means[:, 1].astype(jnp.int32), 0, height - 1)
+    counts = jnp.zeros((height, width), jnp.float32).at[rows, cols].add(weights)
+    return init_lib.box_blur(counts, radius)
+
+
+@functools.partial(jax.jit, static_argnames=("count", "size_factor", "capacity"))
+def propose(
+    key: jax.Array,
+    params: gaussians.Params,
+    target: jax.Array,  # [H, W, 3]
+    slots: jax.Array,  # [count] int32, the (parked) slots to fill
+    *,
+    count: int,
+    size_factor: float,
+    capacity: int,
+) -> gaussians.Params:
+    """Puts new Gaussians (colour 0) in ``slots`` where the squared error is largest.
+
+    Means are drawn from the 3x3-blurred per-pixel squared error of the
+    clamped render, without replacement. Sigma = size_factor / sqrt(means
+    per pixel), counting the existing Gaussians (a blurred histogram) and
+    the new ones (their expected density), so new Gaussians are small where
+    the fit is already dense (edges, texture) and large in holes.
+
+    Args:
+      key: PRNG key.
+      params: the current fit (N slots).
+      target: the image.
+      slots: which slots to overwrite; ``count`` of them.
+      count: number of new Gaussians (static).
+      size_factor: as in ``init.init_content``.
+      capacity: pair capacity that renders ``params`` without overflow.
+
+    Returns:
+      ``params`` with the geometry of ``slots`` replaced and their colour 0.
+    """
+    height, width = target.shape[:2]
+    n = gaussians.num_gaussians(params)
+    proj = gaussians.project(params, height, width)
+    image = render_tiled(*proj, height, width, capacity=capacity)[0]
+    error = jnp.sum((jnp.clip(image, 0.0, 1.0) - target) ** 2, axis=-1)  # [H, W]
+    density = init_lib.mixed_density(init_lib.box_blur(error, 1), 1.0)  # [H, W], sums to 1
+    new_means, flat = init_lib.sample_means(key, density, count)  # [count, 2], [count]
+    # Existing means per pixel over a window about twice the spacing that
+    # the whole budget would have if spread evenly.
+    radius = max(1, math.ceil(math.sqrt(height * width / n)))
+    existing = local_density(proj.means, active_mask(params).astype(jnp.float32), height, width, radius)
+    per_pixel = existing.reshape(-1)[flat] + count * density.reshape(-1)[flat]
+    sigma = jnp.clip(
+        size_factor / jnp.sqrt(jnp.maximum(per_pixel, 1e-12)), init_lib.MIN_SIGMA, 0.25 * max(height, width)
+    )
+    zeros = jnp.zeros((count, 3), jnp.float32)
+    fresh = init_lib.raw_from_isotropic(
+        new_means, sigma, zeros, height, width, gaussians.parameterization_of(params)
+    )
+    return jax.tree_util.tree_map(lambda p, f: p.at[slots].set(f.astype(p.dtype)), params, fresh)
+
+
+def allocate(
+    key: jax.Array,
+    params: gaussians.Params,
+    target: jax.Array,  # [H, W, 3]
+    count: int,
+    *,
+    size_factor: float = init_lib.SIZE_FACTOR,
+    color_iterations: int = init_lib.COLOR_ITERATIONS,
+    recycle_below: float = 0.0,
+) -> tuple[gaussians.Params, jax.Array, dict]:
+    """Activates up to ``count`` parked slots where the error is largest (host-side).
+
+    With ``recycle_below`` > 0, active Gaussians whose ``contribution`` is
+    below it (off-image, transparent or collapsed ones) are parked first and
+    re-filled too, so the number of active slots grows by ``count`` (capped
+    at the slots free).
+
+    Args:
+      key: PRNG key.
+      params: the current fit (N slots; the parked ones are degenerate).
+      target: the image.
+      count: how many more active Gaussians to have.
+      size_factor: sigma / local mean spacing of the new Gaussians.
+      color_iterations: least-squares steps for the new colours.
+      recycle_below: contribution threshold in pixels (0: no recycling).
+
+    Returns:
+      ``(params, changed [N] bool, stats)``: the slots that were (re)filled
+      (their optimiser moments must be reset) and counts for logging.
+    """
+    target = jnp.asarray(target, jnp.float32)
+    height, width = target.shape[:2]
+    n = gaussians.num_gaussians(params)
+    proj = gaussians.project(params, height, width)
+    capacity = pair_capacity(*proj, height, width, backend="xla")
+    active = np.asarray(active_mask(params))
+    recycled = 0
+    if recycle_below > 0:
+        weak = active & (np.asarray(contribution(params, height, width, capacity)) < recycle_below)
+        recycled = int(weak.sum())
+        params = park(params, jnp.asarray(weak))
+        active = active & ~weak
+    parked = np.flatnonzero(~active)
+    count = min(count + recycled, parked.size)
+    stats = {"added": count - recycled, "recycled": recycled, "active": int(active.sum()) + count}
+    if count == 0:
+        return params, jnp.zeros((n,), bool), stats
+    slots = jnp.asarray(parked[:count], jnp.int32)
+    params = propose(key, params, target, slots, count=count, size_factor=size_factor, capacity=capacity)
+    proj = gaussians.project(params, height, width)
+    free = jnp.zeros((n,), bool).at[slots].set(True)
+    colors = init_lib.solve_colors(
+        proj.means, proj.conics, params.color, target, iterations=color_iterations, free=free
+    )
+    return params._replace(color=colors), free, stats
+
+
+# --------------------------------------------------------------------- schedule
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """When to add Gaussians and how many should be active after each round."""
+
+    round_ends: tuple[int, ...]  # steps after which a round of additions happens
+    active_after: tuple[int, ...]  # active slots wanted after each round; [0] = at the start
+
+
+def schedule(config: Mapping) -> Schedule:
+    """The allocation schedule from ``config.model.densify_*`` and ``log_every``.
+
+    Round k (1..rounds) ends after ``k * densify_every`` steps, rounded up to
+    a multiple of ``log_every`` (a fit can only stop between chunks); rounds
+    that would end at or past ``optim.iterations`` are dropped. The
+    ``N - initial`` extra slots are split evenly over the rounds.
+
+    Raises:
+      Gauss2dError: invalid values, naming the key.
+    """
+    n = int(config["model"]["num_points"])
+    iterations = int(config["optim"]["iterations"])
+    log_every = int(min(config["log_every"], iterations))
+    rounds = int(_model_get(config, "densify_rounds", 0))
+    fraction = float(_model_get(config, "densify_initial_fraction", 1.0))
+    every = int(_model_get(config, "densify_every", 0))
+    if rounds < 0:
+        raise Gauss2dError(f"config model.densify_rounds={rounds} is invalid: expected >= 0")
+    if not 0.0 < fraction <= 1.0:
+        raise Gauss2dError(f"config model.densify_initial_fraction={fraction} is invalid: expected in (0, 1]")
+    if rounds > 0 and every <= 0:
+        raise Gauss2dError(f"config model.densify_every={every} is invalid: expected > 0")
+    ends = sorted({-(-k * every // log_every) * log_every for k in range(1, rounds + 1)})
+    ends = tuple(e for e in ends if e < iterations)
+    initial = max(1, round(fraction * n)) if ends else n
+    active = [initial] + [initial + round((n - initial) * (k + 1) / len(ends)) for k in range(len(ends))]
+    return Schedule(ends, tuple(active))
+
+
+# --------------------------------------------------------------------- the fit
+
+
+def _with_num_points(model_cfg: Mapping, num_points: int) -> dict:
+    items = model_cfg.items() if hasattr(model_cfg, "items") else dict(model_cfg).items()
+    return {**dict(items), "num_points": num_points}
+
+
+def fit_image_densified(
+    target: np.ndarray,  # [H, W, 3] float in [0, 1]
+    config: Mapping,
+    key: jax.Array,
+    *,
+    state: fit.TrainState | None = None,
+    on_chunk: Callable[[fit.TrainState, dict], Any] | None = None,
+) -> fit.FitResult:
+    """``fit.fit_image`` with error-guided allocation between rounds.
+
+    Same signature and result as ``fit.fit_image``. Starts with
+    ``densify_initial_fraction`` of ``model.num_points`` active (initialised
+    by ``model.init`` as if that were the whole budget, so they cover the
+    image) and the rest parked; after each round (``schedule``) activates the
+    next share where the error is largest and resets their optimiser
+    moments. Each round is one ``fit.fit_image`` call on the full config,
+    stopped through ``on_chunk`` at the round's end (so a cosine schedule's
+    horizon stays ``optim.iterations``); it resumes from ``state.step``.
+
+    Resuming: a state whose active count is below what its step calls for
+    (a checkpoint taken at a round's end) is topped up first.
+
+    Args:
+      target: the image, [H, W, 3] in [0, 1].
+      config: the full config; reads ``model.densify_*``.
+      key: PRNG key (initialisation and each round's sampling).
+      state: resume from this state.
+      on_chunk: as in ``fit.fit_image``; returning "stop" ends the whole fit.
+
+    Returns:
+      A ``fit.FitResult`` whose history spans all rounds.
+    """
+    fit.validate_config(config)
+    target = np.asarray(target, np.float32)
+    n = int(config["model"]["num_points"])
+    iterations = int(config["optim"]["iterations"])
+    plan = schedule(config)
+    k_init, k_rounds = jax.random.split(key)
+    if state is None:
+        model_cfg = _with_num_points(config["model"], plan.active_after[0])
+        params = init_lib.initialize(k_init, jnp.asarray(target), model_cfg)
+        params = pad_parked(params, n)
+        state = fit.init_state(params, optim.make_optimizer(config["optim"], params))
+    size_factor = float(_model_get(config, "init_size_factor", init_lib.SIZE_FACTOR))
+    color_iterations = int(_model_get(config, "init_color_iterations", init_lib.COLOR_ITERATIONS))
+    recycle_below = float(_model_get(config, "densify_recycle_below", 0.0))
+
+    histories, seconds, capacity, stopped = [], 0.0, 0, None
+    ends = [*plan.round_ends, iterations]
+    for k, end in enumerate(ends):
+        if k > 0 and int(state.step) >= ends[k - 1]:
+            state = _top_up(
+                state,
+                target,
+                config,
+                jax.random.fold_in(k_rounds, k),
+                plan.active_after[k],
+                size_factor,
+                color_iterations,
+                recycle_below,
+            )
+        if int(state.step) >= end:
+            continue  # a resumed state already past this round
+        user_stop = []
+
+        def round_on_chunk(st, info, end=end, user_stop=user_stop):
+            if on_chunk is not None and on_chunk(st, info) == "stop":
+                user_stop.append(True)
+                return "stop"
+            return "stop" if info["step"] >= end else None
+
+        t0 = time.perf_counter()
+        result = fit.fit_image(target, config, key, state=state, on_chunk=round_on_chunk)
+        seconds += time.perf_counter() - t0
+        state, capacity = result.state, result.capacity
+        histories.append(result.history)
+        if user_stop or (
+            result.stopped_early and not result.stopped_early.startswith("stopped by the caller")
+        ):
+            stopped = result.stopped_early
+            break
+    history = {
+        name: np.concatenate([h[name] for h in histories]) if histories else np.zeros((0,))
+        for name in ("step", "loss", "psnr")
+    }
+    return fit.FitResult(state.params, state, history, seconds, capacity, stopped)
+
+
+def _top_up(state, target, config, key, want, size_factor, color_iterations, recycle_below) -> fit.TrainState:
+    """Activates slots until ``want`` are active; resets their optimiser moments."""
+    have = int(jnp.sum(active_mask(state.params)))
+    if have >= want:
+        return state
+    params, changed, stats = allocate(
+        key,
+        state.params,
+        target,
+        max(0, want - have),
+        size_factor=size_factor,
+        color_iterations=color_iterations,
+        recycle_below=recycle_below,
+    )
+    logging.info("step %d: allocation %s", int(state.step), stats)
+    fresh = optim.make_optimizer(config["optim"], params).init(params)
+    n = gaussians.num_gaussians(params)
+    return state._replace(params=params, opt_state=reset_moments(state.opt_state, fresh, changed, n))
