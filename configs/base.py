@@ -23,7 +23,20 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict()
     config.model.num_points = 70000  # paper's Kodak table (GaussianImage Table 1)
     config.model.parameterization = "cholesky"  # or "rs"
-    config.model.init = "random"  # the paper's initialisation
+    config.model.init = "random"  # the paper's initialisation; "content": gauss2d/init.py, docs/init.md
+    # "content" init: share of means drawn by image-gradient magnitude (Image-GS: 0.7),
+    # sigma as a multiple of the local mean spacing, least-squares colour steps.
+    config.model.init_gradient_fraction = 0.7
+    config.model.init_size_factor = 0.7
+    config.model.init_color_iterations = 10
+    # Error-guided allocation (gauss2d/densify.py): start with initial_fraction of
+    # num_points, add the rest in `rounds` rounds every `every` steps where the error
+    # is largest; recycle Gaussians contributing < recycle_below pixels (0 = never).
+    config.model.densify = False
+    config.model.densify_rounds = 3
+    config.model.densify_initial_fraction = 0.5
+    config.model.densify_every = 500
+    config.model.densify_recycle_below = 0.0
 
     config.render = ml_collections.ConfigDict()
     config.render.backend = "xla"  # "xla" (any device), "pallas" (GPU kernel), "reference" (dense, slow)

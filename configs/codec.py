@@ -33,7 +33,9 @@ def codec_section() -> ml_collections.ConfigDict:
     # Quantisation-aware fine-tuning: the fit's optimiser (optim.name, betas),
     # restarted at qat_lr and decayed by optim.decay_rate over qat_steps.
     c.qat_steps = 500
-    c.qat_lr = 2e-3
+    # 5e-3 recovered 3.6 dB of the 5.5 dB that plain quantisation lost in 300
+    # steps (kodim23, 4x downscaled, 1500 Gaussians); 2e-3 3.2 dB, 5e-4 2.9 dB.
+    c.qat_lr = 5e-3
     c.qat_schedule = "cosine"  # "step" (paper: StepLR), "cosine" or "constant"
     c.lsq_lr = 1e-4  # Adam on the LSQ scale / offset (~0.05 / ~-0.5 px at init)
     c.commit_weight = 1.0  # VQ commitment loss weight (paper: 1)
@@ -60,5 +62,5 @@ def get_config(arg: str = ""):
             codec.qat_steps = 40
         else:
             config.model.num_points = 2000
-            config.optim.iterations = 2000
+            config.optim.iterations = 1000
     return with_codec(config, codec)

@@ -10,13 +10,15 @@
 the codec section (codec.mode, codec.qat_steps, codec.chol_bits, ...). The
 image is fitted at ``data.downscale``, so the file decodes to that size.
 Neither command replaces an existing OUTPUT unless --overwrite; outputs are
-written atomically. Errors print one line and exit with status 2.
+written atomically. Progress goes to stdout; an error prints one line on
+stderr and exits with status 2 (--verbosity=0 adds the logs).
 """
 
 from __future__ import annotations
 
 import pathlib
 import sys
+import warnings
 
 import jax
 from absl import app, flags, logging
@@ -91,6 +93,12 @@ def main(argv):
     if len(args) != 3 or args[0] not in COMMANDS:
         raise app.UsageError(f"expected 'encode INPUT OUTPUT' or 'decode INPUT OUTPUT', got {args}")
     command, source, output = args[0], pathlib.Path(args[1]), pathlib.Path(args[2])
+    if not flags.FLAGS["verbosity"].present:
+        # A codec tool's stderr is for errors (one line); --verbosity=0 shows
+        # the config, devices and compilation logs.
+        logging.set_verbosity(logging.WARNING)
+    # XLA on CPU cannot reuse the training chunk's donated buffers; harmless.
+    warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
     config = _CONFIG.value
     logging.info("config:\n%s", config)
     logging.info("devices: %s", jax.devices())

@@ -26,7 +26,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gauss2d import checkpoint, data, pipeline
+from gauss2d import checkpoint, data, densify, pipeline
 from gauss2d.codec import compress, qat
 from gauss2d.errors import Gauss2dError, ImageError
 
@@ -73,20 +73,8 @@ def fitted_params(path: pathlib.Path, target: np.ndarray, config: Mapping, workd
                     f"{config['data']['downscale']} gives {target.shape[1]}x{target.shape[0]}"
                 )
         return checkpoint.load_params_npz(folder / "params.npz")
-    pipeline.fit_one(path, config, workdir / "fit", f"{label} fit", fit_function(config))
+    pipeline.fit_one(path, config, workdir / "fit", f"{label} fit", densify.fit_function(config))
     return checkpoint.load_params_npz(workdir / "fit" / name / "params.npz")
-
-
-def fit_function(config: Mapping):
-    """The fitting function experiments.fit uses (error-guided allocation when present)."""
-    try:
-        from gauss2d import densify  # noqa: PLC0415
-
-        return densify.fit_function(config)
-    except ImportError:
-        from gauss2d import fit  # noqa: PLC0415
-
-        return fit.fit_image
 
 
 def compress_one(path: pathlib.Path, config: Mapping, workdir: pathlib.Path, label: str) -> dict[str, Any]:

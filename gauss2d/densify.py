@@ -104,6 +104,7 @@ def reset_moments(opt_state, fresh_state, mask: jax.Array, num_points: int):
 # --------------------------------------------------------------------- allocation
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
 def contribution(params: gaussians.Params, height: int, width: int, capacity: int) -> jax.Array:
     """Each Gaussian's share of the image: mean |colour| x sum_p w_n(p), in pixels. [N]."""
     proj = gaussians.project(params, height, width)

@@ -10,7 +10,9 @@ update (the last good parameters stay) and stops the fit with a message.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -150,6 +152,41 @@ def make_chunk(step_fn, length: int):
     return jax.jit(scan_steps(step_fn, length), donate_argnums=0)
 
 
+# Jitted chunks by program_key: a new jit object would retrace and recompile
+# (seconds to minutes) for every image of a dataset and every batch of one
+# shape; reusing it compiles each (shape, capacity) once per process.
+_CHUNKS: collections.OrderedDict[tuple, Callable] = collections.OrderedDict()
+_MAX_CHUNKS = 32
+
+
+def _plain(section: Any) -> Any:
+    return section.to_dict() if hasattr(section, "to_dict") else dict(section)
+
+
+def program_key(config: Mapping, params: gaussians.Params, height: int, width: int, capacity: int) -> tuple:
+    """What a compiled chunk depends on besides array shapes: the config sections it reads and the sizes."""
+    sections = {name: _plain(config[name]) for name in ("optim", "loss", "render")}
+    return (
+        json.dumps(sections, sort_keys=True, default=str),
+        gaussians.parameterization_of(params),
+        int(config["log_every"]),
+        height,
+        width,
+        capacity,
+    )
+
+
+def cached_chunk(key: tuple, build: Callable[[], Callable]) -> Callable:
+    """The chunk stored under ``key``, built (and stored) on first use; keeps the last 32."""
+    if key in _CHUNKS:
+        _CHUNKS.move_to_end(key)
+        return _CHUNKS[key]
+    chunk = _CHUNKS[key] = build()
+    while len(_CHUNKS) > _MAX_CHUNKS:
+        _CHUNKS.popitem(last=False)
+    return chunk
+
+
 def initial_params(config: Mapping, target: np.ndarray, key: jax.Array) -> gaussians.Params:
     """Initial Gaussians as ``config.model.init`` says (see gauss2d.init)."""
     return init_lib.initialize(key, jnp.asarray(target), config["model"])
@@ -192,7 +229,14 @@ def fit_image(
     else:
         optimizer = optim.make_optimizer(config["optim"], state.params)
     capacity = needed_capacity(state.params, height, width, config["render"]["backend"])
-    chunk = make_chunk(make_train_step(config, optimizer, height, width, capacity), log_every)
+
+    def build(cap: int) -> Callable:
+        key = ("image", *program_key(config, state.params, height, width, cap))
+        return cached_chunk(
+            key, lambda: make_chunk(make_train_step(config, optimizer, height, width, cap), log_every)
+        )
+
+    chunk = build(capacity)
     total = jnp.asarray(iterations, jnp.int32)
     history = {"step": [], "loss": [], "psnr": []}
     stopped = None
@@ -206,7 +250,7 @@ def fit_image(
         if bool(state.capacity_overflow):
             capacity = tiling.capacity_bucket(int(state.max_pairs))
             logging.info("pair buffer overflow at step ~%d: capacity -> %d, re-running chunk", step, capacity)
-            chunk = make_chunk(make_train_step(config, optimizer, height, width, capacity), log_every)
+            chunk = build(capacity)
             state = before._replace(max_pairs=state.max_pairs)
             continue
         metrics = jax.device_get(metrics)

@@ -176,8 +176,17 @@ def fit_batch(
     extra = () if weights is None else (put(weights),)
 
     def build(cap: int) -> Callable:
-        step = fit.make_train_step(config, optimizer, height, width, cap)
-        return make_batch_chunk(step, log_every, mesh, masked=weights is not None)
+        placement = tuple(d.id for d in devices) if mesh else None
+        key = (
+            "batch",
+            placement,
+            weights is not None,
+            *fit.program_key(config, states[0].params, height, width, cap),
+        )
+        step = lambda: fit.make_train_step(config, optimizer, height, width, cap)  # noqa: E731
+        return fit.cached_chunk(
+            key, lambda: make_batch_chunk(step(), log_every, mesh, masked=weights is not None)
+        )
 
     chunk = build(capacity)
     total = jnp.asarray(iterations, jnp.int32)

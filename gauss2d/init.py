@@ -187,6 +187,7 @@ def solve_colors(
         return colors
     if capacity is None:
         capacity = concrete_capacity(means, conics, target.shape[0], target.shape[1])
+    free = jnp.ones(means.shape[:1], bool) if free is None else jnp.asarray(free, bool)
     return _solve_colors(means, conics, colors, target, free, iterations=iterations, capacity=capacity)
 
 
@@ -194,8 +195,7 @@ def solve_colors(
 def _solve_colors(means, conics, colors, target, free, *, iterations: int, capacity: int | None):
     """``solve_colors`` once the capacity is fixed (one compilation per shape)."""
     height, width = target.shape[:2]
-    mask = jnp.ones(means.shape[:1], bool) if free is None else free
-    mask = mask[:, None].astype(colors.dtype)  # [N, 1]
+    mask = free[:, None].astype(colors.dtype)  # [N, 1]
 
     def forward(c, q=conics):  # [N, 3] -> [H, W, 3], linear in c
         if capacity is None:
@@ -267,22 +267,33 @@ def init_content(
     """
     if num_points <= 0:
         raise Gauss2dError(f"{num_points=} must be > 0")
+    if parameterization not in gaussians.PARAMETERIZATIONS:
+        raise Gauss2dError(
+            f"unknown parameterization {parameterization!r}; expected one of {gaussians.PARAMETERIZATIONS}"
+        )
     target = jnp.asarray(target, jnp.float32)
+    params = _content_geometry(key, target, num_points, parameterization, gradient_fraction, size_factor)
+    if color_iterations > 0:
+        h, w = target.shape[:2]
+        proj = gaussians.project(params, h, w)
+        colors = solve_colors(proj.means, proj.conics, params.color, target, iterations=color_iterations)
+        params = params._replace(color=colors)
+    return params
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
+def _content_geometry(key, target, num_points, parameterization, gradient_fraction, size_factor):
+    """Means, sizes and analytic colours of ``init_content`` (one compilation per shape)."""
     h, w = target.shape[:2]
     density = sampling_density(target, gradient_fraction)  # [H, W]
     means, flat = sample_means(key, density, num_points)
     sigma = sigma_from_density(density.reshape(-1)[flat], num_points, size_factor, 0.25 * max(h, w))
     # Peak-1 Gaussians at 1 / spacing^2 per pixel overlap each pixel
-    # ~2 pi size_factor^2 times (less near the image border, which the
-    # least-squares step corrects).
+    # ~2 pi size_factor^2 times on average; the sampling noise around that
+    # (0.2x to 2x on a 256^2 crop) is what ``solve_colors`` then removes.
     overlap = max(2.0 * math.pi * size_factor**2, 1.0)
     colors = target.reshape(-1, 3)[flat] / overlap
-    params = raw_from_isotropic(means, sigma, colors, h, w, parameterization)
-    if color_iterations > 0:
-        proj = gaussians.project(params, h, w)
-        colors = solve_colors(proj.means, proj.conics, colors, target, iterations=color_iterations)
-        params = params._replace(color=colors)
-    return params
+    return raw_from_isotropic(means, sigma, colors, h, w, parameterization)
 
 
 def initialize(key: jax.Array, target: jax.Array, model_cfg: Mapping) -> gaussians.Params:

@@ -19,7 +19,9 @@ a time with ``fit_fn`` (which may be a non-batchable fit such as densify's).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
 import json
 import pathlib
 import subprocess
@@ -120,14 +122,20 @@ def check_memory(name: str, capacity: int, height: int, width: int, config: Mapp
         )
 
 
+@functools.lru_cache(maxsize=16)
+def render_program(height: int, width: int, backend: str, capacity: int) -> Callable:
+    """The jitted render at a fixed capacity, compiled once per size (images of a batch share it)."""
+    return jax.jit(
+        lambda m, q, c: render_with_stats(m, q, c, height, width, backend=backend, capacity=capacity)[0]
+    )
+
+
 def time_render(params: gaussians.Params, height: int, width: int, config: Mapping) -> float:
     """Render FPS: jitted render at fixed capacity, warm-up, median of repeats."""
     backend = config["render"]["backend"]
     proj = gaussians.project(params, height, width)
     capacity = pair_capacity(*proj, height, width, backend=backend)
-    fn = jax.jit(
-        lambda m, q, c: render_with_stats(m, q, c, height, width, backend=backend, capacity=capacity)[0]
-    )
+    fn = render_program(height, width, backend, capacity)
     jax.block_until_ready(fn(*proj))  # compile + warm-up
     jax.block_until_ready(fn(*proj))
     times = []
@@ -327,7 +335,7 @@ def fit_one(
     return fit_prepared(prepare(path, config, pathlib.Path(workdir), label), config, label, fit_fn)
 
 
-def fit_group(items: list[Prepared], config: Mapping, label: str, slots: int) -> list[dict]:
+def fit_group(items: list[Prepared], config: Mapping, label: str, pad_to: int | None) -> list[dict]:
     """Fits same-shape prepared images as one batch over the local devices; returns their rows."""
     progress = Progress(label)
     last_saved = [int(item.state.step) for item in items]
@@ -355,7 +363,7 @@ def fit_group(items: list[Prepared], config: Mapping, label: str, slots: int) ->
             [i.key for i in items],
             states=[i.state for i in items],
             devices=jax.local_devices(),
-            pad_to=slots,
+            pad_to=pad_to,
             on_chunk=on_chunk,
         )
     except KeyboardInterrupt:
@@ -426,6 +434,7 @@ def fit_dataset(config: Mapping, workdir: str | pathlib.Path, fit_fn: Callable =
         else:
             todo.append(job)
     batches = distributed.group_batches(todo, slots if batched else 1)
+    per_shape = collections.Counter(job.shape for job in todo)
     for k, group in enumerate(batches):
         label = (
             f"[batch {k + 1}/{len(batches)}: {len(group)} x {group[0].shape[1]}x{group[0].shape[0]}]"
@@ -440,7 +449,10 @@ def fit_dataset(config: Mapping, workdir: str | pathlib.Path, fit_fn: Callable =
                 print(f"{label} skipped: {err}", file=sys.stderr, flush=True)
                 errors.append({"name": job.path.stem, "error": str(err)})
         if items and batched:
-            rows.extend(fit_group(items, config, label, slots))
+            # A last, partial batch is padded to the full size only when that
+            # program is compiled already (its shape had full batches).
+            pad_to = slots if per_shape[group[0].shape] > slots else None
+            rows.extend(fit_group(items, config, label, pad_to))
         elif items:
             rows.append(fit_prepared(items[0], config, label, fit_fn))
     part = {"images": rows, "errors": errors, "seconds": time.perf_counter() - start}

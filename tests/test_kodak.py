@@ -16,7 +16,7 @@ def test_kodak_folder_lists_24_images_of_the_documented_sizes(kodak_dir):
     paths = data.list_images(kodak_dir)
     assert [p.name for p in paths] == [f"kodim{i:02d}.png" for i in range(1, 25)]
     portrait = {"kodim04", "kodim09", "kodim10", "kodim17", "kodim18", "kodim19"}
-    for path in paths[:: 6] + [kodak_dir / "kodim04.png"]:
+    for path in paths[::6] + [kodak_dir / "kodim04.png"]:
         h, w = data.load_image(path).shape[:2]
         assert (h, w) == ((768, 512) if path.stem in portrait else (512, 768))
 

@@ -95,38 +95,40 @@ def test_decoded_file_renders_exactly_what_qat_measured(target, tuned):
     assert file_psnr(data_bytes, target) == pytest.approx(tuned.psnr, abs=1e-3)
 
 
-def test_gaussianimage_mode_trains_on_the_decoded_bits_and_regrows(target, fitted, monkeypatch):
+def test_best_state_survives_divergence_and_overflow(target, fitted, monkeypatch):
     h, w = target.shape[:2]
-    config = small_config(**{"codec.mode": "gaussianimage", "codec.qat_steps": 30, "log_every": 10})
-    settings = qat.settings_from_config(config)
-    # A pair buffer far too small: the first chunk overflows, is re-run with a
+    # An absurd learning rate wrecks the Gaussians after the first step; the best
+    # state (the fitted model, plainly quantised) must be what comes back. A pair
+    # buffer far too small makes the first chunk overflow: it is re-run with a
     # larger one, and no step is lost or repeated.
+    config = small_config(
+        **{
+            "codec.mode": "gaussianimage",
+            "codec.qat_lr": 3.0,
+            "codec.qat_steps": 20,
+            "codec.qat_schedule": "constant",
+            "log_every": 10,
+        }
+    )
     monkeypatch.setattr(fit, "needed_capacity", lambda *a, **k: 256)
-    result = qat.finetune(target, fitted, config, jax.random.key(2))
+    result = qat.finetune(target, fitted, config, jax.random.key(1))
     monkeypatch.undo()  # the decoder below sizes its buffer properly
     assert result.capacity > 256
-    np.testing.assert_array_equal(result.history["step"], np.arange(1, 31))
-    assert result.psnr > result.initial_psnr
+    np.testing.assert_array_equal(result.history["step"], np.arange(1, 21))
+    assert result.history["psnr"][-1] < result.initial_psnr - 3.0
+    assert result.best_step == 0 and result.psnr == result.initial_psnr
+    for a, b in zip(result.params, fitted, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # Gaussianimage mode: the training forward pass saw the decoder's parameters bit for bit.
+    settings = qat.settings_from_config(config)
     data_bytes = encode(
         result.params, h, w, mode="gaussianimage", state=result.codec_state, settings=settings
     )
-    # The fake quantiser of the training forward pass gives the decoder's parameters bit for bit.
     seen, _ = fake_quantize(
         result.params, result.codec_state, h, w, mode="gaussianimage", settings=settings, quant_mode="round"
     )
     assert_bit_equal(decode(data_bytes).params, seen)
     assert file_psnr(data_bytes, target) == pytest.approx(result.psnr, abs=1e-3)
-
-
-def test_best_state_survives_divergence(target, fitted):
-    # An absurd learning rate wrecks the Gaussians after the first step; the best
-    # state (the fitted model, plainly quantised) must be what comes back.
-    config = small_config(**{"codec.qat_lr": 3.0, "codec.qat_steps": 20, "codec.qat_schedule": "constant"})
-    result = qat.finetune(target, fitted, config, jax.random.key(1))
-    assert result.history["psnr"][-1] < result.initial_psnr - 3.0
-    assert result.best_step == 0 and result.psnr == result.initial_psnr
-    for a, b in zip(result.params, fitted, strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_zero_steps_is_plain_quantisation(target, fitted):
@@ -160,3 +162,14 @@ def test_rs_model_is_refused(target):
     rs = RSParams(jnp.zeros((4, 2)), jnp.zeros((4, 2)), jnp.zeros((4, 1)), jnp.zeros((4, 3)))
     with pytest.raises(Gauss2dError, match="cholesky"):
         qat.finetune(target, rs, small_config(), jax.random.key(0))
+
+
+def test_prune_drops_gaussians_that_render_nothing():
+    # Raw Cholesky -0.5 on the diagonal makes L singular (densify's parked slots).
+    chol = jnp.asarray([[0.1, 0.0, 0.2], [-0.5, 0.0, -0.5], [0.3, 0.1, 0.2], [-0.5, 0.2, -0.5]])
+    params = CholeskyParams(jnp.arange(8.0).reshape(4, 2) / 10, chol, jnp.ones((4, 3)))
+    pruned = compress.prune_inactive(params)
+    np.testing.assert_array_equal(np.asarray(pruned.chol), np.asarray(chol)[[0, 2]])
+    np.testing.assert_array_equal(np.asarray(pruned.xy), np.asarray(params.xy)[[0, 2]])
+    assert compress.prune_inactive(params._replace(chol=chol[[1, 3]])).xy.shape == (1, 2)  # N >= 1
+    assert compress.prune_inactive(pruned) is pruned

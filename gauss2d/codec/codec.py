@@ -65,7 +65,7 @@ class CodecSettings:
             raise ValueError(f"codebook_size={self.codebook_size} must be in [1, {bitstream.MAX_CODEBOOK}]")
         step_log2 = np.log2(self.position_step) if self.position_step > 0 else np.nan
         lo, hi = bitstream.MIN_STEP_LOG2, bitstream.MAX_STEP_LOG2
-        if not (step_log2 == round(step_log2) and lo <= step_log2 <= hi):
+        if not (np.isfinite(step_log2) and step_log2 == round(step_log2) and lo <= step_log2 <= hi):
             raise ValueError(f"position_step={self.position_step} must be a power of two in [2^{lo}, 2^{hi}]")
         if self.codebook_dtype not in bitstream.CODEBOOK_DTYPES:
             raise ValueError(f"codebook_dtype={self.codebook_dtype!r} not in {bitstream.CODEBOOK_DTYPES}")

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d import fit, gaussians, metrics
+from gauss2d import densify, fit, gaussians, metrics
 from gauss2d.codec import qat
 from gauss2d.codec.codec import CodecState, bits_by_attribute, decode, encode
 from gauss2d.errors import Gauss2dError
@@ -77,6 +77,20 @@ def file_summary(data: bytes, target: np.ndarray, backend: str = "xla") -> dict[
     }
 
 
+def prune_inactive(params: gaussians.CholeskyParams) -> gaussians.CholeskyParams:
+    """Drops Gaussians that render nothing (degenerate covariance, e.g. densify's parked slots).
+
+    They cost bits, and quantisation could revive them: a Cholesky factor of
+    exactly 0 need not stay 0 on the LSQ grid, nor a colour of 0 in the
+    codebooks. At least one Gaussian is kept (a file holds N >= 1).
+    """
+    active = np.asarray(densify.active_mask(params))
+    if active.all():
+        return params
+    keep = np.flatnonzero(active) if active.any() else np.arange(1)
+    return gaussians.CholeskyParams(*(jnp.asarray(np.asarray(a)[keep]) for a in params))
+
+
 @dataclasses.dataclass
 class CompressResult:
     """What ``compress_image`` returns: the file and its measurements."""
@@ -93,7 +107,7 @@ def compress_image(
     key: jax.Array,
     *,
     params: gaussians.Params | None = None,
-    fit_fn: Callable[..., fit.FitResult] = fit.fit_image,
+    fit_fn: Callable[..., fit.FitResult] | None = None,
     progress: ProgressFn | None = None,
 ) -> CompressResult:
     """Fits (unless ``params`` is given), fine-tunes with quantisation, encodes, decodes, measures.
@@ -104,7 +118,8 @@ def compress_image(
       key: PRNG key; the fit uses it as ``experiments.fit`` does (so a fit
         here equals that binary's), the codebook k-means a key folded from it.
       params: already fitted Gaussians for ``target`` (skips the fit).
-      fit_fn: the fitting function (``fit.fit_image`` or a drop-in).
+      fit_fn: the fitting function; None for experiments.fit's choice
+        (``densify.fit_function(config)``).
       progress: called with ("fit" | "qat", info) after every chunk.
 
     Returns:
@@ -130,12 +145,16 @@ def compress_image(
         return None if progress is None else (lambda state, info: progress(stage, info))
 
     if params is None:
+        fit_fn = densify.fit_function(config) if fit_fn is None else fit_fn
         fitted = fit_fn(target, config, key, on_chunk=on_chunk("fit"))
         params = fitted.params
         summary.update(fit_seconds=fitted.seconds, fit_stopped_early=fitted.stopped_early)
     if not isinstance(params, gaussians.CholeskyParams):
         raise Gauss2dError(f"the codec supports the cholesky parameterisation, got {type(params).__name__}")
+    fitted_count = gaussians.num_gaussians(params)
+    params = prune_inactive(params)
     summary["num_gaussians"] = gaussians.num_gaussians(params)
+    summary["pruned_gaussians"] = fitted_count - summary["num_gaussians"]
     summary["fit_psnr"] = float(metrics.psnr(qat.render_params(params, height, width, backend), target))
 
     result = qat.finetune(target, params, config, jax.random.fold_in(key, 1), on_chunk=on_chunk("qat"))

@@ -300,9 +300,8 @@ def finetune(
     log_every = int(min(config["log_every"], steps))
     optimizer = make_qat_optimizer(config, params)
     state = init_qat_state(params, optimizer, codec_state)
-    q0, _ = fake_quantize(
-        params, codec_state, height, width, mode=mode, settings=settings, quant_mode="round"
-    )
+    # Sized for the quantised Gaussians (host quantiser: no eager op-by-op dispatch).
+    q0 = quantized(params, codec_state, height, width, mode, settings)
     capacity = fit.needed_capacity(q0, height, width, backend)
 
     def compile_chunk(capacity):

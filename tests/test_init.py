@@ -1,0 +1,167 @@
+"""Tests for gauss2d.init: random and content-aware initialisation, colour solve."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import oracle
+import pytest
+
+from gauss2d import data, gaussians, metrics
+from gauss2d import init as init_lib
+from gauss2d.errors import Gauss2dError
+from gauss2d.render import render
+
+N = 60  # test_densify.py starts its fits from 60 too: shared compilations
+H, W = 32, 48  # the sample downscaled 8x: one compilation serves every test
+
+
+def edge_image(h: int = H, w: int = W) -> np.ndarray:
+    """Flat dark left part, flat bright right part: one vertical edge at x = w // 2."""
+    img = np.full((h, w, 3), 0.2, np.float32)
+    img[:, w // 2 :] = 0.8
+    return img
+
+
+@pytest.fixture(scope="module")
+def sample() -> np.ndarray:  # [H, W, 3]
+    """The built-in sample downscaled 8x."""
+    return data.downscale(data.load_image(data.sample_image_path()), 8)
+
+
+def first_render_psnr(params, target) -> float:
+    h, w = target.shape[:2]
+    image = render(*gaussians.project(params, h, w), h, w)
+    return float(metrics.psnr(jnp.clip(image, 0.0, 1.0), jnp.asarray(target)))
+
+
+def test_initialize_dispatches_and_random_is_the_papers():
+    key = jax.random.PRNGKey(3)
+    cfg = {"init": "random", "num_points": 50, "parameterization": "cholesky"}
+    params = init_lib.initialize(key, jnp.zeros((H, W, 3)), cfg)
+    expected = gaussians.init_random(key, 50, "cholesky")
+    for got, want in zip(params, expected):
+        np.testing.assert_array_equal(got, want)
+    # The paper's ranges: raw Cholesky and colour U(0, 1).
+    assert float(params.chol.min()) >= 0.0 and float(params.chol.max()) <= 1.0
+    assert float(params.color.min()) >= 0.0 and float(params.color.max()) <= 1.0
+
+
+@pytest.mark.parametrize(
+    "cfg, match",
+    [
+        ({"init": "kmeans", "num_points": 5, "parameterization": "cholesky"}, "model.init='kmeans'"),
+        ({"init": "content", "num_points": 0, "parameterization": "cholesky"}, "num_points=0"),
+        ({"init": "content", "num_points": 5, "parameterization": "polar"}, "polar"),
+    ],
+)
+def test_initialize_rejects_bad_config(cfg, match):
+    with pytest.raises(Gauss2dError, match=match):
+        init_lib.initialize(jax.random.PRNGKey(0), jnp.full((H, W, 3), 0.5), cfg)
+
+
+def test_box_blur_matches_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.random((7, 9)).astype(np.float32)
+    r = 2
+    padded = np.pad(x, r, mode="edge")
+    want = np.array(
+        [[padded[i : i + 2 * r + 1, j : j + 2 * r + 1].mean() for j in range(9)] for i in range(7)]
+    )
+    np.testing.assert_allclose(init_lib.box_blur(jnp.asarray(x), r), want, rtol=1e-5, atol=1e-6)
+
+
+def test_means_follow_the_gradient_and_sizes_follow_the_density():
+    img = edge_image()
+    params = init_lib.init_content(jax.random.PRNGKey(0), img, N, color_iterations=0)
+    means = np.asarray(gaussians.means_from_raw(params.xy, H, W))
+    sigma = np.sqrt(np.asarray(gaussians.covariance(params))[:, 0])
+    assert np.all((means >= 0) & (means <= [W, H]))
+    near = np.abs(means[:, 0] - W // 2) < 3.0  # the 4-6 px wide band |grad| covers (blurred)
+    # Uniform sampling would put ~6/48 = 12% there; 70% of the mass follows |grad|.
+    assert near.mean() > 0.5
+    # Dense near the edge -> smaller Gaussians there than in the flat parts.
+    assert np.median(sigma[near]) < 0.5 * np.median(sigma[~near])
+    # Without replacement: no two means in one pixel.
+    assert len({(int(x), int(y)) for x, y in means}) == len(means)
+
+
+def test_content_init_covers_the_image_and_beats_random(sample):
+    h, w = sample.shape[:2]
+    key = jax.random.PRNGKey(1)
+    content = init_lib.init_content(key, sample, N, color_iterations=10)
+    proj = gaussians.project(content, h, w)
+    coverage = render(proj.means, proj.conics, jnp.ones_like(proj.colors), h, w)[..., 0]
+    assert float(coverage.min()) > 0.2  # no holes: every pixel is under some Gaussian
+    random = gaussians.init_random(key, N)
+    psnr_content = first_render_psnr(content, sample)
+    assert psnr_content > first_render_psnr(random, sample) + 8.0
+    assert psnr_content > 18.0
+    # The least-squares colours beat the analytic "target / overlap" start.
+    analytic = init_lib.init_content(key, sample, N, color_iterations=0)
+    assert psnr_content > first_render_psnr(analytic, sample) + 2.0
+
+
+def test_content_init_is_deterministic_jittable_and_rs_matches_cholesky(sample):
+    key = jax.random.PRNGKey(2)
+    eager = init_lib.init_content(key, sample, N, color_iterations=10)
+    again = init_lib.init_content(key, sample, N, color_iterations=10)
+    other = init_lib.init_content(jax.random.PRNGKey(5), sample, N, color_iterations=10)
+    np.testing.assert_array_equal(eager.xy, again.xy)
+    assert not np.allclose(eager.xy, other.xy)
+    jitted = jax.jit(init_lib.init_content, static_argnums=(2, 3), static_argnames=("color_iterations",))
+    traced = jitted(key, jnp.asarray(sample), N, "cholesky", color_iterations=10)
+    for got, want in zip(traced, eager):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    rs = init_lib.init_content(key, sample, N, "rs", color_iterations=0)
+    chol = init_lib.init_content(key, sample, N, "cholesky", color_iterations=0)
+    np.testing.assert_allclose(gaussians.covariance(rs), gaussians.covariance(chol), rtol=1e-5, atol=1e-6)
+
+
+def dense_matrix(means, conics, h, w) -> np.ndarray:
+    """The render as a [H W, N] matrix of weights (float64 oracle)."""
+    cols = [
+        oracle.render(means[n : n + 1], conics[n : n + 1], np.ones((1, 3)), h, w)[..., 0]
+        for n in range(len(means))
+    ]
+    return np.stack([c.reshape(-1) for c in cols], axis=1)
+
+
+def test_solve_colors_reaches_the_least_squares_solution():
+    rng = np.random.default_rng(4)
+    h, w, n = 11, 13, 9
+    means, conics, _ = oracle.random_gaussians(rng, n, h, w, min_scale=1.5, max_scale=4.0)
+    target = rng.random((h, w, 3)).astype(np.float32)
+    a = dense_matrix(means, conics, h, w)  # [P, N]
+    want = np.linalg.lstsq(a, target.reshape(-1, 3).astype(np.float64), rcond=None)[0]
+    got = init_lib.solve_colors(
+        jnp.asarray(means), jnp.asarray(conics), jnp.zeros((n, 3)), jnp.asarray(target), iterations=3 * n
+    )
+    residual = lambda c: np.linalg.norm(a @ np.asarray(c, np.float64) - target.reshape(-1, 3))  # noqa: E731
+    assert residual(got) <= residual(want) * (1 + 1e-3)
+    np.testing.assert_allclose(got, want, rtol=0.02, atol=0.02)
+
+
+def test_solve_colors_only_changes_free_rows():
+    rng = np.random.default_rng(5)
+    h, w, n = 11, 13, 9  # as above: one compilation
+    means, conics, colors = oracle.random_gaussians(rng, n, h, w, min_scale=1.5, max_scale=4.0)
+    target = rng.random((h, w, 3)).astype(np.float32)
+    free = np.arange(n) % 2 == 0
+    got = np.asarray(
+        init_lib.solve_colors(
+            jnp.asarray(means),
+            jnp.asarray(conics),
+            jnp.asarray(colors),
+            jnp.asarray(target),
+            iterations=3 * n,
+            free=jnp.asarray(free),
+        )
+    )
+    np.testing.assert_array_equal(got[~free], colors[~free])
+    # The free rows solve the least-squares problem left after the fixed ones.
+    a = dense_matrix(means, conics, h, w)
+    rest = target.reshape(-1, 3) - a[:, ~free] @ colors[~free]
+    want = np.linalg.lstsq(a[:, free], rest, rcond=None)[0]
+    np.testing.assert_allclose(got[free], want, rtol=0.02, atol=0.02)
