@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import pathlib
 import platform
 import sys
@@ -118,6 +119,18 @@ def bench_image(path: pathlib.Path, args: argparse.Namespace) -> dict:
     return row
 
 
+def machine() -> str:
+    """Host name, CPU model and core count, and the JAX device."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    device = pipeline.device_description()
+    return f"{platform.node()}, {os.cpu_count()}-core {cpu}, {device}, jax {jax.__version__}"
+
+
 def markdown(rows: list[dict], args: argparse.Namespace, command: str, seconds: float) -> str:
     lines = [
         "## codec",
@@ -128,7 +141,7 @@ def markdown(rows: list[dict], args: argparse.Namespace, command: str, seconds: 
         "pixels, header included. Reduction = 1 - entropy bytes / gaussianimage bytes.",
         "",
         f"- date: {datetime.date.today().isoformat()}",
-        f"- machine: {platform.node()}, {pipeline.device_description()}, jax {jax.__version__}",
+        f"- machine: {machine()}",
         f"- commit: {pipeline.git_commit()}",
         f"- command: `{command}` ({seconds / 60:.0f} min)",
         f"- images: {', '.join(r['name'] for r in rows)}, downscaled {args.downscale}x; "

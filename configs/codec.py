@@ -3,8 +3,9 @@
     python -m experiments.codec encode gauss2d/assets/kodim23_384x256.png /tmp/kodim23.g2d
     python -m experiments.codec decode /tmp/kodim23.g2d /tmp/kodim23_decoded.png
 
-The fit is ``configs/default.py``'s recipe (high lr, cosine decay) with fewer
-Gaussians, then ``codec.qat_steps`` steps of quantisation-aware fine-tuning.
+The fit is ``configs/default.py``'s recipe (content-aware init, lr 1e-2 with a
+cosine decay) with 2000 Gaussians for 1000 steps, then ``codec.qat_steps``
+steps of quantisation-aware fine-tuning.
 ``:smoke`` shrinks both to seconds (tests). ``codec_section()`` holds every
 codec key with the paper's quantisers; ``configs/kodak_codec.py`` shares it.
 """
@@ -25,13 +26,15 @@ def codec_section() -> ml_collections.ConfigDict:
     c.chol_bits = 6  # LSQ+ bits per Cholesky channel (paper: 6)
     c.rvq_stages = 2  # residual VQ stages for colours (paper: 2)
     c.codebook_size = 8  # codewords per stage (paper: 8)
-    # Entropy-mode position grid (px, a power of two): 1/8 px costs ~15 bits
-    # per Gaussian; its error (<= 1/16 px) is about FP16's for Kodak-sized images.
+    # Entropy-mode position grid (px, a power of two): 1/8 px costs 12-14 bits
+    # per Gaussian at Kodak densities (benchmarks/RESULTS.md, "codec"); its
+    # error (<= 1/16 px) is about FP16's for Kodak-sized images.
     c.position_step = 0.125
     c.codebook_dtype = "float16"  # codebooks in the header: float16 halves the side information
     c.kmeans_iters = 20  # Lloyd iterations of the codebook initialisation
     # Quantisation-aware fine-tuning: the fit's optimiser (optim.name, betas),
-    # restarted at qat_lr and decayed by optim.decay_rate over qat_steps.
+    # restarted at qat_lr, scheduled by qat_schedule over qat_steps (cosine:
+    # down to qat_lr * optim.decay_rate).
     c.qat_steps = 500
     # 5e-3 recovered 3.6 dB of the 5.5 dB that plain quantisation lost in 300
     # steps (kodim23, 4x downscaled, 1500 Gaussians); 2e-3 3.2 dB, 5e-4 2.9 dB.

@@ -22,13 +22,13 @@ import warnings
 
 import jax
 from absl import app, flags, logging
-from ml_collections import config_flags
 
+from experiments import cli
 from gauss2d import checkpoint, data, pipeline
 from gauss2d.codec import compress
 from gauss2d.errors import Gauss2dError
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/codec.py", "Config file.", lock_config=True)
+_CONFIG = cli.define_config("configs/codec.py")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace OUTPUT if it exists.")
 _PARAMS = flags.DEFINE_string(
     "params", None, "encode: fitted Gaussians (a params.npz of experiments.fit) instead of fitting INPUT."
@@ -99,19 +99,17 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     # XLA on CPU cannot reuse the training chunk's donated buffers; harmless.
     warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
-    config = _CONFIG.value
-    logging.info("config:\n%s", config)
-    logging.info("devices: %s", jax.devices())
-    run = encode_command if command == "encode" else decode_command
     try:
+        config = cli.load_config(_CONFIG)
+        logging.info("config:\n%s", config)
+        logging.info("devices: %s", jax.devices())
+        run = encode_command if command == "encode" else decode_command
         run(source, output, config, _OVERWRITE.value)
     except (Gauss2dError, OSError) as err:  # CodecError is a Gauss2dError; OSError: unwritable output
-        message = " ".join(str(err).split())  # one line, whatever the message holds
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(err)
     except KeyboardInterrupt:
         sys.exit(130)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

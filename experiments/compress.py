@@ -24,15 +24,13 @@ from typing import Any
 import jax
 import numpy as np
 from absl import app, flags, logging
-from ml_collections import config_flags
 
+from experiments import cli
 from gauss2d import checkpoint, data, densify, pipeline
 from gauss2d.codec import compress, qat
 from gauss2d.errors import Gauss2dError, ImageError
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/kodak_codec.py", "Config file.", lock_config=True
-)
+_CONFIG = cli.define_config("configs/kodak_codec.py")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: runs/<config name>).")
 _FITTED_DIR = flags.DEFINE_string(
     "fitted_dir", None, "An experiments.fit work directory whose <image>/params.npz to compress (no fitting)."
@@ -51,6 +49,8 @@ MEAN_KEYS = (
     "decode_seconds",
     "num_gaussians",
     "fit_psnr",
+    "fit_seconds",
+    "qat_seconds",
     "quantized_psnr_before_qat",
     "gaussianimage_bytes",
     "gaussianimage_bpp",
@@ -60,21 +60,20 @@ MEAN_KEYS = (
 
 
 def fitted_params(path: pathlib.Path, target: np.ndarray, config: Mapping, workdir: pathlib.Path, label: str):
-    """The image's fitted Gaussians: from --fitted_dir, else fitted (resumably) into WORKDIR/fit."""
-    name = path.stem
+    """(params, the fit's result row): from --fitted_dir, else fitted (resumably) into WORKDIR/fit."""
     if _FITTED_DIR.value:
-        folder = pathlib.Path(_FITTED_DIR.value) / name
-        row_path = folder / pipeline.RESULT
-        if row_path.exists():  # experiments.fit records the size it fitted at
-            row = json.loads(row_path.read_text())
-            if (row.get("height"), row.get("width")) != target.shape[:2]:
-                raise Gauss2dError(
-                    f"'{folder}' was fitted at {row.get('width')}x{row.get('height')}, but data.downscale="
-                    f"{config['data']['downscale']} gives {target.shape[1]}x{target.shape[0]}"
-                )
-        return checkpoint.load_params_npz(folder / "params.npz")
-    pipeline.fit_one(path, config, workdir / "fit", f"{label} fit", densify.fit_function(config))
-    return checkpoint.load_params_npz(workdir / "fit" / name / "params.npz")
+        folder = pathlib.Path(_FITTED_DIR.value) / path.stem
+        row = (
+            json.loads((folder / pipeline.RESULT).read_text()) if (folder / pipeline.RESULT).exists() else {}
+        )
+        if row and (row.get("height"), row.get("width")) != target.shape[:2]:  # experiments.fit records them
+            raise Gauss2dError(
+                f"'{folder}' was fitted at {row.get('width')}x{row.get('height')}, but data.downscale="
+                f"{config['data']['downscale']} gives {target.shape[1]}x{target.shape[0]}"
+            )
+        return checkpoint.load_params_npz(folder / "params.npz"), row
+    row = pipeline.fit_one(path, config, workdir / "fit", f"{label} fit", densify.fit_function(config))
+    return checkpoint.load_params_npz(workdir / "fit" / path.stem / "params.npz"), row
 
 
 def compress_one(path: pathlib.Path, config: Mapping, workdir: pathlib.Path, label: str) -> dict[str, Any]:
@@ -93,7 +92,7 @@ def compress_one(path: pathlib.Path, config: Mapping, workdir: pathlib.Path, lab
         print(f"{label} already done: {outdir / RESULT}", flush=True)
         return row
     target = pipeline.load_target(path, config)
-    params = fitted_params(path, target, config, workdir, label)
+    params, fit_row = fitted_params(path, target, config, workdir, label)
 
     def progress(stage: str, info) -> None:
         pipeline.Progress(f"{label} {stage}")(info)
@@ -114,6 +113,7 @@ def compress_one(path: pathlib.Path, config: Mapping, workdir: pathlib.Path, lab
         "gaussianimage_bpp": gi["bpp"],
         "gaussianimage_psnr": gi["psnr"],
         "size_reduction": 1.0 - s["bytes"] / gi["bytes"],
+        "fit_seconds": fit_row.get("fit_seconds"),  # from the fit's result.json, if any
         "settings": settings,
     }
     pipeline.write_json(outdir / RESULT, row)  # last: its presence marks the image done
@@ -180,28 +180,23 @@ def compress_dataset(config: Mapping, workdir: pathlib.Path) -> dict[str, Any]:
     return results
 
 
-def default_workdir(config_path: str) -> str:
-    """runs/kodak_codec for configs/kodak_codec.py, runs/kodak_codec_smoke for its :smoke."""
-    stem = config_path.rsplit("/", 1)[-1].replace(".py", "").replace(":", "_")
-    return f"runs/{stem or 'compress'}"
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = _CONFIG.value
-    workdir = pathlib.Path(_WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename))
-    logging.info("config:\n%s", config)
-    logging.info("devices: %s", jax.devices())
-    print(f"gauss2d: compressing into {workdir} on {pipeline.device_description()}", flush=True)
+    workdir = pathlib.Path(
+        _WORKDIR.value or cli.default_workdir(flags.FLAGS["config"].config_filename, "compress")
+    )
     try:
+        config = cli.load_config(_CONFIG)
+        logging.info("config:\n%s", config)
+        logging.info("devices: %s", jax.devices())
+        print(f"gauss2d: compressing into {workdir} on {pipeline.device_description()}", flush=True)
         compress_dataset(config, workdir)
     except (Gauss2dError, OSError) as err:  # CodecError is a Gauss2dError
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(err)
     except KeyboardInterrupt:
         sys.exit(130)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -53,6 +53,7 @@ def _model_get(config: Mapping, key: str, default):
 # --------------------------------------------------------------------------- slots
 
 
+@jax.jit
 def park(params: gaussians.Params, mask: jax.Array) -> gaussians.Params:
     """Parks the slots where ``mask`` [N] is True: degenerate, colour 0, mean kept."""
     m = mask[:, None]
@@ -65,6 +66,7 @@ def park(params: gaussians.Params, mask: jax.Array) -> gaussians.Params:
     raise TypeError(f"not a gauss2d parameter pytree: {type(params).__name__}")
 
 
+@jax.jit
 def active_mask(params: gaussians.Params) -> jax.Array:
     """[N] bool: the slots that render (non-degenerate covariance)."""
     conics = gaussians.conics_from_covariance(gaussians.covariance(params))
@@ -104,15 +106,28 @@ def reset_moments(opt_state, fresh_state, mask: jax.Array, num_points: int):
 # --------------------------------------------------------------------- allocation
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3))
-def contribution(params: gaussians.Params, height: int, width: int, capacity: int) -> jax.Array:
-    """Each Gaussian's share of the image: mean |colour| x sum_p w_n(p), in pixels. [N]."""
+@functools.partial(jax.jit, static_argnames=("capacity",))
+def diagnose(params: gaussians.Params, target: jax.Array, *, capacity: int) -> tuple[jax.Array, jax.Array]:
+    """Where the fit is wrong and which Gaussians matter, from one render.
+
+    Args:
+      params: the current fit.
+      target: the image [H, W, 3].
+      capacity: pair capacity that renders ``params`` without overflow (static).
+
+    Returns:
+      ``(error [H, W], contribution [N])``: the per-pixel squared error of the
+      clamped render (summed over channels), and each Gaussian's share of the
+      image, mean |colour| x sum_p w_n(p), in pixels (0 for parked slots).
+    """
+    height, width = target.shape[:2]
     proj = gaussians.project(params, height, width)
-    _, vjp = jax.vjp(
+    image, vjp = jax.vjp(
         lambda c: render_tiled(proj.means, proj.conics, c, height, width, capacity=capacity)[0], proj.colors
     )
-    mass = vjp(jnp.ones((height, width, 3), jnp.float32))[0][:, 0]  # sum_p w_n(p)
-    return jnp.mean(jnp.abs(proj.colors), axis=-1) * mass
+    error = jnp.sum((jnp.clip(image, 0.0, 1.0) - target) ** 2, axis=-1)
+    mass = vjp(jnp.ones_like(image))[0][:, 0]  # [N] sum_p w_n(p): the transpose of the render
+    return error, jnp.mean(jnp.abs(proj.colors), axis=-1) * mass
 
 
 def local_density(means: jax.Array, weights: jax.Array, height: int, width: int, radius: int) -> jax.Array:
@@ -123,48 +138,42 @@ def local_density(means: jax.Array, weights: jax.Array, height: int, width: int,
     return init_lib.box_blur(counts, radius)
 
 
-@functools.partial(jax.jit, static_argnames=("count", "size_factor", "capacity"))
+@functools.partial(jax.jit, static_argnames=("size_factor",))
 def propose(
     key: jax.Array,
     params: gaussians.Params,
-    target: jax.Array,  # [H, W, 3]
-    slots: jax.Array,  # [count] int32, the (parked) slots to fill
+    error: jax.Array,  # [H, W]
+    slots: jax.Array,  # [K] int32
     *,
-    count: int,
     size_factor: float,
-    capacity: int,
 ) -> gaussians.Params:
-    """Puts new Gaussians (colour 0) in ``slots`` where the squared error is largest.
+    """Puts K new Gaussians (colour 0) in ``slots`` where the squared error is largest.
 
-    Means are drawn from the 3x3-blurred per-pixel squared error of the
-    clamped render, without replacement. Sigma = size_factor / sqrt(means
-    per pixel), counting the existing Gaussians (a blurred histogram) and
-    the new ones (their expected density), so new Gaussians are small where
-    the fit is already dense (edges, texture) and large in holes.
+    Means are drawn from the 3x3-blurred error map, without replacement.
+    Sigma = size_factor / sqrt(means per pixel), counting the existing
+    Gaussians (a blurred histogram) and the new ones (their expected
+    density), so new Gaussians are small where the fit is already dense
+    (edges, texture) and large in holes.
 
     Args:
       key: PRNG key.
-      params: the current fit (N slots).
-      target: the image.
-      slots: which slots to overwrite; ``count`` of them.
-      count: number of new Gaussians (static).
+      params: the current fit (N slots); ``slots`` must be parked.
+      error: per-pixel squared error (``diagnose``).
+      slots: which slots to fill.
       size_factor: as in ``init.init_content``.
-      capacity: pair capacity that renders ``params`` without overflow.
 
     Returns:
       ``params`` with the geometry of ``slots`` replaced and their colour 0.
     """
-    height, width = target.shape[:2]
-    n = gaussians.num_gaussians(params)
-    proj = gaussians.project(params, height, width)
-    image = render_tiled(*proj, height, width, capacity=capacity)[0]
-    error = jnp.sum((jnp.clip(image, 0.0, 1.0) - target) ** 2, axis=-1)  # [H, W]
+    height, width = error.shape
+    n, count = gaussians.num_gaussians(params), slots.shape[0]
     density = init_lib.mixed_density(init_lib.box_blur(error, 1), 1.0)  # [H, W], sums to 1
-    new_means, flat = init_lib.sample_means(key, density, count)  # [count, 2], [count]
+    new_means, flat = init_lib.sample_means(key, density, count)  # [K, 2], [K]
     # Existing means per pixel over a window about twice the spacing that
     # the whole budget would have if spread evenly.
     radius = max(1, math.ceil(math.sqrt(height * width / n)))
-    existing = local_density(proj.means, active_mask(params).astype(jnp.float32), height, width, radius)
+    means = gaussians.means_from_raw(params.xy, height, width)
+    existing = local_density(means, active_mask(params).astype(jnp.float32), height, width, radius)
     per_pixel = existing.reshape(-1)[flat] + count * density.reshape(-1)[flat]
     sigma = jnp.clip(
         size_factor / jnp.sqrt(jnp.maximum(per_pixel, 1e-12)), init_lib.MIN_SIGMA, 0.25 * max(height, width)
@@ -188,10 +197,10 @@ def allocate(
 ) -> tuple[gaussians.Params, jax.Array, dict]:
     """Activates up to ``count`` parked slots where the error is largest (host-side).
 
-    With ``recycle_below`` > 0, active Gaussians whose ``contribution`` is
-    below it (off-image, transparent or collapsed ones) are parked first and
-    re-filled too, so the number of active slots grows by ``count`` (capped
-    at the slots free).
+    With ``recycle_below`` > 0, active Gaussians whose contribution
+    (``diagnose``) is below it (transparent, collapsed or squeezed against
+    the border) are parked first and re-filled too, so the number of active
+    slots grows by ``count`` (capped at the slots free).
 
     Args:
       key: PRNG key.
@@ -209,22 +218,23 @@ def allocate(
     target = jnp.asarray(target, jnp.float32)
     height, width = target.shape[:2]
     n = gaussians.num_gaussians(params)
-    proj = gaussians.project(params, height, width)
-    capacity = pair_capacity(*proj, height, width, backend="xla")
+    capacity = pair_capacity(*gaussians.project(params, height, width), height, width, backend="xla")
+    error, contrib = diagnose(params, target, capacity=capacity)
     active = np.asarray(active_mask(params))
-    recycled = 0
+    weak = np.zeros_like(active)
     if recycle_below > 0:
-        weak = active & (np.asarray(contribution(params, height, width, capacity)) < recycle_below)
-        recycled = int(weak.sum())
+        weak = active & (np.asarray(contrib) < recycle_below)
         params = park(params, jnp.asarray(weak))
-        active = active & ~weak
-    parked = np.flatnonzero(~active)
+    recycled = int(weak.sum())
+    # Recycled slots first: they are re-filled, not merely parked.
+    parked = np.concatenate([np.flatnonzero(weak), np.flatnonzero(~active)])
+    active = active & ~weak
     count = min(count + recycled, parked.size)
     stats = {"added": count - recycled, "recycled": recycled, "active": int(active.sum()) + count}
     if count == 0:
         return params, jnp.zeros((n,), bool), stats
     slots = jnp.asarray(parked[:count], jnp.int32)
-    params = propose(key, params, target, slots, count=count, size_factor=size_factor, capacity=capacity)
+    params = propose(key, params, error, slots, size_factor=size_factor)
     proj = gaussians.project(params, height, width)
     free = jnp.zeros((n,), bool).at[slots].set(True)
     colors = init_lib.solve_colors(

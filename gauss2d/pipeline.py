@@ -155,9 +155,10 @@ def final_metrics(
     render and the metrics are of the upright image.
     """
     height, width = target.shape[:2]
+    backend = config["render"]["backend"]
     proj = gaussians.project(params, height, width)
-    capacity = pair_capacity(*proj, height, width, backend=config["render"]["backend"])
-    image, _ = render_with_stats(*proj, height, width, backend=config["render"]["backend"], capacity=capacity)
+    capacity = pair_capacity(*proj, height, width, backend=backend)
+    image = render_program(height, width, backend, capacity)(*proj)
     image = data.from_landscape(np.asarray(jnp.clip(image, 0.0, 1.0)), transposed)
     target = data.from_landscape(np.asarray(target), transposed)
     psnr = float(metrics.psnr(image, target))

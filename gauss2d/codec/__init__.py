@@ -2,6 +2,9 @@
 
 ``encode(params, height, width) -> bytes`` and ``decode(bytes) -> Decoded``;
 see ``codec.py`` for the modes and ``bitstream.py`` for the file layout.
+``qat.py`` fine-tunes fitted Gaussians with the quantisers in the loop, and
+``compress.py`` runs fit, fine-tuning, encoding and measurement for one image
+(docs/codec.md).
 """
 
 from gauss2d.codec.bitstream import CodecError

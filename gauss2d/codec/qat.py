@@ -1,4 +1,4 @@
-"""Quantisation-aware fine-tuning (GaussianImage section 3.3) and the compress pipeline.
+"""Quantisation-aware fine-tuning (GaussianImage section 3.3).
 
 From a fitted set of Gaussians, training continues with the codec's fake
 quantisers in the forward pass (``codec.fake_quantize`` with "ste"): grid or
@@ -105,9 +105,8 @@ def settings_from_config(config: Mapping) -> CodecSettings:
             f"config model.parameterization={config['model']['parameterization']!r}: "
             "the codec supports 'cholesky' only"
         )
-    for key in ("qat_steps",):
-        if c[key] < 0:
-            raise Gauss2dError(f"config codec.{key}={c[key]} is invalid: expected >= 0")
+    if c["qat_steps"] < 0:
+        raise Gauss2dError(f"config codec.qat_steps={c['qat_steps']} is invalid: expected >= 0")
     for key in ("qat_lr", "lsq_lr"):
         if not c[key] > 0:
             raise Gauss2dError(f"config codec.{key}={c[key]} is invalid: expected > 0")
@@ -128,11 +127,13 @@ def settings_from_config(config: Mapping) -> CodecSettings:
 
 
 def make_qat_optimizer(config: Mapping, params: gaussians.CholeskyParams) -> optax.GradientTransformation:
-    """The fit's optimiser (``optim`` section) at ``codec.qat_lr`` over ``codec.qat_steps``, plus
-    Adam at ``codec.lsq_lr`` for the LSQ scale / offset.
+    """The QAT optimiser: the fit's for the Gaussians, Adam for the LSQ scale / offset.
 
-    Per-group rates (``optim.lr_means`` ...) are dropped: they were tuned for
-    fitting from scratch, QAT only nudges a converged model.
+    The Gaussians get the ``optim`` section's optimiser (name, betas, eps)
+    restarted at ``codec.qat_lr`` with ``codec.qat_schedule`` over
+    ``codec.qat_steps``; the LSQ parameters Adam at ``codec.lsq_lr``.
+    Per-group rates (``optim.lr_means`` ...) are dropped: they were tuned
+    for fitting from scratch, QAT only nudges a converged model.
     """
     c = config["codec"]
     optim_cfg = dict(config["optim"])
@@ -209,9 +210,10 @@ def make_qat_step(
         psnr = -10.0 * jnp.log10(jnp.maximum(mse, 1e-20))
         better = apply & (psnr > state.best.psnr)
         current = Best(tr.params.gaussians, CodecState(tr.params.lsq, state.ema.codebooks), psnr, tr.step)
-        choose = lambda cond, new_tree, old_tree: jax.tree_util.tree_map(  # noqa: E731
-            lambda n, o: jnp.where(cond, n, o), new_tree, old_tree
-        )
+
+        def choose(cond, new_tree, old_tree):
+            return jax.tree_util.tree_map(lambda n, o: jnp.where(cond, n, o), new_tree, old_tree)
+
         new_state = QatState(
             train=fit.TrainState(
                 params=choose(apply, new, tr.params),
@@ -291,17 +293,13 @@ def finetune(
     codec_state = init_codec_state(params, settings, key)
     start = time.perf_counter()
     if steps == 0:
-        image = render_params(
-            quantized(params, codec_state, height, width, mode, settings), height, width, backend
-        )
-        psnr = float(metrics.psnr(image, target))
-        return QatResult(params, codec_state, psnr, psnr, 0, _history([]), time.perf_counter() - start, 0)
+        return _plain_quantisation(target, params, codec_state, mode, settings, backend, start)
 
     log_every = int(min(config["log_every"], steps))
     optimizer = make_qat_optimizer(config, params)
     state = init_qat_state(params, optimizer, codec_state)
     # Sized for the quantised Gaussians (host quantiser: no eager op-by-op dispatch).
-    q0 = quantized(params, codec_state, height, width, mode, settings)
+    q0 = quantize_for_encoding(params, height, width, mode=mode, state=codec_state, settings=settings)
     capacity = fit.needed_capacity(q0, height, width, backend)
 
     def compile_chunk(capacity):
@@ -354,18 +352,9 @@ def finetune(
                 break
     history = _history(rows)
     best = jax.device_get(state.best)
-    if not np.isfinite(best.psnr):  # no step was usable: keep plain quantisation
-        return QatResult(
-            params,
-            codec_state,
-            float("nan"),
-            float("nan"),
-            0,
-            history,
-            time.perf_counter() - start,
-            capacity,
-            stopped,
-        )
+    if not np.isfinite(best.psnr):  # not one usable step (a NaN at the first): plain quantisation
+        result = _plain_quantisation(target, params, codec_state, mode, settings, backend, start)
+        return dataclasses.replace(result, history=history, capacity=capacity, stopped_early=stopped)
     return QatResult(
         params=gaussians.CholeskyParams(*(jnp.asarray(a) for a in best.params)),
         codec_state=CodecState(
@@ -382,6 +371,14 @@ def finetune(
     )
 
 
+def _plain_quantisation(target, params, codec_state, mode, settings, backend, start) -> QatResult:
+    """The result of no fine-tuning: the initial quantiser state, its file's PSNR."""
+    height, width = target.shape[:2]
+    q = quantize_for_encoding(params, height, width, mode=mode, state=codec_state, settings=settings)
+    psnr = float(metrics.psnr(render_params(q, height, width, backend), target))
+    return QatResult(params, codec_state, psnr, psnr, 0, _history([]), time.perf_counter() - start, 0)
+
+
 def _history(rows) -> dict[str, np.ndarray]:
     if not rows:
         return {"step": np.zeros(0, np.int64), "loss": np.zeros(0), "psnr": np.zeros(0)}
@@ -389,18 +386,6 @@ def _history(rows) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- rendering
-
-
-def quantized(
-    params: gaussians.CholeskyParams,
-    codec_state: CodecState,
-    height: int,
-    width: int,
-    mode: str,
-    settings: CodecSettings,
-) -> gaussians.CholeskyParams:
-    """Exactly the parameters a decoder rebuilds from ``encode``'s file (in file order)."""
-    return quantize_for_encoding(params, height, width, mode=mode, state=codec_state, settings=settings)
 
 
 @functools.partial(jax.jit, static_argnames=("height", "width", "backend", "capacity"))

@@ -1,0 +1,179 @@
+"""PSNR vs step for random vs content initialisation, with and without allocation (issue #7).
+
+    # CPU (the issue's setting): 256x256 centre crops, 2000 Gaussians, Adan lr 1e-2, 2000 steps
+    python -m benchmarks.init_quality --json=runs/init_quality.json --plot=runs/init_quality.png
+    # convergence: random vs content only, longer
+    python -m benchmarks.init_quality --steps=8000 --variants=random,content --images=kodim23 \
+        --json=runs/init_quality_long.json
+    # GPU: full-size Kodak images with the paper's budget
+    python -m benchmarks.init_quality --crop=0 --num_points=70000 --steps=10000
+    # seconds: a tiny run that keeps the script from rotting
+    python -m benchmarks.init_quality --quick
+
+Every variant fits the same image with the same N, steps and optimiser
+(Adan, constant lr: the paper's step schedule does not decay before 20000
+steps), so the curves differ only by initialisation and allocation. Results
+go to a JSON file (full curves; runs already in it are skipped, so an
+interrupted benchmark resumes), a markdown table on stdout and a plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import time
+
+import jax
+import numpy as np
+
+from configs import base
+from gauss2d import data, densify, pipeline
+
+VARIANTS = {  # name -> (model.init, model.densify)
+    "random": ("random", False),
+    "content": ("content", False),
+    "random+alloc": ("random", True),
+    "content+alloc": ("content", True),
+}
+KODAK = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+
+
+def load(name: str, crop: int, downscale: int) -> np.ndarray:
+    """A Kodak image (or the built-in sample for "sample"), downscaled, centre-cropped."""
+    path = data.sample_image_path() if name == "sample" else KODAK / f"{name}.png"
+    image = data.downscale(data.load_image(path), downscale)
+    if crop:
+        h, w = image.shape[:2]
+        top, left = (h - crop) // 2, (w - crop) // 2
+        image = image[top : top + crop, left : left + crop]
+    return np.ascontiguousarray(image)
+
+
+def make_config(args: argparse.Namespace, variant: str):
+    init, alloc = VARIANTS[variant]
+    config = base.get_base_config()
+    config.model.num_points = args.num_points
+    config.model.init = init
+    config.model.densify = alloc
+    config.model.densify_rounds = args.rounds
+    config.model.densify_every = args.every
+    config.model.densify_initial_fraction = args.initial_fraction
+    config.optim.lr = args.lr
+    config.optim.schedule = "constant"
+    config.optim.iterations = args.steps
+    config.log_every = args.log_every
+    return base.finalize(config)
+
+
+def run(image: np.ndarray, args: argparse.Namespace, variant: str) -> dict:
+    config = make_config(args, variant)
+    t0 = time.perf_counter()
+    result = densify.fit_function(config)(image, config, jax.random.PRNGKey(args.seed))
+    return {
+        "psnr": [float(v) for v in result.history["psnr"]],
+        "seconds": time.perf_counter() - t0,
+        "capacity": result.capacity,
+    }
+
+
+def table(results: dict, checkpoints: list[int]) -> str:
+    lines = [
+        "| image | variant | " + " | ".join(f"step {s}" for s in checkpoints) + " | best | wall s |",
+        "|---|---|" + "---|" * (len(checkpoints) + 2),
+    ]
+    for key, res in results.items():
+        image, variant = key.split("/")
+        curve = np.asarray(res["psnr"])
+        cells = [f"{curve[s - 1]:.2f}" if s <= len(curve) else "" for s in checkpoints]
+        lines.append(
+            f"| {image} | {variant} | " + " | ".join(cells) + f" | {curve.max():.2f} | {res['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: pathlib.Path) -> None:
+    """One panel per image, PSNR vs step; needs matplotlib (an optional extra)."""
+    import matplotlib  # noqa: PLC0415 (optional dependency)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    images = sorted({k.split("/")[0] for k in results})
+    fig, axes = plt.subplots(1, len(images), figsize=(5 * len(images), 4), squeeze=False)
+    for ax, image in zip(axes[0], images):
+        for key, res in results.items():
+            if key.split("/")[0] == image:
+                ax.plot(np.arange(1, len(res["psnr"]) + 1), res["psnr"], label=key.split("/")[1])
+        ax.set(title=image, xlabel="step", ylabel="PSNR dB", ylim=(10, None))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--images", default="kodim23,kodim01", help="Kodak names (or 'sample'), comma-separated"
+    )
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--crop", type=int, default=256, help="centre crop side in px; 0 = whole image")
+    parser.add_argument("--downscale", type=int, default=1)
+    parser.add_argument("--num_points", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--rounds", type=int, default=3, help="allocation rounds")
+    parser.add_argument("--every", type=int, default=250, help="steps between allocation rounds")
+    parser.add_argument("--initial_fraction", type=float, default=0.5, help="budget active at step 0")
+    parser.add_argument("--log_every", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default="", help="results file (read first: finished runs are skipped)")
+    parser.add_argument("--plot", default="", help="PNG path for the curves")
+    parser.add_argument(
+        "--quick", action="store_true", help="the sample downscaled 8x, 300 Gaussians, 100 steps"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.images, args.crop, args.downscale = "sample", 0, 8
+        args.num_points, args.steps, args.every, args.log_every = 300, 100, 25, 25
+    checkpoints = [s for s in (50, 100, 250, 500, 1000, 2000, 4000, 8000, 16000) if s <= args.steps]
+    if args.steps not in checkpoints:
+        checkpoints.append(args.steps)
+
+    json_path = pathlib.Path(args.json) if args.json else None
+    stored = json.loads(json_path.read_text()) if json_path and json_path.exists() else {}
+    settings = {
+        k: v for k, v in vars(args).items() if k not in ("json", "plot", "images", "variants", "quick")
+    }
+    if stored.get("settings", settings) != settings:
+        raise SystemExit(
+            f"{json_path} holds runs with other settings {stored['settings']}; pass another --json"
+        )
+    results = stored.get("results", {})
+    print(f"device: {pipeline.device_description()}, jax {jax.__version__}, commit {pipeline.git_commit()}")
+    for name in args.images.split(","):
+        image = load(name, args.crop, args.downscale)
+        for variant in args.variants.split(","):
+            key = f"{name}/{variant}"
+            if key in results:
+                continue
+            results[key] = run(image, args, variant)
+            curve = results[key]["psnr"]
+            print(
+                f"{key} {image.shape[1]}x{image.shape[0]}: {curve[-1]:.2f} dB after {len(curve)} steps, "
+                f"{results[key]['seconds']:.0f} s",
+                flush=True,
+            )
+            if json_path:
+                pipeline.write_json(json_path, {"settings": settings, "results": results})
+    print(table(results, checkpoints))
+    if args.plot:
+        plot(results, pathlib.Path(args.plot))
+
+
+if __name__ == "__main__":
+    main()
