@@ -1,6 +1,6 @@
 """Quantisation-aware fine-tuning: it helps, keeps the best state, and trains on the decoder's bits.
 
-One tiny fit (32 x 48 px, 120 Gaussians) is shared by every test; QAT runs
+One tiny fit (32 x 48 px, 100 Gaussians) is shared by every test; QAT runs
 are a few dozen steps.
 """
 
@@ -22,7 +22,7 @@ from gauss2d.gaussians import CholeskyParams, RSParams
 def small_config(**overrides):
     config = codec_config.get_config("smoke")
     with config.unlocked():
-        config.model.num_points = 120
+        config.model.num_points = 100  # as in test_fit.py: the initialiser's compilations are shared
         config.optim.iterations = 150
         config.log_every = 20
         config.codec.qat_steps = 60

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -302,9 +303,22 @@ def finetune(
     q0 = quantize_for_encoding(params, height, width, mode=mode, state=codec_state, settings=settings)
     capacity = fit.needed_capacity(q0, height, width, backend)
 
+    codec_section = config["codec"]
+    codec_json = json.dumps(
+        codec_section.to_dict() if hasattr(codec_section, "to_dict") else dict(codec_section), sort_keys=True
+    )
+
     def compile_chunk(capacity):
-        return fit.make_chunk(
-            make_qat_step(config, optimizer, height, width, capacity, mode, settings), log_every
+        # Cached as fit's chunks are: the images of a dataset that share a
+        # shape share one compilation (what the step reads: config sections,
+        # mode, quantiser settings, sizes, capacity, chunk length).
+        key = ("qat", mode, settings, codec_json, log_every)
+        key += fit.program_key(config, params, height, width, capacity)
+        return fit.cached_chunk(
+            key,
+            lambda: fit.make_chunk(
+                make_qat_step(config, optimizer, height, width, capacity, mode, settings), log_every
+            ),
         )
 
     chunk = compile_chunk(capacity)
