@@ -96,7 +96,9 @@ def test_allocate_adds_gaussians_where_the_error_is(sample):
     h, w = sample.shape[:2]
     flat = np.full((h, w, 3), 0.2, np.float32)
     target = flat.copy()
-    target[4:14, 6:18] = 1.0  # a white patch (8% of the image) the initial fit has not seen: ~95% of the error
+    target[4:14, 6:18] = (
+        1.0  # a white patch (8% of the image) the initial fit has not seen: ~95% of the error
+    )
     params = densify.pad_parked(init_lib.init_content(jax.random.PRNGKey(0), flat, N // 2), N)
     # Three more Gaussians, active but transparent (colour 0): negligible, to be recycled.
     weak = jnp.arange(N) >= N - 3
