@@ -333,6 +333,7 @@ def fit_image_densified(
     Returns:
       A ``fit.FitResult`` whose history spans all rounds.
     """
+    start = time.perf_counter()
     fit.validate_config(config)
     target = np.asarray(target, np.float32)
     n = int(config["model"]["num_points"])
@@ -348,7 +349,7 @@ def fit_image_densified(
     color_iterations = int(_model_get(config, "init_color_iterations", init_lib.COLOR_ITERATIONS))
     recycle_below = float(_model_get(config, "densify_recycle_below", 0.0))
 
-    histories, seconds, capacity, stopped = [], 0.0, 0, None
+    histories, capacity, stopped = [], 0, None
     ends = [*plan.round_ends, iterations]
     for k, end in enumerate(ends):
         if k > 0 and int(state.step) >= ends[k - 1]:
@@ -372,9 +373,7 @@ def fit_image_densified(
                 return "stop"
             return "stop" if info["step"] >= end else None
 
-        t0 = time.perf_counter()
         result = fit.fit_image(target, config, key, state=state, on_chunk=round_on_chunk)
-        seconds += time.perf_counter() - t0
         state, capacity = result.state, result.capacity
         histories.append(result.history)
         if user_stop or (
@@ -386,7 +385,8 @@ def fit_image_densified(
         name: np.concatenate([h[name] for h in histories]) if histories else np.zeros((0,))
         for name in ("step", "loss", "psnr")
     }
-    return fit.FitResult(state.params, state, history, seconds, capacity, stopped)
+    # seconds: the whole fit, initialisation and allocation rounds included.
+    return fit.FitResult(state.params, state, history, time.perf_counter() - start, capacity, stopped)
 
 
 def _top_up(state, target, config, key, want, size_factor, color_iterations, recycle_below) -> fit.TrainState:
