@@ -15,169 +15,22 @@ gaussianimage-mode file) and their means. Rerunning skips finished images.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import sys
-from collections.abc import Mapping
-from typing import Any
 
 import jax
-import numpy as np
 from absl import app, flags, logging
 
 from experiments import cli
-from gauss2d import checkpoint, data, densify, pipeline
-from gauss2d.codec import compress, qat
-from gauss2d.errors import Gauss2dError, ImageError
+from gauss2d import pipeline
+from gauss2d.codec import dataset
+from gauss2d.errors import Gauss2dError
 
 _CONFIG = cli.define_config("configs/kodak_codec.py")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: runs/<config name>).")
 _FITTED_DIR = flags.DEFINE_string(
     "fitted_dir", None, "An experiments.fit work directory whose <image>/params.npz to compress (no fitting)."
 )
-
-RESULT = "result.json"
-# Config keys a finished image's result depends on: a rerun with other values
-# must not silently reuse it.
-RESULT_KEYS = ("seed", "data.downscale", "model", "optim", "loss", "render.backend", "codec")
-MEAN_KEYS = (
-    "bytes",
-    "bpp",
-    "psnr",
-    "ms_ssim",
-    "encode_seconds",
-    "decode_seconds",
-    "num_gaussians",
-    "fit_psnr",
-    "fit_seconds",
-    "qat_seconds",
-    "quantized_psnr_before_qat",
-    "gaussianimage_bytes",
-    "gaussianimage_bpp",
-    "gaussianimage_psnr",
-    "size_reduction",
-)
-
-
-def fitted_params(path: pathlib.Path, target: np.ndarray, config: Mapping, workdir: pathlib.Path, label: str):
-    """(params, the fit's result row): from --fitted_dir, else fitted (resumably) into WORKDIR/fit."""
-    if _FITTED_DIR.value:
-        folder = pathlib.Path(_FITTED_DIR.value) / path.stem
-        row = (
-            json.loads((folder / pipeline.RESULT).read_text()) if (folder / pipeline.RESULT).exists() else {}
-        )
-        if row and (row.get("height"), row.get("width")) != target.shape[:2]:  # experiments.fit records them
-            raise Gauss2dError(
-                f"'{folder}' was fitted at {row.get('width')}x{row.get('height')}, but data.downscale="
-                f"{config['data']['downscale']} gives {target.shape[1]}x{target.shape[0]}"
-            )
-        return checkpoint.load_params_npz(folder / "params.npz"), row
-    row = pipeline.fit_one(path, config, workdir / "fit", f"{label} fit", densify.fit_function(config))
-    return checkpoint.load_params_npz(workdir / "fit" / path.stem / "params.npz"), row
-
-
-def compress_one(path: pathlib.Path, config: Mapping, workdir: pathlib.Path, label: str) -> dict[str, Any]:
-    """Compresses one image (or returns its earlier result); returns its result row."""
-    name = path.stem
-    outdir = workdir / name
-    settings = {k: pipeline.select(config, k) for k in RESULT_KEYS}
-    settings["fitted_dir"] = _FITTED_DIR.value
-    if (outdir / RESULT).exists():
-        row = json.loads((outdir / RESULT).read_text())
-        if row.get("settings") != settings:
-            raise Gauss2dError(
-                f"'{outdir / RESULT}' was made with other settings (config or --fitted_dir): "
-                "use another --workdir or delete that directory"
-            )
-        print(f"{label} already done: {outdir / RESULT}", flush=True)
-        return row
-    target = pipeline.load_target(path, config)
-    params, fit_row = fitted_params(path, target, config, workdir, label)
-
-    def progress(stage: str, info) -> None:
-        pipeline.Progress(f"{label} {stage}")(info)
-
-    key = jax.random.key(int(config["seed"]))
-    result = compress.compress_image(target, config, key, params=params, progress=progress)
-    s = result.summary
-    with checkpoint.atomic_write(outdir / f"{name}.g2d") as f:
-        f.write(result.data)
-    image, _ = compress.decode_and_render(result.data, config["render"]["backend"])
-    data.save_image(outdir / "decoded.png", image)
-    gi = s["gaussianimage"]
-    row = {
-        "name": name,
-        **s,
-        "gaussianimage_bits": gi["bits"]["total"],
-        "gaussianimage_bytes": gi["bytes"],
-        "gaussianimage_bpp": gi["bpp"],
-        "gaussianimage_psnr": gi["psnr"],
-        "size_reduction": 1.0 - s["bytes"] / gi["bytes"],
-        "fit_seconds": fit_row.get("fit_seconds"),  # from the fit's result.json, if any
-        "settings": settings,
-    }
-    pipeline.write_json(outdir / RESULT, row)  # last: its presence marks the image done
-    print(
-        f"{label} done: {s['bytes']} bytes, {s['bpp']:.4f} bpp, psnr {s['psnr']:.2f} dB "
-        f"(gaussianimage mode {gi['bytes']} bytes, {gi['psnr']:.2f} dB: "
-        f"{row['size_reduction']:.1%} smaller), "
-        f"decode {s['decode_seconds'] * 1e3:.0f} ms",
-        flush=True,
-    )
-    return row
-
-
-def mean_row(rows: list[dict]) -> dict[str, Any]:
-    """Means over images of the numeric columns and of bits per Gaussian by attribute, both modes."""
-    out: dict[str, Any] = {}
-    for key in MEAN_KEYS:
-        values = [r[key] for r in rows if r.get(key) is not None]
-        out[key] = float(np.mean(values)) if values else None
-    for prefix, pick in (("", lambda r: r), ("gaussianimage_", lambda r: r["gaussianimage"])):
-        per = [pick(r)["bits_per_gaussian"] for r in rows]
-        out[f"{prefix}bits_per_gaussian"] = (
-            {k: float(np.mean([p[k] for p in per])) for k in per[0]} if per else {}
-        )
-    return out
-
-
-def compress_dataset(config: Mapping, workdir: pathlib.Path) -> dict[str, Any]:
-    """Compresses every image of the config into ``workdir``; writes results.json."""
-    qat.settings_from_config(config)  # fail on a bad codec value before any fitting
-    paths = pipeline.image_paths(config)
-    rows, errors = [], []
-    for i, path in enumerate(paths):
-        label = f"[{i + 1}/{len(paths)} {path.stem}]"
-        try:
-            rows.append(compress_one(path, config, workdir, label))
-        except ImageError as err:
-            print(f"{label} skipped: {err}", file=sys.stderr, flush=True)
-            errors.append({"name": path.stem, "error": str(err)})
-    results = {
-        "images": rows,
-        "mean": mean_row(rows),
-        "device": pipeline.device_description(),
-        "jax_version": jax.__version__,
-        "git_commit": pipeline.git_commit(),
-        "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
-        "fitted_dir": _FITTED_DIR.value,
-    }
-    if errors:
-        results["errors"] = errors
-    pipeline.write_json(workdir / "results.json", results)
-    if rows:
-        m = results["mean"]
-        print(
-            f"wrote {workdir / 'results.json'}: {len(rows)} image(s), mean {m['bpp']:.4f} bpp, "
-            f"psnr {m['psnr']:.2f} dB; gaussianimage mode {m['gaussianimage_bpp']:.4f} bpp, "
-            f"{m['gaussianimage_psnr']:.2f} dB",
-            flush=True,
-        )
-    if errors:
-        raise Gauss2dError(
-            f"{len(errors)} image(s) could not be read: " + "; ".join(e["error"] for e in errors)
-        )
-    return results
 
 
 def main(argv):
@@ -191,7 +44,9 @@ def main(argv):
         logging.info("config:\n%s", config)
         logging.info("devices: %s", jax.devices())
         print(f"gauss2d: compressing into {workdir} on {pipeline.device_description()}", flush=True)
-        compress_dataset(config, workdir)
+        dataset.compress_dataset(
+            config, workdir, pathlib.Path(_FITTED_DIR.value) if _FITTED_DIR.value else None
+        )
     except (Gauss2dError, OSError) as err:  # CodecError is a Gauss2dError
         cli.fail(err)
     except KeyboardInterrupt:

@@ -1,0 +1,204 @@
+"""Compress a folder of images: what ``experiments.compress`` and ``experiments.rd_sweep`` run.
+
+Per image, WORKDIR/<image>/ holds <image>.g2d, decoded.png and result.json
+(written last: its presence marks the image done, and a rerun with other
+settings is refused rather than silently reused); WORKDIR/results.json
+gathers every image (name, height, width, num_gaussians, bytes, bpp, psnr,
+ms_ssim, encode / decode seconds, bits by attribute, and the same model's
+gaussianimage-mode file) and their means. The fit is ``experiments.fit``'s
+(into WORKDIR/fit/<image>/, resumable mid-fit) unless a fitted work
+directory is given.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from gauss2d import checkpoint, data, densify, pipeline
+from gauss2d.codec import compress, qat
+from gauss2d.errors import Gauss2dError, ImageError
+
+RESULT = "result.json"
+# Config keys a finished image's result depends on: a rerun with other values
+# must not silently reuse it.
+RESULT_KEYS = ("seed", "data.downscale", "model", "optim", "loss", "render.backend", "codec")
+MEAN_KEYS = (
+    "bytes",
+    "bpp",
+    "psnr",
+    "ms_ssim",
+    "encode_seconds",
+    "decode_seconds",
+    "num_gaussians",
+    "fit_psnr",
+    "fit_seconds",
+    "qat_seconds",
+    "quantized_psnr_before_qat",
+    "gaussianimage_bytes",
+    "gaussianimage_bpp",
+    "gaussianimage_psnr",
+    "size_reduction",
+)
+
+
+def fitted_params(
+    path: pathlib.Path,
+    target: np.ndarray,
+    config: Mapping,
+    workdir: pathlib.Path,
+    label: str,
+    fitted_dir: pathlib.Path | None,
+):
+    """(params, the fit's result row): from ``fitted_dir``, else fitted (resumably) into WORKDIR/fit."""
+    if fitted_dir is not None:
+        folder = pathlib.Path(fitted_dir) / path.stem
+        row = (
+            json.loads((folder / pipeline.RESULT).read_text()) if (folder / pipeline.RESULT).exists() else {}
+        )
+        if row and (row.get("height"), row.get("width")) != target.shape[:2]:  # experiments.fit records them
+            raise Gauss2dError(
+                f"'{folder}' was fitted at {row.get('width')}x{row.get('height')}, but data.downscale="
+                f"{config['data']['downscale']} gives {target.shape[1]}x{target.shape[0]}"
+            )
+        return checkpoint.load_params_npz(folder / "params.npz"), row
+    row = pipeline.fit_one(path, config, workdir / "fit", f"{label} fit", densify.fit_function(config))
+    return checkpoint.load_params_npz(workdir / "fit" / path.stem / "params.npz"), row
+
+
+def compress_one(
+    path: pathlib.Path,
+    config: Mapping,
+    workdir: pathlib.Path,
+    label: str,
+    fitted_dir: pathlib.Path | None = None,
+) -> dict[str, Any]:
+    """Compresses one image into WORKDIR/<name>/ (or returns its earlier result); returns its result row.
+
+    Args:
+      path: the image file.
+      config: the full config (fit sections and ``codec``).
+      workdir: output folder; the fit goes to WORKDIR/fit/<name>/ unless
+        ``fitted_dir`` is given.
+      label: progress prefix.
+      fitted_dir: an ``experiments.fit`` work directory whose
+        <name>/params.npz to compress instead of fitting.
+
+    Raises:
+      Gauss2dError: an earlier result made with other settings, a fit of
+        another size, or Gaussians the codec cannot store.
+      ImageError: the image cannot be read.
+    """
+    name = path.stem
+    outdir = workdir / name
+    settings = {k: pipeline.select(config, k) for k in RESULT_KEYS}
+    settings["fitted_dir"] = None if fitted_dir is None else str(fitted_dir)
+    if (outdir / RESULT).exists():
+        row = json.loads((outdir / RESULT).read_text())
+        if row.get("settings") != settings:
+            raise Gauss2dError(
+                f"'{outdir / RESULT}' was made with other settings (config or --fitted_dir): "
+                "use another --workdir or delete that directory"
+            )
+        print(f"{label} already done: {outdir / RESULT}", flush=True)
+        return row
+    target = pipeline.load_target(path, config)
+    params, fit_row = fitted_params(path, target, config, workdir, label, fitted_dir)
+
+    def progress(stage: str, info) -> None:
+        pipeline.Progress(f"{label} {stage}")(info)
+
+    key = jax.random.key(int(config["seed"]))
+    result = compress.compress_image(target, config, key, params=params, progress=progress)
+    s = result.summary
+    with checkpoint.atomic_write(outdir / f"{name}.g2d") as f:
+        f.write(result.data)
+    image, _ = compress.decode_and_render(result.data, config["render"]["backend"])
+    data.save_image(outdir / "decoded.png", image)
+    gi = s["gaussianimage"]
+    row = {
+        "name": name,
+        **s,
+        "gaussianimage_bits": gi["bits"]["total"],
+        "gaussianimage_bytes": gi["bytes"],
+        "gaussianimage_bpp": gi["bpp"],
+        "gaussianimage_psnr": gi["psnr"],
+        "size_reduction": 1.0 - s["bytes"] / gi["bytes"],
+        "fit_seconds": fit_row.get("fit_seconds"),  # from the fit's result.json, if any
+        "settings": settings,
+    }
+    pipeline.write_json(outdir / RESULT, row)  # last: its presence marks the image done
+    print(
+        f"{label} done: {s['bytes']} bytes, {s['bpp']:.4f} bpp, psnr {s['psnr']:.2f} dB "
+        f"(gaussianimage mode {gi['bytes']} bytes, {gi['psnr']:.2f} dB: "
+        f"{row['size_reduction']:.1%} smaller), "
+        f"decode {s['decode_seconds'] * 1e3:.0f} ms",
+        flush=True,
+    )
+    return row
+
+
+def mean_row(rows: list[dict]) -> dict[str, Any]:
+    """Means over images of the numeric columns and of bits per Gaussian by attribute, both modes."""
+    out: dict[str, Any] = {}
+    for key in MEAN_KEYS:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        out[key] = float(np.mean(values)) if values else None
+    for prefix, pick in (("", lambda r: r), ("gaussianimage_", lambda r: r["gaussianimage"])):
+        per = [pick(r)["bits_per_gaussian"] for r in rows]
+        out[f"{prefix}bits_per_gaussian"] = (
+            {k: float(np.mean([p[k] for p in per])) for k in per[0]} if per else {}
+        )
+    return out
+
+
+def compress_dataset(
+    config: Mapping, workdir: pathlib.Path, fitted_dir: pathlib.Path | None = None
+) -> dict[str, Any]:
+    """Compresses every image of the config into ``workdir`` (``compress_one``); writes results.json.
+
+    Raises:
+      Gauss2dError: bad codec settings (before any fitting); after every
+        other image is done, images that could not be read.
+    """
+    qat.settings_from_config(config)  # fail on a bad codec value before any fitting
+    paths = pipeline.image_paths(config)
+    rows, errors = [], []
+    for i, path in enumerate(paths):
+        label = f"[{i + 1}/{len(paths)} {path.stem}]"
+        try:
+            rows.append(compress_one(path, config, workdir, label, fitted_dir))
+        except ImageError as err:
+            print(f"{label} skipped: {err}", file=sys.stderr, flush=True)
+            errors.append({"name": path.stem, "error": str(err)})
+    results = {
+        "images": rows,
+        "mean": mean_row(rows),
+        "device": pipeline.device_description(),
+        "jax_version": jax.__version__,
+        "git_commit": pipeline.git_commit(),
+        "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
+        "fitted_dir": None if fitted_dir is None else str(fitted_dir),
+    }
+    if errors:
+        results["errors"] = errors
+    pipeline.write_json(workdir / "results.json", results)
+    if rows:
+        m = results["mean"]
+        print(
+            f"wrote {workdir / 'results.json'}: {len(rows)} image(s), mean {m['bpp']:.4f} bpp, "
+            f"psnr {m['psnr']:.2f} dB; gaussianimage mode {m['gaussianimage_bpp']:.4f} bpp, "
+            f"{m['gaussianimage_psnr']:.2f} dB",
+            flush=True,
+        )
+    if errors:
+        raise Gauss2dError(
+            f"{len(errors)} image(s) could not be read: " + "; ".join(e["error"] for e in errors)
+        )
+    return results

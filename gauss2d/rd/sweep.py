@@ -1,0 +1,254 @@
+"""The rate-distortion study over a folder of images: what ``experiments.rd_sweep`` runs.
+
+For each operating point (``config.rd.num_points``, optionally with a
+Cholesky bit depth from ``config.rd.chol_bits``) every image is fitted
+(``pipeline.fit_dataset``: batched where shapes allow, resumable mid-fit),
+fine-tuned with quantisation, encoded, decoded and measured
+(``codec.dataset``: bpp from the file's bytes, PSNR and MS-SSIM of the
+decoded render). The Pillow codecs run on the same images. Work directory:
+
+    WORKDIR/sweep.json                 the settings the study was started with
+    WORKDIR/gauss2d/n<N>/fit/<image>/  fits (experiments.fit's layout)
+    WORKDIR/gauss2d/n<N>/<image>/      file, decoded.png, result.json
+    WORKDIR/baselines/<image>.json     the classic codecs' points
+    WORKDIR/rd.csv                     one row per image x method x point
+    WORKDIR/rd_summary.json            mean curves and BD-rates
+    WORKDIR/rd_psnr.png, rd_msssim.png
+
+Every piece is written atomically and skipped when already there, so an
+interrupted study resumes; a rerun with other fit or codec settings is
+refused instead of mixing results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import PIL
+
+from gauss2d import checkpoint, densify, pipeline
+from gauss2d.codec import dataset
+from gauss2d.errors import Gauss2dError
+from gauss2d.rd import baselines, plots, published, study
+
+SWEEP = "sweep.json"
+# What a finished piece depends on: a rerun must match these (rd.num_points
+# may grow: new points are added, old ones kept).
+SETTINGS_KEYS = ("seed", "data", "model", "optim", "loss", "render.backend", "codec")
+
+
+def _csv(text: str) -> list[str]:
+    return [s.strip() for s in str(text).split(",") if s.strip()]
+
+
+def operating_points(config: Mapping) -> list[tuple[int, int | None]]:
+    """[(num_points, chol_bits or None)] from ``config.rd``.
+
+    Raises:
+      Gauss2dError: no points, a non-positive count, or ``chol_bits`` of
+        another length.
+    """
+    counts = [int(n) for n in config["rd"]["num_points"]]
+    bits = list(config["rd"]["chol_bits"])
+    if not counts or any(n <= 0 for n in counts):
+        raise Gauss2dError(f"config rd.num_points={tuple(counts)} is invalid: expected positive counts")
+    if bits and len(bits) != len(counts):
+        raise Gauss2dError(
+            f"config rd.chol_bits has {len(bits)} values for {len(counts)} rd.num_points: "
+            "give one per point, or () for codec.chol_bits everywhere"
+        )
+    return [(n, int(bits[i]) if bits else None) for i, n in enumerate(counts)]
+
+
+def point_name(num_points: int, chol_bits: int | None) -> str:
+    return f"n{num_points}" if chol_bits is None else f"n{num_points}_b{chol_bits}"
+
+
+def point_config(config, num_points: int, chol_bits: int | None):
+    """A copy of ``config`` for one operating point (still locked)."""
+    point = config.copy_and_resolve_references()
+    with point.unlocked():
+        point.model.num_points = num_points
+        if chol_bits is not None:
+            point.codec.chol_bits = chol_bits
+    return point
+
+
+def _settings(config: Mapping) -> dict[str, Any]:
+    out = {k: pipeline.select(config, k) for k in SETTINGS_KEYS}
+    out = json.loads(json.dumps(out, default=lambda v: v.to_dict() if hasattr(v, "to_dict") else str(v)))
+    out["model"].pop("num_points", None)  # per point
+    if config["rd"]["chol_bits"]:  # per point too
+        out["codec"].pop("chol_bits", None)
+    return out
+
+
+def published_curves(config: Mapping) -> dict[str, published.PublishedCurve]:
+    """The published curves ``config.rd.published`` names (Gauss2dError for an unknown one)."""
+    return {m: published.curve(m) for m in _csv(config["rd"]["published"])}
+
+
+def check_settings(config: Mapping, workdir: pathlib.Path) -> None:
+    """Records the study's settings on first run; refuses a rerun with others."""
+    path = workdir / SWEEP
+    settings = _settings(config)
+    if path.exists():
+        stored = json.loads(path.read_text()).get("settings")
+        if stored != settings:
+            changed = sorted(k for k in settings if stored is None or stored.get(k) != settings[k])
+            raise Gauss2dError(
+                f"'{workdir}' holds a study made with other settings (differing: {', '.join(changed)}): "
+                "use another --workdir, or delete it"
+            )
+        return
+    pipeline.write_json(path, {"settings": settings, "git_commit": pipeline.git_commit()})
+
+
+def gauss2d_rows(config, workdir: pathlib.Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Fits, fine-tunes, encodes and measures every image at every operating point; the CSV rows."""
+    rows = []
+    points = operating_points(config)
+    for k, (n, bits) in enumerate(points):
+        name = point_name(n, bits)
+        log(f"== point {k + 1}/{len(points)}: {n} Gaussians" + (f", {bits}-bit Cholesky" if bits else ""))
+        point = point_config(config, n, bits)
+        fit_dir = workdir / "gauss2d" / name / "fit"
+        pipeline.fit_dataset(point, fit_dir, densify.fit_function(point))
+        results = dataset.compress_dataset(point, workdir / "gauss2d" / name, fitted_dir=fit_dir)
+        for r in results["images"]:
+            rows.append(_row(r["name"], "gauss2d", n, r["bytes"], r["bpp"], r["psnr"], r["ms_ssim"]))
+            gi = r["gaussianimage"]
+            rows.append(
+                _row(r["name"], "gaussianimage_mode", n, gi["bytes"], gi["bpp"], gi["psnr"], gi["ms_ssim"])
+            )
+    return rows
+
+
+def _row(image, method, point, num_bytes, bpp, psnr, ms_ssim) -> dict[str, Any]:
+    return {
+        "image": image,
+        "method": method,
+        "point": point,
+        "bytes": int(num_bytes),
+        "bpp": float(bpp),
+        "psnr": float(psnr),
+        "ms_ssim": None if ms_ssim is None else float(ms_ssim),
+    }
+
+
+def baseline_rows(config, workdir: pathlib.Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """The Pillow codecs on every image (cached per image); the CSV rows."""
+    codecs = _csv(config["rd"]["baselines"])
+    unknown = sorted(set(codecs) - set(baselines.CODECS))
+    if unknown:
+        raise Gauss2dError(f"config rd.baselines names unknown codecs {unknown}; known: {baselines.CODECS}")
+    missing = baselines.unavailable_codecs()
+    for codec in codecs:
+        if codec in missing:
+            log(f"baseline {codec} skipped: {missing[codec]}")
+    codecs = [c for c in codecs if c not in missing]
+    settings = {
+        "codecs": codecs,
+        "qualities": {c: list(baselines.DEFAULT_QUALITIES[c]) for c in codecs},
+        "pillow": PIL.__version__,
+        "data": _settings(config)["data"],
+    }
+    rows = []
+    paths = pipeline.image_paths(config)
+    for i, path in enumerate(paths):
+        cache = workdir / "baselines" / f"{path.stem}.json"
+        stored = json.loads(cache.read_text()) if cache.exists() else {}
+        if stored.get("settings") != settings:
+            target = pipeline.load_target(path, config)
+            points = {
+                c: [dataclasses.asdict(p) for p in baselines.sweep(target, c, settings["qualities"][c])]
+                for c in codecs
+            }
+            stored = {"settings": settings, "points": points}
+            pipeline.write_json(cache, stored)
+            log(f"[{i + 1}/{len(paths)} {path.stem}] baselines: {', '.join(codecs)}")
+        for codec, points in stored["points"].items():
+            for p in points:
+                rows.append(
+                    _row(path.stem, codec, p["quality"], p["num_bytes"], p["bpp"], p["psnr"], p["ms_ssim"])
+                )
+    return rows
+
+
+def summarize(config, rows: list[dict[str, Any]], workdir: pathlib.Path) -> dict[str, Any]:
+    """Writes rd.csv, rd_summary.json and the two plots; returns the summary."""
+    curves = study.mean_curves(rows)
+    refs = published_curves(config)
+    images = sorted({r["image"] for r in rows})
+    summary = {
+        "images": images,
+        "points": [point_name(n, b) for n, b in operating_points(config)],
+        "curves": curves,
+        "bd": study.bd_summary(curves, "gauss2d", refs),
+        "bd_note": (
+            "BD-rate (%) of gauss2d's mean curve against each anchor (negative: gauss2d needs fewer "
+            "bits at equal quality), Bjontegaard with PCHIP over the overlapping range; "
+            "'published:*' anchors are full-size Kodak figures, comparable only to a full-size "
+            "24-image run"
+        ),
+        "downscale": int(config["data"]["downscale"]),
+        "device": pipeline.device_description(),
+        "jax_version": jax.__version__,
+        "git_commit": pipeline.git_commit(),
+    }
+    with checkpoint.atomic_write(workdir / "rd.csv") as f:
+        f.write(study.to_csv(rows).encode())
+    pipeline.write_json(workdir / "rd_summary.json", summary)
+    scale = "" if summary["downscale"] == 1 else f", downscaled {summary['downscale']}x"
+    title = f"{len(images)} images{scale}"
+    max_bpp = float(config["rd"]["max_bpp"]) or None
+    for quality, name in (("psnr", "rd_psnr.png"), ("ms_ssim", "rd_msssim.png")):
+        plots.plot_rd(curves, quality, workdir / name, published_curves=refs, title=title, max_bpp=max_bpp)
+    return summary
+
+
+def format_bd(summary: Mapping[str, Any]) -> str:
+    """The BD-rate table as text lines: anchor, BD-rate PSNR, BD-rate MS-SSIM."""
+    bd = summary["bd"]
+    anchors = sorted({a for table in bd.values() for a in table})
+    lines = ["anchor                     BD-rate (PSNR)   BD-rate (MS-SSIM)"]
+    for anchor in anchors:
+        cells = []
+        for quality in study.QUALITIES:
+            entry = bd.get(quality, {}).get(anchor)
+            cells.append("n/a" if entry is None or "bd_rate" not in entry else f"{entry['bd_rate']:+.1f}%")
+        lines.append(f"{anchor:<26} {cells[0]:>14} {cells[1]:>19}")
+    return "\n".join(lines)
+
+
+def run_sweep(
+    config, workdir: str | pathlib.Path, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """The whole study into ``workdir``; returns the summary (also in rd_summary.json).
+
+    Raises:
+      Gauss2dError: bad ``rd`` settings, a work directory of another study,
+        unreadable images, or a model the codec cannot store.
+    """
+    log = log or (lambda message: print(message, flush=True))
+    workdir = pathlib.Path(workdir)
+    operating_points(config)  # fail on bad settings before any work
+    published_curves(config)
+    check_settings(config, workdir)
+    rows = baseline_rows(config, workdir, log) + gauss2d_rows(config, workdir, log)
+    summary = summarize(config, rows, workdir)
+    log(f"wrote {workdir / 'rd.csv'}, {workdir / 'rd_summary.json'}, rd_psnr.png, rd_msssim.png")
+    log(format_bd(summary))
+    for quality, table in summary["bd"].items():
+        for anchor, entry in table.items():
+            if "error" in entry:
+                print(
+                    f"note: BD ({quality}) against {anchor} not computed: {entry['error']}", file=sys.stderr
+                )
+    return summary
