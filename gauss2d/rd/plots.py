@@ -20,6 +20,19 @@ LABELS = {
     "jpeg2000": "JPEG 2000 (this run)",
 }
 AXIS_LABELS = {"psnr": "PSNR (dB)", "ms_ssim": "MS-SSIM"}
+# One colour per codec, shared by its measured and published curves.
+COLORS = {
+    "gauss2d": "C0",
+    "gaussianimage_mode": "C1",
+    "gaussianimage": "C1",
+    "jpeg": "C2",
+    "jpeg444": "C3",
+    "webp": "C4",
+    "jpeg2000": "C5",
+    "bpg444": "C6",
+    "c3": "C7",
+    "coin": "C8",
+}
 
 
 def plot_rd(
@@ -51,7 +64,7 @@ def plot_rd(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(9, 5))
     order = [m for m in _ORDER if m in curves] + sorted(set(curves) - set(_ORDER))
     for method in order:
         curve = curves[method]
@@ -63,6 +76,7 @@ def plot_rd(
                 marker="o",
                 linewidth=2.5 if bold else 1.5,
                 label=LABELS.get(method, method),
+                color=COLORS.get(method),
                 zorder=3 if bold else 2,
             )
     for curve in (published_curves or {}).values():
@@ -74,13 +88,14 @@ def plot_rd(
                 marker="s",
                 fillstyle="none",
                 alpha=0.7,
+                color=COLORS.get(curve.method),
                 label=f"{curve.label} (published)",
             )
     ax.set(xlabel="bits per pixel (from the file bytes)", ylabel=AXIS_LABELS[quality], title=title)
     if max_bpp is not None:
         ax.set_xlim(0, max_bpp)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a curve
     fig.tight_layout()
     with checkpoint.atomic_write(pathlib.Path(path)) as f:
         fig.savefig(f, format="png", dpi=120)

@@ -142,12 +142,18 @@ def _row(image, method, point, num_bytes, bpp, psnr, ms_ssim) -> dict[str, Any]:
     }
 
 
-def baseline_rows(config, workdir: pathlib.Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """The Pillow codecs on every image (cached per image); the CSV rows."""
+def baseline_codecs(config: Mapping) -> list[str]:
+    """The codecs ``config.rd.baselines`` names (Gauss2dError for an unknown one)."""
     codecs = _csv(config["rd"]["baselines"])
     unknown = sorted(set(codecs) - set(baselines.CODECS))
     if unknown:
         raise Gauss2dError(f"config rd.baselines names unknown codecs {unknown}; known: {baselines.CODECS}")
+    return codecs
+
+
+def baseline_rows(config, workdir: pathlib.Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """The Pillow codecs on every image (cached per image); the CSV rows."""
+    codecs = baseline_codecs(config)
     missing = baselines.unavailable_codecs()
     for codec in codecs:
         if codec in missing:
@@ -240,6 +246,7 @@ def run_sweep(
     workdir = pathlib.Path(workdir)
     operating_points(config)  # fail on bad settings before any work
     published_curves(config)
+    baseline_codecs(config)
     check_settings(config, workdir)
     rows = baseline_rows(config, workdir, log) + gauss2d_rows(config, workdir, log)
     summary = summarize(config, rows, workdir)
