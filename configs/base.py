@@ -24,9 +24,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.model.num_points = 70000  # paper's Kodak table (GaussianImage Table 1)
     config.model.parameterization = "cholesky"  # or "rs"
     config.model.init = "random"  # the paper's initialisation; "content": gauss2d/init.py, docs/init.md
-    # "content" init: share of means drawn by image-gradient magnitude (Image-GS: 0.7;
-    # 0.95 measured best), sigma as a multiple of the local mean spacing, least-squares
-    # colour steps against the first render.
+    # "content" init: share of means drawn by image-gradient magnitude (the rest on a
+    # jittered grid; Image-GS: 0.7 with uniform draws), sigma as a multiple of the local
+    # mean spacing, least-squares colour steps against the first render.
     config.model.init_gradient_fraction = 0.95
     config.model.init_size_factor = 0.6
     config.model.init_color_iterations = 10

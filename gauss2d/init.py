@@ -3,9 +3,10 @@
 * ``random``: GaussianImage's (gaussians.init_random): uniform means,
   ~1 px Gaussians, colour U(0, 1). Far from the image at step 0.
 * ``content``: covers the image from step 0 (after Image-GS, SIGGRAPH
-  2025): means sampled from a mix of image-gradient magnitude and uniform
-  density; each Gaussian's size from the local density of means; colour
-  from the target at the mean, divided by the expected overlap, then
+  2025): most means sampled by image-gradient magnitude, the rest on a
+  jittered grid (a base layer that leaves no holes); each Gaussian's size
+  from the actual local density of means (an adaptive k-NN estimate);
+  colour from the target at the mean, divided by the expected overlap, then
   refined by a few steps of a linear least-squares solve against the actual
   render (the render is linear in the colours), so the first render is
   already close to the image.
@@ -33,7 +34,7 @@ from gauss2d.render.xla import render_xla
 INITIALIZERS = ("random", "content")
 
 # Defaults of the content initialiser (config.model.init_*; see configs/base.py).
-GRADIENT_FRACTION = 0.95  # Image-GS uses 0.7; 0.9-1.0 measured best here (docs/init.md)
+GRADIENT_FRACTION = 0.95  # by |grad|; the rest on the grid (Image-GS: 0.7 vs uniform draws; docs/init.md)
 SIZE_FACTOR = 0.6  # sigma / local mean spacing: ~2.3 Gaussians overlap each pixel, no holes
 COLOR_ITERATIONS = 10  # least-squares colour steps (each one render + one transpose)
 # A Gaussian's weight is cut off below 1/255 (DESIGN.md sec. 2); smaller
@@ -87,6 +88,33 @@ def sampling_density(image: jax.Array, gradient_fraction: float, blur_radius: in
     return mixed_density(box_blur(gradient_magnitude(image), blur_radius), gradient_fraction)
 
 
+def grid_shape(count: int, height: int, width: int, max_spacing: float) -> tuple[int, int]:
+    """Rows and columns (static) of a grid of about ``count`` cells matching the image's aspect.
+
+    The cells are at most ``max_spacing`` px on a side, whatever ``count``:
+    that many Gaussians at the largest size cover the image.
+    """
+    cols = max(1, round(math.sqrt(count * width / height)), math.ceil(width / max_spacing))
+    rows = max(1, round(count / cols), math.ceil(height / max_spacing))
+    return rows, cols
+
+
+def stratified_means(key: jax.Array, rows: int, cols: int, height: int, width: int) -> jax.Array:
+    """One mean in the middle of each cell of a rows x cols grid over the image: [rows cols, 2] px (x, y).
+
+    A jittered grid instead of independent uniform draws: every cell holds a
+    mean, so the uniform share leaves no holes (random draws leave gaps of
+    several spacings, mostly along the borders, where there are fewer
+    neighbours to cover them). The jitter stays in the middle 40% of the
+    cell: a mean in a cell's far corner would leave the image corner ~1.4
+    spacings away from every mean, under 0.1 of a Gaussian's peak.
+    """
+    r, c = jnp.meshgrid(jnp.arange(rows), jnp.arange(cols), indexing="ij")
+    cell = jnp.stack([c.reshape(-1), r.reshape(-1)], axis=-1).astype(jnp.float32)  # [rows cols, 2]
+    jitter = jax.random.uniform(key, cell.shape, minval=0.3, maxval=0.7)
+    return (cell + jitter) * jnp.asarray([width / cols, height / rows], jnp.float32)
+
+
 def sample_means(key: jax.Array, density: jax.Array, num_points: int) -> tuple[jax.Array, jax.Array]:
     """Draws ``num_points`` means from a pixel density [H, W] (sums to 1).
 
@@ -104,13 +132,55 @@ def sample_means(key: jax.Array, density: jax.Array, num_points: int) -> tuple[j
     return means, flat.astype(jnp.int32)
 
 
-def sigma_from_density(density_at_means: jax.Array, num_points: int, size_factor: float, max_sigma: float):
-    """Isotropic sigma [N] px from the expected means per pixel at each mean.
+def window_sums(image: jax.Array, radius: int) -> jax.Array:
+    """Sums over the (2 radius + 1)^2 window around each pixel, zeros outside: [H, W] -> [H, W]."""
+    k = 2 * radius + 1
+    c = jnp.cumsum(jnp.pad(image, radius), axis=0)
+    c = jnp.concatenate([c[k - 1 : k], c[k:] - c[:-k]], axis=0)
+    c = jnp.cumsum(c, axis=1)
+    return jnp.concatenate([c[:, k - 1 : k], c[:, k:] - c[:, :-k]], axis=1)
 
-    N p means per pixel puts neighbours 1 / sqrt(N p) px apart; the density
-    is capped at one mean per pixel (sampling is without replacement).
+
+def means_per_pixel(
+    means: jax.Array,  # [N, 2] px (x, y)
+    weights: jax.Array,  # [N] 1 for a mean that counts, 0 for one that does not
+    height: int,
+    width: int,
+    min_count: float = 8.0,
+) -> jax.Array:  # [N]
+    """The density of the means around each mean, means per pixel (an adaptive k-NN estimate).
+
+    For each mean, the smallest square window of side 2 r + 1 around its
+    pixel (r = 1, 2, 4, ...) that holds at least ``min_count`` means (itself
+    included); density = weighted count / the window's area inside the
+    image. The *actual* means, not the density they were drawn from: where
+    the draw left a gap, the means around it see a large window and grow to
+    cover it. O(H W log max(H, W)), static shapes.
     """
-    per_pixel = jnp.clip(num_points * density_at_means, 1e-12, 1.0)
+    cols = jnp.clip(means[:, 0].astype(jnp.int32), 0, width - 1)
+    rows = jnp.clip(means[:, 1].astype(jnp.int32), 0, height - 1)
+    counts = jnp.zeros((height, width), jnp.float32).at[rows, cols].add(weights)
+    ones = jnp.ones((height, width), jnp.float32)
+    # Fewer than min_count means in the whole image: spread evenly.
+    density = jnp.full(means.shape[:1], jnp.sum(weights) / (height * width), jnp.float32)
+    found = jnp.zeros(means.shape[:1], bool)
+    radius = 1
+    while radius < max(height, width):
+        inside = window_sums(counts, radius)[rows, cols]
+        take = ~found & (inside >= min_count)
+        density = jnp.where(take, inside / window_sums(ones, radius)[rows, cols], density)
+        found = found | take
+        radius *= 2
+    return density
+
+
+def sigma_from_density(per_pixel: jax.Array, size_factor: float, max_sigma: float) -> jax.Array:
+    """Isotropic sigma [N] px from the means per pixel around each mean [N].
+
+    p means per pixel puts neighbours 1 / sqrt(p) px apart; the density is
+    capped at one mean per pixel (sampling is without replacement).
+    """
+    per_pixel = jnp.clip(per_pixel, 1e-12, 1.0)
     return jnp.clip(size_factor / jnp.sqrt(per_pixel), MIN_SIGMA, max_sigma)
 
 
@@ -282,13 +352,51 @@ def init_content(
     return params
 
 
+def uniform_grid(num_points: int, height: int, width: int, gradient_fraction: float, size_factor: float):
+    """(rows, cols) of the stratified uniform share of ``init_content``'s means (static).
+
+    About (1 - gradient_fraction) N cells, but never fewer than the largest
+    Gaussians (``max_sigma``) need to cover the image, nor more than N.
+    """
+    max_spacing = max_sigma(height, width) / size_factor
+    want = max(1, round((1.0 - gradient_fraction) * num_points))
+    rows, cols = grid_shape(want, height, width, max_spacing)
+    while rows * cols > num_points:  # tiny N: the whole budget on the grid, coarser
+        rows, cols = max(1, rows - (rows >= cols)), max(1, cols - (cols > rows))
+    return rows, cols
+
+
+def max_sigma(height: int, width: int) -> float:
+    """The largest initial sigma, px: a quarter of the longer side."""
+    return 0.25 * max(height, width)
+
+
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
 def _content_geometry(key, target, num_points, parameterization, gradient_fraction, size_factor):
     """Means, sizes and analytic colours of ``init_content`` (one compilation per shape)."""
     h, w = target.shape[:2]
-    density = sampling_density(target, gradient_fraction)  # [H, W]
-    means, flat = sample_means(key, density, num_points)
-    sigma = sigma_from_density(density.reshape(-1)[flat], num_points, size_factor, 0.25 * max(h, w))
+    rows, cols = uniform_grid(num_points, h, w, gradient_fraction, size_factor)
+    num_grid = rows * cols
+    num_gradient = num_points - num_grid
+    k_grid, k_grad = jax.random.split(key)
+    grid = stratified_means(k_grid, rows, cols, h, w)  # [G, 2]
+    gradient = sampling_density(target, 1.0)  # [H, W]: all of its mass follows |grad|
+    if num_gradient > 0:
+        sampled, _ = sample_means(k_grad, gradient, num_gradient)
+        means = jnp.concatenate([grid, sampled], axis=0)
+    else:
+        means = grid
+    pixel = jnp.clip(jnp.floor(means).astype(jnp.int32), 0, jnp.asarray([w - 1, h - 1]))
+    flat = pixel[:, 1] * w + pixel[:, 0]  # [N]
+    per_pixel = means_per_pixel(means, jnp.ones(means.shape[:1], jnp.float32), h, w)
+    sigma = sigma_from_density(per_pixel, size_factor, max_sigma(h, w))
+    # The grid is a base layer that covers the image whatever the draw: its
+    # Gaussians are at least size_factor grid spacings wide. The k-NN size
+    # alone would not do it: gradient means cluster along edges, and a grid
+    # mean next to a cluster sees a dense neighbourhood while the flat gap
+    # on its other side has no mean at all.
+    grid_sigma = size_factor * math.sqrt(h * w / num_grid)
+    sigma = sigma.at[:num_grid].max(min(grid_sigma, max_sigma(h, w)))
     # Peak-1 Gaussians at 1 / spacing^2 per pixel overlap each pixel
     # ~2 pi size_factor^2 times on average; the sampling noise around that
     # (0.2x to 2x on a 256^2 crop) is what ``solve_colors`` then removes.
