@@ -13,10 +13,10 @@ than the paper's 50000 steps, then quantisation-aware fine-tuning and the
 entropy-coded file (docs/codec.md). The data folder is overridable as in
 experiments.fit: ``--config.data.dir=DIR``.
 
-``:cpu`` is the same study on kodim01-08 downscaled 2x (384x256) at four of
+``:cpu`` is the same study on kodim01-04 downscaled 2x (384x256) at four of
 the paper's points with 1/4 of the Gaussians (the same Gaussians per pixel,
-so about the same bpp), 1000-step fits: what a 2-core CPU measures in
-well under an hour.
+so about the same bpp), 500-step fits and 200 fine-tuning steps: what a
+2-core CPU measures in under an hour.
 ``:smoke`` runs two images, two points, a few steps: a check that the
 whole study runs, not its numbers.
 """
@@ -57,13 +57,13 @@ def get_config(arg: str = ""):
             section.qat_steps = 5000  # half the fit: QAT converges well before (docs/codec.md)
         elif arg == "cpu":
             # 384x256: the smallest scale with MS-SSIM (5 scales need >= 176 px a side).
-            config.data.limit = 8
+            config.data.limit = 4
             config.data.downscale = 2
             config.optim.lr_means = kodak_fast.LR_MEANS_AT_SMOKE_SCALE / 2  # see kodak_fast: 2x, not 4x
-            config.optim.iterations = 1000
-            config.log_every = 250
+            config.optim.iterations = 500
+            config.log_every = 100
             points = tuple(n // 4 for n in (800, 3000, 5000, 9000))
-            section.qat_steps = 300
+            section.qat_steps = 200
         else:
             config.data.limit = 2
             config.optim.iterations = 60
