@@ -1,0 +1,54 @@
+"""Every config file loads with each argument it documents; the recipes are what they claim."""
+
+from __future__ import annotations
+
+import importlib
+
+import jax
+import pytest
+
+from gauss2d import fit, optim
+from gauss2d.gaussians import init_random
+
+ARGS = {
+    "default": ("", "smoke"),
+    "kodak": ("", "smoke"),
+    "kodak_fast": ("", "smoke"),
+    "div2k": ("", "smoke"),
+    "codec": ("", "smoke"),
+    "kodak_codec": ("", "smoke"),
+    "rd_kodak": ("", "cpu", "smoke"),
+}
+
+
+@pytest.mark.parametrize("name, arg", [(n, a) for n, args in ARGS.items() for a in args])
+def test_config_loads_and_validates(name, arg):
+    config = importlib.import_module(f"configs.{name}").get_config(arg)
+    fit.validate_config(config)
+    optim.make_optimizer(config.optim, init_random(jax.random.key(0), 2))
+    with pytest.raises(AttributeError):  # locked: a typo in an override is an error
+        config.modle = 1
+
+
+@pytest.mark.parametrize("name", sorted(ARGS))
+def test_unknown_argument_is_an_error(name):
+    with pytest.raises(ValueError, match="unknown config argument"):
+        importlib.import_module(f"configs.{name}").get_config("fast")
+
+
+def test_kodak_stays_the_papers_recipe_and_kodak_fast_takes_a_fifth_of_its_steps():
+    paper = importlib.import_module("configs.kodak").get_config()
+    fast = importlib.import_module("configs.kodak_fast").get_config()
+    assert paper.model.init == "random" and paper.model.num_points == 70000
+    assert (paper.optim.lr, paper.optim.schedule, paper.optim.iterations) == (1e-3, "step", 50000)
+    assert fast.model.init == "content" and fast.model.num_points == paper.model.num_points
+    assert fast.optim.iterations * 5 == paper.optim.iterations
+    assert fast.data.dir == paper.data.dir
+
+
+def test_rd_kodak_points_are_the_papers_and_cpu_keeps_gaussians_per_pixel():
+    rd_kodak = importlib.import_module("configs.rd_kodak")
+    full, cpu = rd_kodak.get_config(), rd_kodak.get_config("cpu")
+    assert tuple(full.rd.num_points) == rd_kodak.PAPER_POINTS
+    scale = cpu.data.downscale**2  # pixels per full-size pixel
+    assert all(n * scale in rd_kodak.PAPER_POINTS for n in cpu.rd.num_points)
