@@ -1,0 +1,223 @@
+"""The Colab notebooks in notebooks/: static checks, and each one executed on smoke settings.
+
+The static checks read the notebook JSON directly (no Jupyter needed). The slow
+tests run every cell in a fresh kernel of this interpreter with
+GAUSS2D_NOTEBOOK_SMOKE=1 (tiny fits), in a temporary working directory, then
+check the machine-readable ``RESULT {...}`` line each notebook prints last and
+the files it wrote.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+import pathlib
+import sys
+
+import pytest
+
+from gauss2d import codec
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+NAMES = ("quickstart.ipynb", "compression.ipynb")
+# Notebooks use the installed distribution's public API only; these are not shipped to users
+# as a library (or not at all), so a notebook importing them would break on Colab.
+FORBIDDEN_IMPORTS = {"tests", "experiments", "benchmarks"}
+REPO_URL = "git+https://github.com/gauss2d/gauss2d"
+SMOKE_LINE = 'SMOKE = os.environ.get("GAUSS2D_NOTEBOOK_SMOKE") == "1"'
+KERNEL_NAME = "gauss2d-notebook-test"
+
+
+def _notebook(name: str) -> dict:
+    return json.loads((NOTEBOOK_DIR / name).read_text())
+
+
+def _source(cell: dict) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _code_cells(nb: dict) -> list[str]:
+    return [_source(c) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def _import_roots(tree: ast.AST) -> set[str]:
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            roots.add("." if node.level else node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_first_code_cell_installs_from_github_on_colab_only(name):
+    nb = _notebook(name)
+    first = _code_cells(nb)[0]
+    assert '"google.colab" in sys.modules' in first and REPO_URL in first and "pip" in first
+    # Outside Colab the cell must do nothing but import: every other statement sits under the if.
+    tree = ast.parse(first)
+    ifs = [s for s in tree.body if isinstance(s, ast.If)]
+    assert len(ifs) == 1 and "google.colab" in ast.unparse(ifs[0].test)
+    assert all(isinstance(s, (ast.Import, ast.ImportFrom, ast.If)) for s in tree.body), first
+    # The markdown just above says what to do in a clone instead.
+    index = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code")
+    assert index > 0 and "pip install -e ." in _source(nb["cells"][index - 1])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stored_without_outputs(name):
+    for cell in _notebook(name)["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None, _source(cell)[:80]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_imports_public_api_only_and_has_a_smoke_switch(name):
+    cells = _code_cells(_notebook(name))
+    roots = set()
+    for source in cells:
+        tree = ast.parse(source)  # also rejects IPython magics and shell escapes (Colab-only syntax)
+        roots |= _import_roots(tree)
+        assert "sys.path" not in source, "notebooks must import the installed package, not the checkout"
+    assert not roots & FORBIDDEN_IMPORTS, roots & FORBIDDEN_IMPORTS
+    assert "." not in roots
+    assert {"gauss2d", "configs"} <= roots
+    assert sum(SMOKE_LINE in source for source in cells) == 1
+
+
+def test_notebooks_match_their_generator():
+    pytest.importorskip("nbformat", reason="nbformat is not installed (pip install -e '.[test]')")
+    spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOK_DIR / "build_notebooks.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    assert set(build.NOTEBOOKS) == set(NAMES)
+    for name in NAMES:
+        assert (NOTEBOOK_DIR / name).read_text() == build.render_notebook(name), (
+            f"notebooks/{name} differs from notebooks/build_notebooks.py: edit the script and run "
+            "python notebooks/build_notebooks.py"
+        )
+
+
+# --------------------------------------------------------------------------- execution
+
+
+def _kernel_for_this_interpreter(root: pathlib.Path) -> None:
+    """A kernelspec that runs ``sys.executable``, found through JUPYTER_PATH (nothing installed).
+
+    The ``python3`` spec could resolve to another interpreter where a user has installed
+    their own; this one cannot.
+    """
+    spec_dir = root / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec = {"argv": argv, "display_name": "gauss2d tests", "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+
+
+def _execute(name: str, workdir: pathlib.Path, jupyter_dir: pathlib.Path) -> tuple[dict, str]:
+    """Runs every cell of notebook ``name`` in ``workdir``; returns (its RESULT dict, the kernel's Python)."""
+    nbformat = pytest.importorskip("nbformat", reason="nbformat is not installed (pip install -e '.[test]')")
+    nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed (pip install -e '.[test]')")
+    pytest.importorskip("ipykernel", reason="ipykernel is not installed (pip install -e '.[test]')")
+    _kernel_for_this_interpreter(jupyter_dir)
+    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import sys\nprint('KERNEL_PYTHON', sys.executable)"))
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name=KERNEL_NAME, resources={"metadata": {"path": str(workdir)}}
+    )
+    client.execute()
+    lines = [
+        line
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.get("output_type") == "stream" and output.get("name") == "stdout"
+        for line in output["text"].splitlines()
+    ]
+    results = [json.loads(line[len("RESULT ") :]) for line in lines if line.startswith("RESULT ")]
+    kernels = [line.split(" ", 1)[1] for line in lines if line.startswith("KERNEL_PYTHON ")]
+    assert len(results) == 1, f"{name} printed {len(results)} RESULT lines"
+    return results[0], kernels[0]
+
+
+@pytest.fixture(scope="module")
+def jax_cache(tmp_path_factory) -> pathlib.Path:
+    """A compilation cache shared by the notebooks' kernels in this module.
+
+    Smoke runs are mostly XLA compilation, and both notebooks fit 300 Gaussians to the
+    sample with the same settings, so the second reuses the first's content initialiser
+    and training chunk (~20 s less on 2 cores). Fresh per test session.
+    """
+    return tmp_path_factory.mktemp("jax_cache")
+
+
+@pytest.fixture
+def smoke_env(tmp_path, monkeypatch, jax_cache) -> tuple[pathlib.Path, pathlib.Path]:
+    """(working directory, Jupyter data directory); the kernel inherits this environment."""
+    monkeypatch.setenv("GAUSS2D_NOTEBOOK_SMOKE", "1")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(jax_cache))
+    jupyter_dir = tmp_path / "jupyter"
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_dir))
+    # The checkout under test, not some other installed copy of gauss2d (CI installs it editable).
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    )
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    return workdir, jupyter_dir
+
+
+@pytest.mark.slow
+def test_quickstart_runs_on_smoke_settings(smoke_env):
+    workdir, jupyter_dir = smoke_env
+    result, kernel_python = _execute("quickstart.ipynb", workdir, jupyter_dir)
+    assert kernel_python == sys.executable
+    assert result["smoke"] is True
+    # configs/default.py:smoke, on the 384x256 sample.
+    assert (result["height"], result["width"]) == (256, 384)
+    assert (result["num_gaussians"], result["steps"]) == (300, 60)
+    # ~23.1 dB and MS-SSIM ~0.79 measured; an init or optimiser regression falls well below.
+    assert result["psnr"] > 21.0
+    assert 0.6 < result["ms_ssim"] <= 1.0
+    # The notebook's final render is the model the training history describes.
+    assert abs(result["psnr"] - result["train_psnr"]) < 0.5
+    assert result["render_2x_shape"] == [512, 768, 3]
+
+
+@pytest.mark.slow
+def test_compression_runs_on_smoke_settings(smoke_env):
+    workdir, jupyter_dir = smoke_env
+    result, kernel_python = _execute("compression.ipynb", workdir, jupyter_dir)
+    assert kernel_python == sys.executable
+    assert result["smoke"] is True
+    height, width = result["height"], result["width"]
+    # The file the notebook wrote, in its working directory, is what it reports.
+    path = workdir / "kodim23.g2d"
+    assert pathlib.Path(result["file"]) == path.resolve()
+    data = path.read_bytes()
+    assert result["bytes"] == len(data)
+    assert result["bpp"] == pytest.approx(8 * len(data) / (height * width), rel=1e-12)
+    assert result["summary_bpp"] == pytest.approx(result["bpp"], rel=1e-12)
+    decoded = codec.decode(data)
+    assert (decoded.height, decoded.width) == (height, width) == (256, 384)
+    assert decoded.params.xy.shape[0] == result["num_gaussians"] <= 300
+    # Smoke fits are blurry (~21.5 dB); the decoder's render is what compress_image measured.
+    assert result["psnr"] > 18.0
+    assert result["psnr"] == pytest.approx(result["summary_psnr"], abs=1e-3)
+    # RD sweep: one real file per point, bpp from its size; more Gaussians, more bytes; the
+    # entropy-coded file beats the fixed-length GaussianImage layout of the same Gaussians.
+    entropy, fixed = result["rd"]["gauss2d"], result["rd"]["gaussianimage_layout"]
+    assert [p["num_gaussians"] for p in entropy] == [150, 300]
+    for method, points in result["rd"].items():
+        for p in points:
+            size = (workdir / f"kodim23_n{p['num_gaussians']}_{method}.g2d").stat().st_size
+            assert p["bytes"] == size and p["bpp"] == pytest.approx(8 * size / (height * width))
+    assert entropy[0]["bytes"] < entropy[1]["bytes"]
+    assert all(e["bytes"] < f["bytes"] for e, f in zip(entropy, fixed, strict=True))
+    assert entropy[1]["bytes"] == result["bytes"]  # the config's own count reuses the headline file
+    jpeg_bpp = [p["bpp"] for p in result["jpeg"]]
+    assert len(jpeg_bpp) >= 2 and jpeg_bpp == sorted(jpeg_bpp)
