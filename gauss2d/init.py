@@ -36,6 +36,9 @@ INITIALIZERS = ("random", "content")
 # Defaults of the content initialiser (config.model.init_*; see configs/base.py).
 GRADIENT_FRACTION = 0.95  # by |grad|; the rest on the grid (Image-GS: 0.7 vs uniform draws; docs/init.md)
 SIZE_FACTOR = 0.6  # sigma / local mean spacing: ~2.3 Gaussians overlap each pixel, no holes
+# The grid base layer's sigma / grid spacing, whatever size_factor: 0.6 keeps
+# every pixel above 0.2 of a peak with the grid alone (docs/init.md).
+GRID_SIZE_FACTOR = 0.6
 COLOR_ITERATIONS = 10  # least-squares colour steps (each one render + one transpose)
 # A Gaussian's weight is cut off below 1/255 (DESIGN.md sec. 2); smaller
 # ones would fall between pixel centres and receive no gradient.
@@ -395,7 +398,7 @@ def _content_geometry(key, target, num_points, parameterization, gradient_fracti
     # alone would not do it: gradient means cluster along edges, and a grid
     # mean next to a cluster sees a dense neighbourhood while the flat gap
     # on its other side has no mean at all.
-    grid_sigma = size_factor * math.sqrt(h * w / num_grid)
+    grid_sigma = max(size_factor, GRID_SIZE_FACTOR) * math.sqrt(h * w / num_grid)
     sigma = sigma.at[:num_grid].max(min(grid_sigma, max_sigma(h, w)))
     # Peak-1 Gaussians at 1 / spacing^2 per pixel overlap each pixel
     # ~2 pi size_factor^2 times on average; the sampling noise around that
