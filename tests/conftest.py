@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
+import tempfile
 
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 KODAK_DIR = REPO_ROOT.parent / "shared" / "data" / "kodak"
+
+# One persistent XLA compilation cache for the whole run, inherited by the
+# subprocesses (CLI tests, notebook kernels): they compile the same smoke
+# programs again and again, which was most of their time. Set before any test
+# module imports jax; a fresh directory per run, so nothing stale is reused.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="gauss2d-test-xla-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 # Tests import the float64 oracle as a plain module.
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
