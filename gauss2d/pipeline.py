@@ -373,6 +373,14 @@ def fit_group(items: list[Prepared], config: Mapping, label: str, pad_to: int | 
     return [finish(i, r, config, label, len(items)) for i, r in zip(items, results)]
 
 
+def raise_unreadable(errors: list[dict]) -> None:
+    """After the other images are done: one error naming every image that could not be read."""
+    if errors:
+        raise Gauss2dError(
+            f"{len(errors)} image(s) could not be read: " + "; ".join(e["error"] for e in errors)
+        )
+
+
 def mean_row(rows: list[dict]) -> dict:
     """Means of the numeric columns over the fitted images."""
     keys = ("psnr", "ms_ssim", "fit_seconds", "render_fps", "iterations", "num_gaussians")
@@ -481,8 +489,5 @@ def fit_dataset(config: Mapping, workdir: str | pathlib.Path, fit_fn: Callable =
             f"{results['mean']['psnr'] if rows else float('nan'):.2f} dB",
             flush=True,
         )
-    if errors:
-        raise Gauss2dError(
-            f"{len(errors)} image(s) could not be read: " + "; ".join(e["error"] for e in errors)
-        )
+    raise_unreadable(errors)
     return results

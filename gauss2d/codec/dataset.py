@@ -197,8 +197,5 @@ def compress_dataset(
             f"{m['gaussianimage_psnr']:.2f} dB",
             flush=True,
         )
-    if errors:
-        raise Gauss2dError(
-            f"{len(errors)} image(s) could not be read: " + "; ".join(e["error"] for e in errors)
-        )
+    pipeline.raise_unreadable(errors)
     return results
