@@ -82,6 +82,7 @@ def point_config(config, num_points: int, chol_bits: int | None):
 
 def _settings(config: Mapping) -> dict[str, Any]:
     out = {k: pipeline.select(config, k) for k in SETTINGS_KEYS}
+    # Through JSON, so tuples and ConfigDicts compare equal to what sweep.json stored.
     out = json.loads(json.dumps(out, default=lambda v: v.to_dict() if hasattr(v, "to_dict") else str(v)))
     out["model"].pop("num_points", None)  # per point
     if config["rd"]["chol_bits"]:  # per point too
