@@ -28,7 +28,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     # jittered grid; Image-GS: 0.7 with uniform draws), sigma as a multiple of the local
     # mean spacing, least-squares colour steps against the first render.
     config.model.init_gradient_fraction = 0.95
-    config.model.init_size_factor = 0.6
+    config.model.init_size_factor = 0.4
     config.model.init_color_iterations = 10
     # Error-guided allocation (gauss2d/densify.py): start with initial_fraction of
     # num_points, add the rest in `rounds` rounds every `every` steps where the error

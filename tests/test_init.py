@@ -102,13 +102,15 @@ def test_stratified_means_put_one_mean_in_the_middle_of_every_cell():
 
 @pytest.mark.parametrize("n, h, w", [(60, 32, 48), (2000, 256, 256), (5, 512, 768), (70000, 512, 768)])
 def test_uniform_grid_is_about_the_uniform_share_and_covers_at_the_largest_size(n, h, w):
-    rows, cols = init_lib.uniform_grid(n, h, w, 0.95, 0.6)
-    assert 1 <= rows * cols <= n
-    if n >= 100:  # enough Gaussians: the grid is the 5% uniform share, to rounding
-        assert abs(rows * cols - 0.05 * n) <= 0.25 * 0.05 * n
-    # The grid spacing lets max_sigma-sized Gaussians cover the image (or N is too small for that).
-    spacing = init_lib.max_sigma(h, w) / 0.6
-    assert (h / rows <= spacing + 1e-9 and w / cols <= spacing + 1e-9) or rows * cols > n // 2
+    for size_factor in (init_lib.SIZE_FACTOR, 0.3, 0.8):
+        rows, cols = init_lib.uniform_grid(n, h, w, 0.95, size_factor)
+        assert 1 <= rows * cols <= n
+        if n >= 100:  # enough Gaussians: the grid is the 5% uniform share, to rounding
+            assert abs(rows * cols - 0.05 * n) <= 0.25 * 0.05 * n
+        # The grid spacing lets max_sigma-sized grid Gaussians (sigma = the larger factor x
+        # spacing) cover the image, or N is too small for that.
+        spacing = init_lib.max_sigma(h, w) / max(size_factor, init_lib.GRID_SIZE_FACTOR)
+        assert (h / rows <= spacing + 1e-9 and w / cols <= spacing + 1e-9) or rows * cols > n // 2
 
 
 def test_means_per_pixel_matches_a_brute_force_count():
