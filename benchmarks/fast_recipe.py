@@ -91,6 +91,22 @@ def summarise(results: dict) -> str:
     return "\n".join(lines)
 
 
+def progress(label: str, every: int):
+    """An ``on_chunk`` callback that prints step, PSNR and ETA about every ``every`` steps."""
+    last = [0]
+
+    def on_chunk(state, info) -> None:
+        if info["step"] - last[0] >= every or info["step"] == info["iterations"]:
+            last[0] = info["step"]
+            print(
+                f"  {label}: step {info['step']}/{info['iterations']}, {info['psnr']:.2f} dB, "
+                f"{info['steps_per_second']:.1f} steps/s, ETA {info['eta_seconds'] / 60:.0f} min",
+                flush=True,
+            )
+
+    return on_chunk
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -101,6 +117,7 @@ def main() -> None:
     parser.add_argument("--paper_steps", type=int, default=0, help="0: the config's (50000)")
     parser.add_argument("--fast_steps", type=int, default=0, help="0: the config's (10000)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--progress_every", type=int, default=2500, help="steps between progress lines")
     parser.add_argument("--json", default="", help="results file (read first: finished runs are skipped)")
     parser.add_argument("--quick", action="store_true", help="the sample downscaled 8x, 100 / 20 steps")
     args = parser.parse_args()
@@ -128,7 +145,9 @@ def main() -> None:
             steps = args.fast_steps if recipe == "fast" else args.paper_steps
             config = make_config(recipe, args.downscale, steps)
             t0 = time.perf_counter()
-            result = densify.fit_function(config)(image, config, jax.random.PRNGKey(args.seed))
+            result = densify.fit_function(config)(
+                image, config, jax.random.PRNGKey(args.seed), on_chunk=progress(key, args.progress_every)
+            )
             results[key] = {
                 "psnr": [float(v) for v in result.history["psnr"]],
                 "seconds": time.perf_counter() - t0,
