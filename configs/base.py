@@ -27,7 +27,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     # "content" init: share of means drawn by image-gradient magnitude (the rest on a
     # jittered grid; Image-GS: 0.7 with uniform draws), sigma as a multiple of the local
     # mean spacing, least-squares colour steps against the first render.
-    config.model.init_gradient_fraction = 0.95
+    config.model.init_gradient_fraction = 0.7
     config.model.init_size_factor = 0.4
     config.model.init_color_iterations = 10
     # Error-guided allocation (gauss2d/densify.py): start with initial_fraction of
