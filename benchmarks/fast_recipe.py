@@ -28,14 +28,13 @@ are skipped, so an interrupted benchmark resumes).
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import time
 
 import jax
 import numpy as np
 
-from benchmarks.init_quality import load
+from benchmarks.init_quality import load, stored_results
 from configs import kodak, kodak_fast
 from gauss2d import densify, pipeline
 
@@ -125,15 +124,10 @@ def main() -> None:
         args.images, args.downscale, args.paper_steps, args.fast_steps = "sample", 8, 100, 20
 
     json_path = pathlib.Path(args.json) if args.json else None
-    stored = json.loads(json_path.read_text()) if json_path and json_path.exists() else {}
     settings = {
         k: v for k, v in vars(args).items() if k in ("downscale", "paper_steps", "fast_steps", "seed")
     }
-    if stored.get("settings", settings) != settings:
-        raise SystemExit(
-            f"{json_path} holds runs with other settings {stored['settings']}; pass another --json"
-        )
-    results = stored.get("results", {})
+    results = stored_results(json_path, settings)
     print(f"device: {pipeline.device_description()}, jax {jax.__version__}, commit {pipeline.git_commit()}")
     for name in args.images.split(","):
         # The sample is already kodim23 downscaled 2x.

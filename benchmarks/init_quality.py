@@ -113,6 +113,20 @@ def plot(results: dict, path: pathlib.Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def stored_results(json_path: pathlib.Path | None, settings: dict) -> dict:
+    """The finished runs in ``json_path`` ({} without one), so an interrupted benchmark resumes.
+
+    Raises:
+      SystemExit: the file holds runs made with other ``settings``.
+    """
+    stored = json.loads(json_path.read_text()) if json_path and json_path.exists() else {}
+    if stored.get("settings", settings) != settings:
+        raise SystemExit(
+            f"{json_path} holds runs with other settings {stored['settings']}; pass another --json"
+        )
+    return stored.get("results", {})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -145,15 +159,10 @@ def main() -> None:
         checkpoints.append(args.steps)
 
     json_path = pathlib.Path(args.json) if args.json else None
-    stored = json.loads(json_path.read_text()) if json_path and json_path.exists() else {}
     settings = {
         k: v for k, v in vars(args).items() if k not in ("json", "plot", "images", "variants", "quick")
     }
-    if stored.get("settings", settings) != settings:
-        raise SystemExit(
-            f"{json_path} holds runs with other settings {stored['settings']}; pass another --json"
-        )
-    results = stored.get("results", {})
+    results = stored_results(json_path, settings)
     print(f"device: {pipeline.device_description()}, jax {jax.__version__}, commit {pipeline.git_commit()}")
     for name in args.images.split(","):
         image = load(name, args.crop, args.downscale)
