@@ -6,8 +6,8 @@
 init, lr 1e-3) barely moves a small budget in a few thousand steps (15.3 dB
 after 2000 steps on a 256x256 crop with 2000 Gaussians), so this recipe
 starts from the content-aware initialisation (gauss2d/init.py) and uses
-lr 1e-2 with a cosine decay: ~30.7 dB on the 384x256 sample in 300 steps
-(31.0 dB at 500).
+lr 1e-2 with a cosine decay: 31.0 dB on the 384x256 sample in 300 steps
+(benchmarks/RESULTS.md, "default_fit").
 """
 
 from __future__ import annotations
