@@ -79,8 +79,9 @@ def summarise(results: dict) -> str:
         curves = {r: np.asarray(v["psnr"]) for r, v in runs.items() if v}
         paper, fast, content = (curves.get(r) for r in ("paper", "fast", "paper+content"))
         cell = lambda c: f"{c[-1]:.2f} ({len(c)})" if c is not None else "—"  # noqa: E731
-        hit = first_step_reaching(fast, paper[-1]) if paper is not None and fast is not None else None
-        ratio = f"1/{len(paper) / hit:.1f}" if hit else ("not reached" if fast is not None else "—")
+        both = paper is not None and fast is not None
+        hit = first_step_reaching(fast, paper[-1]) if both else None
+        ratio = f"1/{len(paper) / hit:.1f}" if hit else ("not reached" if both else "—")
         walls = " / ".join(
             f"{runs[r]['seconds']:.0f}" if runs[r] else "—" for r in ("paper", "fast", "paper+content")
         )

@@ -35,3 +35,6 @@ def test_first_step_reaching_and_the_table():
     assert "| 30.00 (50) | 30.00 (10) | 5 | 1/10.0 |" in row
     slow = {"psnr": [20.0] * 10, "seconds": 1.0}
     assert "not reached" in fast_recipe.summarise({"a/paper": paper, "a/fast": slow})
+    # Without the paper run there is nothing to reach: no verdict either way.
+    alone = fast_recipe.summarise({"a/fast": fast}).splitlines()[-1]
+    assert "not reached" not in alone and "| — | — |" in alone
