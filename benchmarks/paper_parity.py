@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress_every", type=int, default=500, help="steps between progress lines")
     parser.add_argument("--json", default="", help="results file (read first: finished runs are skipped)")
-    parser.add_argument("--quick", action="store_true", help="the sample downscaled 4x, 500 Gaussians, 50 steps")
+    parser.add_argument("--quick", action="store_true", help="sample, 4x smaller, 500 Gaussians, 50 steps")
     args = parser.parse_args()
     num_points, steps, downscale = PUBLISHED_POINTS, PUBLISHED_STEPS, 1
     if args.quick:
