@@ -79,8 +79,10 @@ def scale_by_adan(
     """
 
     def init(params):
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        return AdanState(jnp.zeros([], jnp.int32), zeros, zeros, zeros, zeros)
+        # Four separate buffers: the train step donates its state, and XLA
+        # refuses to donate one buffer twice.
+        zeros = lambda: jax.tree.map(jnp.zeros_like, params)  # noqa: E731
+        return AdanState(jnp.zeros([], jnp.int32), zeros(), zeros(), zeros(), zeros())
 
     def update(grads, state, params=None):
         del params
