@@ -142,8 +142,8 @@ def main() -> None:
             flush=True,
         )
     if args.quality:
-        # The CPU recipe (configs/default.py: content init, lr 1e-2, cosine) reaches
-        # realistic PSNRs in a few hundred steps; the paper's would stay near 15 dB.
+        # The CPU recipe (configs/default.py: content init, per-group rates, cosine)
+        # reaches realistic PSNRs in a few hundred steps; the paper's random init needs thousands.
         qconfig = default.get_config()
         with qconfig.unlocked():
             qconfig.model.num_points = settings["num_points"]

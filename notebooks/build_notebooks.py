@@ -78,7 +78,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from configs import default
-from gauss2d import data, fit, gaussians, metrics
+from gauss2d import data, fit, gaussians, metrics, optim
 from gauss2d.render import render
 
 SMOKE = os.environ.get("GAUSS2D_NOTEBOOK_SMOKE") == "1"
@@ -86,7 +86,8 @@ config = default.get_config("smoke" if SMOKE else "")  # locked: an unknown key 
 print(f"SMOKE={SMOKE}, devices: {jax.devices()}")
 print(
     f"{config.model.num_points} Gaussians, {config.optim.iterations} {config.optim.name} steps, "
-    f"lr {config.optim.lr} ({config.optim.schedule}), init {config.model.init!r}"
+    f"rates {optim.group_learning_rates(config.optim)} ({config.optim.schedule}), "
+    f"init {config.model.init!r}"
 )""",
     ),
     (
