@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by the codec binaries: user mistakes end in one line.
+"""Command-line plumbing shared by the binaries: user mistakes end in one line, Ctrl-C in status 130.
 
 absl and ml_collections report some mistakes with a traceback: an unknown
 ``--config.KEY`` is resolved when the flag is *defined* (at import, before
@@ -9,6 +9,7 @@ traceback embedded in the flag error. These helpers turn each into one
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import flags
@@ -26,6 +27,21 @@ def fail(message: object) -> None:
     """Prints ``error: message`` on one line and exits with status 2."""
     print(f"error: {one_line(message)}", file=sys.stderr)
     sys.exit(2)
+
+
+def exit_interrupted() -> None:
+    """Ends the process with status 130 after Ctrl-C, without the interpreter's teardown.
+
+    A SIGINT that lands while XLA compiles or runs a computation leaves its
+    threads mid-flight, and the normal exit (``sys.exit``) then crashed in
+    teardown with a segmentation fault after our message (seen in
+    tests/test_cli_fit.py's Ctrl-C test). Nothing is lost by skipping it:
+    results and checkpoints are written atomically and complete before the
+    interrupt reaches this point, so only the streams need flushing.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 # What ml_collections raises for an override key the config does not have.

@@ -17,7 +17,6 @@ stderr and exits with status 2 (--verbosity=0 adds the logs).
 from __future__ import annotations
 
 import pathlib
-import sys
 import warnings
 
 import jax
@@ -108,7 +107,7 @@ def main(argv):
     except (Gauss2dError, OSError) as err:  # CodecError is a Gauss2dError; OSError: unwritable output
         cli.fail(err)
     except KeyboardInterrupt:
-        sys.exit(130)
+        cli.exit_interrupted()
 
 
 if __name__ == "__main__":

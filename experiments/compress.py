@@ -16,7 +16,6 @@ gaussianimage-mode file) and their means. Rerunning skips finished images.
 from __future__ import annotations
 
 import pathlib
-import sys
 
 import jax
 from absl import app, flags, logging
@@ -50,7 +49,7 @@ def main(argv):
     except (Gauss2dError, OSError) as err:  # CodecError is a Gauss2dError
         cli.fail(err)
     except KeyboardInterrupt:
-        sys.exit(130)
+        cli.exit_interrupted()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments import cli
 from gauss2d import distributed, pipeline
 from gauss2d.errors import Gauss2dError
 
@@ -98,7 +99,7 @@ def main(argv):
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        sys.exit(130)
+        cli.exit_interrupted()
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def main(argv):
         cli.fail(err)
     except KeyboardInterrupt:
         print(f"interrupted: rerun the same command to resume from {workdir}", file=sys.stderr)
-        sys.exit(130)
+        cli.exit_interrupted()
 
 
 if __name__ == "__main__":
