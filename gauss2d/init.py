@@ -34,6 +34,8 @@ from gauss2d.render.xla import render_xla
 INITIALIZERS = ("random", "content")
 
 # Defaults of the content initialiser (config.model.init_*; see configs/base.py).
+# Chosen with the optimiser before the Adan fix (gauss2d/optim.py), so the
+# figures below are from those runs (benchmarks/RESULTS.md, "init_quality").
 # Share of the means drawn by |grad|; the rest on the grid. 0.7 (Image-GS's
 # mix) against 0.95, size factor 0.4: 256^2 crops, 2000 Gaussians, 2000 steps,
 # kodim23 34.21 vs 34.48 dB, kodim01 23.26 vs 23.45; but the codec's sample
