@@ -126,17 +126,22 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_the_next_run_resumes(image_dir, tm
         "--config.checkpoint_every=20",
         f"--workdir={workdir}",
     ]
+    # A test run started in the background by a non-interactive shell inherits
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler:
+    # the child restores it before running the binary, so the signal arrives
+    # as a user's would. (Not preexec_fn: forking a multithreaded JAX process
+    # and running Python before exec can deadlock.)
+    restore_sigint_then_run = (
+        "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "runpy.run_module('experiments.fit', run_name='__main__', alter_sys=True)"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "experiments.fit", *args],
+        [sys.executable, "-c", restore_sigint_then_run, *args],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        # A test run started in the background by a non-interactive shell
-        # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt
-        # handler: restore the default so the signal is delivered as a user's is.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler),
     )
     ckpt = workdir / "a_crop" / "checkpoint.npz"
     deadline = time.time() + 300
