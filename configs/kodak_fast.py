@@ -7,8 +7,9 @@ budget), but the Gaussians start on the image (``model.init = "content"``,
 gauss2d/init.py) and train with per-group Adan learning rates and a cosine
 decay over 10000 steps instead of 50000 (issue #7; docs/init.md). Target:
 the paper recipe's 50000-step PSNR in <= 10000 steps: at 1/4 scale on a CPU
-it gets there at step 137 on kodim23 and 4072 on kodim01
-(benchmarks/RESULTS.md, "fast_recipe"); at full size it is owed (a GPU).
+it gets there at step 137 on kodim23 and 4072 on kodim01, at half scale at
+step 117 on kodim23 (benchmarks/RESULTS.md, "fast_recipe"); at full size it
+is owed (a GPU).
 
 ``--config=configs/kodak_fast.py:smoke`` is the CPU analogue used to choose the
 rates: two images downscaled 4x with 70000 / 16 Gaussians (the same
