@@ -34,8 +34,9 @@ import numpy as np
 
 from configs import codec as codec_config
 from configs import kodak
-from gauss2d import data, fit, pipeline
-from gauss2d.codec import compress, encode, qat
+from gauss2d import compress, data, fit, runrecord
+from gauss2d.codec import encode
+from gauss2d.compress import qat
 
 ATTRIBUTES = ("header", "positions", "covariance", "color", "total")
 PSNR_TOLERANCE = 0.1  # dB: "equal PSNR"
@@ -127,7 +128,7 @@ def machine() -> str:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    device = pipeline.device_description()
+    device = runrecord.device_description()
     return f"{platform.node()}, {os.cpu_count()}-core {cpu}, {device}, jax {jax.__version__}"
 
 
@@ -142,7 +143,7 @@ def markdown(rows: list[dict], args: argparse.Namespace, command: str, seconds: 
         "",
         f"- date: {datetime.date.today().isoformat()}",
         f"- machine: {machine()}",
-        f"- commit: {pipeline.git_commit()}",
+        f"- commit: {runrecord.git_commit()}",
         f"- command: `{command}` ({seconds / 60:.0f} min)",
         f"- images: {', '.join(r['name'] for r in rows)}, downscaled {args.downscale}x; "
         f"{args.num_points} Gaussians, {args.iterations} fit steps, {args.qat_steps} QAT steps per mode",
@@ -199,7 +200,7 @@ def main() -> None:
     command = "python -m benchmarks.codec_rate " + " ".join(sys.argv[1:])
     print(markdown(rows, args, command.strip(), time.perf_counter() - start))
     if args.json:
-        pipeline.write_json(pathlib.Path(args.json), {"rows": rows, "args": vars(args)})
+        runrecord.write_json(pathlib.Path(args.json), {"rows": rows, "args": vars(args)})
 
 
 if __name__ == "__main__":
