@@ -141,14 +141,5 @@ def fit_image(
         optimizer = optim.make_optimizer(config["optim"], state.params)
     capacity = train.needed_capacity(state.params, height, width, config["render"]["backend"])
     goal = objective(config, optimizer, height, width, state.params)
-    callback = None if on_chunk is None else (lambda s, infos: on_chunk(s, infos[0]))
-    out = train.run(
-        state,
-        train.image_chunks(goal, log_every, height, width),
-        capacity,
-        iterations,
-        (target,),
-        objective=goal,
-        on_chunk=callback,
-    )
+    out = train.run_image(goal, state, target, capacity, iterations, log_every, on_chunk)
     return FitResult(out.state.params, out.state, out.histories[0], out.seconds, out.capacity, out.stopped[0])

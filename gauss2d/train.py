@@ -42,10 +42,12 @@ Plugging in a new objective (e.g. rate-aware fine-tuning, D + lambda R):
    config value the compiled step reads (it keys the chunk cache, so two
    runs with the same key share one compilation). ``constrain`` projects the
    parameters after each update (QAT keeps LSQ scales positive).
-4. ``state = init_state(params, optimizer, extra)``, then
-   ``run(state, image_chunks(objective, log_every, height, width), capacity,
-   iterations, (target,))``; read ``Run.state``, ``Run.histories[0]``,
-   ``Run.stopped[0]``. ``compress/qat.py`` is a complete example.
+4. ``state = init_state(params, optimizer, extra)``, ``capacity =
+   needed_capacity(params, height, width, backend)``, then ``run_image(
+   objective, state, target, capacity, iterations, log_every)``; read
+   ``Run.state`` (``.extra`` included), ``Run.histories[0]``,
+   ``Run.stopped[0]``. For a batch, ``fit_batch.batch_chunks`` and ``run``
+   with ``batch=B``. ``compress/qat.py`` is a complete example.
 """
 
 from __future__ import annotations
@@ -416,3 +418,19 @@ def run(
                     log.stopped[b] = f"stopped by the caller at {label}step {steps[b]}"
             break
     return Run(state, log.histories(), log.stopped, time.perf_counter() - start, capacity)
+
+
+def run_image(
+    objective: Objective,
+    state: TrainState,
+    target: jax.Array,  # [H, W, 3]
+    capacity: int,
+    iterations: int,
+    log_every: int,
+    on_chunk: Callable[[TrainState, dict], Any] | None = None,
+) -> Run:
+    """``run`` for one image (no image axis): chunks from the cache, ``on_chunk(state, info)`` per chunk."""
+    height, width = target.shape[:2]
+    callback = None if on_chunk is None else (lambda s, infos: on_chunk(s, infos[0]))
+    chunks = image_chunks(objective, log_every, height, width)
+    return run(state, chunks, capacity, iterations, (target,), objective=objective, on_chunk=callback)

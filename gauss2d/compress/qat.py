@@ -291,16 +291,7 @@ def finetune(
     q0 = quantize_for_encoding(params, height, width, mode=mode, state=codec_state, settings=settings)
     capacity = train.needed_capacity(q0, height, width, backend)
     goal = objective(config, optimizer, height, width, mode, settings)
-    callback = None if on_chunk is None else (lambda s, infos: on_chunk(s, infos[0]))
-    out = train.run(
-        state,
-        train.image_chunks(goal, log_every, height, width),
-        capacity,
-        steps,
-        (target,),
-        objective=goal,
-        on_chunk=callback,
-    )
+    out = train.run_image(goal, state, target, capacity, steps, log_every, on_chunk)
     history, stopped = out.histories[0], out.stopped[0]
     best = jax.device_get(out.state.extra.best)
     if not np.isfinite(best.psnr):  # not one usable step (a NaN at the first): plain quantisation
