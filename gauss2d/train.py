@@ -32,8 +32,10 @@ Plugging in a new objective (e.g. rate-aware fine-tuning, D + lambda R):
    render the loss used (the engine needs its overflow flag and pair count);
    ``mse`` is what the history reports as PSNR. Render with
    ``render_with_stats(..., capacity=capacity)`` and clamp to [0, 1] before
-   the distortion term (DESIGN.md section 2). Add the rate term to ``loss``;
-   report it through ``extra`` or a ``describe`` hook, not by a host sync.
+   the distortion term (DESIGN.md section 2). Add the rate term to ``loss``
+   and put it in ``Aux(stats, mse, {"rate_bits": rate})``: every entry of
+   ``Aux.metrics`` comes back per step in the history, read once per chunk
+   (no host sync per step).
 2. If the objective carries state that is not trained by gradients (an EMA,
    the best state so far), give ``update_extra(state, psnr, apply) -> extra``:
    it sees the state *before* the update, the step's PSNR and whether the
@@ -90,6 +92,7 @@ class Aux(NamedTuple):
 
     stats: RenderStats  # of the render the loss used: overflow flag and pair count
     mse: jax.Array  # [] the clamped render's MSE: the history's PSNR
+    metrics: Mapping[str, jax.Array] = {}  # more [] per-step figures (e.g. a rate): kept in the history
 
 
 LossFn = Callable[[Any, Any, jax.Array, jax.Array | None], tuple[jax.Array, Aux]]
@@ -185,7 +188,7 @@ def make_step(objective: Objective, capacity: int) -> Callable:
             max_pairs=jnp.maximum(state.max_pairs, aux.stats.num_pairs),
             extra=extra,
         )
-        return new_state, {"loss": loss, "psnr": psnr, "active": apply}
+        return new_state, {**aux.metrics, "loss": loss, "psnr": psnr, "active": apply}
 
     return step
 
@@ -290,20 +293,19 @@ class _Log:
         self.stopped: list[str | None] = [None] * batch
 
     def record(self, metrics: dict, steps: np.ndarray) -> None:
-        """Appends each image's applied steps of a chunk (metrics [length, slots])."""
+        """Appends each image's applied steps of a chunk (every metric [length, slots])."""
         for b, rows in enumerate(self.rows):
             active = metrics["active"][:, b].astype(bool)
-            loss, psnr = metrics["loss"][active, b], metrics["psnr"][active, b]
             rows["step"].append(np.arange(steps[b] + 1, steps[b] + 1 + int(active.sum())))
-            rows["loss"].append(loss)
-            rows["psnr"].append(psnr)
-            if loss.size:
-                self.last[b] = (float(loss[-1]), float(psnr[-1]))
+            for name, values in metrics.items():
+                if name != "active":
+                    rows.setdefault(name, []).append(values[active, b])
+            if active.any():
+                self.last[b] = (float(rows["loss"][-1][-1]), float(rows["psnr"][-1][-1]))
 
     def histories(self) -> list[dict[str, np.ndarray]]:
-        return [
-            {k: np.concatenate(v) if v else empty_history()[k] for k, v in rows.items()} for rows in self.rows
-        ]
+        empty = np.zeros((0,))
+        return [{k: np.concatenate(v) if v else empty for k, v in rows.items()} for rows in self.rows]
 
 
 def _chunk_stops(log: _Log, flags: _Flags, objective_label: str, lr_key: str) -> list[int]:

@@ -29,7 +29,7 @@ def toy_objective(lr: float = 0.5) -> train.Objective:
             goal = jnp.mean(target, axis=(0, 1))  # [3]
             mse = jnp.mean((params - goal) ** 2)
             stats = RenderStats(jnp.asarray(PAIRS, jnp.int32), jnp.asarray(capacity < PAIRS))
-            return mse, train.Aux(stats, mse)
+            return mse, train.Aux(stats, mse, {"gap": jnp.max(jnp.abs(params - goal))})
 
         return fn
 
@@ -75,6 +75,8 @@ def test_counts_steps_exactly_and_constrains():
     params = np.asarray(out.state.params)
     assert params[0] == pytest.approx(0.2, abs=1e-3) and params[2] == np.float32(CAP)  # 1.0 held at CAP
     assert np.all(np.diff(out.histories[0]["loss"][:5]) < 0)
+    gap = out.histories[0]["gap"]  # an objective's own per-step figure comes back in the history
+    assert gap.shape == (25,) and gap[0] == pytest.approx(1.0) and gap[-1] == pytest.approx(0.1, abs=1e-6)
 
 
 def test_overflow_regrows_and_reruns_without_counting_twice():
