@@ -1,0 +1,63 @@
+"""DESIGN.md section 3's import direction, read from the source (nothing is imported or run).
+
+Imports go downwards only. These are the cuts that the layout exists for:
+the file format (codec/) does not depend on training, the renderers depend
+on nothing above them, the training engine knows renderers but no objective,
+and no library module reads command-line flags.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "gauss2d"
+
+# Part -> the gauss2d modules (and their submodules) it may import.
+ALLOWED = {
+    "codec": ("gauss2d.codec", "gauss2d.gaussians", "gauss2d.render", "gauss2d.errors"),
+    "render": ("gauss2d.render", "gauss2d.gaussians", "gauss2d.errors"),
+    "train.py": ("gauss2d.render", "gauss2d.errors"),
+}
+
+
+def gauss2d_imports(path: pathlib.Path) -> set[str]:
+    """Every gauss2d module a file imports, function-level imports included."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            # ``from gauss2d import fit`` imports the module gauss2d.fit.
+            base = node.module
+            found.update(f"{base}.{a.name}" if base == "gauss2d" else base for a in node.names)
+    return {name for name in found if name.split(".")[0] == "gauss2d"}
+
+
+def files_of(part: str) -> list[pathlib.Path]:
+    target = PACKAGE / part
+    return sorted(target.rglob("*.py")) if target.is_dir() else [target]
+
+
+@pytest.mark.parametrize("part", sorted(ALLOWED))
+def test_part_imports_only_below_it(part):
+    allowed = ALLOWED[part]
+    for path in files_of(part):
+        bad = sorted(
+            name
+            for name in gauss2d_imports(path)
+            if not any(name == a or name.startswith(a + ".") for a in allowed)
+        )
+        assert not bad, f"{path.relative_to(PACKAGE.parent)} imports {bad}; allowed: {allowed}"
+
+
+def test_no_library_module_reads_flags():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "absl":
+                assert all(a.name != "flags" for a in node.names), path
+            if isinstance(node, ast.Import):
+                assert all(a.name != "absl.flags" for a in node.names), path
