@@ -1,0 +1,103 @@
+"""Step time of this checkout against another, in one process: the two steps timed in alternation.
+
+    python -m benchmarks.ab_step --old ../base            # fit_speed's sizes
+    python -m benchmarks.ab_step --old ../base --quick    # 64x96, seconds
+
+``benchmarks.ab_speed`` alternates whole processes, which a loaded machine
+can still put in different load phases. Here the other checkout's
+``gauss2d`` is copied to a temporary package ``gauss2d_old`` (its imports
+renamed), both fit steps (``fit.make_train_step`` as ``benchmarks.fit_speed``
+builds it: base config, xla, the paper's random initialisation) are
+compiled in this process, and the timed steps alternate old, new, old, new,
+so both see the same load. Prints the median and the minimum ms / step of
+each and the speed ratio new / old (old ms / new ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pathlib
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks.fit_speed import SIZES
+from configs import base
+
+
+def load_renamed(tree: pathlib.Path, name: str):
+    """``tree``/gauss2d imported as package ``name`` (every ``gauss2d`` import renamed)."""
+    folder = pathlib.Path(tempfile.mkdtemp())
+    shutil.copytree(tree / "gauss2d", folder / name)
+    for path in (folder / name).rglob("*.py"):
+        text = path.read_text()
+        path.write_text(re.sub(r"\bgauss2d\b(?=[. ])", name, text))
+    sys.path.insert(0, str(folder))
+    mods = {m: importlib.import_module(f"{name}.{m}") for m in ("fit", "gaussians", "optim")}
+    try:
+        mods["engine"] = importlib.import_module(f"{name}.train")  # init_state, needed_capacity
+    except ImportError:
+        mods["engine"] = mods["fit"]  # before the training engine they were fit's
+    return mods
+
+
+def step_of(mods: dict, height: int, width: int, n: int):
+    """A jitted fit step and its state, as benchmarks.fit_speed builds them."""
+    config = base.get_base_config()
+    params = mods["gaussians"].init_random(jax.random.key(0), n)
+    tx = mods["optim"].make_optimizer(config.optim, params)
+    owner = mods["engine"]
+    capacity = owner.needed_capacity(params, height, width, "xla")
+    step = jax.jit(mods["fit"].make_train_step(config, tx, height, width, capacity))
+    target = jax.random.uniform(jax.random.key(1), (height, width, 3))
+    total = jnp.asarray(10**9, jnp.int32)
+    return (lambda s: step(s, target, total)[0]), owner.init_state(params, tx)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--old", required=True, type=pathlib.Path, help="the other checkout")
+    parser.add_argument("--repeats", type=int, default=30, help="timed steps of each, alternating")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    import gauss2d  # noqa: PLC0415 (this checkout's, from PYTHONPATH)
+    from gauss2d import fit, gaussians, optim, train  # noqa: PLC0415
+
+    new = {"fit": fit, "gaussians": gaussians, "optim": optim, "engine": train}
+    old = load_renamed(args.old.resolve(), "gauss2d_old")
+    print(f"new: {pathlib.Path(gauss2d.__file__).parent}, old: {args.old.resolve()}")
+    print(
+        "| size | Gaussians | old ms / step: median, min | new: median, min | speed new / old: median, min |"
+    )
+    print("|---|---|---|---|---|")
+    for height, width, n in [(64, 96, 300)] if args.quick else SIZES:
+        fns = {"old": step_of(old, height, width, n), "new": step_of(new, height, width, n)}
+        states = {k: v[1] for k, v in fns.items()}
+        times = {"old": [], "new": []}
+        for k in range(args.repeats + 3):  # 3 warm-up rounds (compilation)
+            for name in ("old", "new"):
+                t0 = time.perf_counter()
+                states[name] = jax.block_until_ready(fns[name][0](states[name]))
+                if k >= 3:
+                    times[name].append((time.perf_counter() - t0) * 1e3)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        low = {k: min(v) for k, v in times.items()}
+        print(
+            f"| {width}x{height} | {n} | {med['old']:.2f}, {low['old']:.2f} "
+            f"| {med['new']:.2f}, {low['new']:.2f} "
+            f"| {med['old'] / med['new']:.3f}, {low['old'] / low['new']:.3f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
