@@ -10,12 +10,15 @@ renamed), both fit steps (``fit.make_train_step`` as ``benchmarks.fit_speed``
 builds it: base config, xla, the paper's random initialisation) are
 compiled in this process, and the timed steps alternate old, new, old, new,
 so both see the same load. Prints the median and the minimum ms / step of
-each and the speed ratio new / old (old ms / new ms).
+each and the speed ratio new / old (old ms / new ms); with ``--hlo`` first
+whether the two compiled steps are the same instructions (names, metadata
+and order aside).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib
 import pathlib
 import re
@@ -61,6 +64,26 @@ def step_of(mods: dict, height: int, width: int, n: int):
     return (lambda s: step(s, target, total)[0]), owner.init_state(params, tx)
 
 
+def compiled_ops(mods: dict, height: int, width: int, n: int) -> collections.Counter:
+    """The optimised HLO instructions of the step, names and metadata stripped (a multiset)."""
+    config = base.get_base_config()
+    params = mods["gaussians"].init_random(jax.random.key(0), n)
+    tx = mods["optim"].make_optimizer(config.optim, params)
+    capacity = mods["engine"].needed_capacity(params, height, width, "xla")
+    step = jax.jit(mods["fit"].make_train_step(config, tx, height, width, capacity))
+    state = mods["engine"].init_state(params, tx)
+    text = step.lower(state, jnp.zeros((height, width, 3)), jnp.asarray(10, jnp.int32)).compile().as_text()
+    ops = []
+    for line in text.splitlines():
+        if " = " not in line or '"/' in line:  # instructions only, not the source-file tables
+            continue
+        line = re.sub(r", metadata=\{.*?\}(?=,|$)", "", line)
+        line = re.sub(r", (frontend_attributes|backend_config|origin)=\{.*\}", "", line)
+        line = re.sub(r"%[\w.\-]+", "%", line)
+        ops.append(re.sub(r"\b[\w.\-]+(?= = )", "", line).strip())
+    return collections.Counter(ops)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -68,6 +91,7 @@ def main() -> None:
     parser.add_argument("--old", required=True, type=pathlib.Path, help="the other checkout")
     parser.add_argument("--repeats", type=int, default=30, help="timed steps of each, alternating")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--hlo", action="store_true", help="also compare the compiled programs")
     args = parser.parse_args()
     import gauss2d  # noqa: PLC0415 (this checkout's, from PYTHONPATH)
     from gauss2d import fit, gaussians, optim, train  # noqa: PLC0415
@@ -80,6 +104,9 @@ def main() -> None:
     )
     print("|---|---|---|---|---|")
     for height, width, n in [(64, 96, 300)] if args.quick else SIZES:
+        if args.hlo:
+            same = compiled_ops(old, height, width, n) == compiled_ops(new, height, width, n)
+            print(f"{width}x{height}, {n} Gaussians: same compiled step (instructions as a multiset): {same}")
         fns = {"old": step_of(old, height, width, n), "new": step_of(new, height, width, n)}
         states = {k: v[1] for k, v in fns.items()}
         times = {"old": [], "new": []}
