@@ -142,6 +142,7 @@ def child_env(site: pathlib.Path, dump_dir: pathlib.Path | None = None) -> dict[
     # compiler from registering; with it, nothing tries to open a GPU.
     env["JAX_PLATFORMS"] = "cpu"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # nothing to reuse: compile-only executables
     if dump_dir is not None:
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_dump_to={dump_dir}".strip()
     return env
@@ -196,6 +197,22 @@ def target_device():
     return topology.devices[0]
 
 
+def lowering_context(device):
+    """Names the GPU being lowered for to Pallas.
+
+    From JAX 0.11 the Triton lowering reads the compute capability from the
+    device kind of the abstract mesh in use and no longer falls back to sm_90
+    when no GPU is attached, so the compile-only device is described to it
+    there. JAX 0.10 reads it from the same place when it is set.
+    """
+    import jax  # noqa: PLC0415
+
+    abstract_device = jax.sharding.AbstractDevice(
+        device_kind=device.device_kind, num_cores=132, platform="gpu"
+    )
+    return jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((), (), abstract_device=abstract_device))
+
+
 def _abstract(tree, device):
     """ShapeDtypeStructs of ``tree``'s leaves, placed on ``device``."""
     import jax  # noqa: PLC0415
@@ -248,12 +265,13 @@ def build_programs(names, config_fields: dict, device) -> dict:
     return {name: (fn, _abstract(args, device)) for name, (fn, args) in programs.items() if name in names}
 
 
-def compile_one(fn, args) -> dict:
+def compile_one(fn, args, device) -> dict:
     """Lowers and compiles one program; never raises (the error is part of the result)."""
     result = {"lowered_triton_calls": None, "compiled_triton_calls": None, "kernels": {}, "error": None}
     try:
         t0 = time.perf_counter()
-        lowered = fn.trace(*args).lower()
+        with lowering_context(device):
+            lowered = fn.trace(*args).lower()
         text = lowered.as_text()
         result["lower_s"] = time.perf_counter() - t0
         result["lowered_triton_calls"] = text.count(TRITON_CALL)
@@ -280,7 +298,7 @@ def child_main(args) -> None:
     device = target_device()
     report = {"jax": jax.__version__, "target": device.device_kind, "programs": {}}
     for name, (fn, abstract_args) in build_programs(names, json.loads(args.config), device).items():
-        report["programs"][name] = compile_one(fn, abstract_args)
+        report["programs"][name] = compile_one(fn, abstract_args, device)
         print(f"{name}: {report['programs'][name]}", file=sys.stderr, flush=True)
     pathlib.Path(args.json).write_text(json.dumps(report, indent=1))
 
