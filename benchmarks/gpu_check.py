@@ -69,8 +69,9 @@ FULL = dict(
 SMOKE = dict(
     pytest_args=["-k", "bad_config"],
     speed=dict(height=32, width=48, counts=(100,), batches=(1,), repeats=1, iters=1, steps=1),
-    fit_speed=dict(height=32, width=48, counts=(100,), backends=("xla", "pallas"), repeats=1),
-    batch=dict(downscale=16, num_points=100, steps=2, repeats=1, runs=((1, "xla"), (2, "pallas"))),
+    # One backend where the GPU run has two: each compile is seconds of CI's minute.
+    fit_speed=dict(height=32, width=48, counts=(100,), backends=("pallas",), repeats=1),
+    batch=dict(downscale=16, num_points=100, steps=2, repeats=1, runs=((2, "pallas"),)),
     parity=dict(images=("kodim01",), downscale=16, num_points=200, steps=10),
     fast=dict(image="kodim23", downscale=16, steps=10),
 )
@@ -341,7 +342,7 @@ def markdown(report: dict) -> str:
         add(
             "kodak_fast",
             f"{r['source']} {r['size']} N={r['n']}",
-            f"{r['psnr']:.2f} dB at step {r['steps']}; {rate:.0f} steps/s incl. compile",
+            f"{r['psnr']:.2f} dB at step {r['steps']}; {rate:.1f} steps/s incl. compile",
         )
     return "\n".join(lines) + "\n"
 
