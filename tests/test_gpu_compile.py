@@ -44,3 +44,17 @@ def test_program_compiles_for_the_gpu_with_its_triton_kernels(report, name):
 def test_report_names_the_target(report):
     assert report["target"] == gpu_compile.DEVICE_KIND
     assert set(report["programs"]) == set(gpu_compile.PROGRAMS)
+
+
+def test_default_kernels_fit_in_registers_without_spilling(report):
+    # ptxas -v on the PTX of the device-less compile (benchmarks/gpu_registers.py).
+    # Regression guard for issue #17: the backward kernel at the defaults sat at
+    # the 255-register ceiling, one step from spilling to local memory.
+    from benchmarks import gpu_registers  # noqa: PLC0415
+
+    result = gpu_registers.measure({})
+    assert result["error"] is None, result["error"]
+    assert set(result["kernels"]) == {"gauss2d_render_fwd", "gauss2d_render_bwd"}
+    for name, stats in result["kernels"].items():
+        assert 0 < stats["registers"] < 255, (name, stats)
+        assert stats["spill_stores"] == stats["spill_loads"] == 0, (name, stats)
