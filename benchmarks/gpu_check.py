@@ -25,9 +25,9 @@ is timed before its program is compiled and warmed up.
 
 Writes ``<out>/gpu_check.json`` (every figure, the machine, jax, commit, the
 command) and ``<out>/gpu_check.md`` (one table), atomically. The Kodak
-images are read from ``--kodak`` (default: $GAUSS2D_KODAK_DIR, else
-../shared/data/kodak); images not found there are replaced by the built-in
-sample and marked so. docs/pallas.md says how to run it on the lent GPU.
+images are read from ``--kodak`` (default: configs/kodak.py's lookup:
+$GAUSS2D_KODAK_DIR, data/kodak, ../shared/data/kodak); images not found
+there are replaced by the built-in sample and marked so. docs/pallas.md says how to run it on the lent GPU.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ import jax
 import numpy as np
 
 from benchmarks import batch_throughput, fast_recipe, fit_speed, paper_parity, render_speed
-from gauss2d import data, densify, gaussians, pipeline
+from configs import kodak as kodak_config
+from gauss2d import data, densify, gaussians, runrecord
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 GPU_BUDGET_S = 510  # 8.5 min: the issue allows 9 on one H200; the rest is start-up and writing
@@ -375,9 +376,9 @@ def run(
         "meta": {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": platform.node() or "unknown",
-            "device": pipeline.device_description(),
+            "device": runrecord.device_description(),
             "jax": jax.__version__,
-            "commit": pipeline.git_commit(),
+            "commit": runrecord.git_commit(),
             "command": command,
             "smoke": smoke,
             "budget_s": budget_s,
@@ -407,8 +408,11 @@ def main(argv=None) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on any device (CI)")
     parser.add_argument("--budget_s", type=float, default=None, help="default 510 (GPU) / 120 (smoke)")
     parser.add_argument("--sections", default=",".join(SECTIONS))
-    default_kodak = os.environ.get("GAUSS2D_KODAK_DIR") or str(ROOT.parent / "shared" / "data" / "kodak")
-    parser.add_argument("--kodak", default=default_kodak, help="folder of kodimNN.png")
+    parser.add_argument(
+        "--kodak",
+        default=kodak_config.default_kodak_dir(),
+        help="folder of kodimNN.png (default: $GAUSS2D_KODAK_DIR, data/kodak, ../shared/data/kodak)",
+    )
     args = parser.parse_args(argv)
     sections = args.sections.split(",")
     if unknown := sorted(set(sections) - set(SECTIONS)):
@@ -419,7 +423,7 @@ def main(argv=None) -> None:
         )
     budget = args.budget_s or (SMOKE_BUDGET_S if args.smoke else GPU_BUDGET_S)
     command = "python -m benchmarks.gpu_check " + " ".join(argv if argv is not None else sys.argv[1:])
-    log(f"{pipeline.device_description()}, jax {jax.__version__}, budget {budget:.0f} s, out {args.out}")
+    log(f"{runrecord.device_description()}, jax {jax.__version__}, budget {budget:.0f} s, out {args.out}")
     report = run(pathlib.Path(args.out), args.smoke, budget, pathlib.Path(args.kodak), sections, command)
     print(markdown(report))
     failed = [n for n, s in report["sections"].items() if s.get("error") or s.get("ok") is False]

@@ -227,14 +227,14 @@ def build_programs(names, config_fields: dict, device) -> dict:
     import jax.numpy as jnp  # noqa: PLC0415
 
     from configs import base  # noqa: PLC0415
-    from gauss2d import fit, fit_batch, gaussians, optim  # noqa: PLC0415
+    from gauss2d import fit, fit_batch, gaussians, optim, train  # noqa: PLC0415
     from gauss2d.render import pallas  # noqa: PLC0415
 
     height, width, num = 48, 80, 256  # 3 x 5 tiles of 16; small: compile time, not size, is tested
     pconfig = pallas.PallasConfig(**config_fields)
     params = gaussians.init_random(jax.random.key(0), num)
     proj = gaussians.project(params, height, width)
-    capacity = fit.needed_capacity(params, height, width, "pallas")
+    capacity = train.needed_capacity(params, height, width, "pallas")
 
     def render(m, q, c):
         return pallas.render_tiled_pallas(m, q, c, height, width, capacity=capacity, config=pconfig)
@@ -254,14 +254,17 @@ def build_programs(names, config_fields: dict, device) -> dict:
         cfg.render.backend = "pallas"
         cfg.model.num_points = num
         tx = optim.make_optimizer(cfg.optim, params)
-        step = fit.make_train_step(cfg, tx, height, width, capacity)
-        state = fit.init_state(params, tx)
+        state = train.init_state(params, tx)
         target = jnp.zeros((height, width, 3), jnp.float32)
         total = jnp.asarray(100, jnp.int32)
-        programs["train_chunk"] = (fit.make_chunk(step, 4), (state, target, total))
-        chunk = fit_batch.make_batch_chunk(step, 4, mesh=None, masked=False)
+        # The chunks exactly as fit_image and fit_batch get them from the engine
+        # (train.run_image -> train.image_chunks; fit_batch.batch_chunks).
+        goal = fit.objective(cfg, tx, height, width, params)
+        chunk = train.image_chunks(goal, 4, height, width)(capacity)
+        programs["train_chunk"] = (chunk, (state, target, total))
+        batch_chunk = fit_batch.batch_chunks(goal, 4, height, width, mesh=None, masked=False)(capacity)
         states = fit_batch.stack_trees([state, state])
-        programs["batch_chunk"] = (chunk, (states, jnp.stack([target, target]), total))
+        programs["batch_chunk"] = (batch_chunk, (states, jnp.stack([target, target]), total))
     return {name: (fn, _abstract(args, device)) for name, (fn, args) in programs.items() if name in names}
 
 

@@ -290,15 +290,15 @@ def test_interpret_mode_follows_the_platform_lowered_for():
     # this CPU host for cuda, holds the compiled kernels; for cpu, the
     # interpreter (no Triton call).
     from configs import base  # noqa: PLC0415
-    from gauss2d import fit, gaussians, optim  # noqa: PLC0415
+    from gauss2d import fit, gaussians, optim, train  # noqa: PLC0415
 
     config = base.get_base_config()
     config.render.backend = "pallas"
     params = gaussians.init_random(jax.random.key(0), 64)
     tx = optim.make_optimizer(config.optim, params)
-    capacity = fit.needed_capacity(params, H, W, "pallas")
+    capacity = train.needed_capacity(params, H, W, "pallas")
     step = fit.make_train_step(config, tx, H, W, capacity)
-    args = (fit.init_state(params, tx), jnp.zeros((H, W, 3)), jnp.int32(10))
+    args = (train.init_state(params, tx), jnp.zeros((H, W, 3)), jnp.int32(10))
     assert export_text(step, *args).count(TRITON) == 2  # forward and backward
     assert export_text(step, *args, platforms=("cpu",)).count(TRITON) == 0
 
