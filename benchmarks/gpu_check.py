@@ -9,18 +9,22 @@ Sections, in this order (each prints progress as it goes):
    mode on CPU), in a child pytest.
 2. ``render_speed``: render FPS and training-step ms, xla vs pallas
    (``benchmarks.render_speed``), 768x512, 10k / 70k Gaussians, batch 1.
-3. ``fit_speed``: ms per jitted training step (``benchmarks.fit_speed``),
+3. ``pallas_knobs``: ms per render forward + backward at 768x512 with 70k
+   Gaussians for the PallasConfig candidates that benchmarks/gpu_registers.py
+   found below the register ceiling without spills (the defaults, chunk 8,
+   8 warps): the timing that decides the defaults.
+4. ``fit_speed``: ms per jitted training step (``benchmarks.fit_speed``),
    xla and pallas, 768x512, 10k / 70k Gaussians.
-4. ``batch_throughput``: images/s fitting a batch (``benchmarks.batch_throughput``),
+5. ``batch_throughput``: images/s fitting a batch (``benchmarks.batch_throughput``),
    Kodak size, 70k Gaussians, batch 1 and 8 (xla), 8 (pallas).
-5. ``paper_parity``: configs/kodak.py on kodim01-03 at the published point
+6. ``paper_parity``: configs/kodak.py on kodim01-03 at the published point
    (50000 Gaussians, 5000 steps) against GaussianImage's 37.01 / 39.83 / 43.27 dB.
-6. ``kodak_fast``: a short configs/kodak_fast.py fit of kodim23 at full size.
+7. ``kodak_fast``: a short configs/kodak_fast.py fit of kodim23 at full size.
 
 Budget: every item declares a cost estimate (JAX compiles included: each new
 shape or backend compiles for seconds); an item that would not fit in what
-is left of ``--budget_s`` is skipped and recorded as such, and the fits of 5
-and 6 stop at the deadline (their last PSNR and step are recorded). Nothing
+is left of ``--budget_s`` is skipped and recorded as such, and the fits of 6
+and 7 stop at the deadline (their last PSNR and step are recorded). Nothing
 is timed before its program is compiled and warmed up.
 
 Writes ``<out>/gpu_check.json`` (every figure, the machine, jax, commit, the
@@ -33,6 +37,7 @@ there are replaced by the built-in sample and marked so. docs/pallas.md says how
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -46,11 +51,14 @@ import time
 import traceback
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import batch_throughput, fast_recipe, fit_speed, paper_parity, render_speed
 from configs import kodak as kodak_config
 from gauss2d import data, densify, gaussians, runrecord
+from gauss2d.render import pair_capacity
+from gauss2d.render.pallas import PallasConfig, render_tiled_pallas
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 GPU_BUDGET_S = 510  # 8.5 min: the issue allows 9 on one H200; the rest is start-up and writing
@@ -60,6 +68,7 @@ SMOKE_BUDGET_S = 120
 FULL = dict(
     pytest_args=[],
     speed=dict(height=512, width=768, counts=(10000, 70000), batches=(1,), repeats=5, iters=10, steps=10),
+    knobs=dict(height=512, width=768, n=70000, repeats=5, iters=10),
     fit_speed=dict(height=512, width=768, counts=(10000, 70000), backends=("xla", "pallas"), repeats=10),
     batch=dict(
         downscale=1, num_points=70000, steps=10, repeats=3, runs=((1, "xla"), (8, "xla"), (8, "pallas"))
@@ -70,18 +79,31 @@ FULL = dict(
 SMOKE = dict(
     pytest_args=["-k", "bad_config"],
     speed=dict(height=32, width=48, counts=(100,), batches=(1,), repeats=1, iters=1, steps=1),
+    knobs=dict(height=32, width=48, n=100, repeats=1, iters=1),
     # One backend where the GPU run has two: each compile is seconds of CI's minute.
     fit_speed=dict(height=32, width=48, counts=(100,), backends=("pallas",), repeats=1),
     batch=dict(downscale=16, num_points=100, steps=2, repeats=1, runs=((2, "pallas"),)),
     parity=dict(images=("kodim01",), downscale=16, num_points=200, steps=10),
     fast=dict(image="kodim23", downscale=16, steps=10),
 )
+# PallasConfig candidates (benchmarks/gpu_registers.py: backward registers 218 / 123 / 128, no spills).
+KNOBS = ({}, {"chunk": 8}, {"num_warps": 8})
 # Cost estimates in seconds (compile + run) on one H200, from the sizes above;
 # the smoke mode scales them down. They only decide what to skip.
-ESTIMATE_S = dict(pallas_tests=90, speed_row=60, fit_speed_row=20, batch_run=40, parity_image=60, fast=60)
+ESTIMATE_S = dict(
+    pallas_tests=90, speed_row=60, knob_row=15, fit_speed_row=20, batch_run=40, parity_image=60, fast=60
+)
 
 
-SECTIONS = ("pallas_tests", "render_speed", "fit_speed", "batch_throughput", "paper_parity", "kodak_fast")
+SECTIONS = (
+    "pallas_tests",
+    "render_speed",
+    "pallas_knobs",
+    "fit_speed",
+    "batch_throughput",
+    "paper_parity",
+    "kodak_fast",
+)
 
 
 class Budget:
@@ -156,6 +178,40 @@ def speed(mode: dict, budget: Budget) -> dict:
             f"step ms xla {r['step_ms_xla']:.2f} / pallas {r['step_ms_pallas']:.2f}"
         )
     return {"rows": rows, "skipped": skipped, "target": render_speed.TARGETS}
+
+
+def knobs(mode: dict, budget: Budget) -> dict:
+    """Median ms per jitted render forward + backward (random cotangent) for each config in KNOBS."""
+    cfg = mode["knobs"]
+    h, w = cfg["height"], cfg["width"]
+    params = gaussians.init_random(jax.random.key(2), cfg["n"])
+    means, conics, colors = gaussians.project(params, h, w)
+    capacity = pair_capacity(means, conics, colors, h, w, backend="pallas")
+    cot = jax.random.normal(jax.random.key(3), (h, w, 3))
+    rows, skipped = [], []
+    for fields in KNOBS:
+        if not budget.fits("knob_row"):
+            skipped.append(json.dumps(fields))
+            continue
+        config = PallasConfig(**fields)
+
+        def loss(m, q, c, config=config):
+            return jnp.sum(cot * render_tiled_pallas(m, q, c, h, w, capacity=capacity, config=config)[0])
+
+        fn = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+        jax.block_until_ready(fn(means, conics, colors))  # compile + warm up
+        times = []
+        for _ in range(cfg["repeats"]):
+            t0 = time.perf_counter()
+            for _ in range(cfg["iters"]):
+                out = fn(means, conics, colors)
+            jax.block_until_ready(out)
+            times.append((time.perf_counter() - t0) / cfg["iters"])
+        ms = 1e3 * float(np.median(times))
+        c = dataclasses.asdict(config)
+        rows.append({"size": f"{w}x{h}", "n": cfg["n"], "capacity": capacity, **c, "fwd_bwd_ms": ms})
+        log(f"pallas_knobs tile={c['tile']} chunk={c['chunk']} num_warps={c['num_warps']}: {ms:.3f} ms")
+    return {"rows": rows, "skipped": skipped}
 
 
 def step_speed(mode: dict, budget: Budget) -> dict:
@@ -321,6 +377,14 @@ def markdown(report: dict) -> str:
         fps = f"render FPS xla {r['fps_xla']:.0f} / pallas {r['fps_pallas']:.0f}"
         step = f"step ms xla {r['step_ms_xla']:.2f} / pallas {r['step_ms_pallas']:.2f}"
         add("render_speed", item, f"{fps}; {step}", "N=70000: >= 5000 FPS; <= 1.5 ms, pallas >= 5x xla")
+    for r in s.get("pallas_knobs", {}).get("rows", []):
+        item = f"{r['size']} N={r['n']} tile={r['tile']} chunk={r['chunk']} num_warps={r['num_warps']}"
+        add(
+            "pallas_knobs",
+            item,
+            f"{r['fwd_bwd_ms']:.3f} ms render fwd+bwd",
+            "the fastest becomes the default",
+        )
     for r in s.get("fit_speed", {}).get("rows", []):
         add("fit_speed", f"{r['size']} N={r['n']} {r['backend']}", f"{r['step_ms']:.2f} ms / step")
     for r in s.get("batch_throughput", {}).get("rows", []):
@@ -367,6 +431,7 @@ def run(
             pallas_tests(mode, budget) if budget.fits("pallas_tests") else {"skipped": ["all"]}
         ),
         "render_speed": lambda: speed(mode, budget),
+        "pallas_knobs": lambda: knobs(mode, budget),
         "fit_speed": lambda: step_speed(mode, budget),
         "batch_throughput": lambda: batch(mode, budget, kodak),
         "paper_parity": lambda: parity(mode, budget, kodak),

@@ -36,6 +36,7 @@ def test_smoke_runs_every_section_and_writes_json_and_table(tmp_path):
     assert report["meta"]["smoke"] is True
     sections = report["sections"]
     assert list(sections) == list(gpu_check.SECTIONS)
+    assert len(sections["pallas_knobs"]["rows"]) == len(gpu_check.KNOBS)
     for name, section in sections.items():
         assert not section.get("error"), (name, section.get("error"))
         assert not section.get("skipped"), (name, section["skipped"])
