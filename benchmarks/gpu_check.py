@@ -383,7 +383,7 @@ def markdown(report: dict) -> str:
             "pallas_knobs",
             item,
             f"{r['fwd_bwd_ms']:.3f} ms render fwd+bwd",
-            "the fastest becomes the default",
+            "GPU: the fastest should be the default",
         )
     for r in s.get("fit_speed", {}).get("rows", []):
         add("fit_speed", f"{r['size']} N={r['n']} {r['backend']}", f"{r['step_ms']:.2f} ms / step")
