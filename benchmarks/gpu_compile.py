@@ -144,7 +144,10 @@ def child_env(site: pathlib.Path, dump_dir: pathlib.Path | None = None) -> dict[
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env.pop("JAX_COMPILATION_CACHE_DIR", None)  # nothing to reuse: compile-only executables
     if dump_dir is not None:
-        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_dump_to={dump_dir}".strip()
+        # JAX 0.10's XLA dumps the PTX with --xla_dump_to alone; from 0.11 it
+        # takes the other two as well (both known to 0.10 too).
+        dump = f"--xla_dump_to={dump_dir} --xla_gpu_dump_llvmir=true --xla_dump_emitter_re=.*"
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {dump}".strip()
     return env
 
 
