@@ -334,7 +334,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.child:
         child_main(args)
-        return
+        # The report is written; skip interpreter teardown, where jax 0.12's
+        # XLA aborted once ("pure virtual method called") after a dumping compile.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     try:
         report = compile_in_child(args.programs.split(","), json.loads(args.config))
     except PluginUnavailable as e:
