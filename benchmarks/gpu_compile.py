@@ -144,11 +144,33 @@ def child_env(site: pathlib.Path, dump_dir: pathlib.Path | None = None) -> dict[
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env.pop("JAX_COMPILATION_CACHE_DIR", None)  # nothing to reuse: compile-only executables
     if dump_dir is not None:
-        # JAX 0.10's XLA dumps the PTX with --xla_dump_to alone; from 0.11 it
-        # takes the other two as well (both known to 0.10 too).
-        dump = f"--xla_dump_to={dump_dir} --xla_gpu_dump_llvmir=true --xla_dump_emitter_re=.*"
+        # JAX 0.10's XLA dumps the PTX with --xla_dump_to alone (and aborts
+        # with the two flags below); 0.11's needs them to dump it at all.
+        dump = f"--xla_dump_to={dump_dir}"
+        if dumps_ptx_with_extra_flags():
+            dump += " --xla_gpu_dump_llvmir=true --xla_dump_emitter_re=.*"
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {dump}".strip()
     return env
+
+
+def _version_tuple() -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", _jax_version())[:2])
+
+
+def dumps_ptx_with_extra_flags() -> bool:
+    """JAX 0.11 needs extra XLA flags to dump PTX; checked on 0.10.2 and 0.11.2."""
+    return _version_tuple() >= (0, 11)
+
+
+def register_report_supported() -> tuple[bool, str]:
+    """Whether the PTX dump (and so ``benchmarks.gpu_registers``) works with this jax.
+
+    Checked: 0.10.2 and 0.11.2 yes; 0.12.0.1 no: its XLA aborted the
+    dumping compile ("pure virtual method called") with the flags 0.11 needs.
+    """
+    if _version_tuple() >= (0, 12):
+        return False, f"jax {_jax_version()}: XLA aborts a PTX-dumping compile (checked on 0.12.0.1)"
+    return True, ""
 
 
 def compile_in_child(
