@@ -125,6 +125,9 @@ def main(argv=None) -> None:
     parser.add_argument("--json", default="", help="write the results here")
     args = parser.parse_args(argv)
     configs = [json.loads(c) for c in args.configs] if args.configs else list(SWEEP)
+    supported, reason = gpu_compile.register_report_supported()
+    if not supported:
+        raise SystemExit(f"gpu_registers: {reason}; run it with jax 0.10 or 0.11")
     try:
         gpu_compile.ensure_plugin()
     except gpu_compile.PluginUnavailable as e:
