@@ -21,13 +21,15 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_smoke_runs_every_section_and_writes_json_and_table(tmp_path):
+    # A budget nothing here reaches: this test checks that every section runs,
+    # not the timing (on a loaded machine a 600 s budget skipped the last one).
     out = tmp_path / "gpu_check"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gpu_check", f"--out={out}", "--smoke", "--budget_s=600"],
+        [sys.executable, "-m", "benchmarks.gpu_check", f"--out={out}", "--smoke", "--budget_s=100000"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=3600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "[gpu_check" in proc.stdout  # progress lines
