@@ -129,9 +129,9 @@ def _train_fns(key, n, batch, height, width, steps) -> dict[str, Callable[[int],
     return fns
 
 
-def run(small: bool, seed: int = 0) -> list[dict]:
-    """Measures every (N, batch) row; returns one dict per row."""
-    cfg = SMALL if small else FULL
+def run(small: bool, seed: int = 0, cfg: dict | None = None) -> list[dict]:
+    """Measures every (N, batch) row; returns one dict per row. ``cfg`` replaces SMALL / FULL."""
+    cfg = cfg or (SMALL if small else FULL)
     h, w = cfg["height"], cfg["width"]
     rows = []
     key = jax.random.key(seed)

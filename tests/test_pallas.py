@@ -217,7 +217,15 @@ def test_result_does_not_depend_on_kernel_knobs():
 
 
 @pytest.mark.parametrize(
-    "bad", [dict(chunk=24), dict(tile=12), dict(num_warps=3), dict(num_stages=0), dict(lowering="mosaic")]
+    "bad",
+    [
+        dict(chunk=24),
+        dict(tile=12),
+        dict(num_warps=3),
+        dict(num_stages=0),
+        dict(lowering="mosaic"),
+        dict(tile=64, chunk=512),  # 64 * 64 * 512 = 2**21 values per temporary: over Triton's 2**20
+    ],
 )
 def test_bad_config_names_the_value(bad):
     key, value = next(iter(bad.items()))
@@ -225,11 +233,36 @@ def test_bad_config_names_the_value(bad):
         pallas.PallasConfig(**bad)
 
 
+TRITON = "__gpu$xla.gpu.triton"
+
+
+def cuda_lowering():
+    """Lowering for cuda on this host: names the GPU to Pallas's Triton lowering.
+
+    JAX >= 0.11 no longer assumes sm_90 when no GPU is attached; it reads
+    the compute capability from the abstract mesh's device kind.
+    """
+    device = jax.sharding.AbstractDevice(device_kind="NVIDIA H200", num_cores=132, platform="gpu")
+    return jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((), (), abstract_device=device))
+
+
+def export_text(fn, *args, platforms=("cuda",)) -> str:
+    """The StableHLO that ``jax.export`` makes of ``fn`` for ``platforms``, on this host."""
+    with cuda_lowering():
+        exported = jax.export.export(
+            jax.jit(fn),
+            platforms=list(platforms),
+            disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(TRITON)],
+        )(*args)
+    return exported.mlir_module()
+
+
 def test_kernels_lower_for_cuda_through_triton():
     # Lowering to Triton IR happens in Python, so a CPU-only jaxlib can
     # export for the cuda platform: this catches Triton-only errors (e.g.
     # non-power-of-two block values, unsupported primitives) without a GPU
-    # and at no install cost. The Triton-to-PTX compile still needs a GPU.
+    # and at no install cost. The compile to machine code is checked by
+    # tests/test_gpu_compile.py (it needs the CUDA plugin wheels).
     m, q, c = pad(*case(30, seed=50), n=64)
     config = pallas.PallasConfig(num_warps=8, num_stages=3)
 
@@ -242,15 +275,42 @@ def test_kernels_lower_for_cuda_through_triton():
     def single_and_batched(m, q, c):
         return step(m, q, c), jax.vmap(step)(*(jnp.stack([x, x]) for x in (m, q, c)))
 
-    exported = jax.export.export(
-        jax.jit(single_and_batched),
-        platforms=["cuda"],
-        disabled_checks=[jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")],
-    )(m, q, c)
-    text = exported.mlir_module()
-    assert text.count("__gpu$xla.gpu.triton") == 4  # forward and backward, single and batched
+    text = export_text(single_and_batched, m, q, c)
+    assert text.count(TRITON) == 4  # forward and backward, single and batched
     for name in ("gauss2d_render_fwd", "gauss2d_render_bwd"):
         assert text.count(f'name = "{name}", num_stages = 3 : i32, num_warps = 8 : i32') == 2, name
     # One program per tile (3 x 4), and the vmapped batch as a second grid axis.
     assert text.count("grid_x = 12 : i32, grid_y = 1 : i32") == 2
     assert text.count("grid_x = 12 : i32, grid_y = 2 : i32") == 2
+
+
+def test_interpret_mode_follows_the_platform_lowered_for():
+    # The default (interpret=None) is decided when the program is lowered, not
+    # by this host's backend: the training step that fit builds, exported from
+    # this CPU host for cuda, holds the compiled kernels; for cpu, the
+    # interpreter (no Triton call).
+    from configs import base  # noqa: PLC0415
+    from gauss2d import fit, gaussians, optim, train  # noqa: PLC0415
+
+    config = base.get_base_config()
+    config.render.backend = "pallas"
+    params = gaussians.init_random(jax.random.key(0), 64)
+    tx = optim.make_optimizer(config.optim, params)
+    capacity = train.needed_capacity(params, H, W, "pallas")
+    step = fit.make_train_step(config, tx, H, W, capacity)
+    args = (train.init_state(params, tx), jnp.zeros((H, W, 3)), jnp.int32(10))
+    assert export_text(step, *args).count(TRITON) == 2  # forward and backward
+    assert export_text(step, *args, platforms=("cpu",)).count(TRITON) == 0
+
+    # An explicit choice is kept, and render_with_stats passes it through.
+    m, q, c = pad(*case(30, seed=51), n=64)
+
+    def render_sum(m, q, c, **options):
+        return jnp.sum(render_with_stats(m, q, c, H, W, backend="pallas", capacity=1024, **options)[0])
+
+    assert export_text(jax.value_and_grad(render_sum), m, q, c).count(TRITON) == 2
+    interpreted = jax.value_and_grad(functools.partial(render_sum, interpret=True))
+    assert export_text(interpreted, m, q, c).count(TRITON) == 0
+    small = pallas.PallasConfig(tile=8, chunk=4, num_warps=2)
+    text = export_text(functools.partial(render_sum, config=small), m, q, c)
+    assert text.count("num_warps = 2 : i32") == 1  # the config reached the kernel

@@ -109,18 +109,22 @@ def render_with_stats(
     *,
     backend: str,
     capacity: int,
+    **options,
 ) -> tuple[jax.Array, RenderStats]:
     """Render with a fixed pair capacity and report pairs needed / overflow.
 
     The training loop's entry: nothing here syncs with the host. The dense
     ``reference`` backend has no capacity; it reports zero pairs, no overflow.
+    ``options`` go to the backend as they are (e.g. pallas: ``config``,
+    ``interpret``).
     """
     check_inputs(means, conics, colors, height, width)
     if backend == "reference":
-        image = render_reference(means, conics, colors, height, width)
+        image = render_reference(means, conics, colors, height, width, **options)
         return image, RenderStats(jnp.zeros((), jnp.int32), jnp.zeros((), bool))
     _lookup(backend)  # imports lazily registered backends
-    return _lookup(backend, TILED_BACKENDS)(means, conics, colors, height, width, capacity=capacity)
+    tiled = _lookup(backend, TILED_BACKENDS)
+    return tiled(means, conics, colors, height, width, capacity=capacity, **options)
 
 
 def pair_capacity(means, conics, colors, height: int, width: int, *, backend: str) -> int:

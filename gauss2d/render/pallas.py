@@ -47,6 +47,12 @@ _MX, _MY, _A, _B, _B_OVER_A, _DET_OVER_A, _CR, _CG, _CB = range(9)
 _NUM_PARAMS = 9
 # Rows of the per-pair gradient buffer: d mean (2), d conic (3), d colour (3).
 _NUM_PARTIALS = 8
+# Triton's limit on the elements of one in-kernel block value (its
+# TRITON_MAX_TENSOR_NUMEL); a [chunk, tile * tile] temporary above it fails
+# at lowering, far from the config that caused it.
+MAX_BLOCK_ELEMENTS = 2**20
+# Platforms on which the kernels compile; everywhere else they are interpreted.
+_COMPILED_PLATFORMS = ("cuda", "rocm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +80,12 @@ class PallasConfig:
             value = getattr(self, name)
             if value < 1 or value & (value - 1):
                 raise ValueError(f"{name}={value} must be a power of two (Triton shapes and warps)")
+        elements = self.tile * self.tile * self.chunk
+        if elements > MAX_BLOCK_ELEMENTS:
+            raise ValueError(
+                f"tile={self.tile}, chunk={self.chunk}: each temporary would hold tile*tile*chunk="
+                f"{elements} values; Triton allows at most {MAX_BLOCK_ELEMENTS} (2**20) per block"
+            )
         if self.num_stages < 1:
             raise ValueError(f"num_stages={self.num_stages} must be >= 1")
         if self.lowering != "triton":
@@ -105,7 +117,7 @@ class _Static(NamedTuple):
     tiles_x: int
     num_tiles: int
     num_gaussians: int
-    interpret: bool
+    interpret: bool | None  # None: chosen by the platform lowered for (``_by_platform``)
 
 
 def _tile_pixels(t, tile: int, tiles_x: int):
@@ -212,8 +224,29 @@ def _pair_table(means, conics, colors, gauss_ids, starts, chunk: int):
     return jnp.pad(table, ((0, 0), (0, chunk)))
 
 
+def _by_platform(call, static: _Static, *args):
+    """``call(*args, interpret=...)`` with interpret mode resolved for the platform being lowered for.
+
+    An explicit ``static.interpret`` wins. Otherwise ``lax.platform_dependent``
+    makes the choice when the program is lowered: the compiled kernels for
+    cuda / rocm, the interpreter for every other platform (Pallas cannot
+    compile for CPU). Deciding from the host's default backend at trace time
+    instead would put the interpreter into a program that a CPU host lowers or
+    exports for a GPU (DESIGN.md section 6).
+    """
+    if static.interpret is not None:
+        return call(*args, interpret=static.interpret)
+    compiled = functools.partial(call, interpret=False)
+    branches = {platform: compiled for platform in _COMPILED_PLATFORMS}
+    return jax.lax.platform_dependent(*args, **branches, default=functools.partial(call, interpret=True))
+
+
 def _forward_call(starts, table, static: _Static):
-    """Forward pallas_call: (starts [T + 1], table [9, P']) -> 3 x [T, tile * tile] (r, g, b)."""
+    """Forward: (starts [T + 1], table [9, P']) -> 3 x [T, tile * tile] (r, g, b)."""
+    return _by_platform(functools.partial(_forward_pallas_call, static=static), static, starts, table)
+
+
+def _forward_pallas_call(starts, table, *, static: _Static, interpret: bool):
     config = static.config
     tt = config.tile * config.tile
     whole = pl.no_block_spec
@@ -226,13 +259,17 @@ def _forward_call(starts, table, static: _Static):
         in_specs=[whole, whole],
         out_specs=(tile_block, tile_block, tile_block),
         compiler_params=_compiler_params(config),
-        interpret=static.interpret,
+        interpret=interpret,
         name="gauss2d_render_fwd",
     )(starts, table)
 
 
 def _backward_call(starts, table, cot, static: _Static):
-    """Backward pallas_call: (starts, table, 3 x [T, tile * tile] cotangent) -> 8 x [P'] partials."""
+    """Backward: (starts, table, 3 x [T, tile * tile] cotangent) -> 8 x [P'] partials."""
+    return _by_platform(functools.partial(_backward_pallas_call, static=static), static, starts, table, *cot)
+
+
+def _backward_pallas_call(starts, table, *cot, static: _Static, interpret: bool):
     config = static.config
     tt = config.tile * config.tile
     whole = pl.no_block_spec
@@ -244,7 +281,7 @@ def _backward_call(starts, table, cot, static: _Static):
         in_specs=[whole, whole, tile_block, tile_block, tile_block],
         out_specs=(whole,) * _NUM_PARTIALS,
         compiler_params=_compiler_params(config),
-        interpret=static.interpret,
+        interpret=interpret,
         name="gauss2d_render_bwd",
     )(starts, table, *cot)
 
@@ -278,11 +315,6 @@ def _rasterize_bwd(static, residuals, cot_tiles):
 _rasterize.defvjp(_rasterize_fwd, _rasterize_bwd)
 
 
-def _resolve_interpret(interpret: bool | None) -> bool:
-    """Interpret mode unless running on a GPU (Pallas cannot compile for CPU)."""
-    return jax.default_backend() != "gpu" if interpret is None else bool(interpret)
-
-
 def render_tiled_pallas(
     means: jax.Array,  # [N, 2] px
     conics: jax.Array,  # [N, 3]
@@ -301,8 +333,9 @@ def render_tiled_pallas(
       height, width: image size in pixels (any; need not be tile multiples).
       capacity: static pair-buffer size (see ``tiling.capacity_bucket``).
       config: static kernel knobs.
-      interpret: run the kernels in Pallas interpret mode; None picks it
-        automatically everywhere but on a GPU.
+      interpret: run the kernels in Pallas interpret mode (True) or compiled
+        (False); None decides by the platform the program is lowered for:
+        compiled for cuda / rocm, interpreted for any other (CPU).
 
     Returns:
       (image [height, width, 3] float32, RenderStats).
@@ -316,7 +349,8 @@ def render_tiled_pallas(
     num_tiles = tiles_y * tiles_x
     pairs = tiling.bin_pairs(means, conics, valid, height, width, capacity, tile)
     sorted_pairs, starts = tiling.sort_by_tile(pairs, num_tiles)
-    static = _Static(config, tiles_x, num_tiles, means.shape[0], _resolve_interpret(interpret))
+    interpret = None if interpret is None else bool(interpret)
+    static = _Static(config, tiles_x, num_tiles, means.shape[0], interpret)
     tiles = _rasterize(means, conics, colors, sorted_pairs.gauss_ids, starts, static)  # [3, T, t*t]
     image = tiles.reshape(3, tiles_y, tiles_x, tile, tile).transpose(1, 3, 2, 4, 0)  # [ty, t, tx, t, 3]
     image = image.reshape(tiles_y * tile, tiles_x * tile, 3)[:height, :width]
