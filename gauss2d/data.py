@@ -25,6 +25,8 @@ PathLike = str | os.PathLike
 # Lower-case suffixes that ``list_images`` picks up.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SAMPLE_IMAGE = "kodim23_384x256.png"
+# save_image converts this many float values at a time (16 MB of float32).
+_SAVE_BLOCK_VALUES = 2**22
 
 # Pillow's 16-bit single-channel modes; "I" is what older Pillow gives a 16-bit PNG.
 _GRAY16_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -205,10 +207,17 @@ def save_image(path: PathLike, image: np.ndarray) -> None:
     Raises:
       ValueError: if ``image`` is not [H, W, 3].
     """
-    image = np.asarray(image, np.float32)
-    if image.ndim != 3 or image.shape[-1] != 3:
+    if not hasattr(image, "shape"):
+        image = np.asarray(image, np.float32)
+    if len(image.shape) != 3 or image.shape[-1] != 3:
         raise ValueError(f"image.shape={image.shape} must be [H, W, 3]")
-    pixels = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    # Converted in blocks of rows (a jax array is sliced, never copied whole):
+    # whole-image float temporaries cost 3 x 12 bytes per pixel at 16384^2.
+    pixels = np.empty(image.shape, np.uint8)
+    rows = max(1, _SAVE_BLOCK_VALUES // max(1, 3 * image.shape[1]))
+    for r in range(0, image.shape[0], rows):
+        block = np.asarray(image[r : r + rows], np.float32)
+        pixels[r : r + rows] = np.round(np.clip(block, 0.0, 1.0) * 255.0)
     with atomic_write(path) as f:
         Image.fromarray(pixels, "RGB").save(f, format="PNG")
 
