@@ -105,6 +105,11 @@ def check(needed: int, limit_gb: float | None, what: str, flag: str, action: str
         )
 
 
+def check_decode(header: Header, file_bytes: int, limit_gb: float | None) -> None:
+    """``codec.decode``'s check: raises ``MemoryBudgetError`` naming ``memory_limit_gb`` when over."""
+    check(decode_bytes(header, file_bytes), limit_gb, f"a file of {describe(header)}", "memory_limit_gb")
+
+
 def read_header(data: bytes) -> Header:
     """The validated header of a file (container and CRCs checked), allocating nothing that scales.
 
@@ -147,7 +152,9 @@ def check_file(data: bytes, limit_gb: float | None, backend: str, what: str, fla
     # Every Gaussian that renders at all touches at least one tile: N slots
     # is a lower bound of the pair buffer, known before decoding.
     pairs = h.num_gaussians if backend != "reference" else 0
-    needed = decode_bytes(h, len(data)) + render_bytes(h.height, h.width, h.num_gaussians, pairs, _tile(backend))
+    needed = decode_bytes(h, len(data)) + render_bytes(
+        h.height, h.width, h.num_gaussians, pairs, _tile(backend)
+    )
     check(needed, limit_gb, f"{what} ({describe(h)})", flag, "decode and render")
     return h
 

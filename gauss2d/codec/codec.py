@@ -298,7 +298,7 @@ def _decode(data: bytes, memory_limit_gb: float | None) -> Decoded:
         raise CodecError(
             f"num_gaussians={h.num_gaussians} is too many for a {len(data)}-byte file (<= {limit})"
         )
-    budget.check(budget.decode_bytes(h, len(data)), memory_limit_gb, f"a file of {budget.describe(h)}", "memory_limit_gb")
+    budget.check_decode(h, len(data), memory_limit_gb)  # before anything that scales with N
     n = h.num_gaussians
     pos, cov, col = (data[slice(*s)] for s in spans[1:])
     if h.mode == "entropy":
