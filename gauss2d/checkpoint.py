@@ -36,6 +36,8 @@ FORMAT = "gauss2d-checkpoint"
 VERSION = 1
 _MANIFEST_KEY = "__manifest__"
 _PARAM_FIELDS = {"cholesky": gaussians.CholeskyParams, "rs": gaussians.RSParams}
+# Integer leaves that count something (train step, optimiser updates, pairs): >= 0 on load.
+_COUNTERS = ("step", "count", "max_pairs")
 # Trailing width of each param field ([N, k]); checked on load.
 _FIELD_WIDTH = {"xy": 2, "chol": 3, "color": 3, "scale": 2, "rotation": 1}
 
@@ -199,8 +201,9 @@ def load(path: PathLike, template: Any) -> tuple[Any, dict[str, Any]]:
 
     Raises:
       CheckpointError: naming the file, if it is missing, corrupt or truncated,
-        or if its leaf count, a leaf path, shape or dtype differs from
-        ``template``.
+        if its leaf count, a leaf path, shape or dtype differs from
+        ``template``, or if its values cannot be resumed (non-finite floats,
+        a negative counter).
     """
     arrays = _read_npz(path, "checkpoint")
     metadata, specs = _parse_manifest(path, arrays)
@@ -239,7 +242,31 @@ def load(path: PathLike, template: Any) -> tuple[Any, dict[str, Any]]:
                 f"'{path}' is corrupt: leaf {name} holds shape {arr.shape}, manifest {shape}"
             )
         leaves.append(arr)
+    _check_values(path, [jax.tree_util.keystr(k) for k, _ in leaves_with_path], leaves)
     return jax.tree_util.tree_unflatten(treedef, leaves), metadata
+
+
+def _check_values(path: PathLike, names: list[str], leaves: list) -> None:
+    """Refuses values no training run writes: a shape-correct file can still not be resumable.
+
+    Floating leaves (parameters, optimiser moments) must be finite: a fit
+    stops before a NaN/Inf reaches its state, so one here is damage, and
+    resuming would train on it. Counters (``step``, optimiser ``count``,
+    ``max_pairs``) must be >= 0: a step of -1000000 made the fit run for ever.
+    """
+    bad = f"checkpoint '{path}' cannot be resumed"
+    fix = "delete it to refit from the start"
+    for name, leaf in zip(names, leaves, strict=True):
+        arr = np.asarray(leaf) if not _is_key(leaf) else None
+        if arr is None or arr.dtype == bool:
+            continue
+        if jnp.issubdtype(arr.dtype, jnp.floating):
+            finite = np.isfinite(arr.astype(np.float32) if arr.dtype.itemsize < 4 else arr)
+            if not finite.all():
+                raise CheckpointError(f"{bad}: {name} holds {int((~finite).sum())} NaN/Inf value(s); {fix}")
+        elif jnp.issubdtype(arr.dtype, jnp.integer) and name.rsplit(".", 1)[-1] in _COUNTERS:
+            if arr.size and int(arr.min()) < 0:
+                raise CheckpointError(f"{bad}: {name} = {int(arr.min())} is negative; {fix}")
 
 
 def save_params_npz(path: PathLike, params: gaussians.Params) -> None:

@@ -233,3 +233,42 @@ def test_atomic_write_gives_normal_file_mode(tmp_path):
         f.write(b"x")
     assert (tmp_path / "atomic.bin").read_bytes() == b"x"
     assert (tmp_path / "atomic.bin").stat().st_mode == (tmp_path / "plain.bin").stat().st_mode
+
+
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (lambda s: s._replace(step=jnp.asarray(-1000000, jnp.int32)), ".step = -1000000 is negative"),
+        (
+            lambda s: s._replace(params=s.params._replace(xy=s.params.xy.at[2, 1].set(jnp.nan))),
+            ".params.xy holds 1 NaN/Inf",
+        ),
+        (
+            lambda s: s._replace(
+                opt_state=(s.opt_state[0]._replace(count=jnp.asarray(-5, jnp.int32)),)
+                + tuple(s.opt_state[1:])
+            ),
+            "count = -5 is negative",
+        ),
+        (
+            lambda s: s._replace(
+                opt_state=(
+                    s.opt_state[0]._replace(
+                        nu=jax.tree.map(lambda x: np.full_like(x, np.inf), s.opt_state[0].nu)
+                    ),
+                )
+                + tuple(s.opt_state[1:])
+            ),
+            "NaN/Inf",
+        ),
+    ],
+)
+def test_values_no_run_writes_are_refused_on_load(tmp_path, damage, fragment):
+    # Issue 15: a shape-correct checkpoint with a step of -1000000 ran for
+    # ever, and NaN parameters were trained on.
+    good = _state(5)
+    path = tmp_path / "bad.npz"
+    checkpoint.save(path, damage(good), {"step": int(damage(good).step)})
+    with pytest.raises(CheckpointError, match="cannot be resumed") as err:
+        checkpoint.load(path, good)
+    assert fragment in str(err.value) and "bad.npz" in str(err.value) and "delete it" in str(err.value)
