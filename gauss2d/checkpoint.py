@@ -111,6 +111,67 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"metadata value of type {type(obj).__name__} is not JSON-serialisable")
 
 
+def strict_json(payload: Any) -> Any:
+    """``payload`` with every non-finite float replaced so that any JSON reader accepts it.
+
+    Python's ``json`` writes NaN and inf as ``NaN`` / ``Infinity``, which are
+    not JSON (most other readers reject the file). A non-finite number becomes
+    ``null``, and in a dict a sibling key ``<key>_nonfinite`` says which it was
+    ("inf", "-inf" or "nan"): e.g. the PSNR of a render that equals its target
+    exactly is ``"psnr": null, "psnr_nonfinite": "inf"``. NumPy scalars and
+    arrays become Python numbers and lists.
+    """
+    if isinstance(payload, Mapping):
+        out = {}
+        for key, value in payload.items():
+            out[key] = strict_json(value)
+            if out[key] is None and _nonfinite_name(value):
+                out[f"{key}_nonfinite"] = _nonfinite_name(value)
+        return out
+    if isinstance(payload, (list, tuple)):
+        return [strict_json(v) for v in payload]
+    if isinstance(payload, (np.ndarray, jax.Array)) and np.ndim(payload):
+        return strict_json(np.asarray(payload).tolist())
+    if isinstance(payload, (np.generic, np.ndarray, jax.Array)):
+        payload = np.asarray(payload).item()
+    if isinstance(payload, float) and not np.isfinite(payload):
+        return None
+    return payload
+
+
+def _nonfinite_name(value: Any) -> str | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    if np.isnan(x):
+        return "nan"
+    return None if np.isfinite(x) else ("inf" if x > 0 else "-inf")
+
+
+def restore_nonfinite(payload: Any) -> Any:
+    """The inverse of ``strict_json`` for what a reader of our own files wants back.
+
+    ``{"psnr": null, "psnr_nonfinite": "inf"}`` -> ``{"psnr": inf}``, recursively.
+    """
+    if isinstance(payload, Mapping):
+        out = {k: restore_nonfinite(v) for k, v in payload.items()}
+        for key in [k for k in out if isinstance(k, str) and k.endswith("_nonfinite")]:
+            name, base = out[key], key[: -len("_nonfinite")]
+            if base in out and out[base] is None and name in ("inf", "-inf", "nan"):
+                out[base] = float(name)
+                del out[key]
+        return out
+    if isinstance(payload, list):
+        return [restore_nonfinite(v) for v in payload]
+    return payload
+
+
+def dumps_strict(payload: Any, **kwargs: Any) -> str:
+    """``json.dumps`` of ``strict_json(payload)``; never writes NaN or Infinity."""
+    return json.dumps(strict_json(payload), allow_nan=False, **kwargs)
+
+
 def save(path: PathLike, state: Any, metadata: Mapping[str, Any]) -> None:
     """Saves a state pytree and JSON-able metadata atomically to one ``.npz``.
 
@@ -131,7 +192,7 @@ def save(path: PathLike, state: Any, metadata: Mapping[str, Any]) -> None:
         specs.append({"path": jax.tree_util.keystr(key_path), "shape": list(shape), "dtype": dtype})
     manifest = {"format": FORMAT, "version": VERSION, "metadata": dict(metadata), "leaves": specs}
     # Serialise before opening the file, so a bad metadata value writes nothing.
-    blob = json.dumps(manifest, default=_json_default).encode("utf-8")
+    blob = json.dumps(strict_json(manifest), default=_json_default, allow_nan=False).encode("utf-8")
     arrays[_MANIFEST_KEY] = np.frombuffer(blob, np.uint8)
     with atomic_write(path) as f:
         np.savez(f, **arrays)

@@ -1,5 +1,6 @@
 """Tests for gauss2d.checkpoint: round trips, mismatch errors, atomicity."""
 
+import json
 import os
 from typing import Any, NamedTuple
 
@@ -272,3 +273,43 @@ def test_values_no_run_writes_are_refused_on_load(tmp_path, damage, fragment):
     with pytest.raises(CheckpointError, match="cannot be resumed") as err:
         checkpoint.load(path, good)
     assert fragment in str(err.value) and "bad.npz" in str(err.value) and "delete it" in str(err.value)
+
+
+def _strict_loads(text):
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_files_never_hold_nan_or_infinity(tmp_path):
+    # Issue 15: an all-black image fitted exactly has psnr inf, and
+    # results.json said `Infinity`, which strict JSON readers reject.
+    from gauss2d import pipeline  # noqa: PLC0415 (the writer of results.json)
+
+    row = {
+        "psnr": float("inf"),
+        "ms_ssim": np.float32(1.0),
+        "loss": np.float64("nan"),
+        "worst": -np.inf,
+        "history": np.asarray([1.0, np.inf]),
+        "nested": [{"psnr": np.float32("inf")}],
+        "name": "black",
+    }
+    pipeline.write_json(tmp_path / "r.json", row)
+    stored = _strict_loads((tmp_path / "r.json").read_text())
+    assert stored["psnr"] is None and stored["psnr_nonfinite"] == "inf"
+    assert stored["loss"] is None and stored["loss_nonfinite"] == "nan"
+    assert stored["worst_nonfinite"] == "-inf" and stored["history"] == [1.0, None]
+    assert stored["nested"] == [{"psnr": None, "psnr_nonfinite": "inf"}]
+    assert stored["ms_ssim"] == 1.0 and stored["name"] == "black" and "name_nonfinite" not in stored
+    back = checkpoint.restore_nonfinite(stored)
+    assert back["psnr"] == float("inf") and np.isnan(back["loss"]) and back["worst"] == -np.inf
+    assert back["nested"] == [{"psnr": float("inf")}] and "psnr_nonfinite" not in back
+
+
+def test_checkpoint_manifest_is_strict_json(tmp_path):
+    checkpoint.save(tmp_path / "c.npz", {"x": np.zeros(2, np.float32)}, {"best_psnr": float("inf")})
+    with np.load(tmp_path / "c.npz") as npz:
+        manifest = _strict_loads(npz["__manifest__"].tobytes().decode())
+    assert manifest["metadata"] == {"best_psnr": None, "best_psnr_nonfinite": "inf"}
