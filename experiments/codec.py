@@ -50,6 +50,7 @@ def check_output(path: pathlib.Path, overwrite: bool) -> None:
         raise Gauss2dError(f"output '{path}' is a directory, expected a file path")
     if path.exists() and not overwrite:
         raise Gauss2dError(f"output '{path}' exists; pass --overwrite to replace it")
+    checkpoint.check_writable(path)  # a folder on the way that is a file, or not writable
 
 
 def read_file(path: pathlib.Path, max_bytes: int | None = None) -> bytes:

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gauss2d import gaussians
-from gauss2d.errors import CheckpointError
+from gauss2d.errors import CheckpointError, Gauss2dError
 
 PathLike = str | os.PathLike
 
@@ -81,6 +81,31 @@ def atomic_write(path: PathLike) -> Iterator[BinaryIO]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def check_writable(path: PathLike, what: str = "output", folder: bool = False) -> None:
+    """Raises ``Gauss2dError`` unless a file could be created at ``path`` (checked before any work).
+
+    ``atomic_write`` creates the missing folders on the way; this finds the
+    nearest one that exists and refuses a regular file there (e.g.
+    ``/etc/hostname/w``: a fit ran to the end and then failed with
+    NotADirectoryError) or a folder the process may not write into.
+
+    Args:
+      path: the file to be written (or a folder to be created).
+      what: what it is, for the message ("--workdir", "output").
+      folder: ``path`` is a folder to write into (an existing file there is refused).
+    """
+    path = pathlib.Path(path)
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if folder and path.exists() and not path.is_dir():
+        raise Gauss2dError(f"cannot write {what} '{path}': it is a file, not a folder")
+    if parent.exists() and not parent.is_dir():
+        raise Gauss2dError(f"cannot write {what} '{path}': '{parent}' is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise Gauss2dError(f"cannot write {what} '{path}': no permission to create files in '{parent}'")
 
 
 def _is_key(x: Any) -> bool:

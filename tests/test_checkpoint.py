@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from gauss2d import checkpoint, gaussians
-from gauss2d.errors import CheckpointError
+from gauss2d.errors import CheckpointError, Gauss2dError
 
 
 class TrainState(NamedTuple):
@@ -313,3 +313,14 @@ def test_checkpoint_manifest_is_strict_json(tmp_path):
     with np.load(tmp_path / "c.npz") as npz:
         manifest = _strict_loads(npz["__manifest__"].tobytes().decode())
     assert manifest["metadata"] == {"best_psnr": None, "best_psnr_nonfinite": "inf"}
+
+
+def test_check_writable_refuses_a_file_on_the_way_before_any_work(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(Gauss2dError, match=r"--workdir '.*a_file/w/x': '.*a_file' is a file, not a folder"):
+        checkpoint.check_writable(blocker / "w" / "x", "--workdir", folder=True)
+    with pytest.raises(Gauss2dError, match="it is a file, not a folder"):
+        checkpoint.check_writable(blocker, "--workdir", folder=True)
+    checkpoint.check_writable(tmp_path / "new" / "deeper" / "out.g2d")  # missing folders are fine
+    checkpoint.check_writable(blocker)  # an existing file may be replaced (the caller asks first)

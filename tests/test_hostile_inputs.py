@@ -135,3 +135,24 @@ def test_png16_reader_decodes_every_filter_in_both_layouts(tmp_path, height, wid
         warnings.simplefilter("error")
         image = data.load_image(path)
     np.testing.assert_array_equal(np.round(image * 65535.0).astype(np.uint16), pixels)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_codec_output_under_a_regular_file_is_refused_before_any_work(tmp_path, command):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    source = tmp_path / "in.g2d"
+    if command == "encode":
+        source = data.sample_image_path()
+    else:
+        source.write_bytes(hostile_inputs.large_side_file(32))
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.codec", command, str(source), str(blocker / "sub" / "out")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    _one_line(proc, "a_file' is a file, not a folder")
+    assert "step" not in proc.stdout  # refused before fitting
