@@ -142,12 +142,20 @@ def _tile(backend: str) -> int:
     return TILE_SIZES.get(backend, 16)
 
 
-def check_file(data: bytes, limit_gb: float | None, backend: str, what: str, flag: str) -> Header:
+def check_file(data: bytes, limit_gb: float | None, backend: str, what: str, flag: str) -> Header | None:
     """Header-only check that decoding and rendering ``data`` fit the budget; returns the header.
+
+    Only the version-1 layout is known here; a file of another version is
+    left to its own decoder (which must check its header the same way, with
+    ``check``) and gives None. The pair-buffer check (``check_render``) runs
+    for every version once the parameters are decoded.
 
     Raises:
       CodecError: a damaged file; ``MemoryBudgetError`` over the budget.
     """
+    if len(data) > len(bitstream.MAGIC) and data[: len(bitstream.MAGIC)] == bitstream.MAGIC:
+        if data[len(bitstream.MAGIC)] != bitstream.VERSION:
+            return None
     h = read_header(data)
     # Every Gaussian that renders at all touches at least one tile: N slots
     # is a lower bound of the pair buffer, known before decoding.
