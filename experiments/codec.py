@@ -24,9 +24,10 @@ import jax
 from absl import app, flags, logging
 
 from experiments import cli
-from gauss2d import checkpoint, data, pipeline
-from gauss2d.codec import budget, compress, decode, qat
+from gauss2d import checkpoint, compress, data, runner, runrecord
+from gauss2d.codec import budget, decode
 from gauss2d.errors import Gauss2dError
+from gauss2d.render.params import render_params
 
 _CONFIG = cli.define_config("configs/codec.py")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace OUTPUT if it exists.")
@@ -66,11 +67,11 @@ def read_file(path: pathlib.Path, max_bytes: int | None = None) -> bytes:
 
 def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite: bool) -> None:
     check_output(output, overwrite)  # before minutes of fitting, not after
-    target = pipeline.load_target(source, config)
+    target = runner.load_target(source, config)
     params = checkpoint.load_params_npz(_PARAMS.value) if _PARAMS.value else None
 
     def progress(stage: str, info) -> None:
-        pipeline.Progress(f"[{source.name}] {stage}")(info)
+        runrecord.Progress(f"[{source.name}] {stage}")(info)
 
     result = compress.compress_image(
         target, config, jax.random.key(int(config["seed"])), params=params, progress=progress
@@ -87,7 +88,7 @@ def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite
         flush=True,
     )
     if _RESULTS.value:
-        pipeline.write_json(pathlib.Path(_RESULTS.value), {"input": str(source), "output": str(output), **s})
+        runrecord.write_json(pathlib.Path(_RESULTS.value), {"input": str(source), "output": str(output), **s})
 
 
 def decode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite: bool) -> None:
@@ -99,7 +100,7 @@ def decode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite
     budget.check_file(blob, limit, backend, f"'{source}'", "--memory_limit_gb")  # from the header, first
     decoded = decode(blob, memory_limit_gb=limit)
     budget.check_render(decoded, limit, backend, f"'{source}'", "--memory_limit_gb")  # pair buffer
-    image = qat.render_params(decoded.params, decoded.height, decoded.width, backend)
+    image = render_params(decoded.params, decoded.height, decoded.width, backend)
     seconds = time.perf_counter() - start
     data.save_image(output, image)
     height, width = image.shape[:2]
