@@ -24,7 +24,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import cli
-from gauss2d import checkpoint, compress, data, runner, runrecord
+from gauss2d import checkpoint, compress, data, runner, runrecord, train
 from gauss2d.codec import budget, decode
 from gauss2d.errors import Gauss2dError
 from gauss2d.render.params import render_params
@@ -67,8 +67,14 @@ def read_file(path: pathlib.Path, max_bytes: int | None = None) -> bytes:
 
 def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite: bool) -> None:
     check_output(output, overwrite)  # before minutes of fitting, not after
-    target = runner.load_target(source, config)
     params = checkpoint.load_params_npz(_PARAMS.value) if _PARAMS.value else None
+    if params is None:  # from the image's header, before it is decoded or the fit allocates
+        runner.check_image_before_loading(source, config)
+    target = runner.load_target(source, config)
+    if params is not None:
+        height, width = target.shape[:2]
+        capacity = train.needed_capacity(params, height, width, config["render"]["backend"])
+        runner.check_memory(source.name, capacity, height, width, config)
 
     def progress(stage: str, info) -> None:
         runrecord.Progress(f"[{source.name}] {stage}")(info)

@@ -249,6 +249,25 @@ def load_image(path: PathLike, *, memory_limit_gb: float | None = DEFAULT_MEMORY
     return image
 
 
+def image_size(path: PathLike) -> tuple[int, int]:
+    """(width, height) from an image file's header, decoding no pixels (to check memory first).
+
+    Raises:
+      ImageError: as ``load_image``, for a file that cannot be opened.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        reason = "it is a directory, expected an image file" if path.is_dir() else "no such file"
+        raise ImageError(f"cannot read image '{path}': {reason}")
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except UnidentifiedImageError:
+        raise ImageError(f"cannot read image '{path}': not a PNG/JPEG/... image") from None
+    except (OSError, ValueError, SyntaxError, struct.error, Image.DecompressionBombError) as e:
+        raise ImageError(f"cannot read image '{path}': {type(e).__name__}: {e}") from None
+
+
 def list_images(directory: PathLike) -> list[pathlib.Path]:
     """The image files of a folder (not recursive), sorted by name.
 

@@ -285,7 +285,7 @@ def _strict_loads(text):
 def test_json_files_never_hold_nan_or_infinity(tmp_path):
     # Issue 15: an all-black image fitted exactly has psnr inf, and
     # results.json said `Infinity`, which strict JSON readers reject.
-    from gauss2d import pipeline  # noqa: PLC0415 (the writer of results.json)
+    from gauss2d import runrecord  # noqa: PLC0415 (the writer of results.json)
 
     row = {
         "psnr": float("inf"),
@@ -296,7 +296,7 @@ def test_json_files_never_hold_nan_or_infinity(tmp_path):
         "nested": [{"psnr": np.float32("inf")}],
         "name": "black",
     }
-    pipeline.write_json(tmp_path / "r.json", row)
+    runrecord.write_json(tmp_path / "r.json", row)
     stored = _strict_loads((tmp_path / "r.json").read_text())
     assert stored["psnr"] is None and stored["psnr_nonfinite"] == "inf"
     assert stored["loss"] is None and stored["loss_nonfinite"] == "nan"
