@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tracemalloc
@@ -156,3 +157,84 @@ def test_codec_output_under_a_regular_file_is_refused_before_any_work(tmp_path, 
     )
     _one_line(proc, "a_file' is a file, not a folder")
     assert "step" not in proc.stdout  # refused before fitting
+
+
+def _fit(*args, timeout=900):
+    """experiments.fit under /usr/bin/time: (process, peak RSS in bytes)."""
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "peak_kb=%M", sys.executable, "-m", "experiments.fit", *map(str, args)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    lines = proc.stderr.strip().splitlines()
+    peak = int(lines[-1].split("=")[1]) * 1024 if lines and lines[-1].startswith("peak_kb=") else None
+    proc.stderr = "\n".join(lines[:-1]) + "\n" if peak is not None else proc.stderr
+    return proc, peak
+
+
+SMOKE = ["--config=configs/default.py:smoke", "--config.optim.iterations=40", "--config.model.num_points=150"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--config.model.nosuchkey=3"], ["nosuchkey"]),  # no --config: three chained tracebacks before
+        (
+            ["--config=configs/default.py:smoke", "--config.model.num_points=abc"],
+            ["num_points=abc"],
+        ),  # exit 1
+        (["--config=configs/default.py:smoke", "--workdir=/etc/hostname/w"], ["'/etc/hostname' is a file"]),
+    ],
+)
+def test_fit_mistakes_are_one_line_and_exit_2_before_any_work(args, fragments):
+    proc, _ = _fit(*args)
+    _one_line(proc, *fragments)
+    assert "step" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_fit_checks_memory_from_the_header_before_loading_or_initialising(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "flat.png").write_bytes(hostile_inputs.flat_png(9000, 9000))  # ~80 KB
+    proc, peak = _fit(*SMOKE, f"--config.data.dir={folder}", f"--workdir={tmp_path / 'w'}")
+    _one_line(proc, "flat", "9000x9000", "GiB", "memory_limit_gb")
+    # Before: the content initialisation tried to allocate 16.7 GB first.
+    assert peak < 1.0 * 2**30, f"{peak / 2**30:.2f} GiB"
+
+
+@pytest.mark.slow
+def test_a_collapse_stops_the_fit_says_so_and_json_stays_strict(tmp_path):
+    # lr_cov=1e3 collapsed every Gaussian at step 2 (20.6 -> 3.9 dB) and the
+    # run said "done". An all-black image is fitted exactly: PSNR +inf.
+    folder = tmp_path / "images"
+    folder.mkdir()
+    sample = data.load_image(data.sample_image_path())
+    data.save_image(folder / "a_crop.png", sample[40:88, 100:172])
+    data.save_image(folder / "b_black.png", np.zeros((24, 32, 3), np.float32))
+    workdir = tmp_path / "w"
+    proc, _ = _fit(*SMOKE, "--config.optim.lr_cov=1e3", f"--config.data.dir={folder}", f"--workdir={workdir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        "a_crop stopped early: diverged" in proc.stderr and "keeping the parameters of step 0" in proc.stderr
+    )
+
+    def strict(path):
+        return json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in {path}"))
+
+    results = strict(workdir / "results.json")
+    rows = {r["name"]: r for r in results["images"]}
+    assert rows["a_crop"]["stopped_early"].startswith("diverged:")
+    assert rows["a_crop"]["psnr"] > 15  # the initial state's ~20 dB, not the collapsed 3.9 dB
+    assert rows["b_black"]["psnr"] is None and rows["b_black"]["psnr_nonfinite"] == "inf"
+    assert "stopped_early" not in rows["b_black"]
+
+    # A damaged result.json is redone (from the final checkpoint), and says so.
+    (workdir / "a_crop" / "result.json").write_text('{"name": "a_cr')
+    proc, _ = _fit(*SMOKE, "--config.optim.lr_cov=1e3", f"--config.data.dir={folder}", f"--workdir={workdir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "result.json' is damaged (JSONDecodeError" in proc.stdout and "redoing that image" in proc.stdout
+    assert strict(workdir / "a_crop" / "result.json")["name"] == "a_crop"
