@@ -61,6 +61,16 @@ def _codec_decode(*args):
     )
 
 
+def _fit_error(proc, *fragments):
+    """experiments.fit logs its config to stderr (absl INFO): one ``error:`` line, exit 2, no traceback."""
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and proc.stderr.strip().endswith(errors[0]), proc.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
 def _one_line(proc, *fragments):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -162,7 +172,7 @@ def test_codec_output_under_a_regular_file_is_refused_before_any_work(tmp_path, 
 def _fit(*args, timeout=900):
     """experiments.fit under /usr/bin/time: (process, peak RSS in bytes)."""
     proc = subprocess.run(
-        ["/usr/bin/time", "-f", "peak_kb=%M", sys.executable, "-m", "experiments.fit", *map(str, args)],
+        ["/usr/bin/time", "-q", "-f", "peak_kb=%M", sys.executable, "-m", "experiments.fit", *map(str, args)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -191,7 +201,7 @@ SMOKE = ["--config=configs/default.py:smoke", "--config.optim.iterations=40", "-
 )
 def test_fit_mistakes_are_one_line_and_exit_2_before_any_work(args, fragments):
     proc, _ = _fit(*args)
-    _one_line(proc, *fragments)
+    _fit_error(proc, *fragments)
     assert "step" not in proc.stdout
 
 
@@ -201,7 +211,7 @@ def test_fit_checks_memory_from_the_header_before_loading_or_initialising(tmp_pa
     folder.mkdir()
     (folder / "flat.png").write_bytes(hostile_inputs.flat_png(9000, 9000))  # ~80 KB
     proc, peak = _fit(*SMOKE, f"--config.data.dir={folder}", f"--workdir={tmp_path / 'w'}")
-    _one_line(proc, "flat", "9000x9000", "GiB", "memory_limit_gb")
+    _fit_error(proc, "flat", "9000x9000", "GiB", "memory_limit_gb")
     # Before: the content initialisation tried to allocate 16.7 GB first.
     assert peak < 1.0 * 2**30, f"{peak / 2**30:.2f} GiB"
 
