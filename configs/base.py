@@ -51,7 +51,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.optim = ml_collections.ConfigDict()
     config.optim.name = "adan"  # or "adam"
     config.optim.lr = 1e-3
-    # Per-group learning rates; unset = optim.lr.
+    # Per-group learning rates; unset = optim.lr. Configs set them with
+    # rates_following_lr, so that --config.optim.lr scales them too.
     config.optim.lr_means = config_dict.placeholder(float)
     config.optim.lr_cov = config_dict.placeholder(float)
     config.optim.lr_color = config_dict.placeholder(float)
@@ -76,6 +77,20 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Refuse images whose estimated fitting memory exceeds this (GiB).
     config.memory_limit_gb = 16.0
     return config
+
+
+def rates_following_lr(config: ml_collections.ConfigDict, **rates: float) -> None:
+    """Sets per-group rates (``lr_means=2e-3, ...``) that follow ``optim.lr``.
+
+    Each is stored as a reference, ``optim.lr / lr_now * rate``: exactly
+    ``rate`` at the config's own ``optim.lr`` (lr_now), and
+    ``--config.optim.lr=X`` scales every such group rate by X / lr_now, so the
+    one-rate knob keeps working in configs that tune the groups (it did
+    nothing there before). Overriding a group's own key fixes that group.
+    """
+    lr_now = config.optim.lr
+    for key, rate in rates.items():
+        setattr(config.optim, key, config.optim.get_ref("lr") / lr_now * rate)
 
 
 def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -23,10 +23,13 @@ def get_config(arg: str = ""):
     config = base.get_base_config()
     config.model.num_points = 4000
     config.model.init = "content"  # covers the image from step 0
-    config.optim.lr = kodak_fast.LR_COV  # the base rate; every group below has its own
-    config.optim.lr_means = 2 * kodak_fast.LR_MEANS_AT_SMOKE_SCALE / 4  # half size: 2x full size's
-    config.optim.lr_cov = kodak_fast.LR_COV
-    config.optim.lr_color = kodak_fast.LR_COLOR
+    config.optim.lr = kodak_fast.LR_COV  # the base rate: --config.optim.lr scales every group's
+    base.rates_following_lr(
+        config,
+        lr_means=2 * kodak_fast.LR_MEANS_AT_SMOKE_SCALE / 4,  # half size: 2x full size's
+        lr_cov=kodak_fast.LR_COV,
+        lr_color=kodak_fast.LR_COLOR,
+    )
     config.optim.schedule = "cosine"  # to lr * decay_rate at the last step
     config.optim.decay_rate = 0.1
     config.optim.iterations = 300

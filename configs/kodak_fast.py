@@ -47,10 +47,8 @@ def get_config(arg: str = ""):
     # slots at the start on kodim23 instead of 262144 (~1.7 GB per image, not 1.1).
     config.batch_size = 8
     config.model.init = "content"
-    config.optim.lr = LR_COV  # the base rate; every group below has its own
-    config.optim.lr_means = LR_MEANS_AT_SMOKE_SCALE / 4
-    config.optim.lr_cov = LR_COV
-    config.optim.lr_color = LR_COLOR
+    config.optim.lr = LR_COV  # the base rate: --config.optim.lr scales every group's
+    base.rates_following_lr(config, lr_means=LR_MEANS_AT_SMOKE_SCALE / 4, lr_cov=LR_COV, lr_color=LR_COLOR)
     config.optim.schedule = "cosine"  # to decay_rate x lr at the last step
     config.optim.decay_rate = 0.1
     config.optim.iterations = 10000  # the paper's 50000 / 5
@@ -58,7 +56,7 @@ def get_config(arg: str = ""):
         config.data.limit = 2
         config.data.downscale = 4
         config.model.num_points = 70000 // 16
-        config.optim.lr_means = LR_MEANS_AT_SMOKE_SCALE
+        base.rates_following_lr(config, lr_means=LR_MEANS_AT_SMOKE_SCALE)
         config.optim.iterations = 100
         config.log_every = 50
         config.fps_repeats = 5

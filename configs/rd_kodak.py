@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs import codec, kodak_fast
+from configs import base, codec, kodak_fast
 
 PAPER_POINTS = (800, 1000, 3000, 5000, 7000, 9000)
 
@@ -59,7 +59,7 @@ def get_config(arg: str = ""):
             # 384x256: the smallest scale with MS-SSIM (5 scales need >= 176 px a side).
             config.data.limit = 4
             config.data.downscale = 2
-            config.optim.lr_means = kodak_fast.LR_MEANS_AT_SMOKE_SCALE / 2  # see kodak_fast: 2x, not 4x
+            base.rates_following_lr(config, lr_means=kodak_fast.LR_MEANS_AT_SMOKE_SCALE / 2)  # 2x, not 4x
             config.optim.iterations = 500
             config.log_every = 100
             points = tuple(n // 4 for n in (800, 3000, 5000, 9000))

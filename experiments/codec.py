@@ -17,14 +17,17 @@ stderr and exits with status 2 (--verbosity=0 adds the logs).
 from __future__ import annotations
 
 import pathlib
+import time
 import warnings
 
 import jax
 from absl import app, flags, logging
 
 from experiments import cli
-from gauss2d import checkpoint, compress, data, runner, runrecord
+from gauss2d import checkpoint, compress, data, runner, runrecord, train
+from gauss2d.codec import budget, decode
 from gauss2d.errors import Gauss2dError
+from gauss2d.render.params import render_params
 
 _CONFIG = cli.define_config("configs/codec.py")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace OUTPUT if it exists.")
@@ -32,6 +35,12 @@ _PARAMS = flags.DEFINE_string(
     "params", None, "encode: fitted Gaussians (a params.npz of experiments.fit) instead of fitting INPUT."
 )
 _RESULTS = flags.DEFINE_string("results", None, "encode: also write the measurements to this JSON file.")
+_MEMORY_LIMIT = flags.DEFINE_float(
+    "memory_limit_gb",
+    None,
+    "decode: refuse a file whose header says decoding and rendering need more GiB "
+    "(default: the config's memory_limit_gb, as for a fit).",
+)
 
 COMMANDS = ("encode", "decode")
 
@@ -42,20 +51,30 @@ def check_output(path: pathlib.Path, overwrite: bool) -> None:
         raise Gauss2dError(f"output '{path}' is a directory, expected a file path")
     if path.exists() and not overwrite:
         raise Gauss2dError(f"output '{path}' exists; pass --overwrite to replace it")
+    checkpoint.check_writable(path)  # a folder on the way that is a file, or not writable
 
 
-def read_file(path: pathlib.Path) -> bytes:
-    """The bytes of an input file, or a Gauss2dError naming it."""
+def read_file(path: pathlib.Path, max_bytes: int | None = None) -> bytes:
+    """The bytes of an input file (refused unread when over ``max_bytes``), or a Gauss2dError naming it."""
     if not path.is_file():
         reason = "it is a directory" if path.is_dir() else "no such file"
         raise Gauss2dError(f"cannot read '{path}': {reason}")
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise Gauss2dError(f"'{path}' is {size} bytes, longer than any gauss2d file can be ({max_bytes})")
     return path.read_bytes()
 
 
 def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite: bool) -> None:
     check_output(output, overwrite)  # before minutes of fitting, not after
-    target = runner.load_target(source, config)
     params = checkpoint.load_params_npz(_PARAMS.value) if _PARAMS.value else None
+    if params is None:  # from the image's header, before it is decoded or the fit allocates
+        runner.check_image_before_loading(source, config)
+    target = runner.load_target(source, config)
+    if params is not None:
+        height, width = target.shape[:2]
+        capacity = train.needed_capacity(params, height, width, config["render"]["backend"])
+        runner.check_memory(source.name, capacity, height, width, config)
 
     def progress(stage: str, info) -> None:
         runrecord.Progress(f"[{source.name}] {stage}")(info)
@@ -80,7 +99,15 @@ def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite
 
 def decode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite: bool) -> None:
     check_output(output, overwrite)
-    image, seconds = compress.decode_and_render(read_file(source), config["render"]["backend"])
+    limit = _MEMORY_LIMIT.value if _MEMORY_LIMIT.value is not None else float(config["memory_limit_gb"])
+    backend = config["render"]["backend"]
+    start = time.perf_counter()
+    blob = read_file(source, max_bytes=budget.MAX_FILE_BYTES)
+    budget.check_file(blob, limit, backend, f"'{source}'", "--memory_limit_gb")  # from the header, first
+    decoded = decode(blob, memory_limit_gb=limit)
+    budget.check_render(decoded, limit, backend, f"'{source}'", "--memory_limit_gb")  # pair buffer
+    image = render_params(decoded.params, decoded.height, decoded.width, backend)
+    seconds = time.perf_counter() - start
     data.save_image(output, image)
     height, width = image.shape[:2]
     print(f"wrote {output}: {width}x{height}, decoded and rendered in {seconds:.2f} s", flush=True)

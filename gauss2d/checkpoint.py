@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gauss2d import gaussians
-from gauss2d.errors import CheckpointError
+from gauss2d.errors import CheckpointError, Gauss2dError
 
 PathLike = str | os.PathLike
 
@@ -36,6 +36,8 @@ FORMAT = "gauss2d-checkpoint"
 VERSION = 1
 _MANIFEST_KEY = "__manifest__"
 _PARAM_FIELDS = {"cholesky": gaussians.CholeskyParams, "rs": gaussians.RSParams}
+# Integer leaves that count something (train step, optimiser updates, pairs): >= 0 on load.
+_COUNTERS = ("step", "count", "max_pairs")
 # Trailing width of each param field ([N, k]); checked on load.
 _FIELD_WIDTH = {"xy": 2, "chol": 3, "color": 3, "scale": 2, "rotation": 1}
 
@@ -81,6 +83,31 @@ def atomic_write(path: PathLike) -> Iterator[BinaryIO]:
             os.close(dir_fd)
 
 
+def check_writable(path: PathLike, what: str = "output", folder: bool = False) -> None:
+    """Raises ``Gauss2dError`` unless a file could be created at ``path`` (checked before any work).
+
+    ``atomic_write`` creates the missing folders on the way; this finds the
+    nearest one that exists and refuses a regular file there (e.g.
+    ``/etc/hostname/w``: a fit ran to the end and then failed with
+    NotADirectoryError) or a folder the process may not write into.
+
+    Args:
+      path: the file to be written (or a folder to be created).
+      what: what it is, for the message ("--workdir", "output").
+      folder: ``path`` is a folder to write into (an existing file there is refused).
+    """
+    path = pathlib.Path(path)
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if folder and path.exists() and not path.is_dir():
+        raise Gauss2dError(f"cannot write {what} '{path}': it is a file, not a folder")
+    if parent.exists() and not parent.is_dir():
+        raise Gauss2dError(f"cannot write {what} '{path}': '{parent}' is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise Gauss2dError(f"cannot write {what} '{path}': no permission to create files in '{parent}'")
+
+
 def _is_key(x: Any) -> bool:
     dtype = getattr(x, "dtype", None)
     return dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
@@ -109,6 +136,67 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"metadata value of type {type(obj).__name__} is not JSON-serialisable")
 
 
+def strict_json(payload: Any) -> Any:
+    """``payload`` with every non-finite float replaced so that any JSON reader accepts it.
+
+    Python's ``json`` writes NaN and inf as ``NaN`` / ``Infinity``, which are
+    not JSON (most other readers reject the file). A non-finite number becomes
+    ``null``, and in a dict a sibling key ``<key>_nonfinite`` says which it was
+    ("inf", "-inf" or "nan"): e.g. the PSNR of a render that equals its target
+    exactly is ``"psnr": null, "psnr_nonfinite": "inf"``. NumPy scalars and
+    arrays become Python numbers and lists.
+    """
+    if isinstance(payload, Mapping):
+        out = {}
+        for key, value in payload.items():
+            out[key] = strict_json(value)
+            if out[key] is None and _nonfinite_name(value):
+                out[f"{key}_nonfinite"] = _nonfinite_name(value)
+        return out
+    if isinstance(payload, (list, tuple)):
+        return [strict_json(v) for v in payload]
+    if isinstance(payload, (np.ndarray, jax.Array)) and np.ndim(payload):
+        return strict_json(np.asarray(payload).tolist())
+    if isinstance(payload, (np.generic, np.ndarray, jax.Array)):
+        payload = np.asarray(payload).item()
+    if isinstance(payload, float) and not np.isfinite(payload):
+        return None
+    return payload
+
+
+def _nonfinite_name(value: Any) -> str | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    if np.isnan(x):
+        return "nan"
+    return None if np.isfinite(x) else ("inf" if x > 0 else "-inf")
+
+
+def restore_nonfinite(payload: Any) -> Any:
+    """The inverse of ``strict_json`` for what a reader of our own files wants back.
+
+    ``{"psnr": null, "psnr_nonfinite": "inf"}`` -> ``{"psnr": inf}``, recursively.
+    """
+    if isinstance(payload, Mapping):
+        out = {k: restore_nonfinite(v) for k, v in payload.items()}
+        for key in [k for k in out if isinstance(k, str) and k.endswith("_nonfinite")]:
+            name, base = out[key], key[: -len("_nonfinite")]
+            if base in out and out[base] is None and name in ("inf", "-inf", "nan"):
+                out[base] = float(name)
+                del out[key]
+        return out
+    if isinstance(payload, list):
+        return [restore_nonfinite(v) for v in payload]
+    return payload
+
+
+def dumps_strict(payload: Any, **kwargs: Any) -> str:
+    """``json.dumps`` of ``strict_json(payload)``; never writes NaN or Infinity."""
+    return json.dumps(strict_json(payload), allow_nan=False, **kwargs)
+
+
 def save(path: PathLike, state: Any, metadata: Mapping[str, Any]) -> None:
     """Saves a state pytree and JSON-able metadata atomically to one ``.npz``.
 
@@ -129,7 +217,7 @@ def save(path: PathLike, state: Any, metadata: Mapping[str, Any]) -> None:
         specs.append({"path": jax.tree_util.keystr(key_path), "shape": list(shape), "dtype": dtype})
     manifest = {"format": FORMAT, "version": VERSION, "metadata": dict(metadata), "leaves": specs}
     # Serialise before opening the file, so a bad metadata value writes nothing.
-    blob = json.dumps(manifest, default=_json_default).encode("utf-8")
+    blob = json.dumps(strict_json(manifest), default=_json_default, allow_nan=False).encode("utf-8")
     arrays[_MANIFEST_KEY] = np.frombuffer(blob, np.uint8)
     with atomic_write(path) as f:
         np.savez(f, **arrays)
@@ -199,8 +287,9 @@ def load(path: PathLike, template: Any) -> tuple[Any, dict[str, Any]]:
 
     Raises:
       CheckpointError: naming the file, if it is missing, corrupt or truncated,
-        or if its leaf count, a leaf path, shape or dtype differs from
-        ``template``.
+        if its leaf count, a leaf path, shape or dtype differs from
+        ``template``, or if its values cannot be resumed (non-finite floats,
+        a negative counter).
     """
     arrays = _read_npz(path, "checkpoint")
     metadata, specs = _parse_manifest(path, arrays)
@@ -239,7 +328,31 @@ def load(path: PathLike, template: Any) -> tuple[Any, dict[str, Any]]:
                 f"'{path}' is corrupt: leaf {name} holds shape {arr.shape}, manifest {shape}"
             )
         leaves.append(arr)
+    _check_values(path, [jax.tree_util.keystr(k) for k, _ in leaves_with_path], leaves)
     return jax.tree_util.tree_unflatten(treedef, leaves), metadata
+
+
+def _check_values(path: PathLike, names: list[str], leaves: list) -> None:
+    """Refuses values no training run writes: a shape-correct file can still not be resumable.
+
+    Floating leaves (parameters, optimiser moments) must be finite: a fit
+    stops before a NaN/Inf reaches its state, so one here is damage, and
+    resuming would train on it. Counters (``step``, optimiser ``count``,
+    ``max_pairs``) must be >= 0: a step of -1000000 made the fit run for ever.
+    """
+    bad = f"checkpoint '{path}' cannot be resumed"
+    fix = "delete it to refit from the start"
+    for name, leaf in zip(names, leaves, strict=True):
+        arr = np.asarray(leaf) if not _is_key(leaf) else None
+        if arr is None or arr.dtype == bool:
+            continue
+        if jnp.issubdtype(arr.dtype, jnp.floating):
+            finite = np.isfinite(arr.astype(np.float32) if arr.dtype.itemsize < 4 else arr)
+            if not finite.all():
+                raise CheckpointError(f"{bad}: {name} holds {int((~finite).sum())} NaN/Inf value(s); {fix}")
+        elif jnp.issubdtype(arr.dtype, jnp.integer) and name.rsplit(".", 1)[-1] in _COUNTERS:
+            if arr.size and int(arr.min()) < 0:
+                raise CheckpointError(f"{bad}: {name} = {int(arr.min())} is negative; {fix}")
 
 
 def save_params_npz(path: PathLike, params: gaussians.Params) -> None:

@@ -46,7 +46,7 @@ from gauss2d import (
     train,
 )
 from gauss2d.errors import Gauss2dError, ImageError
-from gauss2d.render import pair_capacity, render_with_stats
+from gauss2d.render import pair_capacity, render_with_stats, tiling
 
 CHECKPOINT = "checkpoint.npz"
 RESULT = "result.json"
@@ -66,8 +66,8 @@ def image_paths(config: Mapping) -> list[pathlib.Path]:
 
 
 def load_target(path: pathlib.Path, config: Mapping) -> np.ndarray:
-    """The image as fitted: loaded, downscaled by data.downscale."""
-    image = data.load_image(path)
+    """The image as fitted: loaded (its size checked against memory_limit_gb first), downscaled."""
+    image = data.load_image(path, memory_limit_gb=float(config["memory_limit_gb"]))
     factor = int(config["data"]["downscale"])
     if factor > 1:
         image = data.downscale(image, factor)
@@ -89,6 +89,43 @@ def check_memory(name: str, capacity: int, height: int, width: int, config: Mapp
             f"{estimate / 2**30:.1f} GiB to fit, over memory_limit_gb={config['memory_limit_gb']}: "
             "downscale it (--config.data.downscale=2), use fewer Gaussians, or raise the limit"
         )
+
+
+# Pair slots a fresh initialisation needs with 8 x 8 tiles, known before it
+# exists (content init with configs/default.py, 4000 Gaussians: 0.41 slots
+# per pixel on a flat 1000 x 1000 image, 0.39 on flat and noise 2000 x 2000
+# ones; kodak_fast's 70000 on kodim23: 5.6 per Gaussian; random init: 3.6
+# per Gaussian), rounded up. Large Gaussians cover (8 / tile)^2 as many tiles
+# of another size; a small one at least one.
+INIT_PAIRS_PER_PIXEL = 0.5
+INIT_PAIRS_PER_GAUSSIAN = 8
+
+
+def init_pairs_estimate(height: int, width: int, config: Mapping) -> int:
+    """Pair slots the configured initialisation is expected to need: an upper estimate."""
+    backend = config["render"]["backend"]
+    tile = render.TILE_SIZES.get(backend, tiling.TILE) if backend != "reference" else 8
+    area = (8 / tile) ** 2
+    per_pixel = 0.0 if config["model"]["init"] == "random" else INIT_PAIRS_PER_PIXEL * area
+    per_gaussian = max(1.0, INIT_PAIRS_PER_GAUSSIAN * area)
+    return int(per_pixel * height * width + per_gaussian * int(config["model"]["num_points"]))
+
+
+def check_memory_before_init(name: str, height: int, width: int, config: Mapping) -> None:
+    """``check_memory`` with the pair count estimated, before the initialisation allocates.
+
+    A 9000 x 9000 PNG of 236 KB tried to allocate 16.7 GB in the content
+    initialisation, which ran before the check (issue 15); after the
+    initialisation ``check_memory`` runs again with the real count.
+    """
+    check_memory(name, init_pairs_estimate(height, width, config), height, width, config)
+
+
+def check_image_before_loading(path: pathlib.Path, config: Mapping) -> None:
+    """``check_memory_before_init`` at the fitted size, from the file's header: no pixel decoded yet."""
+    width, height = data.image_size(path)
+    factor = max(1, int(config["data"]["downscale"]))
+    check_memory_before_init(path.stem, max(1, height // factor), max(1, width // factor), config)
 
 
 @functools.lru_cache(maxsize=16)
@@ -175,6 +212,7 @@ def prepare(path: pathlib.Path, config: Mapping, workdir: pathlib.Path, label: s
       Gauss2dError: it needs too much memory, or its checkpoint does not match.
     """
     name = path.stem
+    check_image_before_loading(path, config)
     target, transposed = data.to_landscape(load_target(path, config))
     target = np.ascontiguousarray(target)
     height, width = target.shape[:2]
@@ -240,9 +278,11 @@ def finish(item: Prepared, result: fit.FitResult, config: Mapping, label: str, b
     }
     if result.stopped_early:
         row["stopped_early"] = result.stopped_early
+        print(f"{label} {item.name} stopped early: {result.stopped_early}", file=sys.stderr, flush=True)
     runrecord.write_json(item.outdir / RESULT, row)
     print(
-        f"{label} {item.name} done: psnr {psnr:.2f} dB, ms-ssim "
+        f"{label} {item.name} {'stopped early' if result.stopped_early else 'done'}: psnr {psnr:.2f} dB, "
+        "ms-ssim "
         f"{ms_ssim if ms_ssim is None else round(ms_ssim, 4)}, "
         f"{runrecord.format_seconds(row['fit_seconds'])}, "
         f"{fps:.0f} FPS",
@@ -284,9 +324,10 @@ def fit_one(
     path: pathlib.Path, config: Mapping, workdir: pathlib.Path, label: str, fit_fn: Callable = fit.fit_image
 ) -> dict:
     """Fits (or resumes, or skips) one image; returns its result row."""
-    if (workdir / path.stem / RESULT).exists():
+    row = read_result(workdir / path.stem / RESULT, label)
+    if row is not None:
         print(f"{label} already done: {workdir / path.stem / RESULT}", flush=True)
-        return json.loads((workdir / path.stem / RESULT).read_text())
+        return row
     return fit_prepared(prepare(path, config, pathlib.Path(workdir), label), config, label, fit_fn)
 
 
@@ -345,6 +386,24 @@ def mean_row(rows: list[dict]) -> dict:
     return out
 
 
+def read_result(path: pathlib.Path, label: str) -> dict | None:
+    """A finished image's row, or None when there is none or it is damaged (then it is redone, and says so).
+
+    The row is rewritten from the image's final checkpoint: a rerun resumes
+    there and only renders, measures and writes again.
+    """
+    if not path.exists():
+        return None
+    try:
+        row = json.loads(path.read_text())
+        if not isinstance(row, dict) or not isinstance(row.get("name"), str):
+            raise ValueError("not a result row")
+    except (OSError, UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
+        print(f"{label} '{path}' is damaged ({type(err).__name__}: {err}): redoing that image", flush=True)
+        return None
+    return checkpoint.restore_nonfinite(row)
+
+
 def _pending(jobs: list, workdir: pathlib.Path, total: int, rows: list, errors: list) -> list:
     """The jobs still to fit; finished images' rows go to ``rows``, unreadable ones to ``errors``."""
     todo = []
@@ -354,9 +413,9 @@ def _pending(jobs: list, workdir: pathlib.Path, total: int, rows: list, errors: 
         if job.error:
             print(f"{label} skipped: {job.error}", file=sys.stderr, flush=True)
             errors.append({"name": job.path.stem, "error": job.error})
-        elif done.exists():
+        elif (row := read_result(done, label)) is not None:
             print(f"{label} already done: {done}", flush=True)
-            rows.append(json.loads(done.read_text()))
+            rows.append(row)
         else:
             todo.append(job)
     return todo
@@ -421,6 +480,7 @@ def fit_dataset(config: Mapping, workdir: str | pathlib.Path, fit_fn: Callable =
     optim.make_optimizer(config["optim"], gaussians.init_random(jax.random.key(0), 1))  # validate early
     start = time.perf_counter()
     workdir = pathlib.Path(workdir)
+    checkpoint.check_writable(workdir, "--workdir", folder=True)  # before any work, not after it
     paths = image_paths(config)
     process, processes = jax.process_index(), jax.process_count()
     jobs = sorted(

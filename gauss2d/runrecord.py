@@ -8,7 +8,6 @@ training chunk that the binaries show.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import subprocess
 import sys
@@ -54,7 +53,7 @@ def device_description() -> str:
 def write_json(path: pathlib.Path, payload: Any) -> None:
     """Writes JSON atomically (no half-written result survives a crash)."""
     with checkpoint.atomic_write(path) as f:
-        f.write(json.dumps(payload, indent=2, sort_keys=False).encode())
+        f.write(checkpoint.dumps_strict(payload, indent=2, sort_keys=False).encode())  # no NaN/Infinity
 
 
 def select(config: Mapping, dotted: str) -> Any:

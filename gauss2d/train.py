@@ -73,6 +73,15 @@ from gauss2d.render import RenderStats, tiling
 from gauss2d.render.params import needed_capacity as needed_capacity
 
 HISTORY_KEYS = ("step", "loss", "psnr")
+# Divergence (DESIGN.md section 4): an image whose training PSNR stays this
+# many dB under its best of the run for this many applied steps in a row has
+# collapsed, which no learning rate that trains causes (issue 15: with
+# optim.lr_cov=1e3 every Gaussian collapsed at step 2, 20.6 -> 3.9 dB, and the
+# run said "done"). Normal fits dip under their best after the first update
+# (default config: 2.1 dB; kodak_fast smoke: 11.0 dB for one step) and recover
+# within a few steps, hence a streak rather than a single step.
+DIVERGENCE_DB = 10.0
+DIVERGENCE_STEPS = 10
 
 
 class TrainState(NamedTuple):
@@ -291,6 +300,8 @@ class _Log:
         self.rows = [{k: [] for k in HISTORY_KEYS} for _ in range(batch)]
         self.last = [(np.nan, np.nan)] * batch
         self.stopped: list[str | None] = [None] * batch
+        self.best = [(-np.inf, 0)] * batch  # (best PSNR of this run, its step)
+        self.under = [0] * batch  # applied steps in a row DIVERGENCE_DB under the best
 
     def record(self, metrics: dict, steps: np.ndarray) -> None:
         """Appends each image's applied steps of a chunk (every metric [length, slots])."""
@@ -302,29 +313,58 @@ class _Log:
                     rows.setdefault(name, []).append(values[active, b])
             if active.any():
                 self.last[b] = (float(rows["loss"][-1][-1]), float(rows["psnr"][-1][-1]))
+                self._track_collapse(b, np.asarray(rows["psnr"][-1], np.float64), int(steps[b]) + 1)
+
+    def _track_collapse(self, b: int, psnr: np.ndarray, first_step: int) -> None:
+        """Updates image b's best PSNR and its streak of steps far under it (host arrays: no sync)."""
+        finite = np.where(np.isnan(psnr), -np.inf, psnr)  # +inf (an exact render) is a best, not a collapse
+        best = np.maximum.accumulate(np.maximum(finite, self.best[b][0]))
+        under = finite < best - DIVERGENCE_DB
+        healthy = np.flatnonzero(~under)
+        self.under[b] = self.under[b] + under.size if not healthy.size else under.size - 1 - int(healthy[-1])
+        top = int(np.argmax(finite))
+        if finite[top] > self.best[b][0]:
+            self.best[b] = (float(finite[top]), first_step + top)
 
     def histories(self) -> list[dict[str, np.ndarray]]:
         empty = np.zeros((0,))
         return [{k: np.concatenate(v) if v else empty for k, v in rows.items()} for rows in self.rows]
 
 
-def _chunk_stops(log: _Log, flags: _Flags, objective_label: str, lr_key: str) -> list[int]:
-    """Stops the images that must not go on after this chunk; returns the ones stopped now.
+def _chunk_stops(
+    log: _Log, flags: _Flags, objective_label: str, lr_key: str, good_steps: Sequence[int]
+) -> tuple[list[int], list[int]]:
+    """Stops the images that must not go on after this chunk: (stopped now, of which diverged).
 
-    The place for every per-chunk stop rule: today a NaN/Inf loss or gradient
-    (the guarded step already kept the last good state).
+    The place for every per-chunk stop rule: a NaN/Inf loss or gradient (the
+    guarded step already kept the last good state), and a divergence (a PSNR
+    collapse, ``DIVERGENCE_DB`` for ``DIVERGENCE_STEPS``; ``run`` then puts
+    back the state of ``good_steps[b]``, the start of the last chunk the
+    image began healthy).
     """
-    now = []
+    now, diverged = [], []
     for b in range(len(log.stopped)):
-        if flags.nonfinite[b] and log.stopped[b] is None:
-            n = int(flags.step[b])
+        if log.stopped[b] is not None:
+            continue
+        n = int(flags.step[b])
+        if flags.nonfinite[b]:
             log.stopped[b] = (
                 f"non-finite {objective_label}loss or gradient at step {n + 1}: stopped, keeping the "
                 f"parameters of step {n} (try a lower {lr_key})"
             )
-            logging.error("image %d: %s", b, log.stopped[b])
-            now.append(b)
-    return now
+        elif log.under[b] >= DIVERGENCE_STEPS:
+            best, best_step = log.best[b]
+            log.stopped[b] = (
+                f"diverged: {objective_label}PSNR {log.last[b][1]:.2f} dB, over {DIVERGENCE_DB:g} dB under "
+                f"its best {best:.2f} dB (step {best_step}) for {log.under[b]} steps: stopped at step {n}, "
+                f"keeping the parameters of step {good_steps[b]} (try a lower {lr_key} or group rate)"
+            )
+            diverged.append(b)
+        else:
+            continue
+        logging.error("image %d: %s", b, log.stopped[b])
+        now.append(b)
+    return now, diverged
 
 
 def _infos(log, steps, start_steps, iterations, rate, start, extra) -> list[dict]:
@@ -390,9 +430,11 @@ def run(
     steps = _read_flags(state).step[:images].astype(np.int64)
     start_steps = steps.copy()
     log = _Log(images)
+    good: list[tuple[TrainState, int] | None] = [None] * images  # where a diverged image goes back to
     start = time.perf_counter()
     while ((steps < iterations) & np.asarray([s is None for s in log.stopped])).any():
         before = jax.tree_util.tree_map(jnp.copy, state)  # the chunk donates ``state``
+        healthy = [u == 0 for u in log.under]
         t0 = time.perf_counter()
         state, metrics = chunk(state, inputs[0], total, *inputs[1:])
         flags = _read_flags(state)
@@ -404,12 +446,18 @@ def run(
             chunk = chunks(capacity)
             state = before._replace(max_pairs=state.max_pairs)
             continue
+        # ``before`` is never donated from here on: the fallback of the images that began the chunk healthy.
+        good = [(before, int(steps[b])) if healthy[b] else good[b] for b in range(images)]
         metrics = {k: np.reshape(v, (v.shape[0], -1)) for k, v in jax.device_get(metrics).items()}
         log.record(metrics, steps)
         running = [b for b in range(images) if log.stopped[b] is None and steps[b] < iterations]
-        stopped_now = _chunk_stops(log, flags, label, lr_key)
+        stopped_now, diverged = _chunk_stops(log, flags, label, lr_key, [g[1] for g in good])
+        for b in diverged:
+            state = _restore(state, good[b][0], b, batch is not None)
         advanced = int((flags.step[:images] - steps).max())
         steps = flags.step[:images].astype(np.int64)
+        for b in diverged:
+            steps[b] = good[b][1]
         if on_chunk is None or set(running) <= set(stopped_now):
             continue
         rate = advanced / max(time.perf_counter() - t0, 1e-9)
@@ -420,6 +468,25 @@ def run(
                     log.stopped[b] = f"stopped by the caller at {label}step {steps[b]}"
             break
     return Run(state, log.histories(), log.stopped, time.perf_counter() - start, capacity)
+
+
+def _restore(state: TrainState, saved: TrainState, b: int, batched: bool) -> TrainState:
+    """``state`` with image b's slot taken from ``saved``; in a batch that slot is also frozen.
+
+    The guarded step applies nothing to a slot whose ``nonfinite`` flag is
+    set, so a diverged image keeps its restored parameters while the rest of
+    its batch trains on.
+    """
+    if not batched:
+        return saved
+    mask = np.zeros(state.step.shape[0], bool)
+    mask[b] = True
+
+    def pick(now, then):
+        return jnp.where(mask.reshape((-1,) + (1,) * (now.ndim - 1)), then, now)
+
+    state = jax.tree_util.tree_map(pick, state, saved)
+    return state._replace(nonfinite=state.nonfinite | mask)
 
 
 def run_image(

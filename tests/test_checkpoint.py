@@ -1,5 +1,6 @@
 """Tests for gauss2d.checkpoint: round trips, mismatch errors, atomicity."""
 
+import json
 import os
 from typing import Any, NamedTuple
 
@@ -10,7 +11,7 @@ import optax
 import pytest
 
 from gauss2d import checkpoint, gaussians
-from gauss2d.errors import CheckpointError
+from gauss2d.errors import CheckpointError, Gauss2dError
 
 
 class TrainState(NamedTuple):
@@ -233,3 +234,93 @@ def test_atomic_write_gives_normal_file_mode(tmp_path):
         f.write(b"x")
     assert (tmp_path / "atomic.bin").read_bytes() == b"x"
     assert (tmp_path / "atomic.bin").stat().st_mode == (tmp_path / "plain.bin").stat().st_mode
+
+
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [
+        (lambda s: s._replace(step=jnp.asarray(-1000000, jnp.int32)), ".step = -1000000 is negative"),
+        (
+            lambda s: s._replace(params=s.params._replace(xy=s.params.xy.at[2, 1].set(jnp.nan))),
+            ".params.xy holds 1 NaN/Inf",
+        ),
+        (
+            lambda s: s._replace(
+                opt_state=(s.opt_state[0]._replace(count=jnp.asarray(-5, jnp.int32)),)
+                + tuple(s.opt_state[1:])
+            ),
+            "count = -5 is negative",
+        ),
+        (
+            lambda s: s._replace(
+                opt_state=(
+                    s.opt_state[0]._replace(
+                        nu=jax.tree.map(lambda x: np.full_like(x, np.inf), s.opt_state[0].nu)
+                    ),
+                )
+                + tuple(s.opt_state[1:])
+            ),
+            "NaN/Inf",
+        ),
+    ],
+)
+def test_values_no_run_writes_are_refused_on_load(tmp_path, damage, fragment):
+    # Issue 15: a shape-correct checkpoint with a step of -1000000 ran for
+    # ever, and NaN parameters were trained on.
+    good = _state(5)
+    path = tmp_path / "bad.npz"
+    checkpoint.save(path, damage(good), {"step": int(damage(good).step)})
+    with pytest.raises(CheckpointError, match="cannot be resumed") as err:
+        checkpoint.load(path, good)
+    assert fragment in str(err.value) and "bad.npz" in str(err.value) and "delete it" in str(err.value)
+
+
+def _strict_loads(text):
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_files_never_hold_nan_or_infinity(tmp_path):
+    # Issue 15: an all-black image fitted exactly has psnr inf, and
+    # results.json said `Infinity`, which strict JSON readers reject.
+    from gauss2d import runrecord  # noqa: PLC0415 (the writer of results.json)
+
+    row = {
+        "psnr": float("inf"),
+        "ms_ssim": np.float32(1.0),
+        "loss": np.float64("nan"),
+        "worst": -np.inf,
+        "history": np.asarray([1.0, np.inf]),
+        "nested": [{"psnr": np.float32("inf")}],
+        "name": "black",
+    }
+    runrecord.write_json(tmp_path / "r.json", row)
+    stored = _strict_loads((tmp_path / "r.json").read_text())
+    assert stored["psnr"] is None and stored["psnr_nonfinite"] == "inf"
+    assert stored["loss"] is None and stored["loss_nonfinite"] == "nan"
+    assert stored["worst_nonfinite"] == "-inf" and stored["history"] == [1.0, None]
+    assert stored["nested"] == [{"psnr": None, "psnr_nonfinite": "inf"}]
+    assert stored["ms_ssim"] == 1.0 and stored["name"] == "black" and "name_nonfinite" not in stored
+    back = checkpoint.restore_nonfinite(stored)
+    assert back["psnr"] == float("inf") and np.isnan(back["loss"]) and back["worst"] == -np.inf
+    assert back["nested"] == [{"psnr": float("inf")}] and "psnr_nonfinite" not in back
+
+
+def test_checkpoint_manifest_is_strict_json(tmp_path):
+    checkpoint.save(tmp_path / "c.npz", {"x": np.zeros(2, np.float32)}, {"best_psnr": float("inf")})
+    with np.load(tmp_path / "c.npz") as npz:
+        manifest = _strict_loads(npz["__manifest__"].tobytes().decode())
+    assert manifest["metadata"] == {"best_psnr": None, "best_psnr_nonfinite": "inf"}
+
+
+def test_check_writable_refuses_a_file_on_the_way_before_any_work(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(Gauss2dError, match=r"--workdir '.*a_file/w/x': '.*a_file' is a file, not a folder"):
+        checkpoint.check_writable(blocker / "w" / "x", "--workdir", folder=True)
+    with pytest.raises(Gauss2dError, match="it is a file, not a folder"):
+        checkpoint.check_writable(blocker, "--workdir", folder=True)
+    checkpoint.check_writable(tmp_path / "new" / "deeper" / "out.g2d")  # missing folders are fine
+    checkpoint.check_writable(blocker)  # an existing file may be replaced (the caller asks first)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 import jax
 import pytest
+from conftest import REPO_ROOT
 
 from gauss2d import fit, optim
 from gauss2d.gaussians import init_random
@@ -52,3 +55,35 @@ def test_rd_kodak_points_are_the_papers_and_cpu_keeps_gaussians_per_pixel():
     assert tuple(full.rd.num_points) == rd_kodak.PAPER_POINTS
     scale = cpu.data.downscale**2  # pixels per full-size pixel
     assert all(n * scale in rd_kodak.PAPER_POINTS for n in cpu.rd.num_points)
+
+
+@pytest.mark.parametrize("name, arg", [(n, a) for n, args in sorted(ARGS.items()) for a in args])
+def test_optim_lr_scales_the_group_rates_it_does_not_silently_do_nothing(name, arg):
+    # Issue 15: every shipped config that tunes the groups set them as plain
+    # values, so --config.optim.lr changed nothing. They follow lr now.
+    config = importlib.import_module(f"configs.{name}").get_config(arg)
+    before = optim.group_learning_rates(config.optim)
+    lr = config.optim.lr
+    config.optim.lr = lr / 10
+    after = optim.group_learning_rates(config.optim)
+    for group in optim.GROUPS:
+        assert after[group] == pytest.approx(before[group] / 10, rel=1e-12), group
+    # A group's own key still wins, and stays put when lr moves again.
+    config.optim.lr_cov = 0.123
+    config.optim.lr = lr
+    assert optim.group_learning_rates(config.optim)["cov"] == 0.123
+    assert optim.group_learning_rates(config.optim)["means"] == before["means"]
+
+
+def test_optim_lr_override_reaches_the_group_rates_through_the_flag_parser():
+    code = (
+        "import sys; from absl import flags; from ml_collections import config_flags; "
+        "c = config_flags.DEFINE_config_file('config', 'configs/default.py', lock_config=True); "
+        "flags.FLAGS(sys.argv); o = c.value.optim; print(o.lr_means, o.lr_cov, o.lr_color)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "--config.optim.lr=5e-3"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    means, cov, color = map(float, proc.stdout.split())
+    assert (means, cov, color) == pytest.approx((2e-4, 5e-3, 2e-3), rel=1e-12)

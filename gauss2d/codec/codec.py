@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d.codec import bitstream, entropy, quantize
+from gauss2d.codec import bitstream, budget, entropy, quantize
 from gauss2d.codec.bitstream import CodecError, Header
 from gauss2d.gaussians import CholeskyParams, parameterization_of
 
@@ -265,25 +265,31 @@ def encode(
     return data
 
 
-def decode(data: bytes) -> Decoded:
+def decode(data: bytes, *, memory_limit_gb: float | None = budget.DEFAULT_MEMORY_LIMIT_GB) -> Decoded:
     """Reads a gauss2d file.
+
+    Args:
+      data: the file's bytes.
+      memory_limit_gb: refuse a file whose header says decoding needs more
+        (``budget.decode_bytes``; None: no limit).
 
     Returns:
       ``Decoded(params, height, width)``; ``params`` equals
       ``quantize_for_encoding`` of what was encoded, bit for bit.
 
     Raises:
-      CodecError: on anything wrong with ``data`` (and nothing else).
+      CodecError: on anything wrong with ``data`` (and nothing else);
+        ``budget.MemoryBudgetError`` (a ``CodecError``) over the budget.
     """
     try:
-        return _decode(data)
+        return _decode(data, memory_limit_gb)
     except CodecError:
         raise
     except Exception as e:  # a gap in the checks must still surface as a CodecError
         raise CodecError(f"corrupt gauss2d file: {type(e).__name__}: {e}") from e
 
 
-def _decode(data: bytes) -> Decoded:
+def _decode(data: bytes, memory_limit_gb: float | None) -> Decoded:
     spans = bitstream.split_file(data)
     data = bytes(data)
     h = bitstream.parse_header(data[slice(*spans[0])])
@@ -292,17 +298,22 @@ def _decode(data: bytes) -> Decoded:
         raise CodecError(
             f"num_gaussians={h.num_gaussians} is too many for a {len(data)}-byte file (<= {limit})"
         )
+    budget.check_decode(h, len(data), memory_limit_gb)  # before anything that scales with N
     n = h.num_gaussians
     pos, cov, col = (data[slice(*s)] for s in spans[1:])
     if h.mode == "entropy":
         keys = entropy.decode_positions(pos, n, _num_cells(h))
-        positions = keys.astype("<u8")
+        positions = keys.view("<u8")  # keys >= 0: the same bytes, no copy
         gw = _grid_width(h)
         cells = np.stack([keys % gw, keys // gw], axis=-1)
         xy_q = quantize.grid_to_raw_xy(cells, 2.0**h.position_step_log2, h.height, h.width)
-        chol_idx = np.stack(entropy.read_symbols_section(cov, n, [2**h.chol_bits] * 3, "covariance"), -1)
+        del cells
+        # Indices as uint16 (every alphabet is <= 2^16): int64 copies of them
+        # were most of a large file's decoding memory (budget.py).
+        chol_idx = budget.stack_u16(entropy.read_symbols_section(cov, n, [2**h.chol_bits] * 3, "covariance"))
         streams = entropy.read_symbols_section(col, n, [h.codebook_size] * h.rvq_stages, "color")
-        color_idx = np.stack(streams, -1)
+        color_idx = budget.stack_u16(streams)
+        del streams
     else:
         if len(pos) != 4 * n:
             raise CodecError(f"positions section is {len(pos)} bytes, expected {4 * n}")
@@ -317,7 +328,7 @@ def _decode(data: bytes) -> Decoded:
             raise CodecError(f"colour index {color_idx.max()} >= codebook_size {h.codebook_size}")
     if bitstream.content_crc(data[slice(*spans[0])], positions, chol_idx, color_idx) != h.content_crc:
         raise CodecError("decoded content does not match its checksum (corrupt entropy-coded data)")
-    params = _dequantized(xy_q, chol_idx.astype(np.int64), color_idx.astype(np.int64), h)
+    params = _dequantized(xy_q, chol_idx, color_idx, h)  # any integer dtype: no int64 copies
     return Decoded(params, h.height, h.width)
 
 

@@ -98,8 +98,8 @@ def compress_one(
     outdir = workdir / name
     settings = {k: runrecord.select(config, k) for k in RESULT_KEYS}
     settings["fitted_dir"] = None if fitted_dir is None else str(fitted_dir)
-    if (outdir / RESULT).exists():
-        row = json.loads((outdir / RESULT).read_text())
+    row = runner.read_result(outdir / RESULT, label)  # None: not done yet, or damaged (then redone)
+    if row is not None:
         if row.get("settings") != settings:
             raise Gauss2dError(
                 f"'{outdir / RESULT}' was made with other settings (config or --fitted_dir): "
