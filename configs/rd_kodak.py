@@ -35,12 +35,15 @@ def rd_section(num_points: tuple[int, ...]) -> ml_collections.ConfigDict:
     rd = ml_collections.ConfigDict()
     rd.num_points = num_points
     rd.chol_bits = ()  # one per point, or () for codec.chol_bits at every point
+    # codec.lmbda per point (version 2): one per point, several with one
+    # num_points (a lambda sweep at fixed N), or () for codec.lmbda everywhere.
+    rd.lmbda = ()
     # Pillow codecs measured on the same images (gauss2d/rd/baselines.py);
     # a codec the installed Pillow lacks is reported and skipped.
-    rd.baselines = "jpeg,jpeg444,webp,jpeg2000"
+    rd.baselines = "jpeg,jpeg444,webp,jpeg2000,avif,heif"
     # Published Kodak curves overlaid on the plots and compared by BD-rate
     # (gauss2d/rd/published.py); they are for full-size Kodak only.
-    rd.published = "gaussianimage,jpeg,webp,jpeg2000,bpg444,c3,coin"
+    rd.published = "gaussianimage,jpeg,webp,jpeg2000,bpg444,c3,coin,vtm,av1,coolchic"
     rd.max_bpp = 2.0  # x-axis limit of the plots; 0 = fit everything
     return rd
 
