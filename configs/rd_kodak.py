@@ -67,6 +67,9 @@ def get_config(arg: str = ""):
             config.log_every = 100
             points = tuple(n // 4 for n in (800, 3000, 5000, 9000))
             section.qat_steps = 200
+            # One rate weight per point, near the slope of the RD curve there
+            # (lmbda ~ MSE * 1.1 / bpp for ~3.3 dB per doubling of the rate).
+            lmbdas = (0.04, 0.008, 0.004, 0.0015)
         else:
             config.data.limit = 2
             config.optim.iterations = 60
@@ -75,4 +78,6 @@ def get_config(arg: str = ""):
             section.qat_steps = 30
         config.model.num_points = points[-1]  # replaced per point by rd_sweep
         config.rd = rd_section(points)
+        if arg == "cpu":
+            config.rd.lmbda = lmbdas
     return codec.with_codec(config, section)

@@ -24,7 +24,7 @@ from absl import app, flags, logging
 
 from experiments import cli
 from gauss2d import checkpoint, data, pipeline
-from gauss2d.codec import compress
+from gauss2d.codec import compress, qat, rdo, targets
 from gauss2d.errors import Gauss2dError
 
 _CONFIG = cli.define_config("configs/codec.py")
@@ -33,6 +33,17 @@ _PARAMS = flags.DEFINE_string(
     "params", None, "encode: fitted Gaussians (a params.npz of experiments.fit) instead of fitting INPUT."
 )
 _RESULTS = flags.DEFINE_string("results", None, "encode: also write the measurements to this JSON file.")
+# Quality control (codec.version 2; gauss2d/codec/targets.py).
+_TARGET_BPP = flags.DEFINE_float("target_bpp", None, "encode: a file of at most this bpp (and >= 0.9x it).")
+_TARGET_PSNR = flags.DEFINE_float(
+    "target_psnr", None, "encode: the smallest file found decoding to >= this PSNR."
+)
+_PRESET = flags.DEFINE_enum(
+    "preset", None, list(PRESETS := ("fast", "default", "best")), "encode: trade encode time for size."
+)
+
+# preset -> (fitting steps, fine-tuning steps) as multiples of the config's.
+PRESET_STEPS = {"fast": (0.3, 0.0), "default": (1.0, 1.0), "best": (3.0, 3.0)}
 
 COMMANDS = ("encode", "decode")
 
@@ -53,8 +64,54 @@ def read_file(path: pathlib.Path) -> bytes:
     return path.read_bytes()
 
 
+def apply_preset(config, preset: str | None):
+    """The config with a preset's step counts (None: unchanged)."""
+    if preset is None:
+        return config
+    fit_x, tune_x = PRESET_STEPS[preset]
+    with config.unlocked():
+        config.optim.iterations = max(1, round(config.optim.iterations * fit_x))
+        config.codec.qat_steps = round(config.codec.qat_steps * tune_x)
+    return config
+
+
+def check_targets(config) -> None:
+    if _TARGET_BPP.value is not None and _TARGET_PSNR.value is not None:
+        raise Gauss2dError("give --target_bpp or --target_psnr, not both")
+    if (_TARGET_BPP.value is not None or _TARGET_PSNR.value is not None) and int(config.codec.version) != 2:
+        raise Gauss2dError("--target_bpp and --target_psnr need codec.version=2")
+    if _TARGET_BPP.value is not None and not _TARGET_BPP.value > 0:
+        raise Gauss2dError(f"--target_bpp={_TARGET_BPP.value} must be > 0")
+
+
+def hit_target(result, target, config) -> dict:
+    """Re-encodes ``result`` for --target_bpp / --target_psnr; returns the new file's summary."""
+    height, width = target.shape[:2]
+    settings = rdo.settings_from_config(config)
+    backend = config["render"]["backend"]
+    if _TARGET_BPP.value is not None:
+        trial = targets.to_bpp(result.params, height, width, result.codec_state, settings, _TARGET_BPP.value)
+    else:
+        trial = targets.to_psnr(
+            result.params,
+            height,
+            width,
+            result.codec_state,
+            settings,
+            _TARGET_PSNR.value,
+            target,
+            lambda p, h, w: qat.render_params(p, h, w, backend),
+        )
+    result.data = trial.data
+    summary = dict(result.summary, **compress.file_summary(trial.data, target, backend))
+    summary.update(num_gaussians=trial.kept, target_step_factor=trial.scale)
+    return summary
+
+
 def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite: bool) -> None:
     check_output(output, overwrite)  # before minutes of fitting, not after
+    config = apply_preset(config, _PRESET.value)
+    check_targets(config)
     target = pipeline.load_target(source, config)
     params = checkpoint.load_params_npz(_PARAMS.value) if _PARAMS.value else None
 
@@ -64,6 +121,8 @@ def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite
     result = compress.compress_image(
         target, config, jax.random.key(int(config["seed"])), params=params, progress=progress
     )
+    if _TARGET_BPP.value is not None or _TARGET_PSNR.value is not None:
+        result.summary = hit_target(result, target, config)
     check_output(output, overwrite)  # it may have appeared meanwhile
     with checkpoint.atomic_write(output) as f:
         f.write(result.data)

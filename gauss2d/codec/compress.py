@@ -97,7 +97,7 @@ class CompressResult:
 
     data: bytes  # the encoded file, in codec.mode
     params: gaussians.CholeskyParams  # the fine-tuned continuous Gaussians
-    codec_state: CodecState  # the fine-tuned quantiser state the file stores
+    codec_state: CodecState | codec_v2.V2State  # the fine-tuned quantiser state the file stores
     summary: dict[str, Any]  # JSON-able; see compress_image
 
 
@@ -225,4 +225,4 @@ def _compress_v2(target, params, config, summary, backend, on_chunk) -> Compress
     summary["gaussianimage"] = dict(
         file_summary(baseline, target, backend), encode_seconds=time.perf_counter() - t0
     )
-    return CompressResult(data, result.params, None, summary)
+    return CompressResult(data, result.params, result.state, summary)

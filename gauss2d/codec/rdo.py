@@ -74,6 +74,12 @@ def _from_log(state: V2State) -> V2State:
     return V2State(*(quantize.LsqParams(jnp.exp(s.scale), s.offset) for s in state))
 
 
+def _quantisers(state: V2State) -> V2State:
+    """The steps from their logs; offsets held (sg): the coder's Laplace location
+    absorbs a shift, and a moving offset re-assigns indices every step."""
+    return V2State(*(quantize.LsqParams(jnp.exp(s.scale), jax.lax.stop_gradient(s.offset)) for s in state))
+
+
 class RdoExtra(NamedTuple):
     """Read-only state of the objective."""
 
@@ -130,7 +136,7 @@ def make_loss(
 
 
 def make_optimizer(config: Mapping, params: gaussians.CholeskyParams) -> optax.GradientTransformation:
-    """The fit's optimiser at ``codec.qat_lr`` for the Gaussians; Adam at ``codec.quant_lr`` for the quantisers."""
+    """The fit's optimiser at codec.qat_lr for the Gaussians; Adam at codec.quant_lr for the quantisers."""
     c = config["codec"]
     cfg = dict(config["optim"])
     cfg.update(lr=float(c["qat_lr"]), iterations=max(1, int(c["qat_steps"])), schedule=str(c["qat_schedule"]))
