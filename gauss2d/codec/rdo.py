@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -298,17 +299,23 @@ def finetune(
         ),
     )
     state = jax.tree_util.tree_map(jnp.copy, state)
-    chunks: dict[int, Callable] = {}
+    codec_json = json.dumps(c.to_dict() if hasattr(c, "to_dict") else dict(c), sort_keys=True, default=str)
 
     def chunk_for(cap):
-        if cap not in chunks:
-            chunks[cap] = fit.make_chunk(make_step(build, optimizer, cap, lmbda, pixels), log_every)
-        return chunks[cap]
+        # Cached as fit's chunks are: the images of a dataset that share a
+        # shape share one compilation.
+        key = ("rdo", settings, lmbda, codec_json, log_every) + fit.program_key(
+            config, params, height, width, cap
+        )
+        return fit.cached_chunk(
+            key, lambda: fit.make_chunk(make_step(build, optimizer, cap, lmbda, pixels), log_every)
+        )
 
     total = jnp.asarray(steps, jnp.int32)
     rows, step = [], 0
     while step < steps:
         before = jax.tree_util.tree_map(jnp.copy, state)
+        t0, first = time.perf_counter(), step
         state, out = chunk_for(capacity)(state, target, total)
         if bool(state.train.capacity_overflow):
             capacity = tiling.capacity_bucket(int(state.train.max_pairs))
@@ -320,6 +327,7 @@ def finetune(
         if bool(state.train.nonfinite):
             break
         step = int(state.train.step)
+        chunk_steps = step - first
         if prune_every and step % prune_every == 0 and step < steps and lmbda > 0:
             state = _prune(
                 state, target, height, width, settings, backend, capacity, lmbda, pixels, prune_fraction
@@ -332,6 +340,11 @@ def finetune(
                     "iterations": steps,
                     "loss": float(rows[-1][-1, 0]),
                     "psnr": float(rows[-1][-1, 1]),
+                    "bits": float(rows[-1][-1, 2]),
+                    "live": int(np.asarray(state.extra.alive).sum()),
+                    "steps_per_second": chunk_steps / max(time.perf_counter() - t0, 1e-9),
+                    "eta_seconds": (steps - step) * (time.perf_counter() - t0) / max(chunk_steps, 1),
+                    "elapsed_seconds": time.perf_counter() - start,
                 },
             )
     best = jax.device_get(state.best)

@@ -1,0 +1,82 @@
+"""BD-rates of a v2 RD study against v1 and the measured codecs, from its rd.csv.
+
+    python -m benchmarks.rd_v2_compare --workdir=runs/rd_v2 [--workdir=runs/rd_v2_rdo ...]
+
+``V1_CPU`` is today's v1 on the same study (configs/rd_kodak.py:cpu: the
+same images, fits and points), as recorded in benchmarks/RESULTS.md
+("rd_sweep, with the corrected Adan", commit 2b1612a): v1's quantisers and
+200 QAT steps. The fits are deterministic (this study's fits reproduce its
+fit PSNRs 25.14 / 28.86 / 30.43 / 32.39 dB exactly), so the v1 files of
+those fits are what that run measured.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import pathlib
+
+from absl import app, flags
+
+from gauss2d.rd import study
+
+_WORKDIR = flags.DEFINE_multi_string("workdir", ["runs/rd_v2"], "RD study folders (rd.csv).")
+_JSON = flags.DEFINE_string("json", None, "Write the tables here.")
+
+V1_CPU = {
+    "bpp": [0.099, 0.300, 0.470, 0.795],
+    "psnr": [23.84, 26.71, 27.87, 28.91],
+    "ms_ssim": [0.783, 0.880, 0.909, 0.932],
+}
+ANCHORS = ("jpeg", "jpeg444", "webp", "jpeg2000", "avif", "heif")
+
+
+def _rows(path: pathlib.Path) -> list[dict]:
+    out = []
+    with path.open() as f:
+        for r in csv.DictReader(f):
+            r["bpp"], r["psnr"] = float(r["bpp"]), float(r["psnr"])
+            r["ms_ssim"] = float(r["ms_ssim"]) if r["ms_ssim"] else None
+            out.append(r)
+    return out
+
+
+def compare(workdir: pathlib.Path) -> dict:
+    curves = study.mean_curves(_rows(workdir / "rd.csv"))
+    ours = curves["gauss2d"]
+    table = {"curve": {k: ours[k] for k in ("point", "bpp", "psnr", "ms_ssim")}, "bd": {}}
+    for quality in study.QUALITIES:
+        if any(v is None for v in ours[quality]):
+            continue
+        row = {
+            "v1 (RESULTS.md, 2b1612a)": study.compare(
+                (V1_CPU["bpp"], V1_CPU[quality]), (ours["bpp"], ours[quality])
+            )
+        }
+        for anchor in ANCHORS:
+            if anchor in curves and all(v is not None for v in curves[anchor][quality]):
+                c = curves[anchor]
+                row[anchor] = study.compare((c["bpp"], c[quality]), (ours["bpp"], ours[quality]))
+        table["bd"][quality] = row
+    return table
+
+
+def main(argv):
+    del argv
+    out = {}
+    for w in _WORKDIR.value:
+        out[w] = compare(pathlib.Path(w))
+        print(w)
+        c = out[w]["curve"]
+        for i, p in enumerate(c["point"]):
+            print(f"  {p}: {c['bpp'][i]:.4f} bpp, {c['psnr'][i]:.2f} dB, MS-SSIM {c['ms_ssim'][i]}")
+        for quality, row in out[w]["bd"].items():
+            for anchor, entry in row.items():
+                value = f"{entry['bd_rate']:+.1f}%" if "bd_rate" in entry else entry["error"]
+                print(f"  BD-rate ({quality}) vs {anchor}: {value}")
+    if _JSON.value:
+        pathlib.Path(_JSON.value).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    app.run(main)
