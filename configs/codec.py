@@ -59,6 +59,9 @@ def codec_section() -> ml_collections.ConfigDict:
     c.quant_lr = 1e-2  # Adam on the log steps and offsets of the v2 quantisers
     c.prune_every = 50  # steps between pruning rounds (0: no pruning)
     c.prune_fraction = 0.1  # at most this share of the live Gaussians per round
+    # After fine-tuning, scale the colour then the Cholesky steps by 2^(k/2),
+    # k in [-4, 4], keeping what minimises MSE + lmbda * bpp of the real file.
+    c.step_search = True
     return c
 
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gauss2d import densify, fit, gaussians, metrics
-from gauss2d.codec import codec_v2, qat, rdo
+from gauss2d.codec import codec_v2, qat, rdo, targets
 from gauss2d.codec.codec import CodecState, bits_by_attribute, decode, encode, init_codec_state
 from gauss2d.errors import Gauss2dError
 
@@ -204,8 +204,21 @@ def _compress_v2(target, params, config, summary, backend, on_chunk) -> Compress
         quantized_psnr_before_qat=float(result.history["psnr"][0]) if result.history["psnr"].size else None,
     )
     t0 = time.perf_counter()
+    state = result.state
+    if config["codec"].get("step_search", False) and summary["lmbda"] > 0:
+        state, found = targets.rd_search(
+            result.params,
+            height,
+            width,
+            state,
+            settings,
+            summary["lmbda"],
+            target,
+            lambda p, h, w: qat.render_params(p, h, w, backend),
+        )
+        summary["step_search"] = found
     try:
-        data = codec_v2.encode_v2(result.params, height, width, result.state, settings)
+        data = codec_v2.encode_v2(result.params, height, width, state, settings)
     except ValueError as e:
         raise Gauss2dError(f"cannot encode the fitted Gaussians: {e}") from None
     seconds = time.perf_counter() - t0
@@ -225,4 +238,4 @@ def _compress_v2(target, params, config, summary, backend, on_chunk) -> Compress
     summary["gaussianimage"] = dict(
         file_summary(baseline, target, backend), encode_seconds=time.perf_counter() - t0
     )
-    return CompressResult(data, result.params, result.state, summary)
+    return CompressResult(data, result.params, state, summary)

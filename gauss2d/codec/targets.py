@@ -189,3 +189,53 @@ def to_psnr(
         else:
             hi = mid
     return best
+
+
+def rd_search(
+    params: gaussians.CholeskyParams,
+    height: int,
+    width: int,
+    state: V2State,
+    settings: V2Settings,
+    lmbda: float,
+    target: np.ndarray,
+    render: Callable,
+    factors: tuple[float, ...] = tuple(2.0 ** (k / 2) for k in range(-4, 5)),
+) -> tuple[V2State, dict]:
+    """The quantiser steps minimising MSE + lmbda * bpp of the real file (coordinate descent).
+
+    Scales the colour steps, then the Cholesky steps, by each of ``factors``;
+    every trial is a real encode, decode and render, so the choice is made
+    on the file's bytes and the decoder's pixels.
+
+    Returns:
+      (the best state, {"color_factor", "chol_factor", "objective", "trials"}).
+    """
+    target = jnp.asarray(target, jnp.float32)
+
+    def objective(st: V2State) -> float:
+        data = codec_v2.encode_v2(params, height, width, st, settings)
+        decoded = codec_v2.decode_v2(data)[0]
+        mse = float(jnp.mean((render(decoded, height, width) - target) ** 2))
+        return mse + lmbda * 8.0 * len(data) / (height * width)
+
+    best, best_value = state, objective(state)
+    chosen = {"color": 1.0, "chol": 1.0}
+    trials = 1
+    for group in ("color", "chol"):
+        base = best
+        for f in factors:
+            if f == 1.0:
+                continue
+            q = getattr(base, group)
+            st = base._replace(**{group: quantize.LsqParams(jnp.asarray(q.scale) * f, jnp.asarray(q.offset))})
+            value = objective(st)
+            trials += 1
+            if value < best_value:
+                best, best_value, chosen[group] = st, value, f
+    return best, {
+        "color_factor": chosen["color"],
+        "chol_factor": chosen["chol"],
+        "objective": best_value,
+        "trials": trials,
+    }
