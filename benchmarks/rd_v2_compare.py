@@ -22,6 +22,9 @@ from gauss2d.rd import study
 
 _WORKDIR = flags.DEFINE_multi_string("workdir", ["runs/rd_v2"], "RD study folders (rd.csv).")
 _JSON = flags.DEFINE_string("json", None, "Write the tables here.")
+_EXTRA = flags.DEFINE_multi_string(
+    "extra", [], "Work directories whose rows complete every --workdir's curve."
+)
 
 V1_CPU = {
     "bpp": [0.099, 0.300, 0.470, 0.795],
@@ -41,8 +44,15 @@ def _rows(path: pathlib.Path) -> list[dict]:
     return out
 
 
-def compare(workdir: pathlib.Path) -> dict:
-    curves = study.mean_curves(_rows(workdir / "rd.csv"))
+def compare(workdir: pathlib.Path, extra: list[pathlib.Path] = ()) -> dict:
+    rows = _rows(workdir / "rd.csv")
+    seen = {(r["image"], r["method"], r["point"]) for r in rows}
+    for other in extra:  # more points of the same study, run in another work directory
+        for r in _rows(other / "rd.csv"):
+            if (r["image"], r["method"], r["point"]) not in seen:
+                rows.append(r)
+                seen.add((r["image"], r["method"], r["point"]))
+    curves = study.mean_curves(rows)
     ours = curves["gauss2d"]
     table = {"curve": {k: ours[k] for k in ("point", "bpp", "psnr", "ms_ssim")}, "bd": {}}
     for quality in study.QUALITIES:
@@ -65,7 +75,7 @@ def main(argv):
     del argv
     out = {}
     for w in _WORKDIR.value:
-        out[w] = compare(pathlib.Path(w))
+        out[w] = compare(pathlib.Path(w), [pathlib.Path(e) for e in _EXTRA.value])
         print(w)
         c = out[w]["curve"]
         for i, p in enumerate(c["point"]):
