@@ -28,8 +28,9 @@ import numpy as np
 from absl import app, flags
 
 from configs import rd_kodak
-from gauss2d import checkpoint, gaussians, metrics, pipeline
-from gauss2d.codec import codec, codec_v2, compress, qat, quantize
+from gauss2d import checkpoint, compress, gaussians, metrics, runner
+from gauss2d.codec import codec, codec_v2, quantize
+from gauss2d.render.params import render_params
 
 _FITS = flags.DEFINE_string("fits", "runs/rd_v2/gauss2d/n2250/fit", "Folder of fits (<image>/params.npz).")
 _DATA = flags.DEFINE_string("data", "../shared/data/kodak", "Folder of the images the fits are of.")
@@ -39,7 +40,7 @@ _JSON = flags.DEFINE_string("json", None, "Write the results here.")
 
 def _psnr(params, target):
     h, w = target.shape[:2]
-    return float(metrics.psnr(qat.render_params(params, h, w), jnp.asarray(target)))
+    return float(metrics.psnr(render_params(params, h, w), jnp.asarray(target)))
 
 
 def _v1_order(params, h, w, step):
@@ -98,7 +99,7 @@ def main(argv):
     rows, fits = {}, []
     for d in sorted(p for p in fits_dir.iterdir() if (p / "params.npz").exists()):
         params = checkpoint.load_params_npz(d / "params.npz")
-        image = np.asarray(pipeline.load_target(pathlib.Path(_DATA.value) / f"{d.name}.png", config))
+        image = np.asarray(runner.load_target(pathlib.Path(_DATA.value) / f"{d.name}.png", config))
         rows[d.name] = breakdown(params, image)
         fits.append((params, image.shape[0], image.shape[1]))
         print(d.name, json.dumps(rows[d.name]), flush=True)

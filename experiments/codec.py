@@ -23,9 +23,10 @@ import jax
 from absl import app, flags, logging
 
 from experiments import cli
-from gauss2d import checkpoint, data, pipeline
-from gauss2d.codec import compress, qat, rdo, targets
+from gauss2d import checkpoint, compress, data, runner, runrecord
+from gauss2d.compress import rdo, targets
 from gauss2d.errors import Gauss2dError
+from gauss2d.render.params import render_params
 
 _CONFIG = cli.define_config("configs/codec.py")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace OUTPUT if it exists.")
@@ -100,7 +101,7 @@ def hit_target(result, target, config) -> dict:
             settings,
             _TARGET_PSNR.value,
             target,
-            lambda p, h, w: qat.render_params(p, h, w, backend),
+            lambda p, h, w: render_params(p, h, w, backend),
         )
     result.data = trial.data
     summary = dict(result.summary, **compress.file_summary(trial.data, target, backend))
@@ -112,11 +113,11 @@ def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite
     check_output(output, overwrite)  # before minutes of fitting, not after
     config = apply_preset(config, _PRESET.value)
     check_targets(config)
-    target = pipeline.load_target(source, config)
+    target = runner.load_target(source, config)
     params = checkpoint.load_params_npz(_PARAMS.value) if _PARAMS.value else None
 
     def progress(stage: str, info) -> None:
-        pipeline.Progress(f"[{source.name}] {stage}")(info)
+        runrecord.Progress(f"[{source.name}] {stage}")(info)
 
     result = compress.compress_image(
         target, config, jax.random.key(int(config["seed"])), params=params, progress=progress
@@ -135,7 +136,7 @@ def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite
         flush=True,
     )
     if _RESULTS.value:
-        pipeline.write_json(pathlib.Path(_RESULTS.value), {"input": str(source), "output": str(output), **s})
+        runrecord.write_json(pathlib.Path(_RESULTS.value), {"input": str(source), "output": str(output), **s})
 
 
 def decode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite: bool) -> None:

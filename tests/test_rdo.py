@@ -7,7 +7,9 @@ import pytest
 
 from configs import codec as codec_config
 from gauss2d import gaussians, metrics
-from gauss2d.codec import codec_v2, decode, qat, rdo, targets
+from gauss2d.codec import codec_v2, decode
+from gauss2d.compress import rdo, targets
+from gauss2d.render.params import render_params
 
 H, W = 32, 48
 
@@ -74,7 +76,7 @@ def test_removal_cost_matches_a_real_removal(scene):
     def sq_error(mask):
         hat, _, _ = codec_v2.fake_quantize_v2(params, rdo._from_log(trainable.quant), H, W, settings, "round")
         hat = hat._replace(color=hat.color * mask[:, None])
-        im = qat.render_params(hat, H, W)
+        im = render_params(hat, H, W)
         return float(jnp.sum((im - target) ** 2))
 
     base = sq_error(alive)
@@ -100,7 +102,7 @@ def test_target_psnr_is_met_by_the_smallest_found(scene):
     state = codec_v2.init_v2_state(params, settings)
 
     def render(p, h, w):
-        return qat.render_params(p, h, w)
+        return render_params(p, h, w)
 
     fine = targets.to_psnr(params, H, W, state, settings, -100.0, image, render)
     best_possible = float(
@@ -137,7 +139,7 @@ def test_rd_search_follows_lambda(scene):
     state = codec_v2.init_v2_state(params, settings)
 
     def render(p, h, w):
-        return qat.render_params(p, h, w)
+        return render_params(p, h, w)
 
     _, cheap = targets.rd_search(params, H, W, state, settings, 1.0, image, render)
     _, sharp = targets.rd_search(params, H, W, state, settings, 1e-7, image, render)

@@ -26,17 +26,17 @@ multiplied by it, so they render nothing, and the rate ignores them): the
 shapes, and so the compiled step, never change. ``finetune`` returns the
 survivors only.
 
-The objective has the engine's shape (gauss2d/train.py on main after issue
-13: ``loss(capacity) -> f(params, extra, target, mask)``); until that lands,
-``finetune`` drives it with today's pieces of ``gauss2d.fit`` (the same
-chunks, capacity regrowth and NaN stop as ``qat.finetune``).
+D + lambda R is an objective for the training engine (``gauss2d.train``,
+``objective``): the loss above with the estimated bits in ``Aux.metrics``
+(they come back in the history), the step floor as ``constrain``, the alive
+mask as read-only ``extra``. ``finetune`` runs it with ``train.run_image``
+in segments of ``codec.prune_every`` steps and prunes between them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -47,11 +47,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gauss2d import fit, gaussians, losses, optim
+from gauss2d import gaussians, losses, optim, train
 from gauss2d.codec import codec_v2, quantize, rate
 from gauss2d.codec.codec_v2 import V2Settings, V2State
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import render_with_stats, tiling
+from gauss2d.render import render_with_stats
 
 MIN_STEP = 1e-4  # quantiser steps are kept above this after each update
 
@@ -105,8 +105,8 @@ def settings_from_config(config: Mapping) -> V2Settings:
 
 def make_loss(
     config: Mapping, settings: V2Settings, height: int, width: int, lmbda: float
-) -> Callable[[int], Callable]:
-    """``loss(capacity) -> f(params, extra, target, mask) -> (loss, (stats, mse, bits))``."""
+) -> Callable[[int], train.LossFn]:
+    """``loss(capacity) -> f(params, extra, target, mask) -> (loss, train.Aux)``; Aux.metrics["bits"]."""
     loss_fn = losses.make_loss(dict(config["loss"]))
     backend = config["render"]["backend"]
     pixels = float(height * width)
@@ -115,7 +115,7 @@ def make_loss(
         def f(params: RdoParams, extra: RdoExtra, target, mask):
             g = params.gaussians
             hat, chol_q, color_q = codec_v2.fake_quantize_v2(
-                g, _from_log(params.quant), height, width, settings
+                g, _quantisers(params.quant), height, width, settings
             )
             alive = extra.alive
             hat = hat._replace(color=hat.color * alive[:, None])
@@ -129,11 +129,24 @@ def make_loss(
                 + (rate.symbol_bits(color_q, alive) * alive[:, None]).sum()
                 + rate.position_bits(alive.sum(), height, width, settings.position_step)
             )
-            return loss + lmbda * bits / pixels, (stats, mse, bits)
+            return loss + lmbda * bits / pixels, train.Aux(stats, mse, {"bits": bits})
 
         return f
 
     return build
+
+
+def objective(config: Mapping, settings: V2Settings, height: int, width: int, lmbda: float, optimizer):
+    """The engine's ``Objective`` for D + lmbda R (pruning happens between ``train.run_image`` calls)."""
+    key = (train.config_key(config, ("optim", "loss", "render", "codec")), settings, lmbda)
+    return train.Objective(
+        name="rdo",
+        loss=make_loss(config, settings, height, width, lmbda),
+        optimizer=optimizer,
+        key=key,
+        constrain=_constrain,
+        lr_key="codec.qat_lr",
+    )
 
 
 def make_optimizer(config: Mapping, params: gaussians.CholeskyParams) -> optax.GradientTransformation:
@@ -153,58 +166,6 @@ def _constrain(p: RdoParams) -> RdoParams:
     q = p.quant
     clamp = lambda lsq: lsq._replace(scale=jnp.maximum(lsq.scale, math.log(MIN_STEP)))  # noqa: E731
     return p._replace(quant=V2State(clamp(q.chol), clamp(q.color)))
-
-
-class Best(NamedTuple):
-    params: RdoParams
-    objective: jax.Array  # D + lmbda R of the quantised state
-    psnr: jax.Array
-    bits: jax.Array
-    step: jax.Array
-
-
-class RdoState(NamedTuple):
-    train: fit.TrainState
-    extra: RdoExtra
-    best: Best
-
-
-def make_step(build_loss, optimizer, capacity: int, lmbda: float, pixels: float):
-    f = build_loss(capacity)
-
-    def step(state: RdoState, target, total_steps, mask=None):
-        tr = state.train
-        (loss, (stats, mse, bits)), grads = jax.value_and_grad(f, has_aux=True)(
-            tr.params, state.extra, target, mask
-        )
-        updates, opt_state = optimizer.update(grads, tr.opt_state, tr.params)
-        new = _constrain(optax.apply_updates(tr.params, updates))
-        finite = jnp.isfinite(loss) & jnp.all(
-            jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)])
-        )
-        active = (tr.step < total_steps) & ~tr.nonfinite
-        apply = active & finite & ~stats.overflow
-        psnr = -10.0 * jnp.log10(jnp.maximum(mse, 1e-20))
-        objective = mse + lmbda * bits / pixels
-        better = apply & (objective < state.best.objective)
-
-        def choose(cond, a, b):
-            return jax.tree_util.tree_map(lambda x, y: jnp.where(cond, x, y), a, b)
-
-        return RdoState(
-            train=fit.TrainState(
-                params=choose(apply, new, tr.params),
-                opt_state=choose(apply, opt_state, tr.opt_state),
-                step=tr.step + apply.astype(jnp.int32),
-                capacity_overflow=tr.capacity_overflow | (active & stats.overflow),
-                nonfinite=tr.nonfinite | (active & ~finite),
-                max_pairs=jnp.maximum(tr.max_pairs, stats.num_pairs),
-            ),
-            extra=state.extra,
-            best=choose(better, Best(tr.params, objective, psnr, bits, tr.step), state.best),
-        ), {"loss": loss, "psnr": psnr, "bits": bits, "active": apply}
-
-    return step
 
 
 @functools.partial(jax.jit, static_argnames=("height", "width", "settings", "backend", "capacity"))
@@ -245,12 +206,13 @@ def removal_costs(params: RdoParams, alive, target, *, height, width, settings, 
 class RdoResult:
     params: gaussians.CholeskyParams  # survivors only, continuous (encode_v2 quantises them)
     state: V2State
-    psnr: float  # quantised render of the best state, as trained
-    bits: float  # estimated bits of the best state
-    best_step: int
+    psnr: float  # quantised render of the final state, as trained (the last step's)
+    bits: float  # estimated bits of the final state (the last step's)
+    best_step: int  # steps taken
     pruned: int
-    history: dict[str, np.ndarray]
+    history: dict[str, np.ndarray]  # "step", "loss", "psnr", "bits": one entry per step
     seconds: float
+    stopped_early: str | None = None
 
 
 def finetune(
@@ -260,7 +222,13 @@ def finetune(
     *,
     on_chunk: Callable[[Any, dict], Any] | None = None,
 ) -> RdoResult:
-    """``codec.qat_steps`` steps of D + ``codec.lmbda`` R with pruning; returns the best state's survivors."""
+    """``codec.qat_steps`` steps of D + ``codec.lmbda`` R with pruning; returns the survivors.
+
+    The engine (``train.run_image``) runs the steps in segments of
+    ``codec.prune_every``; between segments ``_prune`` zeroes the ``alive``
+    weight of Gaussians not worth their bits. The result is the final state
+    (the engine keeps the last good one if a step goes non-finite).
+    """
     c = config["codec"]
     settings = settings_from_config(config)
     lmbda = float(c.get("lmbda", 0.0))
@@ -278,104 +246,61 @@ def finetune(
     pixels = float(height * width)
     backend = config["render"]["backend"]
     start = time.perf_counter()
-    trainable = RdoParams(params, _to_log(codec_v2.init_v2_state(params, settings)))
     n = params.xy.shape[0]
-    extra = RdoExtra(jnp.ones((n,), jnp.float32))
+    quant = codec_v2.init_v2_state(params, settings)
+    if steps == 0:
+        return RdoResult(params, quant, float("nan"), float("nan"), 0, 0, _history([]), 0.0, None)
     optimizer = make_optimizer(config, params)
-    build = make_loss(config, settings, height, width, lmbda)
-    capacity = fit.needed_capacity(params, height, width, backend)
-    log_every = max(1, int(min(config["log_every"], steps or 1)))
-    if prune_every:
-        log_every = math.gcd(log_every, prune_every)
-    state = RdoState(
-        fit.init_state(trainable, optimizer),
-        extra,
-        Best(
-            trainable,
-            jnp.asarray(jnp.inf, jnp.float32),
-            jnp.asarray(-jnp.inf, jnp.float32),
-            jnp.zeros(()),
-            jnp.zeros((), jnp.int32),
-        ),
+    goal = objective(config, settings, height, width, lmbda, optimizer)
+    state = train.init_state(
+        RdoParams(params, _to_log(quant)), optimizer, RdoExtra(jnp.ones((n,), jnp.float32))
     )
     state = jax.tree_util.tree_map(jnp.copy, state)
-    codec_json = json.dumps(c.to_dict() if hasattr(c, "to_dict") else dict(c), sort_keys=True, default=str)
-
-    def chunk_for(cap):
-        # Cached as fit's chunks are: the images of a dataset that share a
-        # shape share one compilation.
-        key = ("rdo", settings, lmbda, codec_json, log_every) + fit.program_key(
-            config, params, height, width, cap
-        )
-        return fit.cached_chunk(
-            key, lambda: fit.make_chunk(make_step(build, optimizer, cap, lmbda, pixels), log_every)
-        )
-
-    total = jnp.asarray(steps, jnp.int32)
-    rows, step = [], 0
-    while step < steps:
-        before = jax.tree_util.tree_map(jnp.copy, state)
-        t0, first = time.perf_counter(), step
-        state, out = chunk_for(capacity)(state, target, total)
-        if bool(state.train.capacity_overflow):
-            capacity = tiling.capacity_bucket(int(state.train.max_pairs))
-            state = before._replace(train=before.train._replace(max_pairs=state.train.max_pairs))
-            continue
-        out = jax.device_get(out)
-        act = out["active"].astype(bool)
-        rows.append(np.stack([out["loss"][act], out["psnr"][act], out["bits"][act]], -1))
-        if bool(state.train.nonfinite):
-            break
-        step = int(state.train.step)
-        chunk_steps = step - first
-        if prune_every and step % prune_every == 0 and step < steps and lmbda > 0:
+    capacity = train.needed_capacity(params, height, width, backend)
+    log_every = max(1, int(min(config["log_every"], steps)))
+    rounds = prune_every if (prune_every and lmbda > 0) else steps
+    log_every = math.gcd(log_every, rounds)
+    histories, stopped, done = [], None, 0
+    while done < steps and stopped is None:
+        end = min(done + rounds, steps)
+        out = train.run_image(goal, state, target, capacity, end, log_every, on_chunk)
+        state, capacity, stopped = out.state, out.capacity, out.stopped[0]
+        histories.append(out.histories[0])
+        done = int(state.step)
+        if done < steps and stopped is None and rounds < steps:
             state = _prune(
                 state, target, height, width, settings, backend, capacity, lmbda, pixels, prune_fraction
             )
-        if on_chunk is not None:
-            on_chunk(
-                state,
-                {
-                    "step": step,
-                    "iterations": steps,
-                    "loss": float(rows[-1][-1, 0]),
-                    "psnr": float(rows[-1][-1, 1]),
-                    "bits": float(rows[-1][-1, 2]),
-                    "live": int(np.asarray(state.extra.alive).sum()),
-                    "steps_per_second": chunk_steps / max(time.perf_counter() - t0, 1e-9),
-                    "eta_seconds": (steps - step) * (time.perf_counter() - t0) / max(chunk_steps, 1),
-                    "elapsed_seconds": time.perf_counter() - start,
-                },
-            )
-    best = jax.device_get(state.best)
-    if not np.isfinite(best.objective):  # no step taken: the initial state
-        best = Best(jax.device_get(trainable), np.inf, -np.inf, 0.0, 0)
-    alive = np.asarray(state.extra.alive) > 0 if np.isfinite(best.objective) else np.ones(n, bool)
-    # The best state may predate later prunings: keep whom it rendered, i.e.
-    # the alive mask at its step is a superset of the final one; Gaussians
-    # pruned after it are cheap by construction, so the final mask is used.
+    alive = np.asarray(state.extra.alive) > 0
     keep = np.flatnonzero(alive) if alive.any() else np.arange(1)
-    g = best.params.gaussians
-    survivors = gaussians.CholeskyParams(*(jnp.asarray(np.asarray(a)[keep]) for a in g))
-    quant = _from_log(jax.tree_util.tree_map(jnp.asarray, best.params.quant))
-    hist = np.concatenate(rows) if rows else np.zeros((0, 3))
+    final = jax.device_get(state.params)
+    survivors = gaussians.CholeskyParams(*(jnp.asarray(np.asarray(a)[keep]) for a in final.gaussians))
+    history = _history(histories)
     return RdoResult(
         survivors,
-        quant,
-        float(best.psnr),
-        float(best.bits),
-        int(best.step),
+        _from_log(jax.tree_util.tree_map(jnp.asarray, final.quant)),
+        float(history["psnr"][-1]) if history["psnr"].size else float("nan"),
+        float(history["bits"][-1]) if history["bits"].size else float("nan"),
+        done,
         int(n - keep.size),
-        {"loss": hist[:, 0], "psnr": hist[:, 1], "bits": hist[:, 2]},
+        history,
         time.perf_counter() - start,
+        stopped,
     )
 
 
-def _prune(state: RdoState, target, height, width, settings, backend, capacity, lmbda, pixels, fraction):
+def _history(parts: list[dict]) -> dict[str, np.ndarray]:
+    keys = ("step", "loss", "psnr", "bits")
+    return {k: np.concatenate([p[k] for p in parts if k in p]) if parts else np.zeros(0) for k in keys}
+
+
+def _prune(
+    state: train.TrainState, target, height, width, settings, backend, capacity, lmbda, pixels, fraction
+):
     """Marks dead the live Gaussians whose removal lowers D + lmbda R (at most ``fraction`` of them)."""
     alive = state.extra.alive
     added, bits = removal_costs(
-        state.train.params,
+        state.params,
         alive,
         target,
         height=height,
@@ -394,6 +319,4 @@ def _prune(state: RdoState, target, height, width, settings, backend, capacity, 
     drop = candidates[np.argsort(-gain[candidates])[:limit]]
     new_alive = np.asarray(alive).copy()
     new_alive[drop] = 0.0
-    # Restart the best-state search: the objective changed with the set of Gaussians.
-    best = state.best._replace(objective=jnp.asarray(jnp.inf, jnp.float32))
-    return state._replace(extra=RdoExtra(jnp.asarray(new_alive)), best=best)
+    return state._replace(extra=RdoExtra(jnp.asarray(new_alive)))

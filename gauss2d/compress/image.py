@@ -19,9 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from gauss2d import densify, fit, gaussians, metrics
-from gauss2d.codec import codec_v2, qat, rdo, targets
+from gauss2d.codec import codec_v2
 from gauss2d.codec.codec import CodecState, bits_by_attribute, decode, encode, init_codec_state
+from gauss2d.compress import qat, rdo, targets
 from gauss2d.errors import Gauss2dError
+from gauss2d.render.params import render_params
 
 # Receives (stage, info) after every training chunk; stage is "fit" or "qat",
 # info as in fit.fit_image's on_chunk (step, iterations, loss, psnr, ...).
@@ -39,7 +41,7 @@ def decode_and_render(data: bytes, backend: str = "xla") -> tuple[jax.Array, flo
     """
     t0 = time.perf_counter()
     decoded = decode(data)
-    image = qat.render_params(decoded.params, decoded.height, decoded.width, backend)
+    image = render_params(decoded.params, decoded.height, decoded.width, backend)
     image = jax.block_until_ready(image)
     return image, time.perf_counter() - t0
 
@@ -155,7 +157,7 @@ def compress_image(
     params = prune_inactive(params)
     summary["num_gaussians"] = gaussians.num_gaussians(params)
     summary["pruned_gaussians"] = fitted_count - summary["num_gaussians"]
-    summary["fit_psnr"] = float(metrics.psnr(qat.render_params(params, height, width, backend), target))
+    summary["fit_psnr"] = float(metrics.psnr(render_params(params, height, width, backend), target))
 
     if int(config["codec"].get("version", 1)) == 2:
         return _compress_v2(target, params, config, summary, backend, on_chunk("qat"))
@@ -198,9 +200,9 @@ def _compress_v2(target, params, config, summary, backend, on_chunk) -> Compress
         qat_steps=int(config["codec"]["qat_steps"]),
         qat_seconds=result.seconds,
         qat_best_step=result.best_step,
-        qat_stopped_early=None,
+        qat_stopped_early=result.stopped_early,
         rdo_pruned_gaussians=result.pruned,
-        rdo_estimated_bits=result.bits,
+        rdo_estimated_bits=result.bits if np.isfinite(result.bits) else None,
         quantized_psnr_before_qat=float(result.history["psnr"][0]) if result.history["psnr"].size else None,
     )
     t0 = time.perf_counter()
@@ -214,7 +216,7 @@ def _compress_v2(target, params, config, summary, backend, on_chunk) -> Compress
             settings,
             summary["lmbda"],
             target,
-            lambda p, h, w: qat.render_params(p, h, w, backend),
+            lambda p, h, w: render_params(p, h, w, backend),
         )
         summary["step_search"] = found
     try:
