@@ -43,36 +43,19 @@ _PRESET = flags.DEFINE_enum(
     "preset", None, list(PRESETS := ("fast", "default", "best")), "encode: trade encode time for size."
 )
 
-# preset -> (fitting steps, fine-tuning steps) as multiples of the config's.
-PRESET_STEPS = {"fast": (0.3, 0.0), "default": (1.0, 1.0), "best": (3.0, 3.0)}
-
-COMMANDS = ("encode", "decode")
-
-
-def check_output(path: pathlib.Path, overwrite: bool) -> None:
-    """Refuses to replace an existing file (or to write over a folder)."""
-    if path.is_dir():
-        raise Gauss2dError(f"output '{path}' is a directory, expected a file path")
-    if path.exists() and not overwrite:
-        raise Gauss2dError(f"output '{path}' exists; pass --overwrite to replace it")
-
-
-def read_file(path: pathlib.Path) -> bytes:
-    """The bytes of an input file, or a Gauss2dError naming it."""
-    if not path.is_file():
-        reason = "it is a directory" if path.is_dir() else "no such file"
-        raise Gauss2dError(f"cannot read '{path}': {reason}")
-    return path.read_bytes()
+# preset -> (fine-tuning steps as a multiple of codec.qat_steps, codec.step_search).
+# The fit (model.num_points, optim.iterations) is the caller's choice in every preset.
+PRESET_STEPS = {"fast": (0.0, False), "default": (1.0, True), "best": (3.0, True)}
 
 
 def apply_preset(config, preset: str | None):
-    """The config with a preset's step counts (None: unchanged)."""
+    """The config with a preset's fine-tuning settings (None: unchanged)."""
     if preset is None:
         return config
-    fit_x, tune_x = PRESET_STEPS[preset]
+    tune_x, search = PRESET_STEPS[preset]
     with config.unlocked():
-        config.optim.iterations = max(1, round(config.optim.iterations * fit_x))
         config.codec.qat_steps = round(config.codec.qat_steps * tune_x)
+        config.codec.step_search = search
     return config
 
 
