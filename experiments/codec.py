@@ -43,6 +43,25 @@ _PRESET = flags.DEFINE_enum(
     "preset", None, list(PRESETS := ("fast", "default", "best")), "encode: trade encode time for size."
 )
 
+COMMANDS = ("encode", "decode")
+
+
+def check_output(path: pathlib.Path, overwrite: bool) -> None:
+    """Refuses to replace an existing file (or to write over a folder)."""
+    if path.is_dir():
+        raise Gauss2dError(f"output '{path}' is a directory, expected a file path")
+    if path.exists() and not overwrite:
+        raise Gauss2dError(f"output '{path}' exists; pass --overwrite to replace it")
+
+
+def read_file(path: pathlib.Path) -> bytes:
+    """The bytes of an input file, or a Gauss2dError naming it."""
+    if not path.is_file():
+        reason = "it is a directory" if path.is_dir() else "no such file"
+        raise Gauss2dError(f"cannot read '{path}': {reason}")
+    return path.read_bytes()
+
+
 # preset -> (fine-tuning steps as a multiple of codec.qat_steps, codec.step_search).
 # The fit (model.num_points, optim.iterations) is the caller's choice in every preset.
 PRESET_STEPS = {"fast": (0.0, False), "default": (1.0, True), "best": (3.0, True)}
