@@ -34,7 +34,7 @@ _PARAMS = flags.DEFINE_string(
     "params", None, "encode: fitted Gaussians (a params.npz of experiments.fit) instead of fitting INPUT."
 )
 _RESULTS = flags.DEFINE_string("results", None, "encode: also write the measurements to this JSON file.")
-# Quality control (codec.version 2; gauss2d/codec/targets.py).
+# Quality control (codec.version 2; gauss2d/compress/targets.py).
 _TARGET_BPP = flags.DEFINE_float("target_bpp", None, "encode: a file of at most this bpp (and >= 0.9x it).")
 _TARGET_PSNR = flags.DEFINE_float(
     "target_psnr", None, "encode: the smallest file found decoding to >= this PSNR."
