@@ -67,9 +67,11 @@ def get_config(arg: str = ""):
             config.log_every = 100
             points = tuple(n // 4 for n in (800, 3000, 5000, 9000))
             section.qat_steps = 200
-            # One rate weight per point, near the slope of the RD curve there
-            # (lmbda ~ MSE * 1.1 / bpp for ~3.3 dB per doubling of the rate).
-            lmbdas = (0.04, 0.008, 0.004, 0.0015)
+            # One rate weight per point at the slope of the RD curve that the
+            # number of Gaussians traces: plain v2 quantisation of these fits
+            # (benchmarks/RESULTS.md, "codec v2") gains ~2.7 dB per e-fold of
+            # rate, so lmbda = MSE * (ln 10 / 10) * 2.7 / bpp ~ 0.63 MSE / bpp.
+            lmbdas = (0.016, 0.003, 0.0015, 0.0006)
         else:
             config.data.limit = 2
             config.optim.iterations = 60
