@@ -18,10 +18,13 @@ import pathlib
 
 from absl import app, flags
 
-from gauss2d.rd import study
+from gauss2d.rd import plots, published, study
 
 _WORKDIR = flags.DEFINE_multi_string("workdir", ["runs/rd_v2"], "RD study folders (rd.csv).")
 _JSON = flags.DEFINE_string("json", None, "Write the tables here.")
+_PLOT = flags.DEFINE_string(
+    "plot", None, "Write the first --workdir's PSNR plot (with v1 and the published curves) here."
+)
 _EXTRA = flags.DEFINE_multi_string(
     "extra", [], "Work directories whose rows complete every --workdir's curve."
 )
@@ -53,8 +56,9 @@ def compare(workdir: pathlib.Path, extra: list[pathlib.Path] = ()) -> dict:
                 rows.append(r)
                 seen.add((r["image"], r["method"], r["point"]))
     curves = study.mean_curves(rows)
+    curves["gauss2d_v1"] = dict(V1_CPU, point=[200, 750, 1250, 2250], images=4)
     ours = curves["gauss2d"]
-    table = {"curve": {k: ours[k] for k in ("point", "bpp", "psnr", "ms_ssim")}, "bd": {}}
+    table = {"curve": {k: ours[k] for k in ("point", "bpp", "psnr", "ms_ssim")}, "bd": {}, "curves": curves}
     for quality in study.QUALITIES:
         if any(v is None for v in ours[quality]):
             continue
@@ -84,6 +88,12 @@ def main(argv):
             for anchor, entry in row.items():
                 value = f"{entry['bd_rate']:+.1f}%" if "bd_rate" in entry else entry["error"]
                 print(f"  BD-rate ({quality}) vs {anchor}: {value}")
+    if _PLOT.value:
+        refs = {m: published.curve(m) for m in ("vtm", "bpg444", "coolchic", "c3", "gaussianimage")}
+        first = out[_WORKDIR.value[0]]["curves"]
+        curves = {k: v for k, v in first.items() if k not in ("gaussianimage_mode",)}
+        title = "kodim01-04 at 384x256 (published curves: full-size Kodak, not comparable)"
+        plots.plot_rd(curves, "psnr", _PLOT.value, published_curves=refs, title=title, max_bpp=2.0)
     if _JSON.value:
         pathlib.Path(_JSON.value).write_text(json.dumps(out, indent=1))
 
