@@ -165,7 +165,7 @@ KODAK: dict[str, PublishedCurve] = {
         ms_ssim=None,
         source=(
             "VVC reference software VTM, intra; Kodak PSNR at 0.25 / 0.5 / 1.0 bpp as gathered in the "
-            "project's reference notes ('Where the field is', 2026-12) from published curves"
+            "project's reference notes ('Where the field is', 2026-12), read from the published figures"
         ),
         note="Approximate (+-0.1 dB) readings of published curves; RGB PSNR.",
     ),
@@ -177,7 +177,7 @@ KODAK: dict[str, PublishedCurve] = {
         ms_ssim=None,
         source=(
             "AV1 intra (the coder inside AVIF); Kodak PSNR at 0.25 / 0.5 / 1.0 bpp as gathered in the "
-            "project's reference notes ('Where the field is', 2026-12)"
+            "project's reference notes ('Where the field is', 2026-12), read from the published figures"
         ),
         note="Approximate readings; the measured 'avif' baseline (Pillow, 4:4:4) is the like-for-like one.",
     ),
@@ -189,7 +189,7 @@ KODAK: dict[str, PublishedCurve] = {
         ms_ssim=None,
         source=(
             "Orange Cool-chic 5 (open source, github.com/Orange-OpenSource/Cool-Chic), -3.9% BD-rate vs VTM "
-            "at ~2000 MAC/pixel; Kodak PSNR as gathered in the project's reference notes (2026-12)"
+            "at ~2000 MAC/pixel; Kodak PSNR from the project's reference notes (2026-12), read from figures"
         ),
         note="Approximate readings of the published curve; overfitted neural codec, D + lambda R.",
     ),
