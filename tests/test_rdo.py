@@ -90,7 +90,8 @@ def test_target_bpp_lands_in_the_window(scene):
     _, params = scene
     settings = codec_v2.V2Settings()
     state = codec_v2.init_v2_state(params, settings)
-    for bpp in (1.0, 3.0, 12.0):  # 1.0 needs dropping Gaussians: 85 header bytes alone are 0.44 bpp
+    # 1.0 needs dropping Gaussians (85 header bytes alone are 0.44 bpp); the finest steps give ~7 bpp here.
+    for bpp in (1.0, 3.0, 6.0):
         t = targets.to_bpp(params, H, W, state, settings, bpp)
         assert 0.9 * bpp <= 8 * len(t.data) / (H * W) <= bpp, (bpp, t)
         decode(t.data)
@@ -105,15 +106,12 @@ def test_target_psnr_is_met_by_the_smallest_found(scene):
         return render_params(p, h, w)
 
     fine = targets.to_psnr(params, H, W, state, settings, -100.0, image, render)
-    best_possible = float(
-        metrics.psnr(
-            render(decode(targets.to_bpp(params, H, W, state, settings, 50.0).data).params, H, W), image
-        )
-    )
+    finest = codec_v2.encode_v2(params, H, W, targets.scaled_state(state, targets.MIN_SCALE), settings)
+    best_possible = float(metrics.psnr(render(decode(finest).params, H, W), image))
     goal = best_possible - 1.0
     t = targets.to_psnr(params, H, W, state, settings, goal, image, render)
     assert t.psnr >= goal
-    assert len(t.data) < len(targets.to_bpp(params, H, W, state, settings, 50.0).data)
+    assert len(t.data) < len(finest)
     assert len(fine.data) <= len(t.data)  # a lower target never needs a bigger file
     with pytest.raises(targets.QualityError, match="out of reach"):
         targets.to_psnr(params, H, W, state, settings, 99.0, image, render)
@@ -143,6 +141,9 @@ def test_rd_search_follows_lambda(scene):
 
     _, cheap = targets.rd_search(params, H, W, state, settings, 1.0, image, render)
     _, sharp = targets.rd_search(params, H, W, state, settings, 1e-7, image, render)
+    _, start = targets.rd_search(params, H, W, state, settings, 1e-7, image, render, factors=(1.0,))
     assert cheap["color_factor"] > 1 and cheap["chol_factor"] > 1  # bits are dear: coarser steps
-    assert sharp["color_factor"] <= 1 and sharp["chol_factor"] <= 1  # bits are free: finer or equal
+    # Bits nearly free: the search minimises the distortion of the real file (these
+    # Gaussians are not a fit, so a coarser step may happen to lower it too).
+    assert sharp["objective"] <= start["objective"] and start["trials"] == 1
     assert cheap["trials"] == sharp["trials"] == 17
