@@ -44,6 +44,24 @@ def codec_section() -> ml_collections.ConfigDict:
     c.lsq_lr = 1e-4  # Adam on the LSQ scale / offset (~0.05 / ~-0.5 px at init)
     c.commit_weight = 1.0  # VQ commitment loss weight (paper: 1)
     c.ema_decay = 0.8  # codebook EMA decay (paper: 0.8)
+    # Format version 2 (docs/codec.md): scalar colours in colour_space, every
+    # attribute under a stored Laplace or histogram model, neighbour
+    # prediction where it pays, and rate-aware fine-tuning (D + lmbda R)
+    # with pruning in place of the QAT above. 1: v1's quantisers and QAT.
+    c.version = 2
+    c.color_space = "ycbcr"  # "ycbcr" or "rgb"
+    c.chol_levels = 64  # initial Cholesky step: per-channel range / (levels - 1)
+    c.color_step = 1.0 / 64  # initial colour step (the steps are then learned)
+    c.predict = "auto"  # neighbour prediction per channel: "auto", "on", "off"
+    c.entropy_model = "auto"  # per stream: "auto" (smaller), "laplace", "categorical"
+    # lmbda: MSE per bit-per-pixel; the loss is MSE + lmbda * bpp (estimated).
+    c.lmbda = 0.01
+    c.quant_lr = 1e-2  # Adam on the log steps and offsets of the v2 quantisers
+    c.prune_every = 50  # steps between pruning rounds (0: no pruning)
+    c.prune_fraction = 0.1  # at most this share of the live Gaussians per round
+    # After fine-tuning, scale the colour then the Cholesky steps by 2^(k/2),
+    # k in [-4, 4], keeping what minimises MSE + lmbda * bpp of the real file.
+    c.step_search = True
     return c
 
 

@@ -35,12 +35,15 @@ def rd_section(num_points: tuple[int, ...]) -> ml_collections.ConfigDict:
     rd = ml_collections.ConfigDict()
     rd.num_points = num_points
     rd.chol_bits = ()  # one per point, or () for codec.chol_bits at every point
+    # codec.lmbda per point (version 2): one per point, several with one
+    # num_points (a lambda sweep at fixed N), or () for codec.lmbda everywhere.
+    rd.lmbda = ()
     # Pillow codecs measured on the same images (gauss2d/rd/baselines.py);
     # a codec the installed Pillow lacks is reported and skipped.
-    rd.baselines = "jpeg,jpeg444,webp,jpeg2000"
+    rd.baselines = "jpeg,jpeg444,webp,jpeg2000,avif,heif"
     # Published Kodak curves overlaid on the plots and compared by BD-rate
     # (gauss2d/rd/published.py); they are for full-size Kodak only.
-    rd.published = "gaussianimage,jpeg,webp,jpeg2000,bpg444,c3,coin"
+    rd.published = "gaussianimage,jpeg,webp,jpeg2000,bpg444,c3,coin,vtm,av1,coolchic"
     rd.max_bpp = 2.0  # x-axis limit of the plots; 0 = fit everything
     return rd
 
@@ -64,6 +67,11 @@ def get_config(arg: str = ""):
             config.log_every = 100
             points = tuple(n // 4 for n in (800, 3000, 5000, 9000))
             section.qat_steps = 200
+            # One rate weight per point at the slope of the RD curve that the
+            # number of Gaussians traces: plain v2 quantisation of these fits
+            # (benchmarks/RESULTS.md, "codec v2") gains ~2.7 dB per e-fold of
+            # rate, so lmbda = MSE * (ln 10 / 10) * 2.7 / bpp ~ 0.63 MSE / bpp.
+            lmbdas = (0.016, 0.003, 0.0015, 0.0006)
         else:
             config.data.limit = 2
             config.optim.iterations = 60
@@ -72,4 +80,6 @@ def get_config(arg: str = ""):
             section.qat_steps = 30
         config.model.num_points = points[-1]  # replaced per point by rd_sweep
         config.rd = rd_section(points)
+        if arg == "cpu":
+            config.rd.lmbda = lmbdas
     return codec.with_codec(config, section)

@@ -26,6 +26,7 @@ from absl import app, flags, logging
 from experiments import cli
 from gauss2d import checkpoint, compress, data, runner, runrecord, train
 from gauss2d.codec import budget, decode
+from gauss2d.compress import rdo, targets
 from gauss2d.errors import Gauss2dError
 from gauss2d.render.params import render_params
 
@@ -40,6 +41,14 @@ _MEMORY_LIMIT = flags.DEFINE_float(
     None,
     "decode: refuse a file whose header says decoding and rendering need more GiB "
     "(default: the config's memory_limit_gb, as for a fit).",
+)
+# Quality control (codec.version 2; gauss2d/compress/targets.py).
+_TARGET_BPP = flags.DEFINE_float("target_bpp", None, "encode: a file of at most this bpp (and >= 0.9x it).")
+_TARGET_PSNR = flags.DEFINE_float(
+    "target_psnr", None, "encode: the smallest file found decoding to >= this PSNR."
+)
+_PRESET = flags.DEFINE_enum(
+    "preset", None, list(PRESETS := ("fast", "default", "best")), "encode: trade encode time for size."
 )
 
 COMMANDS = ("encode", "decode")
@@ -65,8 +74,59 @@ def read_file(path: pathlib.Path, max_bytes: int | None = None) -> bytes:
     return path.read_bytes()
 
 
+# preset -> (fine-tuning steps as a multiple of codec.qat_steps, codec.step_search).
+# The fit (model.num_points, optim.iterations) is the caller's choice in every preset.
+PRESET_STEPS = {"fast": (0.0, False), "default": (1.0, True), "best": (3.0, True)}
+
+
+def apply_preset(config, preset: str | None):
+    """The config with a preset's fine-tuning settings (None: unchanged)."""
+    if preset is None:
+        return config
+    tune_x, search = PRESET_STEPS[preset]
+    with config.unlocked():
+        config.codec.qat_steps = round(config.codec.qat_steps * tune_x)
+        config.codec.step_search = search
+    return config
+
+
+def check_targets(config) -> None:
+    if _TARGET_BPP.value is not None and _TARGET_PSNR.value is not None:
+        raise Gauss2dError("give --target_bpp or --target_psnr, not both")
+    if (_TARGET_BPP.value is not None or _TARGET_PSNR.value is not None) and int(config.codec.version) != 2:
+        raise Gauss2dError("--target_bpp and --target_psnr need codec.version=2")
+    if _TARGET_BPP.value is not None and not _TARGET_BPP.value > 0:
+        raise Gauss2dError(f"--target_bpp={_TARGET_BPP.value} must be > 0")
+
+
+def hit_target(result, target, config) -> dict:
+    """Re-encodes ``result`` for --target_bpp / --target_psnr; returns the new file's summary."""
+    height, width = target.shape[:2]
+    settings = rdo.settings_from_config(config)
+    backend = config["render"]["backend"]
+    if _TARGET_BPP.value is not None:
+        trial = targets.to_bpp(result.params, height, width, result.codec_state, settings, _TARGET_BPP.value)
+    else:
+        trial = targets.to_psnr(
+            result.params,
+            height,
+            width,
+            result.codec_state,
+            settings,
+            _TARGET_PSNR.value,
+            target,
+            lambda p, h, w: render_params(p, h, w, backend),
+        )
+    result.data = trial.data
+    summary = dict(result.summary, **compress.file_summary(trial.data, target, backend))
+    summary.update(num_gaussians=trial.kept, target_step_factor=trial.scale)
+    return summary
+
+
 def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite: bool) -> None:
     check_output(output, overwrite)  # before minutes of fitting, not after
+    config = apply_preset(config, _PRESET.value)
+    check_targets(config)
     params = checkpoint.load_params_npz(_PARAMS.value) if _PARAMS.value else None
     if params is None:  # from the image's header, before it is decoded or the fit allocates
         runner.check_image_before_loading(source, config)
@@ -82,6 +142,8 @@ def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite
     result = compress.compress_image(
         target, config, jax.random.key(int(config["seed"])), params=params, progress=progress
     )
+    if _TARGET_BPP.value is not None or _TARGET_PSNR.value is not None:
+        result.summary = hit_target(result, target, config)
     check_output(output, overwrite)  # it may have appeared meanwhile
     with checkpoint.atomic_write(output) as f:
         f.write(result.data)

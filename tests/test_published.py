@@ -12,7 +12,7 @@ from gauss2d.errors import Gauss2dError
 from gauss2d.rd import bjontegaard as bj
 from gauss2d.rd import published
 
-METHODS = ["gaussianimage", "jpeg", "webp", "jpeg2000", "bpg444", "c3", "coin"]
+METHODS = ["gaussianimage", "jpeg", "webp", "jpeg2000", "bpg444", "c3", "coin", "vtm", "av1", "coolchic"]
 
 
 def test_known_methods():

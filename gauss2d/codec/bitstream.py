@@ -248,7 +248,7 @@ def split_file(data: bytes) -> list[tuple[int, int]]:
         len(data) >= _PREFIX, f"truncated file: {len(data)} bytes, shorter than the {_PREFIX}-byte preamble"
     )
     _check(data[:4] == MAGIC, f"not a gauss2d file (magic {data[:4]!r}, expected {MAGIC!r})")
-    _check(data[4] == VERSION, f"unsupported format version {data[4]} (this decoder reads {VERSION})")
+    _check(data[4] == VERSION, f"unsupported format version {data[4]} (this decoder reads 1 and 2)")
     pos, spans = _PREFIX, []
     for sid, name in enumerate(SECTION_NAMES):
         _check(len(data) - pos >= _FRAME.size, f"truncated file: {name} section frame missing at byte {pos}")

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d.codec import bitstream, budget, entropy, quantize
+from gauss2d.codec import bitstream, budget, codec_v2, entropy, quantize
 from gauss2d.codec.bitstream import CodecError, Header
 from gauss2d.gaussians import CholeskyParams, parameterization_of
 
@@ -290,6 +290,13 @@ def decode(data: bytes, *, memory_limit_gb: float | None = budget.DEFAULT_MEMORY
 
 
 def _decode(data: bytes, memory_limit_gb: float | None) -> Decoded:
+    if (
+        isinstance(data, (bytes, bytearray, memoryview))
+        and len(data) > 4
+        and bytes(data[:4]) == bitstream.MAGIC
+    ):
+        if data[4] == codec_v2.VERSION:
+            return Decoded(*codec_v2.decode_v2(bytes(data), memory_limit_gb))
     spans = bitstream.split_file(data)
     data = bytes(data)
     h = bitstream.parse_header(data[slice(*spans[0])])
@@ -338,6 +345,8 @@ def bits_by_attribute(data: bytes) -> dict[str, int]:
     ``header`` counts magic, version and the header section (sizes, quantiser
     settings, LSQ parameters, codebooks); each attribute counts its section.
     """
+    if len(data) > 4 and data[4] == codec_v2.VERSION:
+        return codec_v2.section_bits(data)
     spans = bitstream.split_file(data)
     frame = 9  # id, length, crc32
     out = {"header": 8 * (5 + frame + spans[0][1] - spans[0][0])}

@@ -19,8 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from gauss2d import densify, fit, gaussians, metrics
-from gauss2d.codec.codec import CodecState, bits_by_attribute, decode, encode
-from gauss2d.compress import qat
+from gauss2d.codec import codec_v2
+from gauss2d.codec.codec import CodecState, bits_by_attribute, decode, encode, init_codec_state
+from gauss2d.compress import qat, rdo, targets
 from gauss2d.errors import Gauss2dError
 from gauss2d.render.params import render_params
 
@@ -98,7 +99,7 @@ class CompressResult:
 
     data: bytes  # the encoded file, in codec.mode
     params: gaussians.CholeskyParams  # the fine-tuned continuous Gaussians
-    codec_state: CodecState  # the fine-tuned quantiser state the file stores
+    codec_state: CodecState | codec_v2.V2State  # the fine-tuned quantiser state the file stores
     summary: dict[str, Any]  # JSON-able; see compress_image
 
 
@@ -158,6 +159,8 @@ def compress_image(
     summary["pruned_gaussians"] = fitted_count - summary["num_gaussians"]
     summary["fit_psnr"] = float(metrics.psnr(render_params(params, height, width, backend), target))
 
+    if int(config["codec"].get("version", 1)) == 2:
+        return _compress_v2(target, params, config, summary, backend, on_chunk("qat"))
     result = qat.finetune(target, params, config, jax.random.fold_in(key, 1), on_chunk=on_chunk("qat"))
     summary.update(
         qat_steps=int(config["codec"]["qat_steps"]),
@@ -180,3 +183,61 @@ def compress_image(
     baseline, seconds = encode_as("gaussianimage")
     summary["gaussianimage"] = dict(file_summary(baseline, target, backend), encode_seconds=seconds)
     return CompressResult(data, result.params, result.codec_state, summary)
+
+
+def _compress_v2(target, params, config, summary, backend, on_chunk) -> CompressResult:
+    """codec.version 2: rate-aware fine-tuning with pruning (rdo.py), then a v2 file.
+
+    The ``gaussianimage`` entry holds the fine-tuned survivors in v1's
+    GaussianImage layout with plain quantisation (no fine-tuning for it).
+    """
+    height, width = target.shape[:2]
+    settings = rdo.settings_from_config(config)
+    result = rdo.finetune(target, params, config, on_chunk=on_chunk)
+    summary.update(
+        version=2,
+        lmbda=float(config["codec"].get("lmbda", 0.0)),
+        qat_steps=int(config["codec"]["qat_steps"]),
+        qat_seconds=result.seconds,
+        qat_best_step=result.best_step,
+        qat_stopped_early=result.stopped_early,
+        rdo_pruned_gaussians=result.pruned,
+        rdo_estimated_bits=result.bits if np.isfinite(result.bits) else None,
+        quantized_psnr_before_qat=float(result.history["psnr"][0]) if result.history["psnr"].size else None,
+    )
+    t0 = time.perf_counter()
+    state = result.state
+    if config["codec"].get("step_search", False) and summary["lmbda"] > 0:
+        state, found = targets.rd_search(
+            result.params,
+            height,
+            width,
+            state,
+            settings,
+            summary["lmbda"],
+            target,
+            lambda p, h, w: render_params(p, h, w, backend),
+        )
+        summary["step_search"] = found
+    try:
+        data = codec_v2.encode_v2(result.params, height, width, state, settings)
+    except ValueError as e:
+        raise Gauss2dError(f"cannot encode the fitted Gaussians: {e}") from None
+    seconds = time.perf_counter() - t0
+    summary["pruned_gaussians"] += result.pruned
+    summary["num_gaussians"] = gaussians.num_gaussians(result.params)
+    summary.update(file_summary(data, target, backend), encode_seconds=seconds)
+    v1_settings = qat.settings_from_config(config)
+    t0 = time.perf_counter()
+    baseline = encode(
+        result.params,
+        height,
+        width,
+        mode="gaussianimage",
+        state=init_codec_state(result.params, v1_settings),
+        settings=v1_settings,
+    )
+    summary["gaussianimage"] = dict(
+        file_summary(baseline, target, backend), encode_seconds=time.perf_counter() - t0
+    )
+    return CompressResult(data, result.params, state, summary)

@@ -10,7 +10,7 @@ from gauss2d import checkpoint
 from gauss2d.rd import published
 
 # Measured methods first, in this order; anything else after them.
-_ORDER = ("gauss2d", "gaussianimage_mode", "jpeg", "jpeg444", "webp", "jpeg2000")
+_ORDER = ("gauss2d", "gaussianimage_mode", "jpeg", "jpeg444", "webp", "jpeg2000", "avif", "heif")
 LABELS = {
     "gauss2d": "gauss2d (this run)",
     "gaussianimage_mode": "gauss2d, GaussianImage file layout (this run)",
@@ -18,6 +18,9 @@ LABELS = {
     "jpeg444": "JPEG 4:4:4 (this run)",
     "webp": "WebP (this run)",
     "jpeg2000": "JPEG 2000 (this run)",
+    "avif": "AVIF 4:4:4 (this run)",
+    "heif": "HEIF / HEVC intra 4:4:4 (this run)",
+    "gauss2d_v1": "gauss2d v1 file (benchmarks/RESULTS.md)",
 }
 AXIS_LABELS = {"psnr": "PSNR (dB)", "ms_ssim": "MS-SSIM"}
 # One colour per codec, shared by its measured and published curves.
@@ -32,6 +35,12 @@ COLORS = {
     "bpg444": "C6",
     "c3": "C7",
     "coin": "C8",
+    "avif": "C9",
+    "av1": "C9",
+    "heif": "#7a5c00",
+    "gauss2d_v1": "#1f3f7f",
+    "vtm": "#000000",
+    "coolchic": "#b5179e",
 }
 
 

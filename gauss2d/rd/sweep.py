@@ -47,15 +47,20 @@ def _csv(text: str) -> list[str]:
     return [s.strip() for s in str(text).split(",") if s.strip()]
 
 
-def operating_points(config: Mapping) -> list[tuple[int, int | None]]:
-    """[(num_points, chol_bits or None)] from ``config.rd``.
+def operating_points(config: Mapping) -> list[tuple[int, int | None, float | None]]:
+    """[(num_points, chol_bits or None, lmbda or None)] from ``config.rd``.
+
+    ``rd.lmbda`` (codec version 2) sets the rate weight per point: one value
+    per point, one value for all points of ``rd.num_points``, or () for
+    ``codec.lmbda`` everywhere; so points can be set by N, by lambda, or both.
 
     Raises:
-      Gauss2dError: no points, a non-positive count, or ``chol_bits`` of
-        another length.
+      Gauss2dError: no points, a non-positive count, or ``chol_bits`` /
+        ``lmbda`` of another length.
     """
     counts = [int(n) for n in config["rd"]["num_points"]]
     bits = list(config["rd"]["chol_bits"])
+    lmbdas = [float(v) for v in config["rd"].get("lmbda", ())]
     if not counts or any(n <= 0 for n in counts):
         raise Gauss2dError(f"config rd.num_points={tuple(counts)} is invalid: expected positive counts")
     if bits and len(bits) != len(counts):
@@ -63,20 +68,35 @@ def operating_points(config: Mapping) -> list[tuple[int, int | None]]:
             f"config rd.chol_bits has {len(bits)} values for {len(counts)} rd.num_points: "
             "give one per point, or () for codec.chol_bits everywhere"
         )
-    return [(n, int(bits[i]) if bits else None) for i, n in enumerate(counts)]
+    if len(counts) == 1 and len(lmbdas) > 1:  # one N, a lambda sweep
+        counts = counts * len(lmbdas)
+    if lmbdas and (len(lmbdas) != len(counts) or any(v < 0 for v in lmbdas)):
+        raise Gauss2dError(
+            f"config rd.lmbda={tuple(lmbdas)} is invalid for {len(counts)} rd.num_points: give one value "
+            ">= 0 per point (or one rd.num_points for a lambda sweep), or () for codec.lmbda everywhere"
+        )
+    return [(n, int(bits[i]) if bits else None, lmbdas[i] if lmbdas else None) for i, n in enumerate(counts)]
 
 
-def point_name(num_points: int, chol_bits: int | None) -> str:
-    return f"n{num_points}" if chol_bits is None else f"n{num_points}_b{chol_bits}"
+def point_name(num_points: int, chol_bits: int | None, lmbda: float | None = None) -> str:
+    name = f"n{num_points}" if chol_bits is None else f"n{num_points}_b{chol_bits}"
+    return name if lmbda is None else f"{name}_l{lmbda:g}"
 
 
-def point_config(config, num_points: int, chol_bits: int | None):
+def fit_name(num_points: int, chol_bits: int | None) -> str:
+    """The fit folder: points that differ only in lambda share one fit."""
+    return point_name(num_points, chol_bits)
+
+
+def point_config(config, num_points: int, chol_bits: int | None, lmbda: float | None = None):
     """A copy of ``config`` for one operating point (still locked)."""
     point = config.copy_and_resolve_references()
     with point.unlocked():
         point.model.num_points = num_points
         if chol_bits is not None:
             point.codec.chol_bits = chol_bits
+        if lmbda is not None:
+            point.codec.lmbda = lmbda
     return point
 
 
@@ -87,6 +107,8 @@ def _settings(config: Mapping) -> dict[str, Any]:
     out["model"].pop("num_points", None)  # per point
     if config["rd"]["chol_bits"]:  # per point too
         out["codec"].pop("chol_bits", None)
+    if config["rd"].get("lmbda", ()):
+        out["codec"].pop("lmbda", None)
     return out
 
 
@@ -115,18 +137,25 @@ def gauss2d_rows(config, workdir: pathlib.Path, log: Callable[[str], None]) -> l
     """Fits, fine-tunes, encodes and measures every image at every operating point; the CSV rows."""
     rows = []
     points = operating_points(config)
-    for k, (n, bits) in enumerate(points):
-        name = point_name(n, bits)
-        log(f"== point {k + 1}/{len(points)}: {n} Gaussians" + (f", {bits}-bit Cholesky" if bits else ""))
-        point = point_config(config, n, bits)
-        fit_dir = workdir / "gauss2d" / name / "fit"
+    for k, (n, bits, lmbda) in enumerate(points):
+        name = point_name(n, bits, lmbda)
+        log(
+            f"== point {k + 1}/{len(points)}: {n} Gaussians"
+            + (f", {bits}-bit Cholesky" if bits else "")
+            + (f", lambda {lmbda:g}" if lmbda is not None else "")
+        )
+        point = point_config(config, n, bits, lmbda)
+        fit_dir = workdir / "gauss2d" / fit_name(n, bits) / "fit"
         runner.fit_dataset(point, fit_dir, densify.fit_function(point))
         results = dataset.compress_dataset(point, workdir / "gauss2d" / name, fitted_dir=fit_dir)
         for r in results["images"]:
-            rows.append(_row(r["name"], "gauss2d", n, r["bytes"], r["bpp"], r["psnr"], r["ms_ssim"]))
+            label = n if lmbda is None else name
+            rows.append(_row(r["name"], "gauss2d", label, r["bytes"], r["bpp"], r["psnr"], r["ms_ssim"]))
             gi = r["gaussianimage"]
             rows.append(
-                _row(r["name"], "gaussianimage_mode", n, gi["bytes"], gi["bpp"], gi["psnr"], gi["ms_ssim"])
+                _row(
+                    r["name"], "gaussianimage_mode", label, gi["bytes"], gi["bpp"], gi["psnr"], gi["ms_ssim"]
+                )
             )
     return rows
 
@@ -195,7 +224,7 @@ def summarize(config, rows: list[dict[str, Any]], workdir: pathlib.Path) -> dict
     images = sorted({r["image"] for r in rows})
     summary = {
         "images": images,
-        "points": [point_name(n, b) for n, b in operating_points(config)],
+        "points": [point_name(*p) for p in operating_points(config)],
         "curves": curves,
         "bd": study.bd_summary(curves, "gauss2d", refs),
         "bd_note": (

@@ -1,0 +1,322 @@
+"""Rate-aware fine-tuning for the v2 file: minimise D + lambda * R, and prune.
+
+From fitted Gaussians, training continues with v2's fake quantisers in the
+forward pass (grid positions, signed LSQ Cholesky and YCbCr colours, all
+straight-through) and the loss
+
+    MSE(clamped render of the quantised Gaussians, target) + lmbda * R / (H * W)
+
+where ``R`` is ``rate.symbol_bits`` of every quantised index (the bits the
+v2 coder's Laplace models spend on them) plus the position bits; ``lmbda``
+(``codec.lmbda``) is in MSE per bit-per-pixel. The optimiser trains the
+Gaussians and the quantisers' steps and offsets: a larger step spends fewer
+bits and costs distortion, and the rate gradient pulls each index towards
+its channel's median where that is cheap.
+
+Pruning (``codec.prune_every`` steps, up to ``codec.prune_fraction`` of the
+live Gaussians per round): a Gaussian is removed when the distortion its
+removal adds is below ``lmbda`` times the bits it costs. The added squared
+error of removing Gaussian i, whose render is ``w_i(p) c_i``, is
+``sum_p (-2 e(p) . w_i(p) c_i + w_i(p)^2 |c_i|^2)`` with ``e`` the current
+error: the first term is ``-c_i . dD/dc_i`` (one gradient), the second
+``|c_i|^2 * pi * sqrt(det Sigma_i)`` (the integral of ``w_i^2``). Its bits
+are its symbols' bits plus ``log2(cells / N)`` for its position. Pruned
+Gaussians stay in the arrays with a zero ``alive`` weight (their colour is
+multiplied by it, so they render nothing, and the rate ignores them): the
+shapes, and so the compiled step, never change. ``finetune`` returns the
+survivors only.
+
+D + lambda R is an objective for the training engine (``gauss2d.train``,
+``objective``): the loss above with the estimated bits in ``Aux.metrics``
+(they come back in the history), the step floor as ``constrain``, the alive
+mask as read-only ``extra``. ``finetune`` runs it with ``train.run_image``
+in segments of ``codec.prune_every`` steps and prunes between them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gauss2d import gaussians, losses, optim, train
+from gauss2d.codec import codec_v2, quantize, rate
+from gauss2d.codec.codec_v2 import V2Settings, V2State
+from gauss2d.errors import Gauss2dError
+from gauss2d.render import render_with_stats
+
+MIN_STEP = 1e-4  # quantiser steps are kept above this after each update
+
+
+class RdoParams(NamedTuple):
+    """What the optimiser trains: the Gaussians and the quantisers, steps as logarithms.
+
+    A log step lets one learning rate move steps of very different sizes
+    (Cholesky ~0.5, colour ~0.02) by the same relative amount.
+    """
+
+    gaussians: gaussians.CholeskyParams
+    quant: V2State  # LsqParams(scale=log step, offset) for chol and color
+
+
+def _to_log(state: V2State) -> V2State:
+    return V2State(*(quantize.LsqParams(jnp.log(s.scale), s.offset) for s in state))
+
+
+def _from_log(state: V2State) -> V2State:
+    return V2State(*(quantize.LsqParams(jnp.exp(s.scale), s.offset) for s in state))
+
+
+def _quantisers(state: V2State) -> V2State:
+    """The steps from their logs; offsets held (sg): the coder's Laplace location
+    absorbs a shift, and a moving offset re-assigns indices every step."""
+    return V2State(*(quantize.LsqParams(jnp.exp(s.scale), jax.lax.stop_gradient(s.offset)) for s in state))
+
+
+class RdoExtra(NamedTuple):
+    """Read-only state of the objective."""
+
+    alive: jax.Array  # [N] float32, 1 live, 0 pruned
+
+
+def settings_from_config(config: Mapping) -> V2Settings:
+    """``V2Settings`` from the ``codec`` section (Gauss2dError naming a bad key)."""
+    c = config["codec"]
+    try:
+        return V2Settings(
+            position_step=float(c["position_step"]),
+            color_space=str(c.get("color_space", "ycbcr")),
+            chol_levels=int(c.get("chol_levels", 64)),
+            color_step=float(c.get("color_step", 1.0 / 64)),
+            predict=str(c.get("predict", "auto")),
+            model=str(c.get("entropy_model", "auto")),
+        )
+    except ValueError as e:
+        raise Gauss2dError(f"config codec section is invalid: {e}") from None
+
+
+def make_loss(
+    config: Mapping, settings: V2Settings, height: int, width: int, lmbda: float
+) -> Callable[[int], train.LossFn]:
+    """``loss(capacity) -> f(params, extra, target, mask) -> (loss, train.Aux)``; Aux.metrics["bits"]."""
+    loss_fn = losses.make_loss(dict(config["loss"]))
+    backend = config["render"]["backend"]
+    pixels = float(height * width)
+
+    def build(capacity: int):
+        def f(params: RdoParams, extra: RdoExtra, target, mask):
+            g = params.gaussians
+            hat, chol_q, color_q = codec_v2.fake_quantize_v2(
+                g, _quantisers(params.quant), height, width, settings
+            )
+            alive = extra.alive
+            hat = hat._replace(color=hat.color * alive[:, None])
+            proj = gaussians.project(hat, height, width)
+            image, stats = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
+            image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
+            loss, _ = loss_fn(image, target, mask)
+            mse = losses.l2(image, target, mask)
+            bits = (
+                (rate.symbol_bits(chol_q, alive) * alive[:, None]).sum()
+                + (rate.symbol_bits(color_q, alive) * alive[:, None]).sum()
+                + rate.position_bits(alive.sum(), height, width, settings.position_step)
+            )
+            return loss + lmbda * bits / pixels, train.Aux(stats, mse, {"bits": bits})
+
+        return f
+
+    return build
+
+
+def objective(config: Mapping, settings: V2Settings, height: int, width: int, lmbda: float, optimizer):
+    """The engine's ``Objective`` for D + lmbda R (pruning happens between ``train.run_image`` calls)."""
+    key = (train.config_key(config, ("optim", "loss", "render", "codec")), settings, lmbda)
+    return train.Objective(
+        name="rdo",
+        loss=make_loss(config, settings, height, width, lmbda),
+        optimizer=optimizer,
+        key=key,
+        constrain=_constrain,
+        lr_key="codec.qat_lr",
+    )
+
+
+def make_optimizer(config: Mapping, params: gaussians.CholeskyParams) -> optax.GradientTransformation:
+    """The fit's optimiser at codec.qat_lr for the Gaussians; Adam at codec.quant_lr for the quantisers."""
+    c = config["codec"]
+    cfg = dict(config["optim"])
+    cfg.update(lr=float(c["qat_lr"]), iterations=max(1, int(c["qat_steps"])), schedule=str(c["qat_schedule"]))
+    cfg.update(lr_means=None, lr_cov=None, lr_color=None)
+    tx = optim.make_optimizer(cfg, params)
+    return optax.multi_transform(
+        {"gaussians": tx, "quant": optax.adam(float(c.get("quant_lr", 1e-2)))},
+        RdoParams("gaussians", "quant"),
+    )
+
+
+def _constrain(p: RdoParams) -> RdoParams:
+    q = p.quant
+    clamp = lambda lsq: lsq._replace(scale=jnp.maximum(lsq.scale, math.log(MIN_STEP)))  # noqa: E731
+    return p._replace(quant=V2State(clamp(q.chol), clamp(q.color)))
+
+
+@functools.partial(jax.jit, static_argnames=("height", "width", "settings", "backend", "capacity"))
+def removal_costs(params: RdoParams, alive, target, *, height, width, settings, backend, capacity):
+    """Per Gaussian: (added squared error summed over pixels and channels if removed, its bits)."""
+    g = params.gaussians
+    quant = _from_log(params.quant)
+
+    def sq_error(color):
+        hat, _, _ = codec_v2.fake_quantize_v2(
+            g._replace(color=color), quant, height, width, settings, "round"
+        )
+        hat = hat._replace(color=hat.color * alive[:, None])
+        image, _ = render_with_stats(
+            *gaussians.project(hat, height, width), height, width, backend=backend, capacity=capacity
+        )
+        return jnp.sum((jnp.clip(image, 0.0, 1.0) - target) ** 2)
+
+    hat, chol_q, color_q = codec_v2.fake_quantize_v2(g, quant, height, width, settings, "round")
+    color = hat.color
+    grad = jax.grad(sq_error)(g.color)  # = 2 sum_p w e: the round mode's colour is straight-through
+    l11 = g.chol[:, 0] + gaussians.CHOLESKY_OFFSET[0]
+    l22 = g.chol[:, 2] + gaussians.CHOLESKY_OFFSET[2]
+    energy = jnp.pi * jnp.abs(l11 * l22)  # integral of w^2 = pi sqrt(det Sigma)
+    added = -jnp.sum(color * grad, -1) + jnp.sum(color**2, -1) * energy
+    n_live = jnp.maximum(alive.sum(), 1.0)
+    cells = (width / settings.position_step) * (height / settings.position_step)
+    bits = (
+        rate.symbol_bits(chol_q, alive).sum(-1)
+        + rate.symbol_bits(color_q, alive).sum(-1)
+        + jnp.log2(cells / n_live)
+        + 1.0 / math.log(2.0)
+    )
+    return added, bits
+
+
+@dataclasses.dataclass
+class RdoResult:
+    params: gaussians.CholeskyParams  # survivors only, continuous (encode_v2 quantises them)
+    state: V2State
+    psnr: float  # quantised render of the final state, as trained (the last step's)
+    bits: float  # estimated bits of the final state (the last step's)
+    best_step: int  # steps taken
+    pruned: int
+    history: dict[str, np.ndarray]  # "step", "loss", "psnr", "bits": one entry per step
+    seconds: float
+    stopped_early: str | None = None
+
+
+def finetune(
+    target: np.ndarray,
+    params: gaussians.CholeskyParams,
+    config: Mapping,
+    *,
+    on_chunk: Callable[[Any, dict], Any] | None = None,
+) -> RdoResult:
+    """``codec.qat_steps`` steps of D + ``codec.lmbda`` R with pruning; returns the survivors.
+
+    The engine (``train.run_image``) runs the steps in segments of
+    ``codec.prune_every``; between segments ``_prune`` zeroes the ``alive``
+    weight of Gaussians not worth their bits. The result is the final state
+    (the engine keeps the last good one if a step goes non-finite).
+    """
+    c = config["codec"]
+    settings = settings_from_config(config)
+    lmbda = float(c.get("lmbda", 0.0))
+    steps = int(c["qat_steps"])
+    prune_every = int(c.get("prune_every", 0))
+    prune_fraction = float(c.get("prune_fraction", 0.1))
+    if lmbda < 0 or steps < 0 or prune_every < 0 or not 0 <= prune_fraction <= 1:
+        raise Gauss2dError(
+            f"config codec.lmbda={lmbda}, qat_steps={steps}, prune_every={prune_every}, "
+            f"prune_fraction={prune_fraction}: expected >= 0 (fraction in [0, 1])"
+        )
+    params = gaussians.CholeskyParams(*(jnp.array(a, jnp.float32) for a in params))
+    target = jnp.asarray(target, jnp.float32)
+    height, width = target.shape[:2]
+    pixels = float(height * width)
+    backend = config["render"]["backend"]
+    start = time.perf_counter()
+    n = params.xy.shape[0]
+    quant = codec_v2.init_v2_state(params, settings)
+    if steps == 0:
+        return RdoResult(params, quant, float("nan"), float("nan"), 0, 0, _history([]), 0.0, None)
+    optimizer = make_optimizer(config, params)
+    goal = objective(config, settings, height, width, lmbda, optimizer)
+    state = train.init_state(
+        RdoParams(params, _to_log(quant)), optimizer, RdoExtra(jnp.ones((n,), jnp.float32))
+    )
+    state = jax.tree_util.tree_map(jnp.copy, state)
+    capacity = train.needed_capacity(params, height, width, backend)
+    log_every = max(1, int(min(config["log_every"], steps)))
+    rounds = prune_every if (prune_every and lmbda > 0) else steps
+    log_every = math.gcd(log_every, rounds)
+    histories, stopped, done = [], None, 0
+    while done < steps and stopped is None:
+        end = min(done + rounds, steps)
+        out = train.run_image(goal, state, target, capacity, end, log_every, on_chunk)
+        state, capacity, stopped = out.state, out.capacity, out.stopped[0]
+        histories.append(out.histories[0])
+        done = int(state.step)
+        if done < steps and stopped is None and rounds < steps:
+            state = _prune(
+                state, target, height, width, settings, backend, capacity, lmbda, pixels, prune_fraction
+            )
+    alive = np.asarray(state.extra.alive) > 0
+    keep = np.flatnonzero(alive) if alive.any() else np.arange(1)
+    final = jax.device_get(state.params)
+    survivors = gaussians.CholeskyParams(*(jnp.asarray(np.asarray(a)[keep]) for a in final.gaussians))
+    history = _history(histories)
+    return RdoResult(
+        survivors,
+        _from_log(jax.tree_util.tree_map(jnp.asarray, final.quant)),
+        float(history["psnr"][-1]) if history["psnr"].size else float("nan"),
+        float(history["bits"][-1]) if history["bits"].size else float("nan"),
+        done,
+        int(n - keep.size),
+        history,
+        time.perf_counter() - start,
+        stopped,
+    )
+
+
+def _history(parts: list[dict]) -> dict[str, np.ndarray]:
+    keys = ("step", "loss", "psnr", "bits")
+    return {k: np.concatenate([p[k] for p in parts if k in p]) if parts else np.zeros(0) for k in keys}
+
+
+def _prune(
+    state: train.TrainState, target, height, width, settings, backend, capacity, lmbda, pixels, fraction
+):
+    """Marks dead the live Gaussians whose removal lowers D + lmbda R (at most ``fraction`` of them)."""
+    alive = state.extra.alive
+    added, bits = removal_costs(
+        state.params,
+        alive,
+        target,
+        height=height,
+        width=width,
+        settings=settings,
+        backend=backend,
+        capacity=capacity,
+    )
+    added, bits, live = (np.asarray(a) for a in (added, bits, alive > 0))
+    # D is the mean over 3 H W values; lmbda multiplies bits per pixel.
+    gain = lmbda * bits / pixels - added / (3.0 * pixels)
+    candidates = np.flatnonzero(live & (gain > 0))
+    limit = int(fraction * live.sum())
+    if candidates.size == 0 or limit == 0:
+        return state
+    drop = candidates[np.argsort(-gain[candidates])[:limit]]
+    new_alive = np.asarray(alive).copy()
+    new_alive[drop] = 0.0
+    return state._replace(extra=RdoExtra(jnp.asarray(new_alive)))

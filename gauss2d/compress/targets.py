@@ -1,0 +1,241 @@
+"""Quality control for v2 files: a target size or a target PSNR, without re-training.
+
+From fine-tuned Gaussians and their learned quantisers, one knob moves a
+v2 file along its rate-distortion curve: every quantiser step is scaled by
+the same factor ``s`` (``s > 1``: coarser, fewer bits; ``s < 1``: finer).
+Each trial is an encode (and for a PSNR target a decode and a render), well
+under a second at these sizes, so a bisection over ``log s`` is cheap next
+to the fit. Below the smallest size step scaling reaches, the Gaussians
+that cost the least distortion per bit are dropped
+(``rdo.removal_costs``'s order, computed once).
+
+* ``to_bpp(..., bpp)``: the largest file of at most ``bpp`` bits per pixel,
+  and at least 0.9 ``bpp`` (``QualityError`` if no knob setting lands in
+  that window).
+* ``to_psnr(..., psnr)``: the smallest file found whose decoded PSNR is at
+  least ``psnr`` (``QualityError`` naming the best PSNR reached if none).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax.numpy as jnp
+import numpy as np
+
+from gauss2d import gaussians, metrics
+from gauss2d.codec import codec_v2, quantize
+from gauss2d.codec.codec_v2 import V2Settings, V2State
+from gauss2d.errors import Gauss2dError
+
+MIN_SCALE, MAX_SCALE = 1.0 / 256, 256.0
+BISECTION_STEPS = 14
+
+
+class QualityError(Gauss2dError):
+    """No file meets the requested size or quality."""
+
+
+@dataclasses.dataclass
+class Trial:
+    data: bytes
+    scale: float  # step factor
+    kept: int  # Gaussians kept
+    bpp: float
+    psnr: float | None = None
+
+
+def scaled_state(state: V2State, s: float) -> V2State:
+    """Every step times ``s`` (offsets kept)."""
+    return V2State(*(quantize.LsqParams(jnp.asarray(q.scale) * s, jnp.asarray(q.offset)) for q in state))
+
+
+def _subset(params: gaussians.CholeskyParams, keep: np.ndarray) -> gaussians.CholeskyParams:
+    return gaussians.CholeskyParams(*(jnp.asarray(np.asarray(a)[keep]) for a in params))
+
+
+def _encoder(params, height, width, state, settings, order) -> Callable[[float, int], Trial]:
+    """trial(s, kept): the file with steps x s and the ``kept`` most useful Gaussians."""
+
+    def trial(s: float, kept: int) -> Trial:
+        sub = params if kept == len(order) else _subset(params, np.sort(order[:kept]))
+        data = codec_v2.encode_v2(sub, height, width, scaled_state(state, s), settings)
+        return Trial(data, s, kept, 8.0 * len(data) / (height * width))
+
+    return trial
+
+
+def to_bpp(
+    params: gaussians.CholeskyParams,
+    height: int,
+    width: int,
+    state: V2State,
+    settings: V2Settings,
+    bpp: float,
+    usefulness: np.ndarray | None = None,
+) -> Trial:
+    """The file closest below ``bpp`` (at least 0.9 ``bpp``).
+
+    Args:
+      params, height, width, state, settings: as ``codec_v2.encode_v2``.
+      bpp: the target, bits per pixel (> 0).
+      usefulness: [N] the order to drop Gaussians in when even the coarsest
+        steps are too big (lowest first); None drops by colour energy.
+
+    Raises:
+      QualityError: when no setting lands in [0.9 bpp, bpp].
+    """
+    if not bpp > 0:
+        raise QualityError(f"target_bpp={bpp} must be > 0")
+    n = gaussians.num_gaussians(params)
+    if usefulness is None:
+        usefulness = np.asarray(jnp.sum(jnp.abs(params.color), -1))
+    order = np.argsort(-np.asarray(usefulness), kind="stable")  # most useful first
+    trial = _encoder(params, height, width, state, settings, order)
+    window = (0.9 * bpp, bpp)
+    best: Trial | None = None
+
+    def consider(t: Trial) -> bool:
+        nonlocal best
+        if t.bpp <= bpp and (best is None or t.bpp > best.bpp):
+            best = t
+        return window[0] <= t.bpp <= window[1]
+
+    lo, hi = np.log(MIN_SCALE), np.log(MAX_SCALE)
+    coarse = trial(MAX_SCALE, n)
+    if consider(coarse):
+        return coarse
+    if coarse.bpp > bpp:  # too big even with the coarsest steps: drop Gaussians
+        lo_k, hi_k = 1, n
+        for _ in range(40):
+            if hi_k - lo_k <= 1:
+                break
+            mid = (lo_k + hi_k) // 2
+            t = trial(1.0, mid)
+            if consider(t):
+                return t
+            lo_k, hi_k = (mid, hi_k) if t.bpp < bpp else (lo_k, mid)
+        if best is not None:
+            return _refine_scale(trial, best.kept, bpp, window, consider) or best
+        raise QualityError(f"target_bpp={bpp}: even one Gaussian needs more bits")
+    t = _refine_scale(trial, n, bpp, window, consider, lo, hi)
+    if t is not None:
+        return t
+    raise QualityError(
+        f"target_bpp={bpp}: the closest file below it is {best.bpp:.4f} bpp (< 0.9 x target); "
+        "more Gaussians (model.num_points) can spend more bits"
+        if best is not None
+        else f"target_bpp={bpp}: no file fits"
+    )
+
+
+def _refine_scale(trial, kept, bpp, window, consider, lo=None, hi=None):
+    """Bisection on log step factor at fixed ``kept``; a Trial in the window, or None."""
+    lo = np.log(MIN_SCALE) if lo is None else lo
+    hi = np.log(MAX_SCALE) if hi is None else hi
+    for _ in range(BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        t = trial(float(np.exp(mid)), kept)
+        if consider(t):
+            return t
+        lo, hi = (mid, hi) if t.bpp > bpp else (lo, mid)
+    return None
+
+
+def to_psnr(
+    params: gaussians.CholeskyParams,
+    height: int,
+    width: int,
+    state: V2State,
+    settings: V2Settings,
+    psnr: float,
+    target: np.ndarray,
+    render: Callable,
+) -> Trial:
+    """The smallest file found whose decoded render has PSNR >= ``psnr``.
+
+    Args:
+      target: [H, W, 3] the original image.
+      render: (decoded params, height, width) -> [H, W, 3] clamped image.
+
+    Raises:
+      QualityError: no step factor reaches ``psnr``; names the best reached.
+    """
+    n = gaussians.num_gaussians(params)
+    trial = _encoder(params, height, width, state, settings, np.arange(n))
+
+    def measured(s: float) -> Trial:
+        t = trial(s, n)
+        decoded = codec_v2.decode_v2(t.data)[0]
+        t.psnr = float(metrics.psnr(render(decoded, height, width), jnp.asarray(target, jnp.float32)))
+        return t
+
+    fine = measured(MIN_SCALE)
+    if fine.psnr < psnr:
+        raise QualityError(
+            f"target_psnr={psnr} dB is out of reach: the finest quantisation decodes to {fine.psnr:.2f} dB; "
+            "more Gaussians (model.num_points) or fitting steps (optim.iterations) raise that"
+        )
+    best = fine
+    lo, hi = np.log(MIN_SCALE), np.log(MAX_SCALE)
+    for _ in range(BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        t = measured(float(np.exp(mid)))
+        if t.psnr >= psnr:
+            if t.bpp < best.bpp:
+                best = t
+            lo = mid
+        else:
+            hi = mid
+    return best
+
+
+def rd_search(
+    params: gaussians.CholeskyParams,
+    height: int,
+    width: int,
+    state: V2State,
+    settings: V2Settings,
+    lmbda: float,
+    target: np.ndarray,
+    render: Callable,
+    factors: tuple[float, ...] = tuple(2.0 ** (k / 2) for k in range(-4, 5)),
+) -> tuple[V2State, dict]:
+    """The quantiser steps minimising MSE + lmbda * bpp of the real file (coordinate descent).
+
+    Scales the colour steps, then the Cholesky steps, by each of ``factors``;
+    every trial is a real encode, decode and render, so the choice is made
+    on the file's bytes and the decoder's pixels.
+
+    Returns:
+      (the best state, {"color_factor", "chol_factor", "objective", "trials"}).
+    """
+    target = jnp.asarray(target, jnp.float32)
+
+    def objective(st: V2State) -> float:
+        data = codec_v2.encode_v2(params, height, width, st, settings)
+        decoded = codec_v2.decode_v2(data)[0]
+        mse = float(jnp.mean((render(decoded, height, width) - target) ** 2))
+        return mse + lmbda * 8.0 * len(data) / (height * width)
+
+    best, best_value = state, objective(state)
+    chosen = {"color": 1.0, "chol": 1.0}
+    trials = 1
+    for group in ("color", "chol"):
+        base = best
+        for f in factors:
+            if f == 1.0:
+                continue
+            q = getattr(base, group)
+            st = base._replace(**{group: quantize.LsqParams(jnp.asarray(q.scale) * f, jnp.asarray(q.offset))})
+            value = objective(st)
+            trials += 1
+            if value < best_value:
+                best, best_value, chosen[group] = st, value, f
+    return best, {
+        "color_factor": chosen["color"],
+        "chol_factor": chosen["chol"],
+        "objective": best_value,
+        "trials": trials,
+    }

@@ -1,0 +1,289 @@
+"""Format version 2: bit-exact round trips, streams, prediction, the rate estimate, fuzzing."""
+
+import collections
+import struct
+import time
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gauss2d.codec import CodecError, codec_v2, decode, encode, predict, rate, streams
+from gauss2d.codec.codec import bits_by_attribute
+from gauss2d.gaussians import CholeskyParams
+
+H, W = 40, 56
+
+
+def _params(n=200, seed=0, h=H, w=W):
+    """Fitted-looking Gaussians: clustered colours, peaked Cholesky factors."""
+    rng = np.random.default_rng(seed)
+    means = rng.uniform(0.02, 0.98, (n, 2)) * [w, h]
+    xy = np.arctanh(2.0 * means / [w, h] - 1.0)
+    chol = rng.laplace([0.8, 0.0, 0.8], [0.3, 0.15, 0.3], (n, 3))
+    palette = rng.uniform(-0.2, 1.0, (6, 3))
+    color = palette[rng.integers(0, 6, n)] + rng.normal(0, 0.05, (n, 3))
+    return CholeskyParams(*(jnp.asarray(a, jnp.float32) for a in (xy, chol, color)))
+
+
+def _assert_bit_equal(a, b):
+    for name, x, y in zip(CholeskyParams._fields, a, b, strict=True):
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.dtype == y.dtype == np.float32 and x.shape == y.shape, name
+        np.testing.assert_array_equal(x.view(np.uint32), y.view(np.uint32), err_msg=name)
+
+
+SETTINGS = [
+    codec_v2.V2Settings(),
+    codec_v2.V2Settings(color_space="rgb", predict="on", model="laplace", chol_levels=16, color_step=0.1),
+    codec_v2.V2Settings(predict="off", model="categorical", position_step=0.25, color_step=1e-3),
+]
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
+@pytest.mark.parametrize("n", [1, 7, 300])
+def test_round_trip_bit_exact(settings, n):
+    params = _params(n, seed=n)
+    state = codec_v2.init_v2_state(params, settings)
+    data = codec_v2.encode_v2(params, H, W, state, settings)
+    assert data[:5] == b"G2D\x00\x02"
+    out = decode(data)
+    assert (out.height, out.width) == (H, W)
+    _assert_bit_equal(out.params, codec_v2.quantize_v2(params, H, W, state, settings).params)
+    assert codec_v2.encode_v2(params, H, W, state, settings) == data  # deterministic
+    bits = bits_by_attribute(data)
+    assert bits["total"] == 8 * len(data) == sum(v for k, v in bits.items() if k != "total")
+
+
+def test_v1_files_still_decode():
+    params = _params(100, seed=5)
+    for mode in ("entropy", "gaussianimage"):
+        data = encode(params, H, W, mode=mode)
+        assert data[4] == 1
+        assert decode(data).params.xy.shape == (100, 2)
+
+
+def test_quantisation_error_bounded_by_half_a_step():
+    params = _params(500, seed=2)
+    settings = codec_v2.V2Settings(color_step=1 / 32)
+    state = codec_v2.init_v2_state(params, settings)
+    out = decode(codec_v2.encode_v2(params, H, W, state, settings)).params
+    q = codec_v2.quantize_v2(params, H, W, state, settings)
+    src = q.source
+    chol_err = np.abs(np.asarray(out.chol) - np.asarray(params.chol)[src])
+    assert np.all(chol_err <= 0.5 * np.asarray(state.chol.scale) * 1.0001 + 1e-6)
+    ycc_in = codec_v2.to_space(np.asarray(params.color)[src], "ycbcr")
+    ycc_out = codec_v2.to_space(np.asarray(out.color), "ycbcr")
+    assert np.all(np.abs(ycc_out - ycc_in) <= 0.5 / 32 + 1e-5)
+    # More than v1's 64 colours survive: no codebook cap.
+    assert len({tuple(c) for c in np.asarray(out.color)}) > 64
+
+
+def test_ycbcr_inverse():
+    x = np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32)
+    for space in codec_v2.COLOR_SPACES:
+        np.testing.assert_allclose(codec_v2.from_space(codec_v2.to_space(x, space), space), x, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", [None, "laplace", "categorical"])
+def test_stream_round_trip(kind):
+    rng = np.random.default_rng(3)
+    for values in (
+        np.round(rng.laplace(3.0, 4.0, 1000)).astype(np.int64),
+        np.full(17, -5),
+        rng.integers(-30000, 30000, 50),
+        np.array([7]),
+    ):
+        data = streams.encode_stream(values, kind)
+        np.testing.assert_array_equal(streams.decode_stream(data, values.size, "t"), values)
+        if kind is not None:
+            assert streams.stream_kind(data) == kind
+
+
+def test_stream_auto_is_the_smaller():
+    values = np.round(np.random.default_rng(4).laplace(0.0, 2.0, 2000)).astype(np.int64)
+    sizes = {k: len(streams.encode_stream(values, k)) for k in streams.KINDS}
+    assert len(streams.encode_stream(values)) == min(sizes.values())
+    # A Laplace source codes near its entropy under the Laplace model.
+    p = streams.laplace_pmf(int(values.min()), int(np.ptp(values)) + 1, 0.0, 2.0)
+    ideal = -np.log2(p[values - values.min()]).sum() / 8
+    assert sizes["laplace"] < ideal * 1.02 + 16
+
+
+def test_stream_errors():
+    with pytest.raises(ValueError):
+        streams.encode_stream(np.array([0, 70000]))
+    data = streams.encode_stream(np.arange(100) % 7, "laplace")
+    with pytest.raises(CodecError):
+        streams.decode_stream(data, 10**7, "t")  # more symbols than the payload can hold
+    with pytest.raises(CodecError):
+        streams.decode_stream(bytes([9]) + data[1:], 100, "t")
+
+
+def test_predictor_inverse_and_order():
+    rng = np.random.default_rng(0)
+    cells = rng.integers(0, 500, (400, 2))
+    cells = cells[predict.coding_order(cells)]
+    pred = predict.predecessors(cells)
+    assert pred[0] == -1 and np.all(pred[1:] < np.arange(1, 400)) and np.all(pred[1:] >= 0)
+    q = rng.integers(-100, 100, (400, 3))
+    np.testing.assert_array_equal(predict.unpredict(predict.residuals(q, pred), pred), q)
+    # Z-order makes coded neighbours spatially close: the mean predecessor distance
+    # is far below that of random pairs.
+    d = np.sqrt(((cells[1:] - cells[pred[1:]]) ** 2).sum(-1)).mean()
+    assert d < 0.25 * np.sqrt(((cells[1:] - cells[:-1][rng.permutation(399)]) ** 2).sum(-1)).mean()
+
+
+def test_prediction_pays_on_smooth_attributes():
+    """Neighbour prediction is chosen, and saves bits, when attributes vary smoothly in space."""
+    rng = np.random.default_rng(1)
+    n = 600
+    means = rng.uniform(0.02, 0.98, (n, 2)) * [W, H]
+    xy = np.arctanh(2.0 * means / [W, H] - 1.0)
+    chol = np.stack([0.5 + means[:, 0] / W, 0.1 * means[:, 1] / H, 1.5 - means[:, 1] / H], -1)
+    color = np.stack([means[:, 0] / W, means[:, 1] / H, 0.5 * np.ones(n)], -1)
+    params = CholeskyParams(*(jnp.asarray(a, jnp.float32) for a in (xy, chol, color)))
+    sizes = {}
+    for p in ("on", "off", "auto"):
+        s = codec_v2.V2Settings(predict=p, chol_levels=256, color_step=1 / 256)
+        sizes[p] = len(codec_v2.encode_v2(params, H, W, codec_v2.init_v2_state(params, s), s))
+    assert sizes["on"] < 0.9 * sizes["off"]
+    assert sizes["auto"] <= min(sizes["on"], sizes["off"])
+
+
+def _smooth_params(n, seed, h, w):
+    """Fitted-looking attributes without a palette: unimodal colours and Cholesky factors."""
+    rng = np.random.default_rng(seed)
+    means = rng.uniform(0.02, 0.98, (n, 2)) * [w, h]
+    xy = np.arctanh(2.0 * means / [w, h] - 1.0)
+    chol = rng.laplace([0.8, 0.0, 0.8], [0.3, 0.15, 0.3], (n, 3))
+    color = rng.normal([0.45, 0.4, 0.35], [0.25, 0.2, 0.2], (n, 3))
+    return CholeskyParams(*(jnp.asarray(a, jnp.float32) for a in (xy, chol, color)))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("model", ["auto", "laplace"])
+def test_rate_estimate_within_5_percent_of_the_file(seed, model):
+    """The differentiable estimate against the bytes the coder writes (no prediction).
+
+    Under "laplace" the file uses the estimate's model family, so each
+    attribute is held to 5%; under "auto" the coder may pick a smaller
+    histogram code, and the total is held to 5%.
+    """
+    for n, levels, step in ((400, 64, 1 / 64), (1500, 16, 1 / 16), (1500, 256, 1 / 256)):
+        settings = codec_v2.V2Settings(predict="off", model=model, chol_levels=levels, color_step=step)
+        params = _smooth_params(n, seed, 128, 192)
+        state = codec_v2.init_v2_state(params, settings)
+        data = codec_v2.encode_v2(params, 128, 192, state, settings)
+        real = codec_v2.section_bits(data)
+        _, chol_q, color_q = codec_v2.fake_quantize_v2(params, state, 128, 192, settings)
+        est = {
+            k: float(v) for k, v in rate.file_bits(chol_q, color_q, 128, 192, settings.position_step).items()
+        }
+        assert abs(est["total"] / real["total"] - 1) < 0.05, (est, real)
+        if model == "laplace":
+            for key in ("covariance", "color"):
+                assert abs(est[key] / real[key] - 1) < 0.05, (key, est, real)
+
+
+def test_rate_gradient_pulls_towards_cheaper_indices():
+    q = jnp.asarray(np.round(np.random.default_rng(0).laplace(0, 3, (500, 3))), jnp.float32)
+    g = jax.grad(lambda x: rate.symbol_bits(x).sum())(q)
+    # Away from the median, the bits fall as |q| falls: the gradient points outwards.
+    far = np.abs(np.asarray(q)) >= 2
+    assert np.all(np.sign(np.asarray(g))[far] == np.sign(np.asarray(q))[far])
+
+
+def test_encode_errors():
+    params = _params(10)
+    with pytest.raises(ValueError, match="non-finite"):
+        codec_v2.encode_v2(params._replace(chol=params.chol.at[0, 0].set(jnp.nan)), H, W)
+    with pytest.raises(ValueError, match="color_space"):
+        codec_v2.V2Settings(color_space="lab")
+    bad = codec_v2.init_v2_state(params)
+    bad = bad._replace(color=bad.color._replace(scale=jnp.zeros(3)))
+    with pytest.raises(ValueError, match="cannot be stored"):
+        codec_v2.encode_v2(params, H, W, bad)
+
+
+# ----------------------------------------------------------------------------- fuzzing
+
+MUTANTS_PER_FILE = 1500
+
+
+def _fix_crc(data):
+    return data[:-4] + struct.pack("<I", zlib.crc32(data[:-4])) if len(data) >= 4 else data
+
+
+def _mutate(data, rng):
+    data = bytearray(data)
+    kind = rng.choice(["flip", "byte", "truncate", "insert", "delete", "header", "payload"])
+    n = len(data)
+    if kind == "flip":
+        for _ in range(rng.integers(1, 4)):
+            i = rng.integers(0, n)
+            data[i] ^= 1 << rng.integers(0, 8)
+    elif kind == "byte":
+        data[rng.integers(0, n)] = rng.integers(0, 256)
+    elif kind == "truncate":
+        data = data[: rng.integers(0, n)]
+    elif kind == "insert":
+        i = rng.integers(0, n + 1)
+        data[i:i] = rng.bytes(int(rng.integers(1, 9)))
+    elif kind == "delete":
+        i = rng.integers(0, n)
+        del data[i : i + rng.integers(1, 9)]
+    elif kind == "header":  # the section lengths and the fixed header fields
+        i = 5 + rng.integers(0, 30)
+        if i < n:
+            data[i] = rng.choice([0, 1, 2, 127, 128, 255, rng.integers(0, 256)])
+    else:  # the attribute streams, what the entropy decoders read
+        i = rng.integers(min(n - 5, 100), n - 4)
+        data[i] = rng.integers(0, 256)
+    return kind, bytes(data)
+
+
+def test_decode_fuzz_v2():
+    files = [
+        codec_v2.encode_v2(_params(60, 0), 24, 32),
+        codec_v2.encode_v2(_params(300, 1), H, W, settings=SETTINGS[1]),
+        codec_v2.encode_v2(_params(150, 2), 17, 29, settings=SETTINGS[2]),
+    ]
+    rng = np.random.default_rng(20261202)
+    messages = collections.Counter()
+    slowest = 0.0
+    deep = 0
+    for data in files:
+        decode(data)
+        for i in range(MUTANTS_PER_FILE):
+            kind, mutant = _mutate(data, rng)
+            fixed = i % 2 == 1  # half get a valid CRC: the parsers see consistent garbage
+            if fixed:
+                mutant = _fix_crc(mutant)
+            t0 = time.perf_counter()
+            try:
+                out = decode(mutant)
+            except CodecError as e:
+                message = str(e)
+                assert not message.startswith("corrupt gauss2d file:"), (kind, message)
+                messages[message.split(":")[0][:40]] += 1
+                deep += fixed and "CRC" not in message
+            else:
+                # Only a mutant with a recomputed CRC can decode: the CRC catches every damage.
+                assert fixed or mutant == data, kind
+                n = out.params.xy.shape[0]
+                assert out.params.chol.shape == (n, 3) and out.params.color.shape == (n, 3)
+                assert all(np.isfinite(np.asarray(a)).all() for a in out.params)
+            slowest = max(slowest, time.perf_counter() - t0)
+    assert slowest < 1.0, f"slowest decode took {slowest:.3f} s"
+    assert deep > 0.2 * len(files) * MUTANTS_PER_FILE / 2, messages.most_common(20)
+
+
+def test_random_bytes_never_crash_v2():
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        junk = b"G2D\x00\x02" + rng.bytes(int(rng.integers(0, 300)))
+        with pytest.raises(CodecError):
+            decode(_fix_crc(junk))
