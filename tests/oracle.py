@@ -175,7 +175,7 @@ def render_alpha_loop(means, conics, colors, opacities, depths, height, width, b
     return out
 
 
-def render_alpha_vjp(means, conics, colors, opacities, depths, height, width, cotangent, background=(0.0,) * 3):
+def render_alpha_vjp(means, conics, colors, opacities, depths, height, width, cotangent, background=(0,) * 3):
     """Gradients of sum(cotangent * I) for the alpha model (float64).
 
     Returns (means [N, 2], conics [N, 3], colors [N, 3], opacities [N],

@@ -6,8 +6,9 @@ is then sorted by (tile, depth rank), so each tile's pairs are contiguous and
 in compositing order. Work stays pair-major, [P, tile * tile] per array:
 
 - T is a *segmented* cumulative product over the sorted buffer (one segment
-  per tile), computed by parallel doubling: O(P log P) work, static shapes, and products in the linear domain (a log-domain
-  cumsum over the whole buffer would lose T to float32 cancellation).
+  per tile), computed by parallel doubling: O(P log P) work, static
+  shapes, and products in the linear domain (a log-domain cumsum over the
+  whole buffer would lose T to float32 cancellation).
 - The stop rule needs no loop: T only falls, so a pair is composited iff it
   is counted and the inclusive product at it is >= ALPHA_T_STOP.
 - A segment-sum over tile ids adds the composited colours into tiles; a
