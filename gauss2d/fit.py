@@ -23,10 +23,10 @@ import numpy as np
 import optax
 from absl import logging
 
-from gauss2d import gaussians, losses, optim
+from gauss2d import blend, gaussians, losses, optim
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import pair_capacity, render_with_stats, tiling
+from gauss2d.render import tiling
 
 
 class TrainState(NamedTuple):
@@ -65,10 +65,18 @@ def validate_config(config: Mapping) -> None:
             lambda v: v in gaussians.PARAMETERIZATIONS,
             f"one of {gaussians.PARAMETERIZATIONS}",
         ),
+        (
+            "model.blend",
+            config["model"].get("blend", "sum"),
+            lambda v: v in gaussians.BLENDS,
+            f"one of {gaussians.BLENDS}",
+        ),
     ]
     for key, value, ok, expected in checks:
         if not ok(value):
             raise Gauss2dError(f"config {key}={value!r} is invalid: expected {expected}")
+    if config["model"].get("blend", "sum") == "alpha" and config["model"].get("densify", False):
+        raise Gauss2dError("config model.densify=True is not supported with model.blend='alpha' yet")
 
 
 def init_state(params: gaussians.Params, optimizer: optax.GradientTransformation) -> TrainState:
@@ -85,7 +93,7 @@ def init_state(params: gaussians.Params, optimizer: optax.GradientTransformation
 
 def needed_capacity(params: gaussians.Params, height: int, width: int, backend: str) -> int:
     """Pair-buffer capacity bucket for the current Gaussians."""
-    return pair_capacity(*gaussians.project(params, height, width), height, width, backend=backend)
+    return blend.params_capacity(params, height, width, backend)
 
 
 def make_train_step(
@@ -100,8 +108,7 @@ def make_train_step(
     backend = config["render"]["backend"]
 
     def objective(params, target, mask):
-        proj = gaussians.project(params, height, width)
-        image, stats = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
+        image, stats = blend.render_params(params, height, width, backend=backend, capacity=capacity)
         image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
         loss, _ = loss_fn(image, target, mask)
         mse = losses.l2(image, target, mask)
@@ -169,6 +176,7 @@ def program_key(config: Mapping, params: gaussians.Params, height: int, width: i
     return (
         json.dumps(sections, sort_keys=True, default=str),
         gaussians.parameterization_of(params),
+        gaussians.blend_of(params),
         int(config["log_every"]),
         height,
         width,
@@ -188,8 +196,18 @@ def cached_chunk(key: tuple, build: Callable[[], Callable]) -> Callable:
 
 
 def initial_params(config: Mapping, target: np.ndarray, key: jax.Array) -> gaussians.Params:
-    """Initial Gaussians as ``config.model.init`` says (see gauss2d.init)."""
-    return init_lib.initialize(key, jnp.asarray(target), config["model"])
+    """Initial Gaussians as ``config.model.init`` says (see gauss2d.init).
+
+    With ``model.blend="alpha"`` they also get opacity and depth (blend.init_alpha).
+    """
+    model = config["model"]
+    if model.get("blend", "sum") != "alpha":
+        return init_lib.initialize(key, jnp.asarray(target), model)
+    key, alpha_key = jax.random.split(key)
+    params = init_lib.initialize(key, jnp.asarray(target), model)
+    return blend.init_alpha(
+        params, alpha_key, float(model.get("alpha_init_opacity", blend.DEFAULT_INIT_OPACITY))
+    )
 
 
 def fit_image(
