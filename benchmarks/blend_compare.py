@@ -24,14 +24,13 @@ import time
 import jax
 import numpy as np
 
-from configs import default
-from gauss2d import data, fit, pipeline
-
-KODAK = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+from configs import default, kodak
+from gauss2d import data, fit, runner, runrecord
 
 
 def load(name: str, downscale: int) -> np.ndarray:
-    path = data.sample_image_path() if name == "sample" else KODAK / f"{name}.png"
+    kodak_dir = pathlib.Path(kodak.default_kodak_dir())
+    path = data.sample_image_path() if name == "sample" else kodak_dir / f"{name}.png"
     image = data.load_image(path)
     if downscale > 1:
         image = data.downscale(image, downscale)
@@ -51,7 +50,7 @@ def run(target: np.ndarray, blend: str, num_points: int, steps: int, log_every: 
         target, config, jax.random.key(0), on_chunk=lambda s, i: rates.append(i["steps_per_second"])
     )
     wall = time.perf_counter() - t0
-    _, psnr, _ = pipeline.final_metrics(result.params, target, config)
+    _, psnr, _ = runner.final_metrics(result.params, target, config)
     later = rates[1:] or rates
     return {
         "blend": blend,
@@ -78,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.images, args.num_points, args.steps, args.downscale, args.log_every = "sample", 100, 20, 4, 10
-    print(f"device: {pipeline.device_description()}, jax {jax.__version__}, commit {pipeline.git_commit()}")
+    print(f"device: {runrecord.device_description()}, jax {jax.__version__}, commit {runrecord.git_commit()}")
     print(f"N = {args.num_points}, {args.steps} steps, downscale {args.downscale}")
     print("| image | size | sum PSNR | alpha PSNR | sum s/step | alpha s/step | alpha/sum time |")
     print("|---|---|---|---|---|---|---|")
@@ -102,11 +101,11 @@ def main() -> None:
     if args.json:
         out = {
             "args": vars(args),
-            "commit": pipeline.git_commit(),
-            "device": pipeline.device_description(),
+            "commit": runrecord.git_commit(),
+            "device": runrecord.device_description(),
             "rows": rows,
         }
-        pipeline.write_json(pathlib.Path(args.json), out)
+        runrecord.write_json(pathlib.Path(args.json), out)
 
 
 if __name__ == "__main__":

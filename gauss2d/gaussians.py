@@ -234,6 +234,25 @@ def init_random(key: jax.Array, num_points: int, parameterization: str = "choles
     raise ValueError(f"unknown parameterization {parameterization!r}; expected one of {PARAMETERIZATIONS}")
 
 
+# GaussianImage's 3DGS model starts every opacity at 0.1 (logit(0.1)).
+DEFAULT_INIT_OPACITY = 0.1
+
+
+def init_alpha(params: Params, key: jax.Array, init_opacity: float = DEFAULT_INIT_OPACITY) -> Params:
+    """Adds opacity (all ``init_opacity``) and depth (uniform in (-1, 1): a random order).
+
+    Raises:
+      ValueError: ``init_opacity`` outside (0, 1).
+    """
+    if not 0.0 < init_opacity < 1.0:
+        raise ValueError(f"model.alpha_init_opacity={init_opacity!r} must be in (0, 1)")
+    n = num_gaussians(params)
+    logit = jnp.log(init_opacity) - jnp.log1p(-init_opacity)
+    opacity = jnp.full((n, 1), logit, params.xy.dtype)
+    depth = jax.random.uniform(key, (n, 1), params.xy.dtype, minval=-1.0, maxval=1.0)
+    return with_alpha(params, opacity, depth)
+
+
 def param_groups(params: Params) -> Params:
     """Per-field group labels ('means' / 'cov' / 'color') for optimisers.
 

@@ -8,9 +8,10 @@ import oracle
 import pytest
 
 from configs import default
-from gauss2d import blend, checkpoint, data, fit, fit_batch, gaussians, pipeline
+from gauss2d import checkpoint, data, fit, fit_batch, gaussians, runner
 from gauss2d.errors import Gauss2dError
 from gauss2d.render.alpha import render_alpha
+from gauss2d.render.blend import render_blended
 
 PARAM_TOL = dict(rtol=1e-4, atol=2e-5)  # as test_fit_batch: a vmapped step may round differently
 
@@ -51,7 +52,7 @@ def test_alpha_fit_learns_opacity_and_leaves_depth_alone(target):
     np.testing.assert_array_equal(result.params.depth, start.depth)
     # The loop's render is the alpha model's: it matches the float64 oracle.
     proj, o, z = gaussians.project_alpha(result.params, *target.shape[:2])
-    image, _ = blend.render_params(result.params, *target.shape[:2], backend="xla", capacity=result.capacity)
+    image, _ = render_blended(result.params, *target.shape[:2], backend="xla", capacity=result.capacity)
     assert oracle.rel_err(image, oracle.render_alpha(*proj, o, z, *target.shape[:2])) <= 1e-5
 
 
@@ -79,7 +80,7 @@ def test_alpha_batch_equals_separate_fits(target):
 @pytest.mark.parametrize("parameterization", ["cholesky", "rs"])
 def test_alpha_params_npz_round_trip_and_transpose(tmp_path, parameterization):
     base = gaussians.init_random(jax.random.key(0), 20, parameterization)
-    params = blend.init_alpha(base, jax.random.key(1), 0.3)
+    params = gaussians.init_alpha(base, jax.random.key(1), 0.3)
     checkpoint.save_params_npz(tmp_path / "p.npz", params)
     loaded = checkpoint.load_params_npz(tmp_path / "p.npz")
     assert type(loaded) is type(params)
@@ -102,7 +103,7 @@ def test_alpha_dataset_writes_and_resumes(target, tmp_path, capsys):
     Image.fromarray((target * 255).astype(np.uint8)).save(folder / "a.png")
     config = small_config(**{"data.dir": str(folder), "checkpoint_every": 10, "optim.iterations": 20})
     workdir = tmp_path / "run"
-    pipeline.fit_dataset(config, workdir)
+    runner.fit_dataset(config, workdir)
     params = checkpoint.load_params_npz(workdir / "a" / "params.npz")
     assert isinstance(params, gaussians.CholeskyAlphaParams)
     proj, o, z = gaussians.project_alpha(params, 32, 48)
@@ -110,7 +111,7 @@ def test_alpha_dataset_writes_and_resumes(target, tmp_path, capsys):
     assert np.abs(rendered - data.load_image(workdir / "a" / "render.png")).max() <= 1.0 / 255 + 1e-4
     (workdir / "a" / "result.json").unlink()  # as if stopped after its last checkpoint
     capsys.readouterr()
-    pipeline.fit_dataset(small_config(**{"data.dir": str(folder), "optim.iterations": 30}), workdir)
+    runner.fit_dataset(small_config(**{"data.dir": str(folder), "optim.iterations": 30}), workdir)
     assert "resuming from step 20" in capsys.readouterr().out
 
 
