@@ -22,6 +22,7 @@ import optax
 from gauss2d import gaussians, losses, optim, train
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
+from gauss2d.render.alpha import ALPHA_BACKENDS
 from gauss2d.render.blend import render_blended
 from gauss2d.train import TrainState
 
@@ -61,8 +62,14 @@ def validate_config(config: Mapping) -> None:
     for key, value, ok, expected in checks:
         if not ok(value):
             raise Gauss2dError(f"config {key}={value!r} is invalid: expected {expected}")
-    if config["model"].get("blend", "sum") == "alpha" and config["model"].get("densify", False):
-        raise Gauss2dError("config model.densify=True is not supported with model.blend='alpha' yet")
+    if config["model"].get("blend", "sum") == "alpha":
+        if config["model"].get("densify", False):
+            raise Gauss2dError("config model.densify=True is not supported with model.blend='alpha' yet")
+        if config["render"]["backend"] not in ALPHA_BACKENDS:
+            raise Gauss2dError(
+                f"config render.backend={config['render']['backend']!r} has no alpha-compositing kernel: "
+                f"with model.blend='alpha' use one of {ALPHA_BACKENDS}"
+            )
 
 
 def objective(
