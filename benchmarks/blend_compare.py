@@ -77,7 +77,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.images, args.num_points, args.steps, args.downscale, args.log_every = "sample", 100, 20, 4, 10
-    print(f"device: {runrecord.device_description()}, jax {jax.__version__}, commit {runrecord.git_commit()}")
+    commit = runrecord.git_commit()  # read once, before the run: the code that is running
+    print(f"device: {runrecord.device_description()}, jax {jax.__version__}, commit {commit}")
     print(f"N = {args.num_points}, {args.steps} steps, downscale {args.downscale}")
     print("| image | size | sum PSNR | alpha PSNR | sum s/step | alpha s/step | alpha/sum time |")
     print("|---|---|---|---|---|---|---|")
@@ -101,7 +102,7 @@ def main() -> None:
     if args.json:
         out = {
             "args": vars(args),
-            "commit": runrecord.git_commit(),
+            "commit": commit,
             "device": runrecord.device_description(),
             "rows": rows,
         }
