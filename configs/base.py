@@ -23,6 +23,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict()
     config.model.num_points = 70000  # paper's Kodak table (GaussianImage Table 1)
     config.model.parameterization = "cholesky"  # or "rs"
+    # "sum": I = sum_n c_n w_n (GaussianImage; DESIGN.md section 2). "alpha": 3DGS-style
+    # front-to-back compositing with a trainable opacity and depth per Gaussian (section 2b,
+    # docs/alpha.md); alpha_init_opacity is GaussianImage's 3DGS model's 0.1.
+    config.model.blend = "sum"
+    config.model.alpha_init_opacity = 0.1
     config.model.init = "random"  # the paper's initialisation; "content": gauss2d/init.py, docs/init.md
     # "content" init: share of means drawn by image-gradient magnitude (the rest on a
     # jittered grid; Image-GS: 0.7 with uniform draws), sigma as a multiple of the local

@@ -39,7 +39,9 @@ _PARAM_FIELDS = {"cholesky": gaussians.CholeskyParams, "rs": gaussians.RSParams}
 # Integer leaves that count something (train step, optimiser updates, pairs): >= 0 on load.
 _COUNTERS = ("step", "count", "max_pairs")
 # Trailing width of each param field ([N, k]); checked on load.
-_FIELD_WIDTH = {"xy": 2, "chol": 3, "color": 3, "scale": 2, "rotation": 1}
+_FIELD_WIDTH = {"xy": 2, "chol": 3, "color": 3, "scale": 2, "rotation": 1, "opacity": 1, "depth": 1}
+# The alpha-composited model (model.blend="alpha") adds opacity and depth.
+_ALPHA_FIELDS = {"cholesky": gaussians.CholeskyAlphaParams, "rs": gaussians.RSAlphaParams}
 
 
 @contextlib.contextmanager
@@ -367,6 +369,8 @@ def save_params_npz(path: PathLike, params: gaussians.Params) -> None:
     """
     arrays = {k: np.asarray(v) for k, v in params._asdict().items()}
     arrays["parameterization"] = np.array(gaussians.parameterization_of(params))
+    if gaussians.blend_of(params) != "sum":  # sum-model files stay as they were
+        arrays["blend"] = np.array(gaussians.blend_of(params))
     with atomic_write(path) as f:
         np.savez(f, **arrays)
 
@@ -391,7 +395,10 @@ def load_params_npz(path: PathLike) -> gaussians.Params:
         raise CheckpointError(
             f"params file '{path}' has parameterization {kind!r}; expected one of {tuple(_PARAM_FIELDS)}"
         )
-    cls = _PARAM_FIELDS[kind]
+    blend = arrays.get("blend")  # absent: the sum model
+    if blend is not None and not (blend.shape == () and blend.dtype.kind == "U" and str(blend) == "alpha"):
+        raise CheckpointError(f"params file '{path}' has blend {blend!r}; expected 'alpha' or none (sum)")
+    cls = (_PARAM_FIELDS if blend is None else _ALPHA_FIELDS)[kind]
     missing = [f for f in cls._fields if f not in arrays]
     if missing:
         raise CheckpointError(f"params file '{path}' ({kind}) lacks field(s) {missing}")

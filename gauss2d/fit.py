@@ -22,7 +22,8 @@ import optax
 from gauss2d import gaussians, losses, optim, train
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import render_with_stats
+from gauss2d.render.alpha import ALPHA_BACKENDS
+from gauss2d.render.blend import render_blended
 from gauss2d.train import TrainState
 
 
@@ -51,10 +52,24 @@ def validate_config(config: Mapping) -> None:
             lambda v: v in gaussians.PARAMETERIZATIONS,
             f"one of {gaussians.PARAMETERIZATIONS}",
         ),
+        (
+            "model.blend",
+            config["model"].get("blend", "sum"),
+            lambda v: v in gaussians.BLENDS,
+            f"one of {gaussians.BLENDS}",
+        ),
     ]
     for key, value, ok, expected in checks:
         if not ok(value):
             raise Gauss2dError(f"config {key}={value!r} is invalid: expected {expected}")
+    if config["model"].get("blend", "sum") == "alpha":
+        if config["model"].get("densify", False):
+            raise Gauss2dError("config model.densify=True is not supported with model.blend='alpha' yet")
+        if config["render"]["backend"] not in ALPHA_BACKENDS:
+            raise Gauss2dError(
+                f"config render.backend={config['render']['backend']!r} has no alpha-compositing kernel: "
+                f"with model.blend='alpha' use one of {ALPHA_BACKENDS}"
+            )
 
 
 def objective(
@@ -73,15 +88,14 @@ def objective(
 
     def loss(capacity: int) -> train.LossFn:
         def fn(params, extra, target, mask):
-            proj = gaussians.project(params, height, width)
-            image, stats = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
+            image, stats = render_blended(params, height, width, backend=backend, capacity=capacity)
             image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
             value, _ = loss_fn(image, target, mask)
             return value, train.Aux(stats, losses.l2(image, target, mask))
 
         return fn
 
-    kind = None if params is None else gaussians.parameterization_of(params)
+    kind = None if params is None else (gaussians.parameterization_of(params), gaussians.blend_of(params))
     key = (train.config_key(config), kind)
     return train.Objective("fit", loss, optimizer, key)
 
@@ -99,8 +113,17 @@ def make_train_step(
 
 
 def initial_params(config: Mapping, target: np.ndarray, key: jax.Array) -> gaussians.Params:
-    """Initial Gaussians as ``config.model.init`` says (see gauss2d.init)."""
-    return init_lib.initialize(key, jnp.asarray(target), config["model"])
+    """Initial Gaussians as ``config.model.init`` says (see gauss2d.init).
+
+    With ``model.blend="alpha"`` they also get opacity and depth (``gaussians.init_alpha``).
+    """
+    model = config["model"]
+    if model.get("blend", "sum") != "alpha":
+        return init_lib.initialize(key, jnp.asarray(target), model)
+    key, alpha_key = jax.random.split(key)
+    params = init_lib.initialize(key, jnp.asarray(target), model)
+    opacity = float(model.get("alpha_init_opacity", gaussians.DEFAULT_INIT_OPACITY))
+    return gaussians.init_alpha(params, alpha_key, opacity)
 
 
 def fit_image(

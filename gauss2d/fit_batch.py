@@ -224,6 +224,9 @@ def transpose_params(params: gaussians.Params) -> gaussians.Params:
     Returns:
       The same type, transposed.
     """
+    if gaussians.blend_of(params) == "alpha":  # opacity and depth do not depend on the frame
+        upright = transpose_params(gaussians.geometry(params))
+        return gaussians.with_alpha(upright, params.opacity, params.depth)
     xy = params.xy[..., ::-1]
     if isinstance(params, gaussians.CholeskyParams):
         offset = jnp.asarray(gaussians.CHOLESKY_OFFSET, params.chol.dtype)

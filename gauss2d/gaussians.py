@@ -50,7 +50,31 @@ class RSParams(NamedTuple):
     color: jax.Array  # [N, 3] colour weights, no activation
 
 
-Params = CholeskyParams | RSParams
+class CholeskyAlphaParams(NamedTuple):
+    """The Cholesky model alpha-composited (DESIGN.md section 2b, ``model.blend="alpha"``)."""
+
+    xy: jax.Array  # [N, 2] pre-tanh position, (x, y)
+    chol: jax.Array  # [N, 3] raw (l11, l21, l22) before the fixed offset, px
+    color: jax.Array  # [N, 3] colour, no activation
+    opacity: jax.Array  # [N, 1] pre-sigmoid opacity: o = sigmoid(raw) in (0, 1)
+    depth: jax.Array  # [N, 1] depth key z, used as is (only its order matters)
+
+
+class RSAlphaParams(NamedTuple):
+    """The rotation-scale model alpha-composited (DESIGN.md section 2b)."""
+
+    xy: jax.Array  # [N, 2]
+    scale: jax.Array  # [N, 2]
+    rotation: jax.Array  # [N, 1]
+    color: jax.Array  # [N, 3]
+    opacity: jax.Array  # [N, 1] pre-sigmoid
+    depth: jax.Array  # [N, 1]
+
+
+Params = CholeskyParams | RSParams | CholeskyAlphaParams | RSAlphaParams
+BLENDS = ("sum", "alpha")
+_GEOMETRY_OF = {CholeskyAlphaParams: CholeskyParams, RSAlphaParams: RSParams}
+_ALPHA_OF = {CholeskyParams: CholeskyAlphaParams, RSParams: RSAlphaParams}
 
 
 class Projected(NamedTuple):
@@ -61,8 +85,29 @@ class Projected(NamedTuple):
     colors: jax.Array  # [N, 3]
 
 
+def blend_of(params: Params) -> str:
+    """ "alpha" for the alpha-composited pytrees, "sum" for the others."""
+    if type(params) in _GEOMETRY_OF:
+        return "alpha"
+    parameterization_of(params)  # TypeError for a non-params object
+    return "sum"
+
+
+def geometry(params: Params) -> CholeskyParams | RSParams:
+    """The sum-model fields of ``params`` (drops opacity and depth; sum params as they are)."""
+    if type(params) in _GEOMETRY_OF:
+        return _GEOMETRY_OF[type(params)](*params[:-2])
+    return params
+
+
+def with_alpha(params: CholeskyParams | RSParams, opacity: jax.Array, depth: jax.Array) -> Params:
+    """The alpha-composited pytree: ``params``' fields plus raw opacity [N, 1] and depth [N, 1]."""
+    return _ALPHA_OF[type(params)](*params, opacity, depth)
+
+
 def parameterization_of(params: Params) -> str:
-    """Returns the parameterisation name of a raw parameter pytree."""
+    """Returns the parameterisation name of a raw parameter pytree (either blend)."""
+    params = geometry(params)
     if isinstance(params, CholeskyParams):
         return "cholesky"
     if isinstance(params, RSParams):
@@ -122,6 +167,7 @@ def conics_from_covariance(cov: jax.Array) -> jax.Array:
 
 def covariance(params: Params) -> jax.Array:
     """Covariance entries (Sxx, Sxy, Syy) [N, 3] of either parameterisation."""
+    params = geometry(params)
     if isinstance(params, CholeskyParams):
         return covariance_from_cholesky(params.chol)
     if isinstance(params, RSParams):
@@ -143,6 +189,11 @@ def project(params: Params, height: int, width: int) -> Projected:
     means = means_from_raw(params.xy, height, width)
     conics = conics_from_covariance(covariance(params))
     return Projected(means, conics, params.color)
+
+
+def project_alpha(params: Params, height: int, width: int) -> tuple[Projected, jax.Array, jax.Array]:
+    """The alpha model's renderer input: (Projected, opacities [N] in (0, 1), depths [N])."""
+    return project(params, height, width), jax.nn.sigmoid(params.opacity[..., 0]), params.depth[..., 0]
 
 
 def rescale(projected: Projected, factor: float) -> Projected:
@@ -183,8 +234,33 @@ def init_random(key: jax.Array, num_points: int, parameterization: str = "choles
     raise ValueError(f"unknown parameterization {parameterization!r}; expected one of {PARAMETERIZATIONS}")
 
 
+# GaussianImage's 3DGS model starts every opacity at 0.1 (logit(0.1)).
+DEFAULT_INIT_OPACITY = 0.1
+
+
+def init_alpha(params: Params, key: jax.Array, init_opacity: float = DEFAULT_INIT_OPACITY) -> Params:
+    """Adds opacity (all ``init_opacity``) and depth (uniform in (-1, 1): a random order).
+
+    Raises:
+      ValueError: ``init_opacity`` outside (0, 1).
+    """
+    if not 0.0 < init_opacity < 1.0:
+        raise ValueError(f"model.alpha_init_opacity={init_opacity!r} must be in (0, 1)")
+    n = num_gaussians(params)
+    logit = jnp.log(init_opacity) - jnp.log1p(-init_opacity)
+    opacity = jnp.full((n, 1), logit, params.xy.dtype)
+    depth = jax.random.uniform(key, (n, 1), params.xy.dtype, minval=-1.0, maxval=1.0)
+    return with_alpha(params, opacity, depth)
+
+
 def param_groups(params: Params) -> Params:
-    """Per-field group labels ('means' / 'cov' / 'color') for optimisers."""
+    """Per-field group labels ('means' / 'cov' / 'color') for optimisers.
+
+    Opacity goes with colour (appearance); depth with means (it gets no
+    gradient: the image is piecewise constant in depth).
+    """
+    if type(params) in _GEOMETRY_OF:
+        return type(params)(*param_groups(geometry(params)), "color", "means")
     if isinstance(params, CholeskyParams):
         return CholeskyParams("means", "cov", "color")
     return RSParams("means", "cov", "cov", "color")

@@ -46,7 +46,8 @@ from gauss2d import (
     train,
 )
 from gauss2d.errors import Gauss2dError, ImageError
-from gauss2d.render import pair_capacity, render_with_stats, tiling
+from gauss2d.render import pair_capacity, tiling
+from gauss2d.render.blend import render_blended
 
 CHECKPOINT = "checkpoint.npz"
 RESULT = "result.json"
@@ -130,24 +131,21 @@ def check_image_before_loading(path: pathlib.Path, config: Mapping) -> None:
 
 @functools.lru_cache(maxsize=16)
 def render_program(height: int, width: int, backend: str, capacity: int) -> Callable:
-    """The jitted render at a fixed capacity, compiled once per size (images of a batch share it)."""
-    return jax.jit(
-        lambda m, q, c: render_with_stats(m, q, c, height, width, backend=backend, capacity=capacity)[0]
-    )
+    """The jitted render of a params pytree at a fixed capacity, compiled once per size and blend."""
+    return jax.jit(lambda p: render_blended(p, height, width, backend=backend, capacity=capacity)[0])
 
 
 def time_render(params: gaussians.Params, height: int, width: int, config: Mapping) -> float:
     """Render FPS: jitted render at fixed capacity, warm-up, median of repeats."""
     backend = config["render"]["backend"]
-    proj = gaussians.project(params, height, width)
-    capacity = pair_capacity(*proj, height, width, backend=backend)
+    capacity = pair_capacity(*gaussians.project(params, height, width), height, width, backend=backend)
     fn = render_program(height, width, backend, capacity)
-    jax.block_until_ready(fn(*proj))  # compile + warm-up
-    jax.block_until_ready(fn(*proj))
+    jax.block_until_ready(fn(params))  # compile + warm-up
+    jax.block_until_ready(fn(params))
     times = []
     for _ in range(max(1, int(config["fps_repeats"]))):
         t0 = time.perf_counter()
-        jax.block_until_ready(fn(*proj))
+        jax.block_until_ready(fn(params))
         times.append(time.perf_counter() - t0)
     return 1.0 / float(np.median(times))
 
@@ -162,9 +160,8 @@ def final_metrics(
     """
     height, width = target.shape[:2]
     backend = config["render"]["backend"]
-    proj = gaussians.project(params, height, width)
-    capacity = pair_capacity(*proj, height, width, backend=backend)
-    image = render_program(height, width, backend, capacity)(*proj)
+    capacity = pair_capacity(*gaussians.project(params, height, width), height, width, backend=backend)
+    image = render_program(height, width, backend, capacity)(params)
     image = data.from_landscape(np.asarray(jnp.clip(image, 0.0, 1.0)), transposed)
     target = data.from_landscape(np.asarray(target), transposed)
     psnr = float(metrics.psnr(image, target))

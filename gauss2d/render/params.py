@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from gauss2d import gaussians
-from gauss2d.render import pair_capacity, render_with_stats
+from gauss2d.render import pair_capacity
+from gauss2d.render.blend import render_blended
 
 
 def needed_capacity(params: gaussians.Params, height: int, width: int, backend: str) -> int:
@@ -24,8 +25,7 @@ def needed_capacity(params: gaussians.Params, height: int, width: int, backend: 
 
 @functools.partial(jax.jit, static_argnames=("height", "width", "backend", "capacity"))
 def _render_clamped(params, *, height: int, width: int, backend: str, capacity: int) -> jax.Array:
-    proj = gaussians.project(params, height, width)
-    image, _ = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
+    image, _ = render_blended(params, height, width, backend=backend, capacity=capacity)  # sum or alpha
     return jnp.clip(image, 0.0, 1.0)
 
 
