@@ -2,6 +2,7 @@
 
     python -m experiments.codec encode INPUT.png OUTPUT.g2d
     python -m experiments.codec decode INPUT.g2d OUTPUT.png
+    python -m experiments.codec decode INPUT.g2d OUTPUT.png --scale=0.25   # any size (experiments.render)
     python -m experiments.codec encode photo.png photo.g2d --config.model.num_points=5000 \\
         --config.codec.qat_steps=2000 --config.codec.mode=gaussianimage
     python -m experiments.codec encode photo.png photo.g2d --params=runs/photos/photo/params.npz
@@ -22,7 +23,7 @@ import warnings
 import jax
 from absl import app, flags, logging
 
-from experiments import cli
+from experiments import cli, size_flags
 from gauss2d import checkpoint, data, pipeline
 from gauss2d.codec import compress
 from gauss2d.errors import Gauss2dError
@@ -81,7 +82,10 @@ def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite
 
 def decode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite: bool) -> None:
     check_output(output, overwrite)
-    image, seconds = compress.decode_and_render(read_file(source), config["render"]["backend"])
+    if size_flags.given():  # --scale / --height / --width / --antialias: experiments/size_flags.py
+        image, seconds = size_flags.decode_and_render(read_file(source), config["render"]["backend"])
+    else:
+        image, seconds = compress.decode_and_render(read_file(source), config["render"]["backend"])
     data.save_image(output, image)
     height, width = image.shape[:2]
     print(f"wrote {output}: {width}x{height}, decoded and rendered in {seconds:.2f} s", flush=True)
