@@ -9,6 +9,9 @@
     python -m benchmarks.init_quality --crop=0 --num_points=70000 --steps=10000
     # seconds: a tiny run that keeps the script from rotting
     python -m benchmarks.init_quality --quick
+    # the first render alone (no fitting): PSNR at step 0 and the initialiser's seconds
+    python -m benchmarks.init_quality --first_render --images=kodim23,kodim01,kodim05 \
+        --variants=random,content,superpixel,superpixel-mean
     # superpixel (SLIC) init against the gradient-sampled content init and random (issue #18)
     python -m benchmarks.init_quality --images=kodim23,kodim01,kodim05 \
         --variants=random,content,superpixel,superpixel-mean --json=runs/iq_sp.json
@@ -37,7 +40,7 @@ import jax
 import numpy as np
 
 from configs import base
-from gauss2d import data, densify, init_superpixel, pipeline
+from gauss2d import data, densify, gaussians, init_superpixel, metrics, pipeline, render
 from gauss2d import init as init_lib
 
 VARIANTS = {  # name -> (model.init, model.densify)
@@ -103,6 +106,17 @@ def run(image: np.ndarray, args: argparse.Namespace, variant: str) -> dict:
         "capacity": result.capacity,
         "init_seconds": seconds,
     }
+
+
+def first_render(image: np.ndarray, args: argparse.Namespace, variant: str) -> tuple[float, list[float]]:
+    """(PSNR of the initial Gaussians' clamped render, [cold, warm] initialiser seconds)."""
+    config = make_config(args, variant)
+    key = jax.random.PRNGKey(args.seed)
+    seconds = init_seconds(image, config, key)
+    params = init_lib.initialize(key, jax.numpy.asarray(image), config.model)
+    h, w = image.shape[:2]
+    rendered = render.render(*gaussians.project(params, h, w), h, w)
+    return float(metrics.psnr(jax.numpy.clip(rendered, 0.0, 1.0), image)), seconds
 
 
 def tail_gain(curve: np.ndarray, fraction: float = 0.1) -> float:
@@ -196,6 +210,9 @@ def main() -> None:
     parser.add_argument("--json", default="", help="results file (read first: finished runs are skipped)")
     parser.add_argument("--plot", default="", help="PNG path for the curves")
     parser.add_argument(
+        "--first_render", action="store_true", help="only the initial render's PSNR and the init time"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="the sample downscaled 8x, 300 Gaussians, 100 steps"
     )
     args = parser.parse_args()
@@ -207,6 +224,15 @@ def main() -> None:
     if args.steps not in checkpoints:
         checkpoints.append(args.steps)
 
+    if args.first_render:
+        print(f"device: {pipeline.device_description()}, commit {pipeline.git_commit()}")
+        print("| image | variant | step-0 PSNR dB | init s (cold / warm) |\n|---|---|---|---|")
+        for name in args.images.split(","):
+            image = load(name, args.crop, args.downscale)
+            for variant in args.variants.split(","):
+                db, (cold, warm) = first_render(image, args, variant)
+                print(f"| {name} | {variant} | {db:.2f} | {cold:.2f} / {warm:.2f} |", flush=True)
+        return
     json_path = pathlib.Path(args.json) if args.json else None
     settings = {
         k: v for k, v in vars(args).items() if k not in ("json", "plot", "images", "variants", "quick")
