@@ -668,8 +668,10 @@ def execute(name: str, timeout: int = 7200) -> nbformat.NotebookNode:
         for output in cell.get("outputs", []):
             if "image/png" in output.get("data", {}):
                 output.data["image/png"] = shrink_png(output.data["image/png"])
-    nb.metadata.pop("kernelspec", None)
+    # The kernel's own details (this machine's Python version, its temporary kernelspec) are
+    # not part of the notebook: keep the metadata that build() writes.
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
     nb.metadata["gauss2d"] = {
         "sources_sha256": source_digest(name),
