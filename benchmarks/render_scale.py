@@ -32,10 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from configs import default, kodak_fast
-from gauss2d import data, fit, metrics, pipeline, resolution
-
-KODAK = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+from configs import default, kodak, kodak_fast
+from gauss2d import data, fit, metrics, resolution, runrecord
 
 
 def psnr(a, b) -> float:
@@ -72,7 +70,7 @@ def render(params, fit_hw, out_hw, antialias, variance=resolution.PIXEL_VARIANCE
 
 
 def measure(name: str, args) -> dict:
-    full = data.load_image(KODAK / f"{name}.png")
+    full = data.load_image(pathlib.Path(kodak.default_kodak_dir()) / f"{name}.png")
     if full.shape[0] > full.shape[1]:
         raise SystemExit(f"{name} is portrait; pick landscape images (the tables assume 768x512)")
     h, w = full.shape[:2]
@@ -156,14 +154,14 @@ def main() -> None:
     if stored and stored.get("settings") != settings:
         raise SystemExit(f"{path} holds runs with other settings {stored['settings']}; pass another --json")
     results = stored.get("results", {})
-    print(f"device: {pipeline.device_description()}, jax {jax.__version__}, commit {pipeline.git_commit()}")
+    print(f"device: {runrecord.device_description()}, jax {jax.__version__}, commit {runrecord.git_commit()}")
     for name in args.images.split(","):
         if name in results:
             continue
         results[name] = measure(name, args)
         print(f"{name}: {json.dumps(results[name])}", flush=True)
         if path:
-            pipeline.write_json(path, {"settings": settings, "results": results})
+            runrecord.write_json(path, {"settings": settings, "results": results})
     print(tables(results))
 
 
