@@ -117,7 +117,7 @@ def tables(results: dict) -> str:
             lines.append(
                 f"| {name} | {r['fit_half_psnr']:.2f} | 1/{s} ({384 // s}x{256 // s}) | "
                 f"{d['no_filter']:.2f} | "
-                f"**{d['filter']:.2f}** | {d['filter_v0.25']:.2f} | {d['supersampled']:.2f} |"
+                f"{d['filter']:.2f} | {d['filter_v0.25']:.2f} | {d['supersampled']:.2f} |"
             )
     lines += [
         "",
@@ -132,7 +132,7 @@ def tables(results: dict) -> str:
         ):
             u = r[key]
             lines.append(
-                f"| {name} | {size} | {r[fit_db]:.2f} | {key[2:]}x | **{u['gaussians']:.2f}** | "
+                f"| {name} | {size} | {r[fit_db]:.2f} | {key[2:]}x | {u['gaussians']:.2f} | "
                 f"{u['bicubic_render']:.2f} | {u['bicubic_target']:.2f} |"
             )
     return "\n".join(lines)
