@@ -1,4 +1,4 @@
-"""PSNR vs step for random vs content initialisation, with and without allocation (issue #7).
+"""PSNR vs step for random vs content vs superpixel initialisation, with and without allocation.
 
     # CPU (the issue's setting): 256x256 centre crops, 2000 Gaussians, Adan lr 1e-2, 2000 steps
     python -m benchmarks.init_quality --json=runs/init_quality.json --plot=runs/init_quality.png
@@ -9,11 +9,18 @@
     python -m benchmarks.init_quality --crop=0 --num_points=70000 --steps=10000
     # seconds: a tiny run that keeps the script from rotting
     python -m benchmarks.init_quality --quick
+    # the first render alone (no fitting): PSNR at step 0 and the initialiser's seconds
+    python -m benchmarks.init_quality --first_render --images=kodim23,kodim01,kodim05 \
+        --variants=random,content,superpixel,superpixel-mean
+    # superpixel (SLIC) init against the gradient-sampled content init and random (issue #18)
+    python -m benchmarks.init_quality --images=kodim23,kodim01,kodim05 \
+        --variants=random,content,superpixel,superpixel-mean --json=runs/iq_sp.json
 
 Every variant fits the same image with the same N, steps and optimiser
 (Adan, constant lr by default: the paper's step schedule does not decay
 before 20000 steps), so the curves differ only by initialisation and
-allocation. ``--schedule=cosine`` decays the rate to ``decay_rate`` x lr
+allocation. Each run also times the initialiser alone, twice: cold (the
+first call, compilation included) and warm. ``--schedule=cosine`` decays the rate to ``decay_rate`` x lr
 over the run, for the "at convergence" comparison: at a constant rate Adan
 keeps gaining slowly for tens of thousands of steps, so no finite run shows
 where each initialisation ends up; with the rate decayed to ~0 both curves
@@ -33,14 +40,18 @@ import jax
 import numpy as np
 
 from configs import base, kodak
-from gauss2d import data, densify, runrecord
+from gauss2d import data, densify, gaussians, init_superpixel, metrics, render, runrecord
+from gauss2d import init as init_lib
 
 VARIANTS = {  # name -> (model.init, model.densify)
     "random": ("random", False),
     "content": ("content", False),
     "random+alloc": ("random", True),
     "content+alloc": ("content", True),
+    "superpixel": ("superpixel", False),  # colours by the least-squares solve (the default)
+    "superpixel-mean": ("superpixel", False),  # the segments' mass-normalised mean colours
 }
+COLOR_ITERATIONS = {"superpixel-mean": 0}  # variant -> model.init_color_iterations, if not the default
 
 
 def load(name: str, crop: int, downscale: int) -> np.ndarray:
@@ -67,6 +78,8 @@ def make_config(args: argparse.Namespace, variant: str):
     config.model.densify_rounds = args.rounds
     config.model.densify_every = args.every
     config.model.densify_initial_fraction = args.initial_fraction
+    if variant in COLOR_ITERATIONS:
+        config.model.init_color_iterations = COLOR_ITERATIONS[variant]
     config.optim.lr = args.lr
     config.optim.schedule = args.schedule
     config.optim.decay_rate = args.decay_rate
@@ -75,15 +88,38 @@ def make_config(args: argparse.Namespace, variant: str):
     return base.finalize(config)
 
 
+def init_seconds(image: np.ndarray, config, key) -> list[float]:
+    """Wall seconds of the initialiser alone: [cold (compilation included), warm]."""
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        jax.block_until_ready(init_lib.initialize(key, jax.numpy.asarray(image), config.model))
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def run(image: np.ndarray, args: argparse.Namespace, variant: str) -> dict:
     config = make_config(args, variant)
+    seconds = init_seconds(image, config, jax.random.PRNGKey(args.seed))
     t0 = time.perf_counter()
     result = densify.fit_function(config)(image, config, jax.random.PRNGKey(args.seed))
     return {
         "psnr": [float(v) for v in result.history["psnr"]],
         "seconds": time.perf_counter() - t0,
         "capacity": result.capacity,
+        "init_seconds": seconds,
     }
+
+
+def first_render(image: np.ndarray, args: argparse.Namespace, variant: str) -> tuple[float, list[float]]:
+    """(PSNR of the initial Gaussians' clamped render, [cold, warm] initialiser seconds)."""
+    config = make_config(args, variant)
+    key = jax.random.PRNGKey(args.seed)
+    seconds = init_seconds(image, config, key)
+    params = init_lib.initialize(key, jax.numpy.asarray(image), config.model)
+    h, w = image.shape[:2]
+    rendered = render.render(*gaussians.project(params, h, w), h, w)
+    return float(metrics.psnr(jax.numpy.clip(rendered, 0.0, 1.0), image)), seconds
 
 
 def tail_gain(curve: np.ndarray, fraction: float = 0.1) -> float:
@@ -96,17 +132,19 @@ def table(results: dict, checkpoints: list[int]) -> str:
     lines = [
         "| image | variant | "
         + " | ".join(f"step {s}" for s in checkpoints)
-        + " | best | gain over the last 10% | wall s |",
-        "|---|---|" + "---|" * (len(checkpoints) + 3),
+        + " | best | gain over the last 10% | wall s | init s (cold / warm) |",
+        "|---|---|" + "---|" * (len(checkpoints) + 4),
     ]
     for key, res in results.items():
         image, variant = key.split("/")
         curve = np.asarray(res["psnr"])
         cells = [f"{curve[s - 1]:.2f}" if s <= len(curve) else "" for s in checkpoints]
+        init = res.get("init_seconds")
+        init = f"{init[0]:.2f} / {init[1]:.2f}" if init else ""
         lines.append(
             f"| {image} | {variant} | "
             + " | ".join(cells)
-            + f" | {curve.max():.2f} | {tail_gain(curve):+.2f} | {res['seconds']:.0f} |"
+            + f" | {curve.max():.2f} | {tail_gain(curve):+.2f} | {res['seconds']:.0f} | {init} |"
         )
     return "\n".join(lines)
 
@@ -166,12 +204,22 @@ def main() -> None:
     parser.add_argument("--initial_fraction", type=float, default=0.5, help="budget active at step 0")
     parser.add_argument("--log_every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--superpixel_size_factor",
+        type=float,
+        default=init_superpixel.SIZE_FACTOR,
+        help="superpixel init: sigma / the segment's pixel sigma (for tuning runs)",
+    )
     parser.add_argument("--json", default="", help="results file (read first: finished runs are skipped)")
     parser.add_argument("--plot", default="", help="PNG path for the curves")
+    parser.add_argument(
+        "--first_render", action="store_true", help="only the initial render's PSNR and the init time"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="the sample downscaled 8x, 300 Gaussians, 100 steps"
     )
     args = parser.parse_args()
+    init_superpixel.SIZE_FACTOR = args.superpixel_size_factor  # read at call time
     if args.quick:
         args.images, args.crop, args.downscale = "sample", 0, 8
         args.num_points, args.steps, args.every, args.log_every = 300, 100, 25, 25
@@ -179,6 +227,15 @@ def main() -> None:
     if args.steps not in checkpoints:
         checkpoints.append(args.steps)
 
+    if args.first_render:
+        print(f"device: {runrecord.device_description()}, commit {runrecord.git_commit()}")
+        print("| image | variant | step-0 PSNR dB | init s (cold / warm) |\n|---|---|---|---|")
+        for name in args.images.split(","):
+            image = load(name, args.crop, args.downscale)
+            for variant in args.variants.split(","):
+                db, (cold, warm) = first_render(image, args, variant)
+                print(f"| {name} | {variant} | {db:.2f} | {cold:.2f} / {warm:.2f} |", flush=True)
+        return
     json_path = pathlib.Path(args.json) if args.json else None
     settings = {
         k: v for k, v in vars(args).items() if k not in ("json", "plot", "images", "variants", "quick")

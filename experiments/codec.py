@@ -2,6 +2,7 @@
 
     python -m experiments.codec encode INPUT.png OUTPUT.g2d
     python -m experiments.codec decode INPUT.g2d OUTPUT.png
+    python -m experiments.codec decode INPUT.g2d OUTPUT.png --scale=0.25   # any size (experiments.render)
     python -m experiments.codec encode photo.png photo.g2d --config.model.num_points=5000 \\
         --config.codec.qat_steps=2000 --config.codec.mode=gaussianimage
     python -m experiments.codec encode photo.png photo.g2d --params=runs/photos/photo/params.npz
@@ -23,7 +24,7 @@ import warnings
 import jax
 from absl import app, flags, logging
 
-from experiments import cli
+from experiments import cli, size_flags
 from gauss2d import checkpoint, compress, data, runner, runrecord, train
 from gauss2d.codec import budget, decode
 from gauss2d.compress import rdo, targets
@@ -167,8 +168,11 @@ def decode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite
     blob = read_file(source, max_bytes=budget.MAX_FILE_BYTES)
     budget.check_file(blob, limit, backend, f"'{source}'", "--memory_limit_gb")  # from the header, first
     decoded = decode(blob, memory_limit_gb=limit)
-    budget.check_render(decoded, limit, backend, f"'{source}'", "--memory_limit_gb")  # pair buffer
-    image = render_params(decoded.params, decoded.height, decoded.width, backend)
+    if size_flags.given():  # --scale / --height / --width / --antialias: experiments/size_flags.py
+        image, _, _ = size_flags.render(decoded.params, decoded.height, decoded.width, backend)
+    else:
+        budget.check_render(decoded, limit, backend, f"'{source}'", "--memory_limit_gb")  # pair buffer
+        image = render_params(decoded.params, decoded.height, decoded.width, backend)
     seconds = time.perf_counter() - start
     data.save_image(output, image)
     height, width = image.shape[:2]

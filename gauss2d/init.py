@@ -31,7 +31,7 @@ from gauss2d.errors import Gauss2dError
 from gauss2d.render import pair_capacity, render_tiled
 from gauss2d.render.xla import render_xla
 
-INITIALIZERS = ("random", "content")
+INITIALIZERS = ("random", "content", "superpixel")
 
 # Defaults of the content initialiser (config.model.init_*; see configs/base.py).
 # Chosen with the optimiser before the Adan fix (gauss2d/optim.py), so the
@@ -448,5 +448,12 @@ def initialize(key: jax.Array, target: jax.Array, model_cfg: Mapping) -> gaussia
             gradient_fraction=float(get("init_gradient_fraction", GRADIENT_FRACTION)),
             size_factor=float(get("init_size_factor", SIZE_FACTOR)),
             color_iterations=int(get("init_color_iterations", COLOR_ITERATIONS)),
+        )
+    if name == "superpixel":  # SLIC on the host (optional scikit-image): gauss2d/init_superpixel.py
+        from gauss2d import init_superpixel  # noqa: PLC0415 (imports this module)
+
+        steps = model_cfg["init_color_iterations"] if "init_color_iterations" in model_cfg else None
+        return init_superpixel.init_superpixel(
+            key, target, num_points, model_cfg["parameterization"], color_iterations=steps
         )
     raise Gauss2dError(f"unknown config model.init={name!r}; expected one of {INITIALIZERS}")

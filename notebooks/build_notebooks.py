@@ -1,18 +1,34 @@
 """Writes notebooks/quickstart.ipynb and notebooks/compression.ipynb from the cells below.
 
-    python notebooks/build_notebooks.py           # rewrite both notebooks
-    python notebooks/build_notebooks.py --check   # exit 1 if a notebook differs from this script
+    python notebooks/build_notebooks.py           # rewrite both notebooks (without outputs)
+    python notebooks/build_notebooks.py --check   # exit 1 if a notebook's cells differ from this script
+    python notebooks/build_notebooks.py --execute quickstart.ipynb   # run at real settings, store outputs
 
 The notebooks are generated, not hand-edited, so that a change is a reviewable
-diff of Python source and the stored notebooks never hold outputs.
-tests/test_notebooks.py checks that they match this script and executes them.
+diff of Python source. ``--execute`` runs the named notebooks (all without a
+name) at their real settings in a fresh kernel of this interpreter, with this
+checkout first on PYTHONPATH, in a temporary working directory; it stores the
+outputs with figures re-encoded to at most ``MAX_FIGURE_WIDTH`` px and, in the
+notebook's metadata, the SHA-256 of the cells it ran (``source_digest``), the
+commit and the date. tests/test_notebooks.py checks that the cells match this
+script and that stored outputs come from these very cells, and executes each
+notebook on smoke settings.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime
+import hashlib
+import io
+import json
+import os
 import pathlib
+import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -52,8 +68,8 @@ QUICKSTART = [
 {colab_badge("quickstart.ipynb")}
 
 Fit a few thousand 2D Gaussians to an image with gradient descent (the GaussianImage
-method, ECCV 2024), look at the result and its error, and render it at twice the
-resolution. Every step calls gauss2d's public API: the same library functions that
+method, ECCV 2024), look at the result and its error, and render it at 4x and at 1/4
+of its size. Every step calls gauss2d's public API: the same library functions that
 `python -m experiments.fit` runs.""",
     ),
     ("md", INSTALL_MD),
@@ -78,7 +94,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from configs import default
-from gauss2d import data, fit, gaussians, metrics, optim
+from gauss2d import data, fit, gaussians, metrics, optim, resolution
 from gauss2d.render import render
 
 SMOKE = os.environ.get("GAUSS2D_NOTEBOOK_SMOKE") == "1"
@@ -235,29 +251,40 @@ print(f"PSNR {psnr:.2f} dB, MS-SSIM {ms_ssim:.4f}, {config.model.num_points} Gau
 ## Rendering at any resolution
 
 The Gaussians are a continuous function of the pixel position, so the same model renders at any
-size: `gaussians.rescale(projected, s)` multiplies the means by `s` and divides the conics by
-`s^2` (each Gaussian's extent grows by `s`). Below, a crop of the 2x render next to the same
-crop of the target enlarged by pixel repetition.""",
+size. `resolution.render_at(params, fit_height, fit_width, out_height, out_width)` takes the
+frame the Gaussians were fitted in and the output size separately: means scale with the image and
+each Gaussian's extent with them. Rendering *smaller* samples Gaussians narrower than a pixel, so
+by default it prefilters: each Gaussian's covariance gains the output pixel's footprint (I/12)
+and its colour is scaled so its integral is unchanged, which keeps flat regions at their
+brightness (docs/render.md). Below: a crop of the 4x render, and the whole image at 1/4 with and
+without that prefilter (the same picture rendered 16x smaller, shown enlarged).""",
     ),
     (
         "code",
         """\
-scale = 2
-big = render(
-    *gaussians.rescale(gaussians.project(result.params, height, width), scale), scale * height, scale * width
+big = resolution.render_at(result.params, height, width, 4 * height, 4 * width)  # [4H, 4W, 3]
+big = np.clip(np.asarray(big), 0.0, 1.0)
+small = resolution.render_at(result.params, height, width, height // 4, width // 4)  # anti-aliased
+small = np.clip(np.asarray(small), 0.0, 1.0)
+aliased = resolution.render_at(result.params, height, width, height // 4, width // 4, antialias=False)
+aliased = np.clip(np.asarray(aliased), 0.0, 1.0)
+reference = data.downscale(target, 4)  # the box-downscaled target: what a 1/4 image should show
+print(big.shape, small.shape)
+print(
+    f"1/4 render against the box-downscaled target: {float(metrics.psnr(small, reference)):.2f} dB "
+    f"anti-aliased, {float(metrics.psnr(aliased, reference)):.2f} dB without the prefilter"
 )
-big = np.clip(np.asarray(big), 0.0, 1.0)  # [2H, 2W, 3]
-print(big.shape)
 
-# The head of the blue-and-yellow macaw: rows H/8..5H/8, columns W/8..3W/8 (in 2x pixels).
-rows = slice(scale * height // 8, scale * 5 * height // 8)
-cols = slice(scale * width // 8, scale * 3 * width // 8)
-enlarged = np.repeat(np.repeat(target, scale, axis=0), scale, axis=1)
-fig, axes = plt.subplots(1, 2, figsize=(10, 5))
-axes[0].imshow(enlarged[rows, cols], interpolation="nearest")
-axes[0].set_title("target, pixels repeated 2x (crop)")
-axes[1].imshow(big[rows, cols], interpolation="nearest")
-axes[1].set_title("Gaussians rendered at 2x (crop)")
+# The head of the blue-and-yellow macaw: rows H/8..5H/8, columns W/8..3W/8 (in 4x pixels).
+rows = slice(4 * height // 8, 4 * 5 * height // 8)
+cols = slice(4 * width // 8, 4 * 3 * width // 8)
+fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+axes[0].imshow(big[rows, cols])
+axes[0].set_title(f"rendered at 4x ({4 * width}x{4 * height}), crop")
+axes[1].imshow(small, interpolation="nearest")
+axes[1].set_title(f"rendered at 1/4 ({width // 4}x{height // 4}), anti-aliased")
+axes[2].imshow(aliased, interpolation="nearest")
+axes[2].set_title("1/4, no prefilter")
 for ax in axes:
     ax.axis("off")
 plt.show()""",
@@ -279,7 +306,8 @@ summary = {
     "psnr": psnr,
     "train_psnr": float(result.history["psnr"][-1]),
     "ms_ssim": ms_ssim,
-    "render_2x_shape": list(big.shape),
+    "render_4x_shape": list(big.shape),
+    "render_quarter_shape": list(small.shape),
     "fit_seconds": result.seconds,
 }
 print("RESULT " + json.dumps(summary))""",
@@ -561,18 +589,126 @@ def render_notebook(name: str) -> str:
     return nbformat.writes(build(NOTEBOOKS[name], pathlib.Path(name).stem)) + "\n"
 
 
+def source_digest(name: str) -> str:
+    """SHA-256 of notebook ``name``'s cells as this script writes them (kinds and sources)."""
+    cells = [(kind, textwrap.dedent(source).strip("\n")) for kind, source in NOTEBOOKS[name]]
+    return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
+
+
+def without_outputs(nb: nbformat.NotebookNode) -> str:
+    """The notebook's text with outputs, execution counts and execution metadata removed.
+
+    For an executed notebook this is what ``render_notebook`` writes when its cells are current.
+    """
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))  # a deep copy
+    nb.metadata.pop("gauss2d", None)
+    for cell in nb.cells:
+        cell.metadata = {}
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return nbformat.writes(nb) + "\n"
+
+
+MAX_FIGURE_WIDTH = 1200  # px; wider figures are scaled down when outputs are stored
+MAX_FIGURE_BYTES = 250_000  # PNGs above this after scaling are reduced to a 256-colour palette
+
+
+def shrink_png(b64: str) -> str:
+    """A stored figure (base64 PNG) at most MAX_FIGURE_WIDTH wide, palette-reduced if still large."""
+    from PIL import Image  # noqa: PLC0415 (a gauss2d dependency; only --execute needs it)
+
+    image = Image.open(io.BytesIO(base64.b64decode(b64)))
+    if image.width > MAX_FIGURE_WIDTH:
+        height = round(image.height * MAX_FIGURE_WIDTH / image.width)
+        image = image.resize((MAX_FIGURE_WIDTH, height), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    if out.tell() > MAX_FIGURE_BYTES:
+        out = io.BytesIO()
+        image.convert("RGB").quantize(256).save(out, format="PNG", optimize=True)
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def execute(name: str, timeout: int = 7200) -> nbformat.NotebookNode:
+    """Runs notebook ``name`` at its real settings and returns it with its outputs stored.
+
+    The kernel is this interpreter (a kernelspec in a temporary JUPYTER_PATH, nothing
+    installed), with this checkout first on PYTHONPATH and GAUSS2D_NOTEBOOK_SMOKE unset,
+    in a temporary working directory (the files a notebook writes are not kept).
+    """
+    import nbclient  # noqa: PLC0415 (the test extra: nbclient, ipykernel)
+
+    nb = build(NOTEBOOKS[name], pathlib.Path(name).stem)
+    repo = HERE.parent
+    env_before = dict(os.environ)
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = pathlib.Path(tmp) / "jupyter" / "kernels" / "gauss2d-build"
+        spec.mkdir(parents=True)
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        (spec / "kernel.json").write_text(
+            json.dumps({"argv": argv, "display_name": "gauss2d", "language": "python"})
+        )
+        work = pathlib.Path(tmp) / "work"
+        work.mkdir()
+        os.environ.pop("GAUSS2D_NOTEBOOK_SMOKE", None)
+        os.environ["JUPYTER_PATH"] = str(pathlib.Path(tmp) / "jupyter")
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env_before.get("PYTHONPATH")]))
+        try:
+            start = time.perf_counter()
+            client = nbclient.NotebookClient(
+                nb, timeout=timeout, kernel_name="gauss2d-build", resources={"metadata": {"path": str(work)}}
+            )
+            client.execute()
+            seconds = time.perf_counter() - start
+        finally:
+            os.environ.clear()
+            os.environ.update(env_before)
+    for cell in nb.cells:
+        cell.metadata = {}  # nbclient's timestamps: noise in a diff
+        for output in cell.get("outputs", []):
+            if "image/png" in output.get("data", {}):
+                output.data["image/png"] = shrink_png(output.data["image/png"])
+    # The kernel's own details (this machine's Python version, its temporary kernelspec) are
+    # not part of the notebook: keep the metadata that build() writes.
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
+    nb.metadata["gauss2d"] = {
+        "sources_sha256": source_digest(name),
+        "executed": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit.stdout.strip() or "unknown",
+        "seconds": round(seconds),
+        "smoke": False,
+    }
+    return nb
+
+
 def main(argv: list[str]) -> int:
+    if "--execute" in argv:
+        names = [a for a in argv if not a.startswith("--")] or list(NOTEBOOKS)
+        unknown = [n for n in names if n not in NOTEBOOKS]
+        if unknown:
+            print(f"unknown notebook(s) {unknown}; expected some of {list(NOTEBOOKS)}", file=sys.stderr)
+            return 2
+        for name in names:
+            nb = execute(name)
+            (HERE / name).write_text(nbformat.writes(nb) + "\n")
+            print(f"wrote {HERE / name} with outputs ({nb.metadata['gauss2d']['seconds']} s)")
+        return 0
     check = "--check" in argv
     stale = []
     for name in NOTEBOOKS:
         path = HERE / name
         text = render_notebook(name)
         if check:
-            if not path.exists() or path.read_text() != text:
+            stored = nbformat.reads(path.read_text(), as_version=4) if path.exists() else None
+            if stored is None or without_outputs(stored) != text:
                 stale.append(name)
+        elif path.exists() and without_outputs(nbformat.reads(path.read_text(), as_version=4)) == text:
+            print(f"unchanged {path} (its stored outputs are kept)")
         else:
             path.write_text(text)
-            print(f"wrote {path}")
+            print(f"wrote {path} (without outputs: run --execute {name} to store them)")
     if stale:
         print(f"out of date: {', '.join(stale)}; run: python notebooks/build_notebooks.py", file=sys.stderr)
         return 1

@@ -44,4 +44,7 @@ def test_tail_gain_and_table():
     assert init_quality.tail_gain(flat) == 0.0
     table = init_quality.table({"img/random": {"psnr": list(curve), "seconds": 3.0}}, [50, 100])
     row = table.splitlines()[-1]
-    assert row == f"| img | random | {curve[49]:.2f} | {curve[99]:.2f} | 20.00 | +1.10 | 3 |"
+    assert row == f"| img | random | {curve[49]:.2f} | {curve[99]:.2f} | 20.00 | +1.10 | 3 |  |"
+    # Runs that timed their initialiser (cold, warm) show it in the last column.
+    timed = {"img/superpixel": {"psnr": list(curve), "seconds": 3.0, "init_seconds": [2.5, 0.25]}}
+    assert init_quality.table(timed, [50]).splitlines()[-1].endswith("| 3 | 2.50 / 0.25 |")

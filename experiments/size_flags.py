@@ -1,0 +1,69 @@
+"""The output-size flags shared by ``experiments.render`` and ``experiments.codec decode``.
+
+``--scale=S`` or ``--height`` / ``--width`` (one alone keeps the aspect
+ratio), and ``--antialias`` (default: on when the output is smaller than the
+fitted frame). Defined here once so both binaries spell and check them the
+same way (gauss2d.resolution.output_size).
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
+
+from gauss2d import codec, gaussians, resolution
+
+SCALE = flags.DEFINE_float("scale", None, "Output size = the fitted size x SCALE (e.g. 0.25 or 4).")
+HEIGHT = flags.DEFINE_integer("height", None, "Output height, px (alone: the width keeps the aspect ratio).")
+WIDTH = flags.DEFINE_integer("width", None, "Output width, px (alone: the height keeps the aspect ratio).")
+ANTIALIAS = flags.DEFINE_bool(
+    "antialias",
+    None,
+    "Prefilter by the output pixel's footprint (docs/render.md); default: on when the output "
+    "is smaller than the fitted frame. --noantialias turns it off.",
+)
+
+
+def given() -> bool:
+    """Whether any size flag was set (otherwise: the fitted size, the plain render)."""
+    return any(f.value is not None for f in (SCALE, HEIGHT, WIDTH, ANTIALIAS))
+
+
+def output_size(fit_height: int, fit_width: int) -> tuple[int, int]:
+    """(height, width) the flags ask for; Gauss2dError (one line) on a bad or too large size."""
+    return resolution.output_size(
+        fit_height, fit_width, scale=SCALE.value, height=HEIGHT.value, width=WIDTH.value
+    )
+
+
+def render(
+    params: gaussians.Params, fit_height: int, fit_width: int, backend: str
+) -> tuple[np.ndarray, bool, float]:
+    """Renders at the flags' size: (clamped image [H, W, 3], anti-aliased or not, seconds)."""
+    out_height, out_width = output_size(fit_height, fit_width)
+    antialias = ANTIALIAS.value
+    if antialias is None:
+        antialias = out_height < fit_height or out_width < fit_width
+    t0 = time.perf_counter()
+    image = resolution.render_at(
+        params, fit_height, fit_width, out_height, out_width, antialias=antialias, backend=backend
+    )
+    image = np.asarray(jax.block_until_ready(jnp.clip(image, 0.0, 1.0)))
+    return image, antialias, time.perf_counter() - t0
+
+
+def decode_and_render(blob: bytes, backend: str) -> tuple[np.ndarray, float]:
+    """``experiments.codec decode`` at the flags' size: (clamped image, seconds for decode + render).
+
+    Raises:
+      CodecError: a file that cannot be decoded; Gauss2dError: a bad size (before rendering).
+    """
+    t0 = time.perf_counter()
+    decoded = codec.decode(blob)
+    output_size(decoded.height, decoded.width)
+    image, _, _ = render(decoded.params, decoded.height, decoded.width, backend)
+    return image, time.perf_counter() - t0
