@@ -241,7 +241,7 @@ def test_content_init_under_x64_follows_the_target_dtype(sample):
         again32 = init_lib.init_content(key, np.asarray(sample, np.float32), N, color_iterations=10)
         assert all(x.dtype == jnp.float64 for x in f64) and all(x.dtype == jnp.float32 for x in again32)
         psnr64 = first_render_psnr(f64, np.asarray(sample, np.float64))
-    for a, b, c in zip(f64, f32, again32):
+    for b, c in zip(f32, again32):
         np.testing.assert_array_equal(c, b)  # x64 on, float32 target: the same float32 result
     # The same geometry (drawn in float32 either way) ...
     np.testing.assert_allclose(f64.xy, f32.xy, rtol=1e-6)
