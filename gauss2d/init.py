@@ -376,7 +376,7 @@ def init_content(
     params = jax.tree.map(lambda x: x.astype(dtype), params)
     if color_iterations > 0:
         h, w = target.shape[:2]
-        proj = gaussians.project(params, h, w)
+        proj = gaussians.project(params, fitted_height=h, fitted_width=w)
         colors = solve_colors(proj.means, proj.conics, params.color, target, iterations=color_iterations)
         params = params._replace(color=colors)
     return params

@@ -32,7 +32,7 @@ def sample() -> np.ndarray:  # [H, W, 3]
 
 def first_render_psnr(params, target) -> float:
     h, w = target.shape[:2]
-    image = render(*gaussians.project(params, h, w), h, w)
+    image = render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w)
     return float(metrics.psnr(jnp.clip(image, 0.0, 1.0), jnp.asarray(target)))
 
 
@@ -138,7 +138,7 @@ def test_means_per_pixel_matches_a_brute_force_count():
 def test_content_init_covers_the_image(sample, seed):
     h, w = sample.shape[:2]
     content = init_lib.init_content(jax.random.PRNGKey(seed), sample, N, color_iterations=0)
-    proj = gaussians.project(content, h, w)
+    proj = gaussians.project(content, fitted_height=h, fitted_width=w)
     coverage = render(proj.means, proj.conics, jnp.ones_like(proj.colors), h, w)[..., 0]
     # No holes: every pixel is under some Gaussian. Before the stratified base
     # layer, seed 2 left a corner at 0.0 (means drawn from |grad| cluster on edges).

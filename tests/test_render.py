@@ -109,11 +109,11 @@ def test_projecting_a_singular_cholesky_gives_no_nan():
     )
 
     def loss(p):
-        return jnp.sum(render(*gaussians.project(p, 16, 16), 16, 16))
+        return jnp.sum(render(*gaussians.project(p, fitted_height=16, fitted_width=16), 16, 16))
 
     grads = jax.grad(loss)(params)
     assert all(np.all(np.isfinite(g)) for g in grads)
-    assert np.all(gaussians.project(params, 16, 16).conics[0] == 0)
+    assert np.all(gaussians.project(params, fitted_height=16, fitted_width=16).conics[0] == 0)
 
 
 def test_overflow_is_flagged_and_the_image_stays_exact():
