@@ -38,10 +38,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs import base, default
-from gauss2d import data, fit, fit_batch, optim, pipeline
+from configs import base, default, kodak
+from gauss2d import data, fit, fit_batch, optim, runner, runrecord, train
 
-KODAK = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
 FULL = dict(downscale=1, num_points=70000, iterations=50000, steps=10, repeats=5)
 SMALL = dict(downscale=8, num_points=500, iterations=2000, steps=10, repeats=3)
 
@@ -51,8 +50,9 @@ def kodak_targets(count: int, downscale: int) -> np.ndarray:
 
     Cycles the sample image's crops when the Kodak folder is missing.
     """
-    if (KODAK / "kodim01.png").exists():
-        paths = data.list_images(KODAK)
+    folder = pathlib.Path(kodak.default_kodak_dir())  # $GAUSS2D_KODAK_DIR, data/kodak, ../shared/data/kodak
+    if (folder / "kodim01.png").exists():
+        paths = data.list_images(folder)
         images = [data.to_landscape(data.load_image(paths[i % len(paths)]))[0] for i in range(count)]
     else:
         sample = data.load_image(data.sample_image_path())  # 256x384: shifted copies
@@ -74,10 +74,10 @@ def seconds_per_step(targets: np.ndarray, config, steps: int, repeats: int) -> t
     height, width = targets.shape[1:3]
     params = [fit.initial_params(config, t, jax.random.key(i)) for i, t in enumerate(targets)]
     optimizer = optim.make_optimizer(config.optim, params[0])
-    capacity = max(fit.needed_capacity(p, height, width, config.render.backend) for p in params)
+    capacity = max(train.needed_capacity(p, height, width, config.render.backend) for p in params)
     step = fit.make_train_step(config, optimizer, height, width, capacity)
     chunk = fit_batch.make_batch_chunk(step, steps, mesh=None, masked=False)
-    state = fit_batch.stack_trees([fit.init_state(p, optimizer) for p in params])
+    state = fit_batch.stack_trees([train.init_state(p, optimizer) for p in params])
     images = jnp.asarray(targets)
     total = jnp.asarray(10**9, jnp.int32)  # never finish: every timed step is real work
     for _ in range(2):  # compile + warm-up
@@ -101,8 +101,8 @@ def quality(targets: np.ndarray, config) -> list[tuple[float, float]]:
         alone = fit.fit_image(target, config, key)
         out.append(
             (
-                pipeline.final_metrics(alone.params, target, config)[1],
-                pipeline.final_metrics(in_batch.params, target, config)[1],
+                runner.final_metrics(alone.params, target, config)[1],
+                runner.final_metrics(in_batch.params, target, config)[1],
             )
         )
     return out
@@ -123,10 +123,10 @@ def main() -> None:
     config = recipe(settings["num_points"], settings["iterations"], settings["steps"])
     targets = kodak_targets(max(sizes), settings["downscale"])
     height, width = targets.shape[1:3]
-    device = pipeline.device_description()
+    device = runrecord.device_description()
     print(f"- date: {datetime.date.today()}\n- machine: `{platform.node()}`, {device}, jax {jax.__version__}")
     print(
-        f"- commit: {pipeline.git_commit()}\n- size: {width}x{height}, {settings['num_points']} Gaussians, "
+        f"- commit: {runrecord.git_commit()}\n- size: {width}x{height}, {settings['num_points']} Gaussians, "
         f"paper recipe (random init, Adan), images/s for {settings['iterations']} steps per image\n"
     )
     print("| batch | capacity | ms / batched step | image-steps / s | images / s | vs batch 1 |")

@@ -5,9 +5,10 @@
     python -m benchmarks.codec_rate --images=kodim01,kodim05,kodim23 --num_points=560
 
 Per image: one fit (configs/codec.py's recipe), then from those same fitted
-Gaussians two quantisation-aware fine-tunings, one per mode (gaussianimage:
-FP16 means, fixed-length indices; entropy: grid means coded as a set,
-adaptive entropy coding), each encoded, decoded and measured from its file.
+Gaussians two runs of the library's compress path (``compress_image``:
+prune, quantisation-aware fine-tuning, encode, decode, measure), one per
+mode (gaussianimage: FP16 means, fixed-length indices; entropy: grid means
+coded as a set, adaptive entropy coding), each measured from its file.
 If the entropy file's decoded PSNR is more than 0.1 dB below the
 gaussianimage file's, the entropy run is repeated with a finer position grid
 (halving codec.position_step, down to 1/64 px), so sizes are compared at
@@ -34,8 +35,7 @@ import numpy as np
 
 from configs import codec as codec_config
 from configs import kodak
-from gauss2d import data, fit, pipeline
-from gauss2d.codec import compress, encode, qat
+from gauss2d import compress, data, fit, runrecord
 
 ATTRIBUTES = ("header", "positions", "covariance", "color", "total")
 PSNR_TOLERANCE = 0.1  # dB: "equal PSNR"
@@ -55,21 +55,11 @@ def make_config(args: argparse.Namespace, mode: str, position_step: float):
 
 
 def run_mode(target, params, args, mode: str, position_step: float) -> dict:
-    """Fine-tunes the fitted Gaussians for ``mode``, encodes, decodes, measures."""
+    """The library's compress path on the fitted Gaussians in ``mode``: prune, fine-tune, encode, measure."""
     config = make_config(args, mode, position_step)
-    height, width = target.shape[:2]
-    result = qat.finetune(target, params, config, jax.random.fold_in(jax.random.key(args.seed), 1))
-    blob = encode(
-        result.params,
-        height,
-        width,
-        mode=mode,
-        state=result.codec_state,
-        settings=qat.settings_from_config(config),
-    )
-    summary = compress.file_summary(blob, target)
-    summary.update(mode=mode, position_step=position_step if mode == "entropy" else None)
-    summary.update(qat_seconds=result.seconds, quantized_psnr_before_qat=result.initial_psnr)
+    result = compress.compress_image(target, config, jax.random.key(args.seed), params=params)
+    summary = {k: v for k, v in result.summary.items() if k != "gaussianimage"}  # that copy is unused
+    summary.update(position_step=position_step if mode == "entropy" else None)
     return summary
 
 
@@ -127,7 +117,7 @@ def machine() -> str:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    device = pipeline.device_description()
+    device = runrecord.device_description()
     return f"{platform.node()}, {os.cpu_count()}-core {cpu}, {device}, jax {jax.__version__}"
 
 
@@ -142,7 +132,7 @@ def markdown(rows: list[dict], args: argparse.Namespace, command: str, seconds: 
         "",
         f"- date: {datetime.date.today().isoformat()}",
         f"- machine: {machine()}",
-        f"- commit: {pipeline.git_commit()}",
+        f"- commit: {runrecord.git_commit()}",
         f"- command: `{command}` ({seconds / 60:.0f} min)",
         f"- images: {', '.join(r['name'] for r in rows)}, downscaled {args.downscale}x; "
         f"{args.num_points} Gaussians, {args.iterations} fit steps, {args.qat_steps} QAT steps per mode",
@@ -199,7 +189,7 @@ def main() -> None:
     command = "python -m benchmarks.codec_rate " + " ".join(sys.argv[1:])
     print(markdown(rows, args, command.strip(), time.perf_counter() - start))
     if args.json:
-        pipeline.write_json(pathlib.Path(args.json), {"rows": rows, "args": vars(args)})
+        runrecord.write_json(pathlib.Path(args.json), {"rows": rows, "args": vars(args)})
 
 
 if __name__ == "__main__":

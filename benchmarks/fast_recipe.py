@@ -36,7 +36,7 @@ import numpy as np
 
 from benchmarks.init_quality import load, stored_results
 from configs import kodak, kodak_fast
-from gauss2d import densify, pipeline
+from gauss2d import densify, runrecord
 
 # name -> (config module, model.init override). "paper+content" is the paper's
 # recipe with only the initialisation changed: equal steps and optimiser, run
@@ -129,7 +129,7 @@ def main() -> None:
         k: v for k, v in vars(args).items() if k in ("downscale", "paper_steps", "fast_steps", "seed")
     }
     results = stored_results(json_path, settings)
-    print(f"device: {pipeline.device_description()}, jax {jax.__version__}, commit {pipeline.git_commit()}")
+    print(f"device: {runrecord.device_description()}, jax {jax.__version__}, commit {runrecord.git_commit()}")
     for name in args.images.split(","):
         # The sample is already kodim23 downscaled 2x.
         image = load(name, 0, max(1, args.downscale // 2) if name == "sample" else args.downscale)
@@ -155,7 +155,7 @@ def main() -> None:
                 flush=True,
             )
             if json_path:
-                pipeline.write_json(json_path, {"settings": settings, "results": results})
+                runrecord.write_json(json_path, {"settings": settings, "results": results})
     print(summarise(results))
 
 

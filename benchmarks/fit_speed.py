@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import base
-from gauss2d import fit, gaussians, optim, pipeline
+from gauss2d import fit, gaussians, optim, runrecord, train
 
 SIZES = [(256, 256, 2000), (512, 768, 10000)]  # (height, width, Gaussians)
 
@@ -29,9 +29,9 @@ def step_function(backend: str, height: int, width: int, params, target):
     config = base.get_base_config()
     config.render.backend = backend
     tx = optim.make_optimizer(config.optim, params)
-    capacity = fit.needed_capacity(params, height, width, backend)
+    capacity = train.needed_capacity(params, height, width, backend)
     step = jax.jit(fit.make_train_step(config, tx, height, width, capacity))
-    state = fit.init_state(params, tx)
+    state = train.init_state(params, tx)
     total = jnp.asarray(10**9, jnp.int32)
     return lambda s: step(s, target, total)[0], state, capacity
 
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--xla-only", action="store_true", help="skip the (minutes-long) dense reference")
     args = parser.parse_args()
     sizes = [(64, 96, 300)] if args.quick else SIZES
-    print(f"device: {pipeline.device_description()}, jax {jax.__version__}, commit {pipeline.git_commit()}")
+    print(f"device: {runrecord.device_description()}, jax {jax.__version__}, commit {runrecord.git_commit()}")
     print("| size | Gaussians | backend | capacity | ms / step | reference / xla |")
     print("|---|---|---|---|---|---|")
     for height, width, n in sizes:

@@ -32,8 +32,8 @@ import time
 import jax
 import numpy as np
 
-from configs import base
-from gauss2d import data, densify, pipeline
+from configs import base, kodak
+from gauss2d import data, densify, runrecord
 
 VARIANTS = {  # name -> (model.init, model.densify)
     "random": ("random", False),
@@ -41,12 +41,15 @@ VARIANTS = {  # name -> (model.init, model.densify)
     "random+alloc": ("random", True),
     "content+alloc": ("content", True),
 }
-KODAK = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 
 def load(name: str, crop: int, downscale: int) -> np.ndarray:
     """A Kodak image (or the built-in sample for "sample"), downscaled, centre-cropped."""
-    path = data.sample_image_path() if name == "sample" else KODAK / f"{name}.png"
+    path = (
+        data.sample_image_path()
+        if name == "sample"
+        else pathlib.Path(kodak.default_kodak_dir()) / f"{name}.png"
+    )
     image = data.downscale(data.load_image(path), downscale)
     if crop:
         h, w = image.shape[:2]
@@ -181,7 +184,7 @@ def main() -> None:
         k: v for k, v in vars(args).items() if k not in ("json", "plot", "images", "variants", "quick")
     }
     results = stored_results(json_path, settings)
-    print(f"device: {pipeline.device_description()}, jax {jax.__version__}, commit {pipeline.git_commit()}")
+    print(f"device: {runrecord.device_description()}, jax {jax.__version__}, commit {runrecord.git_commit()}")
     for name in args.images.split(","):
         image = load(name, args.crop, args.downscale)
         for variant in args.variants.split(","):
@@ -196,7 +199,7 @@ def main() -> None:
                 flush=True,
             )
             if json_path:
-                pipeline.write_json(json_path, {"settings": settings, "results": results})
+                runrecord.write_json(json_path, {"settings": settings, "results": results})
     print(table(results, checkpoints))
     if args.plot:
         plot(results, pathlib.Path(args.plot))

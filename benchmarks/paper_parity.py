@@ -28,7 +28,7 @@ import numpy as np
 from benchmarks.fast_recipe import progress
 from benchmarks.init_quality import load, stored_results
 from configs import kodak
-from gauss2d import fit, pipeline
+from gauss2d import fit, runrecord
 
 # Published PSNR (dB) of the official code with its default recipe, full-size
 # Kodak, 50000 Gaussians, 5000 steps (REFERENCE.md, "Published results to
@@ -81,7 +81,7 @@ def main() -> None:
     json_path = pathlib.Path(args.json) if args.json else None
     settings = {"num_points": num_points, "steps": steps, "downscale": downscale, "seed": args.seed}
     results = stored_results(json_path, settings)
-    print(f"device: {pipeline.device_description()}, jax {jax.__version__}, commit {pipeline.git_commit()}")
+    print(f"device: {runrecord.device_description()}, jax {jax.__version__}, commit {runrecord.git_commit()}")
     config = make_config(num_points, steps)
     for name in args.images.split(","):
         if name in results:
@@ -95,7 +95,7 @@ def main() -> None:
         results[name] = {"psnr": [float(v) for v in curve], "seconds": time.perf_counter() - t0}
         print(f"{name} {image.shape[1]}x{image.shape[0]}: {curve[-1]:.2f} dB after {steps} steps", flush=True)
         if json_path:
-            pipeline.write_json(json_path, {"settings": settings, "results": results})
+            runrecord.write_json(json_path, {"settings": settings, "results": results})
     print(summarise(results))
 
 

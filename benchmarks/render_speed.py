@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from configs import base
-from gauss2d import fit, gaussians, optim
+from gauss2d import fit, gaussians, optim, train
 from gauss2d.render import pair_capacity, render_with_stats
 
 BACKENDS = ("xla", "pallas")
@@ -119,7 +119,7 @@ def _train_fns(key, n, batch, height, width, steps) -> dict[str, Callable[[int],
         jitted = jax.jit(chunk, donate_argnums=0)
         # A fresh copy per backend: the chunk donates its state, which shares the parameter buffers.
         fresh = jax.tree_util.tree_map(jnp.copy, params)
-        box = [jax.vmap(lambda p, opt=optimizer: fit.init_state(p, opt))(fresh)]
+        box = [jax.vmap(lambda p, opt=optimizer: train.init_state(p, opt))(fresh)]
 
         def run(i, jitted=jitted, box=box):
             box[0], loss = jitted(box[0], target)  # the state threads: every step sees new parameters

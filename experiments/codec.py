@@ -23,8 +23,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import cli
-from gauss2d import checkpoint, data, pipeline
-from gauss2d.codec import compress
+from gauss2d import checkpoint, compress, data, runner, runrecord
 from gauss2d.errors import Gauss2dError
 
 _CONFIG = cli.define_config("configs/codec.py")
@@ -55,11 +54,11 @@ def read_file(path: pathlib.Path) -> bytes:
 
 def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite: bool) -> None:
     check_output(output, overwrite)  # before minutes of fitting, not after
-    target = pipeline.load_target(source, config)
+    target = runner.load_target(source, config)
     params = checkpoint.load_params_npz(_PARAMS.value) if _PARAMS.value else None
 
     def progress(stage: str, info) -> None:
-        pipeline.Progress(f"[{source.name}] {stage}")(info)
+        runrecord.Progress(f"[{source.name}] {stage}")(info)
 
     result = compress.compress_image(
         target, config, jax.random.key(int(config["seed"])), params=params, progress=progress
@@ -76,7 +75,7 @@ def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite
         flush=True,
     )
     if _RESULTS.value:
-        pipeline.write_json(pathlib.Path(_RESULTS.value), {"input": str(source), "output": str(output), **s})
+        runrecord.write_json(pathlib.Path(_RESULTS.value), {"input": str(source), "output": str(output), **s})
 
 
 def decode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite: bool) -> None:

@@ -21,8 +21,8 @@ import jax
 from absl import app, flags, logging
 
 from experiments import cli
-from gauss2d import pipeline
-from gauss2d.codec import dataset
+from gauss2d import runrecord
+from gauss2d.compress import dataset
 from gauss2d.errors import Gauss2dError
 
 _CONFIG = cli.define_config("configs/kodak_codec.py")
@@ -42,7 +42,7 @@ def main(argv):
         config = cli.load_config(_CONFIG)
         logging.info("config:\n%s", config)
         logging.info("devices: %s", jax.devices())
-        print(f"gauss2d: compressing into {workdir} on {pipeline.device_description()}", flush=True)
+        print(f"gauss2d: compressing into {workdir} on {runrecord.device_description()}", flush=True)
         dataset.compress_dataset(
             config, workdir, pathlib.Path(_FITTED_DIR.value) if _FITTED_DIR.value else None
         )

@@ -15,17 +15,14 @@ see docs/batch.md.
 
 from __future__ import annotations
 
-import sys
-
 import jax
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 from experiments import cli
-from gauss2d import distributed, pipeline
+from gauss2d import densify, distributed, runner, runrecord
 from gauss2d.errors import Gauss2dError
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.", lock_config=True)
+_CONFIG = cli.define_config("configs/default.py")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: runs/<config name>).")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "Multi-host: HOST:PORT of process 0, the same for every process."
@@ -40,37 +37,12 @@ _TIMEOUT = flags.DEFINE_integer(
 )
 
 
-def default_workdir(config_path: str) -> str:
-    """runs/default for configs/default.py, runs/kodak_smoke for configs/kodak.py:smoke."""
-    stem = config_path.rsplit("/", 1)[-1].replace(".py", "").replace(":", "_")
-    return f"runs/{stem or 'default'}"
-
-
-def parse_flags(argv):
-    """absl's parser, with config-override mistakes turned into one line.
-
-    ml_collections raises AttributeError / KeyError / TypeError from inside
-    flag parsing for an unknown key or a value of the wrong type; absl only
-    catches its own flag errors, so these would end in a traceback.
-    """
-    try:
-        return app.parse_flags_with_usage(argv)
-    except (AttributeError, KeyError, TypeError, ValueError) as err:
-        overrides = [a for a in argv[1:] if a.startswith("--config.")]
-        print(
-            f"error: invalid config override ({type(err).__name__}: {err}); no such key, or a value of "
-            f"the wrong type, among {overrides}",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = _CONFIG.value
-    workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
+    workdir = _WORKDIR.value or cli.default_workdir(flags.FLAGS["config"].config_filename, "default")
     try:
+        config = cli.load_config(_CONFIG)
         process, processes = distributed.initialize(
             _COORDINATOR.value,
             _NUM_PROCESSES.value,
@@ -78,29 +50,16 @@ def main(argv):
             auto=_DISTRIBUTED.value,
             timeout_s=_TIMEOUT.value,
         )
+        logging.info("config:\n%s", config)
+        logging.info("devices: %s", jax.local_devices())
+        where = f" (process {process} of {processes})" if processes > 1 else ""
+        print(f"gauss2d: fitting into {workdir} on {runrecord.device_description()}{where}", flush=True)
+        runner.fit_dataset(config, workdir, densify.fit_function(config))
     except Gauss2dError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    logging.info("config:\n%s", config)
-    logging.info("devices: %s", jax.local_devices())
-    where = f" (process {process} of {processes})" if processes > 1 else ""
-    print(f"gauss2d: fitting into {workdir} on {pipeline.device_description()}{where}", flush=True)
-    try:
-        from gauss2d import densify  # noqa: PLC0415 (optional error-guided allocation)
-
-        fit_fn = densify.fit_function(config)
-    except ImportError:
-        from gauss2d import fit  # noqa: PLC0415
-
-        fit_fn = fit.fit_image
-    try:
-        pipeline.fit_dataset(config, workdir, fit_fn)
-    except Gauss2dError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(err)
     except KeyboardInterrupt:
         cli.exit_interrupted()
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -19,7 +19,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import cli
-from gauss2d import pipeline
+from gauss2d import runrecord
 from gauss2d.errors import Gauss2dError
 from gauss2d.rd import sweep
 
@@ -35,7 +35,9 @@ def main(argv):
         config = cli.load_config(_CONFIG)
         logging.info("config:\n%s", config)
         logging.info("devices: %s", jax.devices())
-        print(f"gauss2d: rate-distortion study into {workdir} on {pipeline.device_description()}", flush=True)
+        print(
+            f"gauss2d: rate-distortion study into {workdir} on {runrecord.device_description()}", flush=True
+        )
         sweep.run_sweep(config, workdir)
     except (Gauss2dError, OSError) as err:
         cli.fail(err)

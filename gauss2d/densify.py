@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from gauss2d import fit, gaussians, optim
+from gauss2d import fit, gaussians, optim, train
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
 from gauss2d.render import pair_capacity, render_tiled
@@ -42,12 +42,7 @@ FitFunction = Callable[..., fit.FitResult]
 
 def fit_function(config: Mapping) -> FitFunction:
     """``fit.fit_image`` or ``fit_image_densified``, as ``config.model.densify`` says."""
-    return fit_image_densified if _model_get(config, "densify", False) else fit.fit_image
-
-
-def _model_get(config: Mapping, key: str, default):
-    model = config["model"]
-    return model[key] if key in model else default
+    return fit_image_densified if config["model"]["densify"] else fit.fit_image
 
 
 # --------------------------------------------------------------------------- slots
@@ -277,9 +272,9 @@ def schedule(config: Mapping) -> Schedule:
     n = int(config["model"]["num_points"])
     iterations = int(config["optim"]["iterations"])
     log_every = int(min(config["log_every"], iterations))
-    rounds = int(_model_get(config, "densify_rounds", 0))
-    fraction = float(_model_get(config, "densify_initial_fraction", 1.0))
-    every = int(_model_get(config, "densify_every", 0))
+    rounds = int(config["model"]["densify_rounds"])
+    fraction = float(config["model"]["densify_initial_fraction"])
+    every = int(config["model"]["densify_every"])
     if rounds < 0:
         raise Gauss2dError(f"config model.densify_rounds={rounds} is invalid: expected >= 0")
     if not 0.0 < fraction <= 1.0:
@@ -306,8 +301,8 @@ def fit_image_densified(
     config: Mapping,
     key: jax.Array,
     *,
-    state: fit.TrainState | None = None,
-    on_chunk: Callable[[fit.TrainState, dict], Any] | None = None,
+    state: train.TrainState | None = None,
+    on_chunk: Callable[[train.TrainState, dict], Any] | None = None,
 ) -> fit.FitResult:
     """``fit.fit_image`` with error-guided allocation between rounds.
 
@@ -344,10 +339,10 @@ def fit_image_densified(
         model_cfg = _with_num_points(config["model"], plan.active_after[0])
         params = init_lib.initialize(k_init, jnp.asarray(target), model_cfg)
         params = pad_parked(params, n)
-        state = fit.init_state(params, optim.make_optimizer(config["optim"], params))
-    size_factor = float(_model_get(config, "init_size_factor", init_lib.SIZE_FACTOR))
-    color_iterations = int(_model_get(config, "init_color_iterations", init_lib.COLOR_ITERATIONS))
-    recycle_below = float(_model_get(config, "densify_recycle_below", 0.0))
+        state = train.init_state(params, optim.make_optimizer(config["optim"], params))
+    size_factor = float(config["model"]["init_size_factor"])
+    color_iterations = int(config["model"]["init_color_iterations"])
+    recycle_below = float(config["model"]["densify_recycle_below"])
 
     histories, capacity, stopped = [], 0, None
     ends = [*plan.round_ends, iterations]
@@ -389,7 +384,9 @@ def fit_image_densified(
     return fit.FitResult(state.params, state, history, time.perf_counter() - start, capacity, stopped)
 
 
-def _top_up(state, target, config, key, want, size_factor, color_iterations, recycle_below) -> fit.TrainState:
+def _top_up(
+    state, target, config, key, want, size_factor, color_iterations, recycle_below
+) -> train.TrainState:
     """Activates slots until ``want`` are active; resets their optimiser moments."""
     have = int(jnp.sum(active_mask(state.params)))
     if have >= want:

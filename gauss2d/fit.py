@@ -1,43 +1,29 @@
-"""Fitting one image: train state, jitted step, lax.scan chunks, host loop.
+"""Fitting one image: the single-image objective and ``fit_image`` (the engine is ``train.py``).
 
-DESIGN.md section 4: one jitted, donated chunk of ``log_every`` steps per
-host call; the pair-buffer overflow and NaN/Inf flags live in the state and
-are read once per chunk. On overflow the capacity grows to the bucket that
-the chunk's largest pair count needs, the chunk is recompiled and re-run
-from the state saved before it. A non-finite loss or gradient skips the
-update (the last good parameters stay) and stops the fit with a message.
+The objective is GaussianImage's: the configured loss (``losses.make_loss``)
+on the clamped render of the projected Gaussians. ``train.run`` does the
+rest (DESIGN.md section 4): jitted, donated chunks of ``log_every`` steps,
+the overflow and NaN/Inf flags read once per chunk, a chunk re-run with a
+larger pair buffer on overflow, a stop that keeps the last good parameters
+on a non-finite loss or gradient.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import json
-import time
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import logging
 
-from gauss2d import gaussians, losses, optim
+from gauss2d import gaussians, losses, optim, train
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import pair_capacity, render_with_stats, tiling
-
-
-class TrainState(NamedTuple):
-    """Everything a fit carries between steps (a plain pytree)."""
-
-    params: gaussians.Params
-    opt_state: optax.OptState
-    step: jax.Array  # [] int32, completed steps
-    capacity_overflow: jax.Array  # [] bool, some step needed more pairs than the buffer
-    nonfinite: jax.Array  # [] bool, a step met a NaN/Inf loss or gradient
-    max_pairs: jax.Array  # [] int32, most pairs any step needed (sizes the regrown buffer)
+from gauss2d.render import render_with_stats
+from gauss2d.train import TrainState
 
 
 @dataclasses.dataclass
@@ -71,21 +57,33 @@ def validate_config(config: Mapping) -> None:
             raise Gauss2dError(f"config {key}={value!r} is invalid: expected {expected}")
 
 
-def init_state(params: gaussians.Params, optimizer: optax.GradientTransformation) -> TrainState:
-    """A fresh train state around ``params``."""
-    return TrainState(
-        params=params,
-        opt_state=optimizer.init(params),
-        step=jnp.zeros((), jnp.int32),
-        capacity_overflow=jnp.zeros((), bool),
-        nonfinite=jnp.zeros((), bool),
-        max_pairs=jnp.zeros((), jnp.int32),
-    )
+def objective(
+    config: Mapping,
+    optimizer: optax.GradientTransformation,
+    height: int,
+    width: int,
+    params: gaussians.Params | None = None,
+) -> train.Objective:
+    """The fit's objective for ``train``: the configured loss on the clamped render.
 
+    ``params``, if given, only names the parameterisation in the chunk cache's key.
+    """
+    loss_fn = losses.make_loss(dict(config["loss"]))
+    backend = config["render"]["backend"]
 
-def needed_capacity(params: gaussians.Params, height: int, width: int, backend: str) -> int:
-    """Pair-buffer capacity bucket for the current Gaussians."""
-    return pair_capacity(*gaussians.project(params, height, width), height, width, backend=backend)
+    def loss(capacity: int) -> train.LossFn:
+        def fn(params, extra, target, mask):
+            proj = gaussians.project(params, height, width)
+            image, stats = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
+            image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
+            value, _ = loss_fn(image, target, mask)
+            return value, train.Aux(stats, losses.l2(image, target, mask))
+
+        return fn
+
+    kind = None if params is None else gaussians.parameterization_of(params)
+    key = (train.config_key(config), kind)
+    return train.Objective("fit", loss, optimizer, key)
 
 
 def make_train_step(
@@ -94,97 +92,10 @@ def make_train_step(
     height: int,
     width: int,
     capacity: int,
+    params: gaussians.Params | None = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array | None], tuple[TrainState, dict]]:
-    """One optimisation step: (state, target [H,W,3], total_steps, mask) -> (state, metrics)."""
-    loss_fn = losses.make_loss(dict(config["loss"]))
-    backend = config["render"]["backend"]
-
-    def objective(params, target, mask):
-        proj = gaussians.project(params, height, width)
-        image, stats = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
-        image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
-        loss, _ = loss_fn(image, target, mask)
-        mse = losses.l2(image, target, mask)
-        return loss, (stats, mse)
-
-    def step(state: TrainState, target, total_steps, mask=None):
-        (loss, (stats, mse)), grads = jax.value_and_grad(objective, has_aux=True)(state.params, target, mask)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        finite = jnp.isfinite(loss) & jnp.all(
-            jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)])
-        )
-        # Steps past the target count (the tail of the last chunk), after a
-        # NaN/Inf, or on a truncated (overflowed) render change nothing.
-        active = (state.step < total_steps) & ~state.nonfinite
-        apply = active & finite & ~stats.overflow
-        keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(apply, n, o), new, old)  # noqa: E731
-        new_state = TrainState(
-            params=keep(params, state.params),
-            opt_state=keep(opt_state, state.opt_state),
-            step=state.step + apply.astype(jnp.int32),  # counts applied steps only
-            capacity_overflow=state.capacity_overflow | (active & stats.overflow),
-            nonfinite=state.nonfinite | (active & ~finite),
-            max_pairs=jnp.maximum(state.max_pairs, stats.num_pairs),
-        )
-        psnr = -10.0 * jnp.log10(jnp.maximum(mse, 1e-20))
-        return new_state, {"loss": loss, "psnr": psnr, "active": apply}
-
-    return step
-
-
-def scan_steps(step_fn, length: int):
-    """(state, target, total_steps, mask) -> (state, metrics [length, ...]): ``length`` steps under lax.scan.
-
-    Not jitted: ``make_chunk`` jits it for one image, ``fit_batch`` wraps a
-    vmapped step in it (and in a shard_map over devices) before jitting.
-    """
-
-    def chunk(state, target, total_steps, mask=None):
-        logging.info("compiling a training chunk of %d steps", length)  # fires only on (re)trace
-        return jax.lax.scan(lambda s, _: step_fn(s, target, total_steps, mask), state, None, length=length)
-
-    return chunk
-
-
-def make_chunk(step_fn, length: int):
-    """``length`` steps under lax.scan, jitted with the state donated."""
-    return jax.jit(scan_steps(step_fn, length), donate_argnums=0)
-
-
-# Jitted chunks by program_key: a new jit object would retrace and recompile
-# (seconds to minutes) for every image of a dataset and every batch of one
-# shape; reusing it compiles each (shape, capacity) once per process.
-_CHUNKS: collections.OrderedDict[tuple, Callable] = collections.OrderedDict()
-_MAX_CHUNKS = 32
-
-
-def _plain(section: Any) -> Any:
-    return section.to_dict() if hasattr(section, "to_dict") else dict(section)
-
-
-def program_key(config: Mapping, params: gaussians.Params, height: int, width: int, capacity: int) -> tuple:
-    """What a compiled chunk depends on besides array shapes: the config sections it reads and the sizes."""
-    sections = {name: _plain(config[name]) for name in ("optim", "loss", "render")}
-    return (
-        json.dumps(sections, sort_keys=True, default=str),
-        gaussians.parameterization_of(params),
-        int(config["log_every"]),
-        height,
-        width,
-        capacity,
-    )
-
-
-def cached_chunk(key: tuple, build: Callable[[], Callable]) -> Callable:
-    """The chunk stored under ``key``, built (and stored) on first use; keeps the last 32."""
-    if key in _CHUNKS:
-        _CHUNKS.move_to_end(key)
-        return _CHUNKS[key]
-    chunk = _CHUNKS[key] = build()
-    while len(_CHUNKS) > _MAX_CHUNKS:
-        _CHUNKS.popitem(last=False)
-    return chunk
+    """One fit step: (state, target [H,W,3], total_steps, mask) -> (state, metrics) (``train.make_step``)."""
+    return train.make_step(objective(config, optimizer, height, width, params), capacity)
 
 
 def initial_params(config: Mapping, target: np.ndarray, key: jax.Array) -> gaussians.Params:
@@ -208,8 +119,8 @@ def fit_image(
       key: PRNG key for the initialisation (same key -> same result).
       state: resume from this state instead of initialising (e.g. a checkpoint).
       on_chunk: called after every chunk with (state, info); info holds step,
-        loss, psnr, steps_per_second, eta_seconds. Use it for progress and
-        checkpoints. Returning the string "stop" ends the fit early.
+        loss, psnr, steps_per_second, eta_seconds (see ``train.run``). Use it
+        for progress and checkpoints. Returning the string "stop" ends the fit early.
 
     Returns:
       A ``FitResult``.
@@ -225,63 +136,10 @@ def fit_image(
     if state is None:
         params = initial_params(config, target, key)
         optimizer = optim.make_optimizer(config["optim"], params)
-        state = init_state(params, optimizer)
+        state = train.init_state(params, optimizer)
     else:
         optimizer = optim.make_optimizer(config["optim"], state.params)
-    capacity = needed_capacity(state.params, height, width, config["render"]["backend"])
-
-    def build(cap: int) -> Callable:
-        key = ("image", *program_key(config, state.params, height, width, cap))
-        return cached_chunk(
-            key, lambda: make_chunk(make_train_step(config, optimizer, height, width, cap), log_every)
-        )
-
-    chunk = build(capacity)
-    total = jnp.asarray(iterations, jnp.int32)
-    history = {"step": [], "loss": [], "psnr": []}
-    stopped = None
-    start = time.perf_counter()
-    step = int(state.step)
-    start_step = step
-    while step < iterations:
-        before = jax.tree_util.tree_map(jnp.copy, state)  # the chunk donates ``state``
-        t0 = time.perf_counter()
-        state, metrics = chunk(state, target, total)
-        if bool(state.capacity_overflow):
-            capacity = tiling.capacity_bucket(int(state.max_pairs))
-            logging.info("pair buffer overflow at step ~%d: capacity -> %d, re-running chunk", step, capacity)
-            chunk = build(capacity)
-            state = before._replace(max_pairs=state.max_pairs)
-            continue
-        metrics = jax.device_get(metrics)
-        active = metrics["active"].astype(bool)
-        history["step"].append(np.arange(step + 1, step + 1 + int(active.sum())))
-        history["loss"].append(metrics["loss"][active])
-        history["psnr"].append(metrics["psnr"][active])
-        new_step = int(state.step)
-        if bool(state.nonfinite):
-            stopped = (
-                f"non-finite loss or gradient at step {new_step + 1}: stopped, keeping the "
-                f"parameters of step {new_step} (try a lower optim.lr)"
-            )
-            logging.error(stopped)
-            break
-        elapsed = time.perf_counter() - t0
-        rate = (new_step - step) / max(elapsed, 1e-9)
-        step = new_step
-        if on_chunk is not None:
-            info = {
-                "step": step,
-                "iterations": iterations,
-                "loss": float(history["loss"][-1][-1]),
-                "psnr": float(history["psnr"][-1][-1]),
-                "steps_per_second": rate,
-                "eta_seconds": (iterations - step) / max(rate, 1e-9),
-                "elapsed_seconds": time.perf_counter() - start,
-                "start_step": start_step,
-            }
-            if on_chunk(state, info) == "stop":
-                stopped = f"stopped by the caller at step {step}"
-                break
-    history = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in history.items()}
-    return FitResult(state.params, state, history, time.perf_counter() - start, capacity, stopped)
+    capacity = train.needed_capacity(state.params, height, width, config["render"]["backend"])
+    goal = objective(config, optimizer, height, width, state.params)
+    out = train.run_image(goal, state, target, capacity, iterations, log_every, on_chunk)
+    return FitResult(out.state.params, out.state, out.histories[0], out.seconds, out.capacity, out.stopped[0])

@@ -1,8 +1,9 @@
 """Fitting a batch of same-size images at once: vmap on one device, shard_map over several.
 
 DESIGN.md section 4: the batch is a leading image axis on (params, optimiser
-state, target[, mask]). The single-image step of ``fit.make_train_step`` is
-vmapped over it, so each image goes through the arithmetic of
+state, target[, mask]). The single-image step (``fit.objective`` under
+``train.make_step``) is vmapped over it and driven by the engine's one host
+loop (``train.run``), so each image goes through the arithmetic of
 ``fit.fit_image``: its own initialisation key, optimiser state, schedule
 (the step count lives in its optimiser state) and NaN guard. What the images
 share:
@@ -31,20 +32,17 @@ over many optimisation steps (tests/test_fit_batch.py documents the bound).
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gauss2d import fit, gaussians, optim
+from gauss2d import fit, gaussians, optim, train
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import tiling
 
 IMAGE_AXIS = "image"
 
@@ -74,7 +72,7 @@ def make_batch_chunk(step_fn: Callable, length: int, mesh: Mesh | None, masked: 
     """``length`` vmapped steps under lax.scan, jitted, the state donated.
 
     Args:
-      step_fn: the single-image step of ``fit.make_train_step``.
+      step_fn: the single-image step (``train.make_step`` of ``fit.objective``).
       length: steps per chunk.
       mesh: shard the image axis over this mesh (None: one device).
       masked: whether the chunk takes a mask [B, H, W] as its last argument.
@@ -84,7 +82,7 @@ def make_batch_chunk(step_fn: Callable, length: int, mesh: Mesh | None, masked: 
       every state leaf [B, ...] and each metric [length, B].
     """
     vstep = jax.vmap(step_fn, in_axes=(0, 0, None, 0))
-    scan = fit.scan_steps(vstep, length)
+    scan = train.scan_steps(vstep, length)
     body = scan if masked else (lambda state, targets, total: scan(state, targets, total, None))
     if mesh is not None and mesh.size > 1:
         spec = P(IMAGE_AXIS)
@@ -92,6 +90,21 @@ def make_batch_chunk(step_fn: Callable, length: int, mesh: Mesh | None, masked: 
         # Metrics are stacked by the scan: [length, B], the image axis second.
         body = jax.shard_map(body, mesh=mesh, in_specs=in_specs, out_specs=(spec, P(None, IMAGE_AXIS)))
     return jax.jit(body, donate_argnums=0)
+
+
+def batch_chunks(
+    objective: train.Objective, length: int, height: int, width: int, mesh: Mesh | None, masked: bool
+) -> Callable[[int], Callable]:
+    """``capacity -> chunk`` over an image axis, from the engine's cache: what ``train.run`` takes."""
+    placement = tuple(d.id for d in mesh.devices.flat) if mesh is not None else None
+
+    def build(capacity: int) -> Callable:
+        key = ("batch", objective.name, placement, masked, *objective.key, length, height, width, capacity)
+        return train.cached_chunk(
+            key, lambda: make_batch_chunk(train.make_step(objective, capacity), length, mesh, masked)
+        )
+
+    return build
 
 
 def _check_inputs(targets, keys, masks, states, batch: int) -> None:
@@ -105,16 +118,29 @@ def _check_inputs(targets, keys, masks, states, batch: int) -> None:
         raise Gauss2dError(f"got {len(states)} states for {batch} images")
 
 
+def _initial_states(targets, config, keys, states, batch: int):
+    """(per-image train states, the optimiser): given states kept, the others initialised from keys."""
+    states = list(states) if states is not None else [None] * batch
+    fresh = [s is None for s in states]
+    if any(fresh) and keys is None:
+        raise Gauss2dError("keys are needed for images without a state")
+    for b in range(batch):
+        if fresh[b]:
+            states[b] = fit.initial_params(config, targets[b], keys[b])
+    optimizer = optim.make_optimizer(config["optim"], states[0] if fresh[0] else states[0].params)
+    return [train.init_state(s, optimizer) if f else s for s, f in zip(states, fresh)], optimizer
+
+
 def fit_batch(
     targets: np.ndarray,  # [B, H, W, 3] float in [0, 1]
     config: Mapping,
     keys: jax.Array | Sequence[jax.Array] | None,  # [B] typed PRNG keys
     *,
-    states: Sequence[fit.TrainState | None] | None = None,
+    states: Sequence[train.TrainState | None] | None = None,
     masks: np.ndarray | None = None,  # [B, H, W], 1 = the pixel counts
     devices: Sequence[jax.Device] | None = None,
     pad_to: int | None = None,
-    on_chunk: Callable[[fit.TrainState, list[dict]], Any] | None = None,
+    on_chunk: Callable[[train.TrainState, list[dict]], Any] | None = None,
 ) -> list[fit.FitResult]:
     """Fits ``config.model.num_points`` Gaussians to each of B same-size images at once.
 
@@ -134,7 +160,7 @@ def fit_batch(
       on_chunk: called after every chunk with (stacked state, infos), infos
         holding one dict per image as ``fit_image`` passes (step, loss, psnr,
         steps_per_second, eta_seconds, elapsed_seconds, start_step; plus
-        ``done``). Returning "stop" ends the fit of the whole batch.
+        ``done``; see ``train.run``). Returning "stop" ends the fit of the whole batch.
 
     Returns:
       One ``FitResult`` per image, in order (host arrays; ``seconds`` is the
@@ -150,17 +176,9 @@ def fit_batch(
     height, width = targets.shape[1:3]
     iterations = int(config["optim"]["iterations"])
     log_every = int(min(config["log_every"], iterations))
-    states = list(states) if states is not None else [None] * batch
-    fresh = [s is None for s in states]
-    if any(fresh) and keys is None:
-        raise Gauss2dError("keys are needed for images without a state")
-    for b in range(batch):
-        if fresh[b]:
-            states[b] = fit.initial_params(config, targets[b], keys[b])
-    optimizer = optim.make_optimizer(config["optim"], states[0] if fresh[0] else states[0].params)
-    states = [fit.init_state(s, optimizer) if f else s for s, f in zip(states, fresh)]
+    states, optimizer = _initial_states(targets, config, keys, states, batch)
     backend = config["render"]["backend"]
-    capacity = max(fit.needed_capacity(s.params, height, width, backend) for s in states)
+    capacity = max(train.needed_capacity(s.params, height, width, backend) for s in states)
 
     devices = list(devices) if devices else jax.local_devices()[:1]
     slots = padded_size(batch, pad_to, len(devices))
@@ -172,96 +190,20 @@ def fit_batch(
         weights = np.concatenate([weights, weights[fill]])
     mesh = image_mesh(devices) if len(devices) > 1 else None
     put = (lambda x: jax.device_put(x, NamedSharding(mesh, P(IMAGE_AXIS)))) if mesh else jax.device_put
-    state, images = put(state), put(images)
-    extra = () if weights is None else (put(weights),)
+    inputs = (put(images),) if weights is None else (put(images), put(weights))
 
-    def build(cap: int) -> Callable:
-        placement = tuple(d.id for d in devices) if mesh else None
-        key = (
-            "batch",
-            placement,
-            weights is not None,
-            *fit.program_key(config, states[0].params, height, width, cap),
-        )
-        step = lambda: fit.make_train_step(config, optimizer, height, width, cap)  # noqa: E731
-        return fit.cached_chunk(
-            key, lambda: make_batch_chunk(step(), log_every, mesh, masked=weights is not None)
-        )
-
-    chunk = build(capacity)
-    total = jnp.asarray(iterations, jnp.int32)
-    steps = np.asarray([int(s.step) for s in states])
-    start_steps = steps.copy()
-    history = [{"step": [], "loss": [], "psnr": []} for _ in range(batch)]
-    stopped: list[str | None] = [None] * batch
-    last = [(math.nan, math.nan)] * batch  # latest (loss, psnr) of each image
-    start = time.perf_counter()
-    while True:
-        running = (steps < iterations) & np.asarray([s is None for s in stopped])
-        if not running.any():
-            break
-        before = jax.tree_util.tree_map(jnp.copy, state)  # the chunk donates ``state``
-        t0 = time.perf_counter()
-        state, metrics = chunk(state, images, total, *extra)
-        overflow, nonfinite, new_steps, max_pairs = jax.device_get(
-            (state.capacity_overflow, state.nonfinite, state.step, state.max_pairs)
-        )
-        if overflow.any():
-            capacity = tiling.capacity_bucket(int(max_pairs.max()))
-            logging.info("pair buffer overflow in a batch: capacity -> %d, re-running chunk", capacity)
-            chunk = build(capacity)
-            state = before._replace(max_pairs=state.max_pairs)
-            continue
-        metrics = jax.device_get(metrics)  # each [log_every, slots]
-        elapsed = time.perf_counter() - t0
-        for b in range(batch):
-            active = metrics["active"][:, b].astype(bool)
-            count = int(active.sum())
-            history[b]["step"].append(np.arange(steps[b] + 1, steps[b] + 1 + count))
-            history[b]["loss"].append(metrics["loss"][active, b])
-            history[b]["psnr"].append(metrics["psnr"][active, b])
-            if count:
-                last[b] = (float(metrics["loss"][active, b][-1]), float(metrics["psnr"][active, b][-1]))
-            if nonfinite[b] and stopped[b] is None:
-                stopped[b] = (
-                    f"non-finite loss or gradient at step {int(new_steps[b]) + 1}: stopped, keeping the "
-                    f"parameters of step {int(new_steps[b])} (try a lower optim.lr)"
-                )
-                logging.error("image %d of the batch: %s", b, stopped[b])
-        advanced = int((new_steps[:batch] - steps).max())
-        steps = np.asarray(new_steps[:batch], np.int64)
-        if on_chunk is not None:
-            rate = advanced / max(elapsed, 1e-9)
-            remaining = int(np.where([s is None for s in stopped], iterations - steps, 0).max())
-            infos = [
-                {
-                    "step": int(steps[b]),
-                    "iterations": iterations,
-                    "loss": last[b][0],
-                    "psnr": last[b][1],
-                    "steps_per_second": rate,
-                    "eta_seconds": remaining / max(rate, 1e-9),
-                    "elapsed_seconds": time.perf_counter() - start,
-                    "start_step": int(start_steps[b]),
-                    "done": bool(steps[b] >= iterations or stopped[b] is not None),
-                }
-                for b in range(batch)
-            ]
-            if on_chunk(state, infos) == "stop":
-                stopped = [
-                    s
-                    if s is not None or steps[b] >= iterations
-                    else f"stopped by the caller at step {steps[b]}"
-                    for b, s in enumerate(stopped)
-                ]
-                break
-    seconds = time.perf_counter() - start
-    host = jax.device_get(state)
+    goal = fit.objective(config, optimizer, height, width, states[0].params)
+    chunks = batch_chunks(goal, log_every, height, width, mesh, masked=weights is not None)
+    out = train.run(
+        put(state), chunks, capacity, iterations, inputs, batch=batch, objective=goal, on_chunk=on_chunk
+    )
+    host = jax.device_get(out.state)
     results = []
     for b in range(batch):
-        hist = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in history[b].items()}
         own = tree_index(host, b)
-        results.append(fit.FitResult(own.params, own, hist, seconds, capacity, stopped[b]))
+        results.append(
+            fit.FitResult(own.params, own, out.histories[b], out.seconds, out.capacity, out.stopped[b])
+        )
     return results
 
 

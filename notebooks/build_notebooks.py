@@ -325,8 +325,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from configs import codec as codec_config
-from gauss2d import codec, data, metrics
-from gauss2d.codec import compress, qat
+from gauss2d import codec, compress, data, metrics
+from gauss2d.compress import qat
 from gauss2d.rd import baselines, published
 
 SMOKE = os.environ.get("GAUSS2D_NOTEBOOK_SMOKE") == "1"

@@ -14,7 +14,7 @@ from PIL import Image
 
 from gauss2d import checkpoint, data, gaussians, metrics
 from gauss2d.codec import decode
-from gauss2d.codec.qat import render_params
+from gauss2d.render.params import render_params
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from gauss2d import data, fit
+from gauss2d import data, fit, train
 from gauss2d.errors import Gauss2dError
 
 
@@ -59,7 +59,7 @@ def test_same_seed_same_result(target):
 def test_overflow_grows_capacity_and_reruns_the_chunk(target, monkeypatch):
     config = small_config()
     reference = fit.fit_image(target, config, jax.random.key(1))
-    monkeypatch.setattr(fit, "needed_capacity", lambda *a, **k: 256)  # far too small
+    monkeypatch.setattr(train, "needed_capacity", lambda *a, **k: 256)  # far too small
     result = fit.fit_image(target, config, jax.random.key(1))
     assert result.capacity > 256
     # Overflowed chunks are re-run from the saved state: same result as a run that never overflowed.

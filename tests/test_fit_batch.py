@@ -25,7 +25,7 @@ from conftest import REPO_ROOT
 from PIL import Image
 
 from configs import default
-from gauss2d import checkpoint, data, fit, fit_batch, gaussians, pipeline
+from gauss2d import checkpoint, data, fit, fit_batch, gaussians, runner, train
 from gauss2d.errors import Gauss2dError
 from gauss2d.render import render
 
@@ -93,7 +93,7 @@ def test_a_nan_image_stops_alone_and_the_others_continue(targets, singles):
 
 
 def test_overflow_of_any_image_regrows_and_reruns_the_chunk(targets, singles, monkeypatch):
-    monkeypatch.setattr(fit, "needed_capacity", lambda *a, **k: 32)  # far too small for either image
+    monkeypatch.setattr(train, "needed_capacity", lambda *a, **k: 32)  # far too small for either image
     chunks = []
     results = fit_batch.fit_batch(
         targets,
@@ -184,7 +184,7 @@ def test_dataset_in_batches_upright_outputs_errors_and_resume(folder, tmp_path, 
     config = small_config(**{"batch_size": 4, "data.dir": str(folder), "checkpoint_every": 10})
     workdir = tmp_path / "run"
     with pytest.raises(Gauss2dError, match="d_broken.png"):
-        pipeline.fit_dataset(config, workdir)
+        runner.fit_dataset(config, workdir)
     results = json.loads((workdir / "results.json").read_text())
     rows = {r["name"]: r for r in results["images"]}
     assert [r["name"] for r in results["images"]] == ["a_wide", "b_tall", "c_other"]  # dataset order
@@ -203,7 +203,7 @@ def test_dataset_in_batches_upright_outputs_errors_and_resume(folder, tmp_path, 
     capsys.readouterr()
     again = small_config(**{"batch_size": 4, "data.dir": str(folder), "optim.iterations": 40})
     with pytest.raises(Gauss2dError, match="d_broken.png"):
-        pipeline.fit_dataset(again, workdir)
+        runner.fit_dataset(again, workdir)
     out = capsys.readouterr().out
     assert "resuming from step 30 (" + str(workdir / "a_wide") in out
     assert "resuming from step 30 (" + str(workdir / "b_tall") in out

@@ -1,9 +1,9 @@
-"""Compression of fitted Gaussians: quantisers, entropy coding, file format.
+"""The file format of fitted Gaussians: quantisers, entropy coding, bitstream, encode / decode.
 
 ``encode(params, height, width) -> bytes`` and ``decode(bytes) -> Decoded``;
 see ``codec.py`` for the modes and ``bitstream.py`` for the file layout.
-``qat.py`` fine-tunes fitted Gaussians with the quantisers in the loop, and
-``compress.py`` runs fit, fine-tuning, encoding and measurement for one image
+This package imports only ``gaussians`` and ``errors``; the workflow that
+fine-tunes, encodes and measures (``gauss2d.compress``) sits above it
 (docs/codec.md).
 """
 

@@ -2,9 +2,9 @@
 
 For each operating point (``config.rd.num_points``, optionally with a
 Cholesky bit depth from ``config.rd.chol_bits``) every image is fitted
-(``pipeline.fit_dataset``: batched where shapes allow, resumable mid-fit),
+(``runner.fit_dataset``: batched where shapes allow, resumable mid-fit),
 fine-tuned with quantisation, encoded, decoded and measured
-(``codec.dataset``: bpp from the file's bytes, PSNR and MS-SSIM of the
+(``compress.dataset``: bpp from the file's bytes, PSNR and MS-SSIM of the
 decoded render). The Pillow codecs run on the same images. Work directory:
 
     WORKDIR/sweep.json                 the settings the study was started with
@@ -32,8 +32,8 @@ from typing import Any
 import jax
 import PIL
 
-from gauss2d import checkpoint, densify, pipeline
-from gauss2d.codec import dataset
+from gauss2d import checkpoint, densify, runner, runrecord
+from gauss2d.compress import dataset
 from gauss2d.errors import Gauss2dError
 from gauss2d.rd import baselines, plots, published, study
 
@@ -81,7 +81,7 @@ def point_config(config, num_points: int, chol_bits: int | None):
 
 
 def _settings(config: Mapping) -> dict[str, Any]:
-    out = {k: pipeline.select(config, k) for k in SETTINGS_KEYS}
+    out = {k: runrecord.select(config, k) for k in SETTINGS_KEYS}
     # Through JSON, so tuples and ConfigDicts compare equal to what sweep.json stored.
     out = json.loads(json.dumps(out, default=lambda v: v.to_dict() if hasattr(v, "to_dict") else str(v)))
     out["model"].pop("num_points", None)  # per point
@@ -108,7 +108,7 @@ def check_settings(config: Mapping, workdir: pathlib.Path) -> None:
                 "use another --workdir, or delete it"
             )
         return
-    pipeline.write_json(path, {"settings": settings, "git_commit": pipeline.git_commit()})
+    runrecord.write_json(path, {"settings": settings, "git_commit": runrecord.git_commit()})
 
 
 def gauss2d_rows(config, workdir: pathlib.Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -120,7 +120,7 @@ def gauss2d_rows(config, workdir: pathlib.Path, log: Callable[[str], None]) -> l
         log(f"== point {k + 1}/{len(points)}: {n} Gaussians" + (f", {bits}-bit Cholesky" if bits else ""))
         point = point_config(config, n, bits)
         fit_dir = workdir / "gauss2d" / name / "fit"
-        pipeline.fit_dataset(point, fit_dir, densify.fit_function(point))
+        runner.fit_dataset(point, fit_dir, densify.fit_function(point))
         results = dataset.compress_dataset(point, workdir / "gauss2d" / name, fitted_dir=fit_dir)
         for r in results["images"]:
             rows.append(_row(r["name"], "gauss2d", n, r["bytes"], r["bpp"], r["psnr"], r["ms_ssim"]))
@@ -167,18 +167,18 @@ def baseline_rows(config, workdir: pathlib.Path, log: Callable[[str], None]) -> 
         "data": _settings(config)["data"],
     }
     rows = []
-    paths = pipeline.image_paths(config)
+    paths = runner.image_paths(config)
     for i, path in enumerate(paths):
         cache = workdir / "baselines" / f"{path.stem}.json"
         stored = json.loads(cache.read_text()) if cache.exists() else {}
         if stored.get("settings") != settings:
-            target = pipeline.load_target(path, config)
+            target = runner.load_target(path, config)
             points = {
                 c: [dataclasses.asdict(p) for p in baselines.sweep(target, c, settings["qualities"][c])]
                 for c in codecs
             }
             stored = {"settings": settings, "points": points}
-            pipeline.write_json(cache, stored)
+            runrecord.write_json(cache, stored)
             log(f"[{i + 1}/{len(paths)} {path.stem}] baselines: {', '.join(codecs)}")
         for codec, points in stored["points"].items():
             for p in points:
@@ -205,13 +205,13 @@ def summarize(config, rows: list[dict[str, Any]], workdir: pathlib.Path) -> dict
             "24-image run"
         ),
         "downscale": int(config["data"]["downscale"]),
-        "device": pipeline.device_description(),
+        "device": runrecord.device_description(),
         "jax_version": jax.__version__,
-        "git_commit": pipeline.git_commit(),
+        "git_commit": runrecord.git_commit(),
     }
     with checkpoint.atomic_write(workdir / "rd.csv") as f:
         f.write(study.to_csv(rows).encode())
-    pipeline.write_json(workdir / "rd_summary.json", summary)
+    runrecord.write_json(workdir / "rd_summary.json", summary)
     scale = "" if summary["downscale"] == 1 else f", downscaled {summary['downscale']}x"
     title = f"{len(images)} images{scale}"
     max_bpp = float(config["rd"]["max_bpp"]) or None

@@ -21,8 +21,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from gauss2d import checkpoint, data, densify, pipeline
-from gauss2d.codec import compress, qat
+from gauss2d import checkpoint, data, densify, runner, runrecord
+from gauss2d.compress import qat
+from gauss2d.compress.image import compress_image, decode_and_render
 from gauss2d.errors import Gauss2dError, ImageError
 
 RESULT = "result.json"
@@ -59,16 +60,14 @@ def fitted_params(
     """(params, the fit's result row): from ``fitted_dir``, else fitted (resumably) into WORKDIR/fit."""
     if fitted_dir is not None:
         folder = pathlib.Path(fitted_dir) / path.stem
-        row = (
-            json.loads((folder / pipeline.RESULT).read_text()) if (folder / pipeline.RESULT).exists() else {}
-        )
+        row = json.loads((folder / runner.RESULT).read_text()) if (folder / runner.RESULT).exists() else {}
         if row and (row.get("height"), row.get("width")) != target.shape[:2]:  # experiments.fit records them
             raise Gauss2dError(
                 f"'{folder}' was fitted at {row.get('width')}x{row.get('height')}, but data.downscale="
                 f"{config['data']['downscale']} gives {target.shape[1]}x{target.shape[0]}"
             )
         return checkpoint.load_params_npz(folder / "params.npz"), row
-    row = pipeline.fit_one(path, config, workdir / "fit", f"{label} fit", densify.fit_function(config))
+    row = runner.fit_one(path, config, workdir / "fit", f"{label} fit", densify.fit_function(config))
     return checkpoint.load_params_npz(workdir / "fit" / path.stem / "params.npz"), row
 
 
@@ -97,7 +96,7 @@ def compress_one(
     """
     name = path.stem
     outdir = workdir / name
-    settings = {k: pipeline.select(config, k) for k in RESULT_KEYS}
+    settings = {k: runrecord.select(config, k) for k in RESULT_KEYS}
     settings["fitted_dir"] = None if fitted_dir is None else str(fitted_dir)
     if (outdir / RESULT).exists():
         row = json.loads((outdir / RESULT).read_text())
@@ -108,18 +107,18 @@ def compress_one(
             )
         print(f"{label} already done: {outdir / RESULT}", flush=True)
         return row
-    target = pipeline.load_target(path, config)
+    target = runner.load_target(path, config)
     params, fit_row = fitted_params(path, target, config, workdir, label, fitted_dir)
 
     def progress(stage: str, info) -> None:
-        pipeline.Progress(f"{label} {stage}")(info)
+        runrecord.Progress(f"{label} {stage}")(info)
 
     key = jax.random.key(int(config["seed"]))
-    result = compress.compress_image(target, config, key, params=params, progress=progress)
+    result = compress_image(target, config, key, params=params, progress=progress)
     s = result.summary
     with checkpoint.atomic_write(outdir / f"{name}.g2d") as f:
         f.write(result.data)
-    image, _ = compress.decode_and_render(result.data, config["render"]["backend"])
+    image, _ = decode_and_render(result.data, config["render"]["backend"])
     data.save_image(outdir / "decoded.png", image)
     gi = s["gaussianimage"]
     row = {
@@ -133,7 +132,7 @@ def compress_one(
         "fit_seconds": fit_row.get("fit_seconds"),  # from the fit's result.json, if any
         "settings": settings,
     }
-    pipeline.write_json(outdir / RESULT, row)  # last: its presence marks the image done
+    runrecord.write_json(outdir / RESULT, row)  # last: its presence marks the image done
     print(
         f"{label} done: {s['bytes']} bytes, {s['bpp']:.4f} bpp, psnr {s['psnr']:.2f} dB "
         f"(gaussianimage mode {gi['bytes']} bytes, {gi['psnr']:.2f} dB: "
@@ -168,7 +167,7 @@ def compress_dataset(
         other image is done, images that could not be read.
     """
     qat.settings_from_config(config)  # fail on a bad codec value before any fitting
-    paths = pipeline.image_paths(config)
+    paths = runner.image_paths(config)
     rows, errors = [], []
     for i, path in enumerate(paths):
         label = f"[{i + 1}/{len(paths)} {path.stem}]"
@@ -180,15 +179,15 @@ def compress_dataset(
     results = {
         "images": rows,
         "mean": mean_row(rows),
-        "device": pipeline.device_description(),
+        "device": runrecord.device_description(),
         "jax_version": jax.__version__,
-        "git_commit": pipeline.git_commit(),
+        "git_commit": runrecord.git_commit(),
         "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
         "fitted_dir": None if fitted_dir is None else str(fitted_dir),
     }
     if errors:
         results["errors"] = errors
-    pipeline.write_json(workdir / "results.json", results)
+    runrecord.write_json(workdir / "results.json", results)
     if rows:
         m = results["mean"]
         print(
@@ -197,5 +196,5 @@ def compress_dataset(
             f"{m['gaussianimage_psnr']:.2f} dB",
             flush=True,
         )
-    pipeline.raise_unreadable(errors)
+    runner.raise_unreadable(errors)
     return results

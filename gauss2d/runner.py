@@ -24,17 +24,27 @@ import dataclasses
 import functools
 import json
 import pathlib
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d import checkpoint, data, distributed, fit, fit_batch, gaussians, metrics, optim
+from gauss2d import (
+    checkpoint,
+    data,
+    distributed,
+    fit,
+    fit_batch,
+    gaussians,
+    metrics,
+    optim,
+    render,
+    runrecord,
+    train,
+)
 from gauss2d.errors import Gauss2dError, ImageError
 from gauss2d.render import pair_capacity, render_with_stats
 
@@ -45,51 +55,6 @@ RESUME_KEYS = ("seed", "model", "data.downscale", "loss", "render.backend")
 # Rough bytes per pair slot in one training step: a [tile * tile] float32
 # row for each of ~16 live per-pair arrays (weights, offsets, cotangents).
 BYTES_PER_PAIR_PIXEL = 4 * 16
-
-
-def format_seconds(seconds: float) -> str:
-    """3725 -> '1h02m05s'."""
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
-
-
-def git_commit() -> str:
-    """The commit of the code that produced a result ("unknown" outside git)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=pathlib.Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def device_description() -> str:
-    """'cpu: cpu x1', the accelerator's kind and count; '... per process, 2 processes' on several."""
-    devices = jax.local_devices()
-    kind = getattr(devices[0], "device_kind", devices[0].platform)
-    text = f"{devices[0].platform}: {kind} x{len(devices)}"
-    return text if jax.process_count() == 1 else f"{text} per process, {jax.process_count()} processes"
-
-
-def write_json(path: pathlib.Path, payload: Any) -> None:
-    """Writes JSON atomically (no half-written result survives a crash)."""
-    with checkpoint.atomic_write(path) as f:
-        f.write(json.dumps(payload, indent=2, sort_keys=False).encode())
-
-
-def select(config: Mapping, dotted: str) -> Any:
-    """config['a']['b'] for 'a.b'."""
-    value = config
-    for part in dotted.split("."):
-        value = value[part]
-    return value.to_dict() if hasattr(value, "to_dict") else value
 
 
 def image_paths(config: Mapping) -> list[pathlib.Path]:
@@ -110,8 +75,12 @@ def load_target(path: pathlib.Path, config: Mapping) -> np.ndarray:
 
 
 def check_memory(name: str, capacity: int, height: int, width: int, config: Mapping) -> None:
-    """Refuses an image whose estimated training memory exceeds memory_limit_gb."""
-    tile = 8 if config["render"]["backend"] == "xla" else 16
+    """Refuses an image whose estimated training memory exceeds memory_limit_gb.
+
+    ``capacity`` is ``pair_capacity``'s for the configured backend (which
+    also registers a lazily imported backend's tile size).
+    """
+    tile = render.TILE_SIZES.get(config["render"]["backend"], 0)  # the dense reference has no pairs
     estimate = capacity * tile * tile * BYTES_PER_PAIR_PIXEL + height * width * 3 * 4 * 16
     limit = float(config["memory_limit_gb"]) * 2**30
     if estimate > limit:
@@ -165,23 +134,7 @@ def final_metrics(
     return image, psnr, metrics.ms_ssim_or_none(image, target)
 
 
-class Progress:
-    """Prints one progress line per chunk: step, loss, PSNR, steps/s, ETA."""
-
-    def __init__(self, label: str, stream=None):
-        self.label = label
-        self.stream = stream or sys.stdout
-
-    def __call__(self, info: Mapping) -> None:
-        line = (
-            f"{self.label} step {info['step']:>6d}/{info['iterations']}  loss {info['loss']:.5f}  "
-            f"psnr {info['psnr']:6.2f} dB  {info['steps_per_second']:7.1f} steps/s  "
-            f"ETA {format_seconds(info['eta_seconds'])}"
-        )
-        print(line, file=self.stream, flush=True)
-
-
-def resume_state(ckpt_path: pathlib.Path, template: fit.TrainState, config: Mapping):
+def resume_state(ckpt_path: pathlib.Path, template: train.TrainState, config: Mapping):
     """(state, metadata) from a checkpoint, or (None, {}) when there is none.
 
     Raises:
@@ -191,10 +144,10 @@ def resume_state(ckpt_path: pathlib.Path, template: fit.TrainState, config: Mapp
         return None, {}
     meta = checkpoint.read_metadata(ckpt_path)
     for key in RESUME_KEYS:
-        if meta.get("config", {}).get(key) != select(config, key):
+        if meta.get("config", {}).get(key) != runrecord.select(config, key):
             raise Gauss2dError(
                 f"checkpoint '{ckpt_path}' was made with a different {key} "
-                f"({meta.get('config', {}).get(key)!r}, now {select(config, key)!r}): "
+                f"({meta.get('config', {}).get(key)!r}, now {runrecord.select(config, key)!r}): "
                 "use another --workdir or delete that directory"
             )
     leaves, meta = checkpoint.load(ckpt_path, template)
@@ -210,7 +163,7 @@ class Prepared:
     target: np.ndarray  # [H, W, 3] as fitted (landscape)
     transposed: bool  # a portrait image, fitted transposed
     key: jax.Array
-    state: fit.TrainState
+    state: train.TrainState
     previous_seconds: float  # fit time before this run (from the checkpoint)
 
 
@@ -231,7 +184,7 @@ def prepare(path: pathlib.Path, config: Mapping, workdir: pathlib.Path, label: s
         *gaussians.project(params, height, width), height, width, backend=config["render"]["backend"]
     )
     check_memory(name, capacity, height, width, config)
-    template = fit.init_state(params, optim.make_optimizer(config["optim"], params))
+    template = train.init_state(params, optim.make_optimizer(config["optim"], params))
     ckpt_path = workdir / name / CHECKPOINT
     state, meta = resume_state(ckpt_path, template, config)
     if state is not None:
@@ -253,10 +206,10 @@ def prepare(path: pathlib.Path, config: Mapping, workdir: pathlib.Path, label: s
     )
 
 
-def save_checkpoint(item: Prepared, state: fit.TrainState, seconds: float, config: Mapping) -> None:
+def save_checkpoint(item: Prepared, state: train.TrainState, seconds: float, config: Mapping) -> None:
     """Writes the image's train state (fitted frame) with what a resume checks."""
     meta = {
-        "config": {k: select(config, k) for k in RESUME_KEYS},
+        "config": {k: runrecord.select(config, k) for k in RESUME_KEYS},
         "name": item.name,
         "step": int(state.step),
         "fit_seconds": item.previous_seconds + seconds,
@@ -287,10 +240,11 @@ def finish(item: Prepared, result: fit.FitResult, config: Mapping, label: str, b
     }
     if result.stopped_early:
         row["stopped_early"] = result.stopped_early
-    write_json(item.outdir / RESULT, row)
+    runrecord.write_json(item.outdir / RESULT, row)
     print(
         f"{label} {item.name} done: psnr {psnr:.2f} dB, ms-ssim "
-        f"{ms_ssim if ms_ssim is None else round(ms_ssim, 4)}, {format_seconds(row['fit_seconds'])}, "
+        f"{ms_ssim if ms_ssim is None else round(ms_ssim, 4)}, "
+        f"{runrecord.format_seconds(row['fit_seconds'])}, "
         f"{fps:.0f} FPS",
         flush=True,
     )
@@ -309,10 +263,10 @@ def interrupted(label: str, items: list[Prepared]) -> None:
 
 def fit_prepared(item: Prepared, config: Mapping, label: str, fit_fn: Callable = fit.fit_image) -> dict:
     """Fits one prepared image with ``fit_fn`` (one image at a time), checkpointing as it goes."""
-    progress = Progress(label)
+    progress = runrecord.Progress(label)
     last_saved = [int(item.state.step)]
 
-    def on_chunk(current: fit.TrainState, info: dict) -> None:
+    def on_chunk(current: train.TrainState, info: dict) -> None:
         progress(info)
         if info["step"] - last_saved[0] >= int(config["checkpoint_every"]):
             save_checkpoint(item, current, info["elapsed_seconds"], config)
@@ -338,10 +292,10 @@ def fit_one(
 
 def fit_group(items: list[Prepared], config: Mapping, label: str, pad_to: int | None) -> list[dict]:
     """Fits same-shape prepared images as one batch over the local devices; returns their rows."""
-    progress = Progress(label)
+    progress = runrecord.Progress(label)
     last_saved = [int(item.state.step) for item in items]
 
-    def on_chunk(state: fit.TrainState, infos: list[dict]) -> None:
+    def on_chunk(state: train.TrainState, infos: list[dict]) -> None:
         live = [i for i in infos if not i["done"]] or infos
         progress(
             {
@@ -391,6 +345,58 @@ def mean_row(rows: list[dict]) -> dict:
     return out
 
 
+def _pending(jobs: list, workdir: pathlib.Path, total: int, rows: list, errors: list) -> list:
+    """The jobs still to fit; finished images' rows go to ``rows``, unreadable ones to ``errors``."""
+    todo = []
+    for job in jobs:
+        label = f"[{job.index + 1}/{total} {job.path.stem}]"
+        done = workdir / job.path.stem / RESULT
+        if job.error:
+            print(f"{label} skipped: {job.error}", file=sys.stderr, flush=True)
+            errors.append({"name": job.path.stem, "error": job.error})
+        elif done.exists():
+            print(f"{label} already done: {done}", flush=True)
+            rows.append(json.loads(done.read_text()))
+        else:
+            todo.append(job)
+    return todo
+
+
+def _fit_jobs(
+    todo: list,
+    config: Mapping,
+    workdir: pathlib.Path,
+    total: int,
+    slots: int,
+    fit_fn: Callable,
+    rows: list,
+    errors: list,
+) -> None:
+    """Fits ``todo`` in batches of ``slots`` (1: one at a time with ``fit_fn``); appends rows / errors."""
+    batches = distributed.group_batches(todo, slots)
+    per_shape = collections.Counter(job.shape for job in todo)
+    for k, group in enumerate(batches):
+        label = (
+            f"[batch {k + 1}/{len(batches)}: {len(group)} x {group[0].shape[1]}x{group[0].shape[0]}]"
+            if slots > 1
+            else f"[{group[0].index + 1}/{total} {group[0].path.stem}]"
+        )
+        items = []
+        for job in group:
+            try:
+                items.append(prepare(job.path, config, workdir, label))
+            except ImageError as err:
+                print(f"{label} skipped: {err}", file=sys.stderr, flush=True)
+                errors.append({"name": job.path.stem, "error": str(err)})
+        if items and slots > 1:
+            # A last, partial batch is padded to the full size only when that
+            # program is compiled already (its shape had full batches).
+            pad_to = slots if per_shape[group[0].shape] > slots else None
+            rows.extend(fit_group(items, config, label, pad_to))
+        elif items:
+            rows.append(fit_prepared(items[0], config, label, fit_fn))
+
+
 def fit_dataset(config: Mapping, workdir: str | pathlib.Path, fit_fn: Callable = fit.fit_image) -> dict:
     """Fits this process's share of the config's images into ``workdir``; writes results.json.
 
@@ -430,43 +436,12 @@ def fit_dataset(config: Mapping, workdir: str | pathlib.Path, fit_fn: Callable =
             "devices are not used",
             flush=True,
         )
-    rows, errors, todo = [], [], []
-    for job in mine:
-        label = f"[{job.index + 1}/{len(paths)} {job.path.stem}]"
-        done = workdir / job.path.stem / RESULT
-        if job.error:
-            print(f"{label} skipped: {job.error}", file=sys.stderr, flush=True)
-            errors.append({"name": job.path.stem, "error": job.error})
-        elif done.exists():
-            print(f"{label} already done: {done}", flush=True)
-            rows.append(json.loads(done.read_text()))
-        else:
-            todo.append(job)
-    batches = distributed.group_batches(todo, slots if batched else 1)
-    per_shape = collections.Counter(job.shape for job in todo)
-    for k, group in enumerate(batches):
-        label = (
-            f"[batch {k + 1}/{len(batches)}: {len(group)} x {group[0].shape[1]}x{group[0].shape[0]}]"
-            if batched
-            else f"[{group[0].index + 1}/{len(paths)} {group[0].path.stem}]"
-        )
-        items = []
-        for job in group:
-            try:
-                items.append(prepare(job.path, config, workdir, label))
-            except ImageError as err:
-                print(f"{label} skipped: {err}", file=sys.stderr, flush=True)
-                errors.append({"name": job.path.stem, "error": str(err)})
-        if items and batched:
-            # A last, partial batch is padded to the full size only when that
-            # program is compiled already (its shape had full batches).
-            pad_to = slots if per_shape[group[0].shape] > slots else None
-            rows.extend(fit_group(items, config, label, pad_to))
-        elif items:
-            rows.append(fit_prepared(items[0], config, label, fit_fn))
+    rows, errors = [], []
+    todo = _pending(mine, workdir, len(paths), rows, errors)
+    _fit_jobs(todo, config, workdir, len(paths), slots if batched else 1, fit_fn, rows, errors)
     part = {"images": rows, "errors": errors, "seconds": time.perf_counter() - start}
     if processes > 1:  # this process's share, kept beside the merged file
-        write_json(workdir / f"results.process-{process:05d}-of-{processes:05d}.json", part)
+        runrecord.write_json(workdir / f"results.process-{process:05d}-of-{processes:05d}.json", part)
     parts = distributed.allgather_json(part)
     rows, errors = distributed.merge_parts(parts, [p.stem for p in paths])
     results = {
@@ -475,15 +450,15 @@ def fit_dataset(config: Mapping, workdir: str | pathlib.Path, fit_fn: Callable =
         "total_seconds": max(p["seconds"] for p in parts),
         "batch_size": slots if batched else 1,
         "process_count": processes,
-        "device": device_description(),
+        "device": runrecord.device_description(),
         "jax_version": jax.__version__,
-        "git_commit": git_commit(),
+        "git_commit": runrecord.git_commit(),
         "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
     }
     if errors:
         results["errors"] = errors
     if process == 0:
-        write_json(workdir / "results.json", results)
+        runrecord.write_json(workdir / "results.json", results)
         print(
             f"wrote {workdir / 'results.json'}: {len(rows)} image(s), mean psnr "
             f"{results['mean']['psnr'] if rows else float('nan'):.2f} dB",

@@ -10,18 +10,16 @@ optimiser; the colour codebooks follow an EMA of their assigned residuals
 quantised render is kept on the device (no host sync per step) and is what
 ``encode`` stores.
 
-The loop reuses ``gauss2d.fit``'s pieces (``TrainState``, ``make_chunk``,
-capacity buckets): ``lax.scan`` chunks of ``log_every`` steps, overflow and
-NaN flags read once per chunk, a chunk re-run with a larger pair buffer on
-overflow (DESIGN.md section 4). ``compress.py`` puts fit, fine-tuning,
+QAT is an objective for the engine (``gauss2d.train``): the quantised loss
+above, the LSQ scale floor as its ``constrain``, and the codebook EMA and the
+best state as its ``extra`` state (``update_extra``). ``train.run`` runs it
+as it runs a fit (DESIGN.md section 4). ``image.py`` puts fit, fine-tuning,
 encoding and measurement together.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -30,10 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import logging
 
-from gauss2d import fit, gaussians, losses, metrics, optim
-from gauss2d.codec import quantize
+from gauss2d import gaussians, losses, metrics, optim, train
+from gauss2d.codec import bitstream, quantize
 from gauss2d.codec.codec import (
     CodecSettings,
     CodecState,
@@ -42,9 +39,10 @@ from gauss2d.codec.codec import (
     quantize_for_encoding,
 )
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import render_with_stats, tiling
+from gauss2d.render import render_with_stats
+from gauss2d.render.params import render_params
 
-CODEC_MODES = ("entropy", "gaussianimage")
+CODEC_MODES = bitstream.MODES  # the file format's modes: one source
 # LSQ step sizes are kept above this after each update: a scale that an
 # optimiser step pushed to <= 0 would make the quantiser (and the file) invalid.
 MIN_LSQ_SCALE = 1e-6
@@ -66,11 +64,10 @@ class Best(NamedTuple):
     step: jax.Array  # [] int32, completed steps when it was evaluated
 
 
-class QatState(NamedTuple):
-    """A fit ``TrainState`` over ``QatParams``, the EMA codebooks and the best state."""
+class QatExtra(NamedTuple):
+    """QAT's state beside the trained parameters (``TrainState.extra``): not trained by gradients."""
 
-    train: fit.TrainState
-    ema: quantize.RvqEmaState
+    ema: quantize.RvqEmaState  # the colour codebooks and their EMA statistics
     best: Best
 
 
@@ -154,21 +151,20 @@ def make_qat_optimizer(config: Mapping, params: gaussians.CholeskyParams) -> opt
     )
 
 
-# ----------------------------------------------------------------------------- the step
+# ----------------------------------------------------------------------------- the objective
 
 
-def make_qat_step(
+def objective(
     config: Mapping,
     optimizer: optax.GradientTransformation,
     height: int,
     width: int,
-    capacity: int,
     mode: str,
     settings: CodecSettings,
-) -> Callable[[QatState, jax.Array, jax.Array, Any], tuple[QatState, dict]]:
-    """One QAT step: (state, target [H, W, 3], total_steps, mask) -> (state, metrics).
+) -> train.Objective:
+    """QAT for the engine: the fit's loss on the quantised render plus the VQ commitment loss.
 
-    The metrics' "psnr" is that of the quantised render of the state *before*
+    The step's "psnr" is that of the quantised render of the state *before*
     the update, which is the state ``best`` records.
     """
     loss_fn = losses.make_loss(dict(config["loss"]))
@@ -176,75 +172,66 @@ def make_qat_step(
     commit_weight = float(config["codec"]["commit_weight"])
     decay = float(config["codec"]["ema_decay"])
 
-    def objective(trainable: QatParams, codebooks, target, mask):
-        params_hat, commit = fake_quantize(
-            trainable.gaussians,
-            CodecState(trainable.lsq, codebooks),
-            height,
-            width,
-            mode=mode,
-            settings=settings,
-            quant_mode="ste",
-        )
-        proj = gaussians.project(params_hat, height, width)
-        image, stats = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
-        image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
-        loss, _ = loss_fn(image, target, mask)
-        return loss + commit_weight * commit, (stats, losses.l2(image, target, mask))
+    def loss(capacity: int) -> train.LossFn:
+        def fn(trainable: QatParams, extra: QatExtra, target, mask):
+            params_hat, commit = fake_quantize(
+                trainable.gaussians,
+                CodecState(trainable.lsq, extra.ema.codebooks),
+                height,
+                width,
+                mode=mode,
+                settings=settings,
+                quant_mode="ste",
+            )
+            proj = gaussians.project(params_hat, height, width)
+            image, stats = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
+            image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
+            value, _ = loss_fn(image, target, mask)
+            return value + commit_weight * commit, train.Aux(stats, losses.l2(image, target, mask))
 
-    def step(state: QatState, target, total_steps, mask=None):
-        tr = state.train
-        grad_fn = jax.value_and_grad(objective, has_aux=True)
-        (loss, (stats, mse)), grads = grad_fn(tr.params, state.ema.codebooks, target, mask)
-        updates, opt_state = optimizer.update(grads, tr.opt_state, tr.params)
-        new = optax.apply_updates(tr.params, updates)
-        new = new._replace(lsq=new.lsq._replace(scale=jnp.maximum(new.lsq.scale, MIN_LSQ_SCALE)))
+        return fn
+
+    def constrain(params: QatParams) -> QatParams:
+        return params._replace(lsq=params.lsq._replace(scale=jnp.maximum(params.lsq.scale, MIN_LSQ_SCALE)))
+
+    def update_extra(state: train.TrainState, psnr, apply) -> QatExtra:
+        ema, best = state.extra
         # The EMA sees the colours of this forward pass, as a training-mode RVQ does.
-        ema = quantize.rvq_ema_update(state.ema, tr.params.gaussians.color, decay)
-        finite = jnp.isfinite(loss) & jnp.all(
-            jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)])
-        )
-        # As in fit.make_train_step: steps past the count, after a NaN/Inf or
-        # on a truncated (overflowed) render change nothing.
-        active = (tr.step < total_steps) & ~tr.nonfinite
-        apply = active & finite & ~stats.overflow
-        psnr = -10.0 * jnp.log10(jnp.maximum(mse, 1e-20))
-        better = apply & (psnr > state.best.psnr)
-        current = Best(tr.params.gaussians, CodecState(tr.params.lsq, state.ema.codebooks), psnr, tr.step)
+        new_ema = quantize.rvq_ema_update(ema, state.params.gaussians.color, decay)
+        current = Best(state.params.gaussians, CodecState(state.params.lsq, ema.codebooks), psnr, state.step)
+        better = apply & (psnr > best.psnr)
+        return QatExtra(train.select(apply, new_ema, ema), train.select(better, current, best))
 
-        def choose(cond, new_tree, old_tree):
-            return jax.tree_util.tree_map(lambda n, o: jnp.where(cond, n, o), new_tree, old_tree)
+    def describe(state: train.TrainState) -> dict:
+        return {"best_psnr": float(state.extra.best.psnr)}
 
-        new_state = QatState(
-            train=fit.TrainState(
-                params=choose(apply, new, tr.params),
-                opt_state=choose(apply, opt_state, tr.opt_state),
-                step=tr.step + apply.astype(jnp.int32),  # counts applied steps only, as fit does
-                capacity_overflow=tr.capacity_overflow | (active & stats.overflow),
-                nonfinite=tr.nonfinite | (active & ~finite),
-                max_pairs=jnp.maximum(tr.max_pairs, stats.num_pairs),
-            ),
-            ema=choose(apply, ema, state.ema),
-            best=choose(better, current, state.best),
-        )
-        return new_state, {"loss": loss, "psnr": psnr, "active": apply}
-
-    return step
-
-
-# ----------------------------------------------------------------------------- the host loop
+    # What the step reads: config sections, mode, quantiser settings.
+    key = (train.config_key(config, ("optim", "loss", "render", "codec")), mode, settings)
+    return train.Objective(
+        "qat",
+        loss,
+        optimizer,
+        key,
+        constrain=constrain,
+        update_extra=update_extra,
+        describe=describe,
+        lr_key="codec.qat_lr",
+    )
 
 
 def init_qat_state(
     params: gaussians.CholeskyParams, optimizer: optax.GradientTransformation, codec_state: CodecState
-) -> QatState:
+) -> train.TrainState:
     """A fresh QAT state (every leaf its own buffer: the chunk donates the state)."""
-    state = QatState(
-        train=fit.init_state(QatParams(params, codec_state.chol), optimizer),
+    extra = QatExtra(
         ema=quantize.rvq_ema_init(codec_state.codebooks),
         best=Best(params, codec_state, jnp.asarray(-jnp.inf, jnp.float32), jnp.zeros((), jnp.int32)),
     )
+    state = train.init_state(QatParams(params, codec_state.chol), optimizer, extra)
     return jax.tree_util.tree_map(jnp.copy, state)
+
+
+# ----------------------------------------------------------------------------- fine-tuning
 
 
 def _as_cholesky(params) -> gaussians.CholeskyParams:
@@ -261,7 +248,7 @@ def finetune(
     key: jax.Array,
     *,
     mode: str | None = None,
-    on_chunk: Callable[[QatState, dict], Any] | None = None,
+    on_chunk: Callable[[train.TrainState, dict], Any] | None = None,
 ) -> QatResult:
     """Quantisation-aware fine-tuning of fitted Gaussians for ``codec.qat_steps`` steps.
 
@@ -273,7 +260,8 @@ def finetune(
       mode: "entropy" or "gaussianimage" (which position quantiser is in the
         loop); None for ``config.codec.mode``.
       on_chunk: called after every chunk with (state, info) as in
-        ``fit.fit_image``; returning "stop" ends the fine-tuning early.
+        ``fit.fit_image``, info also holding best_psnr; returning "stop"
+        ends the fine-tuning early.
 
     Returns:
       A ``QatResult``; with ``qat_steps == 0`` it holds the initial quantiser
@@ -301,74 +289,14 @@ def finetune(
     state = init_qat_state(params, optimizer, codec_state)
     # Sized for the quantised Gaussians (host quantiser: no eager op-by-op dispatch).
     q0 = quantize_for_encoding(params, height, width, mode=mode, state=codec_state, settings=settings)
-    capacity = fit.needed_capacity(q0, height, width, backend)
-
-    codec_section = config["codec"]
-    codec_json = json.dumps(
-        codec_section.to_dict() if hasattr(codec_section, "to_dict") else dict(codec_section), sort_keys=True
-    )
-
-    def compile_chunk(capacity):
-        # Cached as fit's chunks are: the images of a dataset that share a
-        # shape share one compilation (what the step reads: config sections,
-        # mode, quantiser settings, sizes, capacity, chunk length).
-        key = ("qat", mode, settings, codec_json, log_every)
-        key += fit.program_key(config, params, height, width, capacity)
-        return fit.cached_chunk(
-            key,
-            lambda: fit.make_chunk(
-                make_qat_step(config, optimizer, height, width, capacity, mode, settings), log_every
-            ),
-        )
-
-    chunk = compile_chunk(capacity)
-    total = jnp.asarray(steps, jnp.int32)
-    rows, stopped, step = [], None, 0
-    while step < steps:
-        before = jax.tree_util.tree_map(jnp.copy, state)  # the chunk donates ``state``
-        t0 = time.perf_counter()
-        state, out = chunk(state, target, total)
-        if bool(state.train.capacity_overflow):
-            capacity = tiling.capacity_bucket(int(state.train.max_pairs))
-            logging.info(
-                "QAT pair buffer overflow at step ~%d: capacity -> %d, re-running chunk", step, capacity
-            )
-            chunk = compile_chunk(capacity)
-            state = before._replace(train=before.train._replace(max_pairs=state.train.max_pairs))
-            continue
-        out = jax.device_get(out)
-        active = out["active"].astype(bool)
-        rows.append(
-            (np.arange(step + 1, step + 1 + int(active.sum())), out["loss"][active], out["psnr"][active])
-        )
-        new_step = int(state.train.step)
-        if bool(state.train.nonfinite):
-            stopped = (
-                f"non-finite QAT loss or gradient at step {new_step + 1}: stopped (try a lower codec.qat_lr)"
-            )
-            logging.error(stopped)
-            break
-        rate = (new_step - step) / max(time.perf_counter() - t0, 1e-9)
-        step = new_step
-        if on_chunk is not None:
-            info = {
-                "step": step,
-                "iterations": steps,
-                "loss": float(rows[-1][1][-1]),
-                "psnr": float(rows[-1][2][-1]),
-                "best_psnr": float(state.best.psnr),
-                "steps_per_second": rate,
-                "eta_seconds": (steps - step) / max(rate, 1e-9),
-                "elapsed_seconds": time.perf_counter() - start,
-            }
-            if on_chunk(state, info) == "stop":
-                stopped = f"stopped by the caller at QAT step {step}"
-                break
-    history = _history(rows)
-    best = jax.device_get(state.best)
+    capacity = train.needed_capacity(q0, height, width, backend)
+    goal = objective(config, optimizer, height, width, mode, settings)
+    out = train.run_image(goal, state, target, capacity, steps, log_every, on_chunk)
+    history, stopped = out.histories[0], out.stopped[0]
+    best = jax.device_get(out.state.extra.best)
     if not np.isfinite(best.psnr):  # not one usable step (a NaN at the first): plain quantisation
         result = _plain_quantisation(target, params, codec_state, mode, settings, backend, start)
-        return dataclasses.replace(result, history=history, capacity=capacity, stopped_early=stopped)
+        return dataclasses.replace(result, history=history, capacity=out.capacity, stopped_early=stopped)
     return QatResult(
         params=gaussians.CholeskyParams(*(jnp.asarray(a) for a in best.params)),
         codec_state=CodecState(
@@ -380,7 +308,7 @@ def finetune(
         best_step=int(best.step),
         history=history,
         seconds=time.perf_counter() - start,
-        capacity=capacity,
+        capacity=out.capacity,
         stopped_early=stopped,
     )
 
@@ -390,30 +318,6 @@ def _plain_quantisation(target, params, codec_state, mode, settings, backend, st
     height, width = target.shape[:2]
     q = quantize_for_encoding(params, height, width, mode=mode, state=codec_state, settings=settings)
     psnr = float(metrics.psnr(render_params(q, height, width, backend), target))
-    return QatResult(params, codec_state, psnr, psnr, 0, _history([]), time.perf_counter() - start, 0)
-
-
-def _history(rows) -> dict[str, np.ndarray]:
-    if not rows:
-        return {"step": np.zeros(0, np.int64), "loss": np.zeros(0), "psnr": np.zeros(0)}
-    return {k: np.concatenate([r[i] for r in rows]) for i, k in enumerate(("step", "loss", "psnr"))}
-
-
-# ----------------------------------------------------------------------------- rendering
-
-
-@functools.partial(jax.jit, static_argnames=("height", "width", "backend", "capacity"))
-def _render_clamped(params, *, height: int, width: int, backend: str, capacity: int) -> jax.Array:
-    proj = gaussians.project(params, height, width)
-    image, _ = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
-    return jnp.clip(image, 0.0, 1.0)
-
-
-def render_params(params: gaussians.Params, height: int, width: int, backend: str = "xla") -> jax.Array:
-    """The clamped render [H, W, 3] of raw parameters, with a pair buffer sized to fit.
-
-    Jitted per (N, H, W, backend, capacity bucket), so a repeated decode does
-    not recompile; deterministic, so equal parameters give equal pixels.
-    """
-    capacity = fit.needed_capacity(params, height, width, backend)
-    return _render_clamped(params, height=height, width=width, backend=backend, capacity=capacity)
+    return QatResult(
+        params, codec_state, psnr, psnr, 0, train.empty_history(), time.perf_counter() - start, 0
+    )

@@ -19,9 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from gauss2d import densify, fit, gaussians, metrics
-from gauss2d.codec import qat
 from gauss2d.codec.codec import CodecState, bits_by_attribute, decode, encode
+from gauss2d.compress import qat
 from gauss2d.errors import Gauss2dError
+from gauss2d.render.params import render_params
 
 # Receives (stage, info) after every training chunk; stage is "fit" or "qat",
 # info as in fit.fit_image's on_chunk (step, iterations, loss, psnr, ...).
@@ -39,7 +40,7 @@ def decode_and_render(data: bytes, backend: str = "xla") -> tuple[jax.Array, flo
     """
     t0 = time.perf_counter()
     decoded = decode(data)
-    image = qat.render_params(decoded.params, decoded.height, decoded.width, backend)
+    image = render_params(decoded.params, decoded.height, decoded.width, backend)
     image = jax.block_until_ready(image)
     return image, time.perf_counter() - t0
 
@@ -155,7 +156,7 @@ def compress_image(
     params = prune_inactive(params)
     summary["num_gaussians"] = gaussians.num_gaussians(params)
     summary["pruned_gaussians"] = fitted_count - summary["num_gaussians"]
-    summary["fit_psnr"] = float(metrics.psnr(qat.render_params(params, height, width, backend), target))
+    summary["fit_psnr"] = float(metrics.psnr(render_params(params, height, width, backend), target))
 
     result = qat.finetune(target, params, config, jax.random.fold_in(key, 1), on_chunk=on_chunk("qat"))
     summary.update(
