@@ -17,6 +17,11 @@ target, the loss mean((clip(render, 0, 1) - target)^2):
     Targets: public >= 50x faster than dense, within 2x of managed.
 (b) ``jit(vmap(render))`` over B = 4 images against 4 calls of
     ``jit(render)`` on one image each. Target: within 1.5x.
+(c) ``--own-loop``: docs/own_loop.md's example (``own_loop.train`` with
+    fit_image's initialisation, optimiser and loss) against ``fit_image`` on
+    the same image and N, alternating, each run once to compile and then
+    ``--own-loop-repeats`` times; ms per step from the runs' wall time.
+    Target: within 1.2x per step, the same final PSNR.
 
 Timing: every function is compiled and run once before timing; each repeat
 calls it ``iters`` times back to back and blocks once; the variants
@@ -31,6 +36,7 @@ import datetime
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -143,6 +149,36 @@ def vmap_case(height: int, width: int, n: int, cfg: dict, seed: int = 1) -> dict
     )
 
 
+def own_loop_case(repeats: int) -> dict:
+    """(c): the documented example's own_loop.train against fit_image, same image, N, steps."""
+    import pathlib  # noqa: PLC0415
+    import re  # noqa: PLC0415
+
+    doc = pathlib.Path(__file__).resolve().parents[1] / "docs" / "own_loop.md"
+    code = re.search(r"```python\n(.*?)```", doc.read_text(), re.DOTALL).group(1)
+    scope: dict = {}
+    exec(compile(code, str(doc), "exec"), scope)  # noqa: S102 (our own documentation; compiles both)
+    steps = len(scope["result"].history["step"])
+    rerun = {
+        "own_loop": lambda: scope["own_loop"].train(
+            scope["params"], scope["target"], scope["my_loss"], optimizer=scope["optimizer"], iterations=steps
+        ),
+        "fit_image": lambda: scope["fit"].fit_image(
+            scope["target"], scope["config"], scope["jax"].random.key(0)
+        ),
+    }
+    seconds: dict[str, list[float]] = {k: [] for k in rerun}
+    psnr = {}
+    for _ in range(repeats):
+        for name, fn in rerun.items():
+            out = fn()
+            seconds[name].append(out.seconds)
+            psnr[name] = float(out.history["psnr"][-1])
+    ms = {k: 1e3 * statistics.median(v) / steps for k, v in seconds.items()}
+    h, w = scope["target"].shape[:2]
+    return dict(size=f"{w}x{h}", n=scope["N"], steps=steps, ms=ms, psnr=psnr)
+
+
 def _machine() -> str:
     device = jax.devices()[0]
     kind = getattr(device, "device_kind", device.platform)
@@ -161,11 +197,20 @@ def _commit() -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, fewer repeats")
+    parser.add_argument("--own-loop", action="store_true", help="also (c): docs/own_loop.md vs fit_image")
+    parser.add_argument("--only-own-loop", action="store_true", help="(c) only")
+    parser.add_argument("--own-loop-repeats", type=int, default=3)
+    parser.add_argument("--sizes", default="", help="e.g. 256x256x2000: only these (height x width x N)")
     args = parser.parse_args(argv)
-    cfg = QUICK if args.quick else FULL
-    command = "python -m benchmarks.own_loop_speed" + (" --quick" if args.quick else "")
+    cfg = dict(QUICK if args.quick else FULL)
+    if args.sizes:
+        cfg["cases"] = tuple(tuple(int(v) for v in size.split("x")) for size in args.sizes.split(","))
+    command = "python -m benchmarks.own_loop_speed " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"date: {datetime.date.today().isoformat()}; machine: {_machine()}; commit: {_commit()}")
     print(f"jax {jax.__version__}; command: {command}; targets: {TARGETS}\n")
+    if args.only_own_loop:
+        _print_own_loop(args.own_loop_repeats)
+        return
     print("(a) jit(value_and_grad) step, ms (median); speed-ups in the same run")
     print("| size | N | public | managed | dense | dense / public | public / managed | max grad diff |")
     print("|---|---|---|---|---|---|---|---|")
@@ -187,6 +232,21 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{r['vmap_ms'] / r['singles_ms']:.2f}x | {r['max_diff']:.1e} |",
             flush=True,
         )
+    if args.own_loop:
+        _print_own_loop(args.own_loop_repeats)
+
+
+def _print_own_loop(repeats: int) -> None:
+    r = own_loop_case(repeats)
+    print("\n(c) docs/own_loop.md's example vs fit_image, ms per step (median of runs, compiled)")
+    print("| image | N | steps | own_loop | fit_image | ratio | PSNR own_loop | PSNR fit_image |")
+    print("|---|---|---|---|---|---|---|---|")
+    ms, psnr = r["ms"], r["psnr"]
+    print(
+        f"| {r['size']} | {r['n']} | {r['steps']} | {ms['own_loop']:.1f} | {ms['fit_image']:.1f} | "
+        f"{ms['own_loop'] / ms['fit_image']:.2f}x | {psnr['own_loop']:.2f} | {psnr['fit_image']:.2f} |",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
