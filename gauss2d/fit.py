@@ -73,7 +73,7 @@ def objective(
 
     def loss(capacity: int) -> train.LossFn:
         def fn(params, extra, target, mask):
-            proj = gaussians.project(params, height, width)
+            proj = gaussians.project(params, fitted_height=height, fitted_width=width)
             image, stats = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
             image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
             value, _ = loss_fn(image, target, mask)

@@ -19,12 +19,12 @@ from gauss2d.render import pair_capacity, render_with_stats
 
 def needed_capacity(params: gaussians.Params, height: int, width: int, backend: str) -> int:
     """Pair-buffer capacity bucket for these (concrete) Gaussians."""
-    return pair_capacity(*gaussians.project(params, height, width), height, width, backend=backend)
+    return pair_capacity(*gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend=backend)
 
 
 @functools.partial(jax.jit, static_argnames=("height", "width", "backend", "capacity"))
 def _render_clamped(params, *, height: int, width: int, backend: str, capacity: int) -> jax.Array:
-    proj = gaussians.project(params, height, width)
+    proj = gaussians.project(params, fitted_height=height, fitted_width=width)
     image, _ = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
     return jnp.clip(image, 0.0, 1.0)
 
