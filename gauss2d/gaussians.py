@@ -11,11 +11,15 @@ Two parameterisations (GaussianImage, ECCV 2024, section 3):
 Raw parameters are plain NamedTuples so that optax, vmap, checkpointing and
 the codec treat them as ordinary pytrees. ``project`` is plain JAX, so
 autodiff handles it and the renderer only differentiates w.r.t. the
-projected means, conics and colours (DESIGN.md section 2).
+projected means, conics and colours (DESIGN.md section 2). ``project``
+takes the frame the Gaussians were fitted in (keyword-only, fitted_height
+and fitted_width); ``rescale`` makes them larger or smaller; ``to_cholesky``
+converts rs parameters.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -175,36 +179,120 @@ def covariance(params: Params) -> jax.Array:
     raise TypeError(f"not a gauss2d parameter pytree: {type(params).__name__}")
 
 
-def project(params: Params, height: int, width: int) -> Projected:
-    """Maps raw parameters to the renderer's input.
+def _frame(frame: tuple, fitted_height, fitted_width, caller: str) -> tuple[int, int]:
+    """The fitted frame (height, width) from ``project``'s arguments, with clear errors."""
+    if frame:
+        if len(frame) != 2 or fitted_height is not None or fitted_width is not None:
+            raise TypeError(
+                f"{caller}: give the fitted frame once, as fitted_height=..., fitted_width=... "
+                f"(got positional {frame} and fitted_height={fitted_height}, fitted_width={fitted_width})"
+            )
+        fitted_height, fitted_width = frame
+        warnings.warn(
+            f"{caller}(params, {fitted_height}, {fitted_width}): positional height and width are the "
+            f"frame the Gaussians were fitted in, not an output size; write {caller}(params, "
+            f"fitted_height={fitted_height}, fitted_width={fitted_width}). To render at another size, "
+            f"use gaussians.rescale.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    if fitted_height is None or fitted_width is None:
+        raise TypeError(
+            f"{caller} needs the frame the Gaussians were fitted in: fitted_height=..., fitted_width=..."
+        )
+    for name, value in (("fitted_height", fitted_height), ("fitted_width", fitted_width)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{caller}: {name}={value!r} must be a positive number of pixels")
+    return fitted_height, fitted_width
+
+
+def project(params: Params, *frame: int, fitted_height: int | None = None, fitted_width: int | None = None):
+    """Maps raw parameters to the renderer's input, in the frame they were fitted in.
+
+    Raw means are tanh-squashed into [0, fitted_width] x [0, fitted_height],
+    so the frame is part of the parameters' meaning, not an output size:
+    projecting into a larger frame moves the means but not the covariances
+    (a wrong image). To render at another size, ``rescale`` the result (or
+    the raw parameters).
 
     Args:
       params: ``CholeskyParams`` or ``RSParams`` with N Gaussians.
-      height: image height in pixels.
-      width: image width in pixels.
+      fitted_height: height in pixels of the image the Gaussians were fitted to.
+      fitted_width: its width in pixels.
+      *frame: the same two values given positionally (the old form); still
+        accepted, with a DeprecationWarning that says the above.
 
     Returns:
       ``Projected(means [N, 2], conics [N, 3], colors [N, 3])``.
+
+    Raises:
+      TypeError: no frame, or given twice. ValueError: a non-positive size.
     """
+    height, width = _frame(frame, fitted_height, fitted_width, "project")
     means = means_from_raw(params.xy, height, width)
     conics = conics_from_covariance(covariance(params))
     return Projected(means, conics, params.color)
 
 
-def project_alpha(params: Params, height: int, width: int) -> tuple[Projected, jax.Array, jax.Array]:
-    """The alpha model's renderer input: (Projected, opacities [N] in (0, 1), depths [N])."""
-    return project(params, height, width), jax.nn.sigmoid(params.opacity[..., 0]), params.depth[..., 0]
+def to_cholesky(params: Params) -> CholeskyParams:
+    """The same Gaussians in the Cholesky parameterisation (exact: the same Sigma, means, colours).
+
+    Sigma = L L^T with L lower-triangular, positive diagonal: l11 = sqrt(Sxx),
+    l21 = Sxy / l11, l22 = sqrt(Syy - l21^2); the raw form is L minus the
+    fixed offset. Degenerate covariances stay degenerate.
+
+    Args:
+      params: ``RSParams`` (converted) or ``CholeskyParams`` (returned as is).
+    """
+    if isinstance(params, CholeskyParams):
+        return params
+    if not isinstance(params, RSParams):
+        raise TypeError(f"not a gauss2d parameter pytree: {type(params).__name__}")
+    sxx, sxy, syy = jnp.moveaxis(covariance(params), -1, 0)
+    l11 = jnp.sqrt(jnp.maximum(sxx, 0.0))
+    ok = l11 > 0
+    l21 = jnp.where(ok, sxy / jnp.where(ok, l11, 1.0), 0.0)
+    l22 = jnp.sqrt(jnp.maximum(syy - l21 * l21, 0.0))
+    chol = jnp.stack([l11, l21, l22], axis=-1) - jnp.asarray(CHOLESKY_OFFSET, l11.dtype)
+    return CholeskyParams(params.xy, chol, params.color)
 
 
-def rescale(projected: Projected, factor: float) -> Projected:
+def project_alpha(
+    params: Params, *frame: int, fitted_height: int | None = None, fitted_width: int | None = None
+) -> tuple[Projected, jax.Array, jax.Array]:
+    """The alpha model's renderer input: (Projected, opacities [N] in (0, 1), depths [N]).
+
+    The frame is given as for ``project`` (the fitted frame, by keyword).
+    """
+    height, width = _frame(frame, fitted_height, fitted_width, "project_alpha")
+    proj = project(params, fitted_height=height, fitted_width=width)
+    return proj, jax.nn.sigmoid(params.opacity[..., 0]), params.depth[..., 0]
+
+
+def rescale(gaussians: Projected | Params, factor: float):
     """The same Gaussians for a render ``factor`` times larger.
 
-    Means scale by ``factor`` and Sigma^(1/2) by ``factor``, so the conic
-    (Sigma^-1) scales by 1 / factor^2; colours are unchanged.
+    Means scale by ``factor`` and Sigma^(1/2) by ``factor``; colours are
+    unchanged (DESIGN.md section 2).
+
+    Args:
+      gaussians: ``Projected`` (returned in pixels of the larger frame), or
+        raw ``CholeskyParams`` / ``RSParams`` (returned raw, of the same
+        kind: raw means are relative to the frame, so only the covariance
+        changes; project the result with fitted_height = factor x the old
+        height, fitted_width = factor x the old width).
+      factor: > 0.
     """
     if not factor > 0:
         raise ValueError(f"{factor=} must be > 0")
-    return Projected(projected.means * factor, projected.conics / (factor * factor), projected.colors)
+    if isinstance(gaussians, Projected):
+        return Projected(gaussians.means * factor, gaussians.conics / (factor * factor), gaussians.colors)
+    if isinstance(gaussians, CholeskyParams):
+        offset = jnp.asarray(CHOLESKY_OFFSET, gaussians.chol.dtype)
+        return gaussians._replace(chol=(gaussians.chol + offset) * factor - offset)
+    if isinstance(gaussians, RSParams):
+        return gaussians._replace(scale=jnp.abs(gaussians.scale + SCALE_OFFSET) * factor - SCALE_OFFSET)
+    raise TypeError(f"rescale takes Projected or raw parameters, got {type(gaussians).__name__}")
 
 
 def init_random(key: jax.Array, num_points: int, parameterization: str = "cholesky") -> Params:

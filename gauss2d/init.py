@@ -126,7 +126,7 @@ def stratified_means(key: jax.Array, rows: int, cols: int, height: int, width: i
     """
     r, c = jnp.meshgrid(jnp.arange(rows), jnp.arange(cols), indexing="ij")
     cell = jnp.stack([c.reshape(-1), r.reshape(-1)], axis=-1).astype(jnp.float32)  # [rows cols, 2]
-    jitter = jax.random.uniform(key, cell.shape, minval=0.3, maxval=0.7)
+    jitter = jax.random.uniform(key, cell.shape, jnp.float32, minval=0.3, maxval=0.7)
     return (cell + jitter) * jnp.asarray([width / cols, height / rows], jnp.float32)
 
 
@@ -143,7 +143,8 @@ def sample_means(key: jax.Array, density: jax.Array, num_points: int) -> tuple[j
     k_pix, k_jit = jax.random.split(key)
     flat = jax.random.choice(k_pix, h * w, (num_points,), replace=num_points > h * w, p=density.reshape(-1))
     rows, cols = flat // w, flat % w
-    means = jnp.stack([cols, rows], axis=-1).astype(jnp.float32) + jax.random.uniform(k_jit, (num_points, 2))
+    jitter = jax.random.uniform(k_jit, (num_points, 2), jnp.float32)
+    means = jnp.stack([cols, rows], axis=-1).astype(jnp.float32) + jitter
     return means, flat.astype(jnp.int32)
 
 
@@ -225,6 +226,11 @@ def raw_from_isotropic(
     )
 
 
+def render_dtype(*arrays) -> jnp.dtype:
+    """float64 if any of ``arrays`` is float64 (with jax_enable_x64), else float32."""
+    return jnp.dtype(jnp.float64 if any(jnp.asarray(x).dtype == jnp.float64 for x in arrays) else jnp.float32)
+
+
 def concrete_capacity(means, conics, height: int, width: int) -> int | None:
     """xla pair-buffer capacity for concrete Gaussians; None under a trace."""
     if isinstance(means, jax.core.Tracer) or isinstance(conics, jax.core.Tracer):
@@ -271,6 +277,9 @@ def solve_colors(
     """
     if iterations <= 0:
         return colors
+    # One dtype for the loop carry: float64 if any input is (with jax_enable_x64).
+    dtype = render_dtype(means, conics, colors, target)
+    means, conics, colors, target = (jnp.asarray(x, dtype) for x in (means, conics, colors, target))
     if capacity is None:
         capacity = concrete_capacity(means, conics, target.shape[0], target.shape[1])
     free = jnp.ones(means.shape[:1], bool) if free is None else jnp.asarray(free, bool)
@@ -346,7 +355,9 @@ def init_content(
         (``solve_colors``); 0 keeps target / expected overlap.
 
     Returns:
-      Raw parameters of the requested parameterisation.
+      Raw parameters of the requested parameterisation: float64 for a
+      float64 target (with ``jax_enable_x64``), else float32. The geometry
+      is drawn in float32 either way, so both start from the same Gaussians.
 
     Raises:
       Gauss2dError: unknown parameterisation or bad ``num_points``.
@@ -357,11 +368,15 @@ def init_content(
         raise Gauss2dError(
             f"unknown parameterization {parameterization!r}; expected one of {gaussians.PARAMETERIZATIONS}"
         )
-    target = jnp.asarray(target, jnp.float32)
-    params = _content_geometry(key, target, num_points, parameterization, gradient_fraction, size_factor)
+    dtype = render_dtype(target)
+    target = jnp.asarray(target, dtype)
+    params = _content_geometry(
+        key, target.astype(jnp.float32), num_points, parameterization, gradient_fraction, size_factor
+    )
+    params = jax.tree.map(lambda x: x.astype(dtype), params)
     if color_iterations > 0:
         h, w = target.shape[:2]
-        proj = gaussians.project(params, h, w)
+        proj = gaussians.project(params, fitted_height=h, fitted_width=w)
         colors = solve_colors(proj.means, proj.conics, params.color, target, iterations=color_iterations)
         params = params._replace(color=colors)
     return params

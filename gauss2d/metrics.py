@@ -1,6 +1,7 @@
 """Image quality metrics: PSNR, SSIM and MS-SSIM in pure JAX.
 
-Images are float [..., H, W, C] with any leading batch axes; results reduce
+Images are float [..., H, W, C] with any leading batch axes (integer images
+are refused with a clear error: their differences wrap around); results reduce
 the last three axes. Functions are differentiable and jitted (window settings,
 `data_range` and MS-SSIM `weights` are static Python numbers; eager MS-SSIM
 would dispatch hundreds of small ops), and trace inside a caller's jit/vmap/grad.
@@ -41,6 +42,15 @@ _MATMUL_MAX_SIDE = 1024
 
 
 def _check_pair(pred: jnp.ndarray, target: jnp.ndarray) -> None:  # [..., H, W, C] each
+    for name, x in (("pred", pred), ("target", target)):
+        dtype = jnp.asarray(x).dtype
+        if not jnp.issubdtype(dtype, jnp.floating):
+            # Integer pixels wrap around when subtracted (uint8 3 - 5 = 254), and
+            # data_range would not match them: PSNR and SSIM would be silently wrong.
+            raise ValueError(
+                f"metrics take float images, got {name} of dtype {dtype}: convert integer pixels "
+                f"first, e.g. x.astype(np.float32) / 255 for 8-bit images (then data_range=1.0)"
+            )
     if pred.shape != target.shape:
         raise ValueError(f"pred and target must have the same shape, got {pred.shape} and {target.shape}")
     if pred.ndim < 3:

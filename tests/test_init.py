@@ -32,7 +32,7 @@ def sample() -> np.ndarray:  # [H, W, 3]
 
 def first_render_psnr(params, target) -> float:
     h, w = target.shape[:2]
-    image = render(*gaussians.project(params, h, w), h, w)
+    image = render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w)
     return float(metrics.psnr(jnp.clip(image, 0.0, 1.0), jnp.asarray(target)))
 
 
@@ -138,7 +138,7 @@ def test_means_per_pixel_matches_a_brute_force_count():
 def test_content_init_covers_the_image(sample, seed):
     h, w = sample.shape[:2]
     content = init_lib.init_content(jax.random.PRNGKey(seed), sample, N, color_iterations=0)
-    proj = gaussians.project(content, h, w)
+    proj = gaussians.project(content, fitted_height=h, fitted_width=w)
     coverage = render(proj.means, proj.conics, jnp.ones_like(proj.colors), h, w)[..., 0]
     # No holes: every pixel is under some Gaussian. Before the stratified base
     # layer, seed 2 left a corner at 0.0 (means drawn from |grad| cluster on edges).
@@ -229,3 +229,24 @@ def test_solve_colors_only_changes_free_rows():
     got = np.asarray(got, np.float64)
     np.testing.assert_array_equal(got[~free], colors[~free])
     assert_least_squares(a, got, target.reshape(-1, 3).astype(np.float64), free)
+
+
+def test_content_init_under_x64_follows_the_target_dtype(sample):
+    # Before issue 16 this crashed: the colour solve's loop carry mixed
+    # float32 colours with float64 geometry drawn under jax_enable_x64.
+    key = jax.random.PRNGKey(3)
+    f32 = init_lib.init_content(key, sample, N, color_iterations=10)
+    with jax.enable_x64(True):
+        f64 = init_lib.init_content(key, np.asarray(sample, np.float64), N, color_iterations=10)
+        again32 = init_lib.init_content(key, np.asarray(sample, np.float32), N, color_iterations=10)
+        assert all(x.dtype == jnp.float64 for x in f64) and all(x.dtype == jnp.float32 for x in again32)
+        psnr64 = first_render_psnr(f64, np.asarray(sample, np.float64))
+    for b, c in zip(f32, again32):
+        np.testing.assert_array_equal(c, b)  # x64 on, float32 target: the same float32 result
+    # The same geometry (drawn in float32 either way) ...
+    np.testing.assert_allclose(f64.xy, f32.xy, rtol=1e-6)
+    np.testing.assert_allclose(f64.chol, f32.chol, rtol=1e-6)
+    # ... and colours from 10 CGLS steps in float64 rather than float32 (the
+    # iteration amplifies rounding: up to 1.1e-4 apart here).
+    np.testing.assert_allclose(f64.color, f32.color, atol=1e-3)
+    assert abs(psnr64 - first_render_psnr(f32, sample)) < 0.01

@@ -3,6 +3,12 @@
 Tolerances (relative L2 error, ||x - ref|| / ||ref||):
   float32 tiled backends vs float64 oracle: 1e-5 (issue #2; float32 sums of
     up to a few thousand terms land near 1e-7).
+  float32 gradients vs float64 oracle: 2e-5, as tests/test_pallas.py. The
+    means gradient of one elongated Gaussian under a random cotangent is a
+    sum whose terms cancel ~80x (seed 11 below); compiled as one program
+    (as every render is since issue 16, and as jit did before it) it lands
+    at 1.15e-5 (the code before issue 16 under jit: 1.19e-5; op by op,
+    eagerly, it happened to land at 1.7e-6).
   reference backend in float64 vs oracle: 1e-12.
 """
 
@@ -18,6 +24,7 @@ from gauss2d import gaussians
 from gauss2d.render import render, render_tiled, tiling
 
 TOL_F32 = 1e-5
+TOL_GRAD_F32 = 2e-5
 TOL_F64 = 1e-12
 
 
@@ -44,7 +51,7 @@ def test_xla_gradients_match_oracle_under_random_cotangent(n):
     ref = oracle.render_vjp(m, q, c, h, w, cot)
     for name, g, r in zip(("means", "conics", "colors"), grads, ref):
         assert np.all(np.isfinite(g)), name
-        assert oracle.rel_err(g, r) <= TOL_F32, name
+        assert oracle.rel_err(g, r) <= TOL_GRAD_F32, name
 
 
 def test_reference_float64_matches_oracle_forward_and_grad():
@@ -102,26 +109,29 @@ def test_projecting_a_singular_cholesky_gives_no_nan():
     )
 
     def loss(p):
-        return jnp.sum(render(*gaussians.project(p, 16, 16), 16, 16))
+        return jnp.sum(render(*gaussians.project(p, fitted_height=16, fitted_width=16), 16, 16))
 
     grads = jax.grad(loss)(params)
     assert all(np.all(np.isfinite(g)) for g in grads)
-    assert np.all(gaussians.project(params, 16, 16).conics[0] == 0)
+    assert np.all(gaussians.project(params, fitted_height=16, fitted_width=16).conics[0] == 0)
 
 
-def test_overflow_is_flagged_and_recovered_by_a_larger_capacity():
+def test_overflow_is_flagged_and_the_image_stays_exact():
+    # Before issue 16 a too-small capacity returned a truncated image (only
+    # the flag said so); now the pairs past capacity are rendered in further
+    # passes: the flag means "slower", and a larger capacity takes one pass.
     h, w = 37, 61
     m, q, c = case(300, h, w, seed=9, min_scale=3.0, max_scale=30.0)
     ref = oracle.render(m, q, c, h, w)
     small, stats = render_tiled(m, q, c, h, w, capacity=256)
     assert bool(stats.overflow) and int(stats.num_pairs) > 256
-    assert oracle.rel_err(small, ref) > 1e-3  # truncated: visibly wrong, hence the flag
+    assert oracle.rel_err(small, ref) <= TOL_F32
     full, stats2 = render_tiled(m, q, c, h, w, capacity=tiling.capacity_bucket(int(stats.num_pairs)))
     assert not bool(stats2.overflow)
     assert oracle.rel_err(full, ref) <= TOL_F32
 
 
-def test_jitted_render_falls_back_to_exact_when_guessed_capacity_overflows():
+def test_jitted_render_is_exact_when_guessed_capacity_overflows():
     h, w = 37, 61
     m, q, c = case(50, h, w, seed=11, min_scale=40.0, max_scale=100.0)  # every Gaussian covers all tiles
     out = jax.jit(lambda *a: render(*a, h, w))(m, q, c)

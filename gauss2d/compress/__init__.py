@@ -4,6 +4,8 @@
   engine (``gauss2d.train``), with the codec's fake quantisers in the loop.
 * ``image``: one image: fit (unless given), prune, fine-tune, encode,
   decode, measure (``compress_image``); ``decode_and_render``.
+* ``params``: your own fitted Gaussians into a file with plain keyword
+  arguments (``compress_params``).
 * ``dataset``: a folder of images into a work directory (what
   ``experiments.compress`` and ``experiments.rd_sweep`` run).
 
@@ -17,11 +19,14 @@ from gauss2d.compress.image import (
     file_summary,
     prune_inactive,
 )
+from gauss2d.compress.params import codec_config, compress_params
 from gauss2d.compress.qat import QatResult, finetune, settings_from_config
 
 __all__ = [
     "CompressResult",
     "QatResult",
+    "codec_config",
+    "compress_params",
     "compress_image",
     "decode_and_render",
     "file_summary",

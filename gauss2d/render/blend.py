@@ -26,9 +26,9 @@ def render_blended(
     The alpha model composites over a black background.
     """
     if gaussians.blend_of(params) == "alpha":
-        proj, opacities, depths = gaussians.project_alpha(params, height, width)
+        proj, opacities, depths = gaussians.project_alpha(params, fitted_height=height, fitted_width=width)
         return render_alpha_with_stats(
             *proj, opacities, depths, height, width, backend=backend, capacity=capacity
         )
-    proj = gaussians.project(params, height, width)
+    proj = gaussians.project(params, fitted_height=height, fitted_width=width)
     return render_with_stats(*proj, height, width, backend=backend, capacity=capacity)

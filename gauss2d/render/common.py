@@ -88,13 +88,38 @@ def bbox_half_extents(conics: jax.Array) -> jax.Array:
     return jnp.sqrt(2.0 * S_MAX * jnp.stack([c, a], axis=-1) / det[:, None])
 
 
+def render_dtype(means, conics, colors) -> jnp.dtype:
+    """The dtype every backend renders in: float64 if an input is float64, else float32.
+
+    (float64 needs ``jax_enable_x64``; without it JAX holds no float64 arrays.)
+    Narrower floats and integers render in float32.
+    """
+    if any(jnp.asarray(x).dtype == jnp.float64 for x in (means, conics, colors)):
+        return jnp.dtype(jnp.float64)
+    return jnp.dtype(jnp.float32)
+
+
+def as_render_dtype(means, conics, colors):
+    """The three inputs as arrays of ``render_dtype``."""
+    dtype = render_dtype(means, conics, colors)
+    return tuple(jnp.asarray(x, dtype) for x in (means, conics, colors))
+
+
 def check_inputs(means, conics, colors, height: int, width: int) -> None:
     """Static shape checks with messages that name the values."""
     if not (isinstance(height, int) and isinstance(width, int)) or height <= 0 or width <= 0:
         raise ValueError(f"{height=} and {width=} must be positive Python ints")
-    n = means.shape[0] if means.ndim else -1
-    if means.shape != (n, 2) or conics.shape != (n, 3) or colors.shape != (n, 3):
+    shapes = tuple(tuple(jnp.shape(x)) for x in (means, conics, colors))
+    if all(len(s) == 3 for s in shapes) and shapes[0][-1] == 2:
         raise ValueError(
-            f"expected means [N, 2], conics [N, 3], colors [N, 3]; got {means.shape=}, "
-            f"{conics.shape=}, {colors.shape=}"
+            f"render takes one image's Gaussians (means [N, 2]); got a batch, means {shapes[0]}: "
+            f"map over the leading axis with jax.vmap, e.g. "
+            f"jax.vmap(lambda m, q, c: render(m, q, c, {height}, {width}))(means, conics, colors)"
+        )
+    means_shape, conics_shape, colors_shape = shapes
+    n = means_shape[0] if means_shape else -1
+    if means_shape != (n, 2) or conics_shape != (n, 3) or colors_shape != (n, 3):
+        raise ValueError(
+            f"expected means [N, 2], conics [N, 3], colors [N, 3]; got means {means_shape}, "
+            f"conics {conics_shape}, colors {colors_shape}"
         )

@@ -37,8 +37,8 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from gauss2d.render import common, tiling
-from gauss2d.render.xla import RenderStats, concrete_capacity, traced_capacity
+from gauss2d.render import common, passes, tiling
+from gauss2d.render.passes import RenderStats
 
 __all__ = ["PallasConfig", "render_pallas", "render_tiled_pallas"]
 
@@ -315,6 +315,16 @@ def _rasterize_bwd(static, residuals, cot_tiles):
 _rasterize.defvjp(_rasterize_fwd, _rasterize_bwd)
 
 
+def _rasterize_window(means, conics, colors, pairs: tiling.Pairs, geo: passes.Geometry, *, static: _Static):
+    """One pass: the image [height, width, 3] of the pairs in one window (see passes.py)."""
+    sorted_pairs, starts = tiling.sort_by_tile(pairs, static.num_tiles)
+    tiles = _rasterize(means, conics, colors, sorted_pairs.gauss_ids, starts, static)  # [3, T, t*t]
+    t, tiles_x = geo.tile, geo.tiles_x
+    tiles_y = geo.num_tiles // tiles_x
+    image = tiles.reshape(3, tiles_y, tiles_x, t, t).transpose(1, 3, 2, 4, 0)  # [ty, t, tx, t, 3]
+    return image.reshape(tiles_y * t, tiles_x * t, 3)[: geo.height, : geo.width]
+
+
 def render_tiled_pallas(
     means: jax.Array,  # [N, 2] px
     conics: jax.Array,  # [N, 3]
@@ -326,35 +336,46 @@ def render_tiled_pallas(
     config: PallasConfig = DEFAULT_CONFIG,
     interpret: bool | None = None,
 ) -> tuple[jax.Array, RenderStats]:
-    """Renders with a fixed pair capacity; the image is exact iff not overflow.
+    """Renders exactly in passes of ``capacity`` pairs (one pass when they fit).
 
     Args:
       means, conics, colors: the projected Gaussians (see ``gauss2d.render.render``).
       height, width: image size in pixels (any; need not be tile multiples).
-      capacity: static pair-buffer size (see ``tiling.capacity_bucket``).
+      capacity: pairs per pass (static; see ``tiling.capacity_bucket``).
       config: static kernel knobs.
       interpret: run the kernels in Pallas interpret mode (True) or compiled
         (False); None decides by the platform the program is lowered for:
         compiled for cuda / rocm, interpreted for any other (CPU).
 
     Returns:
-      (image [height, width, 3] float32, RenderStats).
+      (image [height, width, 3] float32, RenderStats); ``stats.overflow``
+      means more than one pass was needed (the image is still exact).
+
+    Raises:
+      ValueError: float64 inputs (the kernels are float32; use backend="xla"
+        or "reference" for float64, or cast the inputs to float32).
     """
     common.check_inputs(means, conics, colors, height, width)
-    means, conics, colors = (jnp.asarray(x, jnp.float32) for x in (means, conics, colors))
-    valid = common.valid_gaussians(means, conics, colors)
-    means, conics, colors = common.sanitize(means, conics, colors, valid)
-    tile = config.tile
-    tiles_y, tiles_x = tiling.tile_grid(height, width, tile)
-    num_tiles = tiles_y * tiles_x
-    pairs = tiling.bin_pairs(means, conics, valid, height, width, capacity, tile)
-    sorted_pairs, starts = tiling.sort_by_tile(pairs, num_tiles)
-    interpret = None if interpret is None else bool(interpret)
-    static = _Static(config, tiles_x, num_tiles, means.shape[0], interpret)
-    tiles = _rasterize(means, conics, colors, sorted_pairs.gauss_ids, starts, static)  # [3, T, t*t]
-    image = tiles.reshape(3, tiles_y, tiles_x, tile, tile).transpose(1, 3, 2, 4, 0)  # [ty, t, tx, t, 3]
-    image = image.reshape(tiles_y * tile, tiles_x * tile, 3)[:height, :width]
-    return image, RenderStats(pairs.num_pairs, pairs.overflow)
+    if common.render_dtype(means, conics, colors) != jnp.float32:
+        raise ValueError(
+            "the pallas backend renders float32 only, got float64 inputs: cast them to float32, "
+            'or use backend="xla" (or "reference"), which render float64 inputs in float64'
+        )
+    means, conics, colors = common.as_render_dtype(means, conics, colors)
+    tiles_y, tiles_x = tiling.tile_grid(height, width, config.tile)
+    static = _Static(
+        config, tiles_x, tiles_y * tiles_x, means.shape[0], None if interpret is None else bool(interpret)
+    )
+    return passes.render_in_passes(
+        functools.partial(_rasterize_window, static=static),
+        means,
+        conics,
+        colors,
+        height,
+        width,
+        capacity=capacity,
+        tile=config.tile,
+    )
 
 
 def render_pallas(
@@ -368,25 +389,15 @@ def render_pallas(
     config: PallasConfig = DEFAULT_CONFIG,
     interpret: bool | None = None,
 ) -> jax.Array:  # [height, width, 3] float32
-    """The public pallas backend: always the exact image.
+    """The public pallas backend: always the exact image, tiled, under jit and vmap too.
 
-    Capacity is sized as in ``xla.render_xla``: from the actual pair count
-    for concrete inputs; under a trace, a guess with a fallback to the dense
-    reference should it overflow (training uses ``render_tiled_pallas``).
+    Capacity as in ``xla.render_xla`` (``passes.default_capacity``).
     """
-    means, conics, colors = (jnp.asarray(x, jnp.float32) for x in (means, conics, colors))
-    kw = dict(config=config, interpret=interpret)
     if capacity is None:
-        capacity = concrete_capacity(means, conics, colors, height, width, config.tile)
-        if capacity is not None:
-            return render_tiled_pallas(means, conics, colors, height, width, capacity=capacity, **kw)[0]
-        capacity = traced_capacity(means.shape[0], height, width, config.tile)
-    from gauss2d.render.reference import render_reference  # noqa: PLC0415 (fallback only)
-
-    image, stats = render_tiled_pallas(means, conics, colors, height, width, capacity=capacity, **kw)
-    return jax.lax.cond(
-        stats.overflow, lambda: render_reference(means, conics, colors, height, width), lambda: image
-    )
+        capacity = passes.default_capacity(means, conics, colors, height, width, config.tile)
+    return render_tiled_pallas(
+        means, conics, colors, height, width, capacity=capacity, config=config, interpret=interpret
+    )[0]
 
 
 def _register() -> None:

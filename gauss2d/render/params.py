@@ -20,7 +20,8 @@ from gauss2d.render.blend import render_blended
 
 def needed_capacity(params: gaussians.Params, height: int, width: int, backend: str) -> int:
     """Pair-buffer capacity bucket for these (concrete) Gaussians."""
-    return pair_capacity(*gaussians.project(params, height, width), height, width, backend=backend)
+    proj = gaussians.project(params, fitted_height=height, fitted_width=width)
+    return pair_capacity(*proj, height, width, backend=backend)
 
 
 @functools.partial(jax.jit, static_argnames=("height", "width", "backend", "capacity"))

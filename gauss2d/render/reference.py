@@ -1,4 +1,4 @@
-"""Dense reference renderer: no tiling, any float dtype (float64 for oracles).
+"""Dense reference renderer: no tiling, float32 or float64 (float64 for oracles).
 
 Every pixel sees every Gaussian, so this computes DESIGN.md section 2 with no
 binning at all; tiled backends are checked against it. Pixels are processed
@@ -26,11 +26,11 @@ def render_reference(
     width: int,
     *,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
-) -> jax.Array:  # [height, width, 3], dtype of the inputs
+) -> jax.Array:  # [height, width, 3], float64 for float64 inputs, else float32
     """Renders DESIGN.md section 2 densely. Same signature as every backend."""
     common.check_inputs(means, conics, colors, height, width)
-    dtype = jnp.result_type(means, conics, colors)
-    means, conics, colors = (x.astype(dtype) for x in (means, conics, colors))
+    means, conics, colors = common.as_render_dtype(means, conics, colors)
+    dtype = means.dtype
     n = means.shape[0]
     valid = common.valid_gaussians(means, conics, colors)
     means, conics, colors = common.sanitize(means, conics, colors, valid)

@@ -22,6 +22,11 @@ TILE = 16
 # image).
 BBOX_MARGIN_PX = 1e-3
 MIN_CAPACITY = 1024
+# Pair counts saturate here (int32 sums of two stay below 2^31).
+MAX_PAIRS = 2**30 - 1
+# The largest pass that a capacity chosen automatically asks for: 2^20 pairs
+# is ~0.8 GB of float32 per [P, 3, 8 * 8] temporary. Beyond it, more passes.
+MAX_AUTO_CAPACITY = 2**20
 
 
 class Pairs(NamedTuple):
@@ -85,8 +90,71 @@ def count_pairs(means, conics, colors, height: int, width: int, tile: int = TILE
     return jnp.sum(counts.astype(jnp.float32))
 
 
+class Window(NamedTuple):
+    """Where a pass over the pair list starts, in Gaussian order."""
+
+    gauss: jax.Array  # [] int32, first Gaussian with tiles not yet rendered
+    done: jax.Array  # [] int32, how many of its tiles earlier passes rendered
+
+
+def first_window() -> Window:
+    return Window(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+
+
+def saturating_cumsum(counts: jax.Array) -> jax.Array:
+    """min(cumsum(counts), MAX_PAIRS) for int32 counts in [0, MAX_PAIRS], with no int32 wrap-around.
+
+    A pass needs the prefix sums exactly only up to its capacity; plain int32
+    sums past 2^31 would wrap and break the search over them.
+    """
+    return jax.lax.associative_scan(lambda a, b: jnp.minimum(a + b, MAX_PAIRS), counts)
+
+
+def bin_window(
+    lo: jax.Array,  # [N, 2] int32 first tile (x, y) of each Gaussian's box
+    extent: jax.Array,  # [N, 2] int32 tiles along x and y
+    counts: jax.Array,  # [N] int32 pairs per Gaussian (0 for empty / invalid)
+    window: Window,
+    capacity: int,
+    tiles_x: int,
+    num_tiles: int,
+) -> tuple[Pairs, Window, jax.Array]:
+    """The next ``capacity`` pairs of the Gaussian-ordered pair list, from ``window`` on.
+
+    The pair list is every (tile, Gaussian) pair, grouped by Gaussian with
+    tiles in raster order within each; a render that needs more pairs than
+    ``capacity`` takes it in consecutive windows (passes) and sums them:
+    the rendered sum is order-free, so the result is the same image.
+
+    Returns:
+      (pairs of this window, the window after it, whether pairs remain after it).
+    """
+    n = counts.shape[0]
+    idx = jnp.arange(n, dtype=jnp.int32)
+    # Pairs still to render per Gaussian: none before window.gauss, and
+    # window.done fewer for window.gauss itself.
+    left = jnp.where(idx < window.gauss, 0, counts) - jnp.where(idx == window.gauss, window.done, 0)
+    ends = saturating_cumsum(left)  # [N] inclusive
+    remaining = ends[-1]
+    slots = jnp.arange(capacity, dtype=jnp.int32)
+    gid = jnp.minimum(jnp.searchsorted(ends, slots, side="right", method="sort"), n - 1).astype(jnp.int32)
+    already = jnp.where(gid == window.gauss, window.done, 0)
+    k = slots - (ends[gid] - left[gid]) + already  # index within this Gaussian's tiles
+    nx = jnp.maximum(extent[gid, 0], 1)
+    tx = lo[gid, 0] + k % nx
+    ty = lo[gid, 1] + k // nx
+    used = slots < remaining
+    tile_ids = jnp.where(used, ty * tiles_x + tx, num_tiles).astype(jnp.int32)
+    # Padding slots keep gid = N - 1 (or the last Gaussian they point at): ids stay sorted.
+    pairs = Pairs(tile_ids, gid, remaining, remaining > capacity)
+    # The first pair past this window: Gaussian g_next, tile k_next within it.
+    g_next = jnp.minimum(jnp.searchsorted(ends, capacity, side="right"), n - 1).astype(jnp.int32)
+    k_next = capacity - (ends[g_next] - left[g_next]) + jnp.where(g_next == window.gauss, window.done, 0)
+    return pairs, Window(g_next, k_next.astype(jnp.int32)), remaining > capacity
+
+
 def bin_pairs(means, conics, valid, height: int, width: int, capacity: int, tile: int = TILE) -> Pairs:
-    """Fills the pair buffer in Gaussian order (slot p -> one tile of one Gaussian).
+    """The first ``capacity`` pairs (one pass's worth; see ``bin_window``).
 
     Args:
       means: [N, 2] sanitised means (see common.sanitize).
@@ -97,24 +165,13 @@ def bin_pairs(means, conics, valid, height: int, width: int, capacity: int, tile
       tile: tile side in pixels.
 
     Returns:
-      ``Pairs`` with pairs grouped by Gaussian, tiles in raster order within each.
+      ``Pairs`` with pairs grouped by Gaussian, tiles in raster order within
+      each; ``overflow`` says that pairs remain past the buffer.
     """
-    _, tiles_x = tile_grid(height, width, tile)
-    num_tiles = tile_grid(height, width, tile)[0] * tiles_x
+    tiles_y, tiles_x = tile_grid(height, width, tile)
     lo, extent, counts = tile_ranges(means, conics, valid, height, width, tile)
-    ends = jnp.cumsum(counts)  # [N] inclusive prefix sums
-    total = jnp.sum(counts.astype(jnp.float32))
-    slots = jnp.arange(capacity, dtype=jnp.int32)
-    gid = jnp.minimum(jnp.searchsorted(ends, slots, side="right", method="sort"), means.shape[0] - 1)
-    k = slots - (ends[gid] - counts[gid])  # index within this Gaussian's tiles
-    nx = jnp.maximum(extent[gid, 0], 1)
-    tx = lo[gid, 0] + k % nx
-    ty = lo[gid, 1] + k // nx
-    used = slots.astype(jnp.float32) < total
-    tile_ids = jnp.where(used, ty * tiles_x + tx, num_tiles).astype(jnp.int32)
-    gauss_ids = gid.astype(jnp.int32)  # padding slots keep N - 1: ids stay sorted
-    num_pairs = jnp.minimum(total, jnp.iinfo(jnp.int32).max).astype(jnp.int32)
-    return Pairs(tile_ids, gauss_ids, num_pairs, total > capacity)
+    pairs, _, _ = bin_window(lo, extent, counts, first_window(), capacity, tiles_x, tiles_y * tiles_x)
+    return pairs
 
 
 def sort_by_tile(pairs: Pairs, num_tiles: int) -> tuple[Pairs, jax.Array]:

@@ -11,25 +11,20 @@ pixels, which is why this beats the dense reference by orders of magnitude.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from gauss2d.render import common, tiling
+from gauss2d.render import common, passes, tiling
+from gauss2d.render.passes import RenderStats
+
+__all__ = ["XLA_TILE", "RenderStats", "rasterize_pairs", "render_tiled", "render_xla"]
 
 # 8x8 tiles: at the paper's ~1-3 px Gaussians a 16x16 tile evaluates mostly
 # pixels outside the cut-off. Measured on the 2-core CPU, loss + grad, same
 # run: 256x256 / 2000 Gaussians 31.6 vs 153 ms; 768x512 / 10000: 196 vs
 # 283 ms; 384x256 / 4000 content-initialised (larger) Gaussians: 233 vs 251 ms.
 XLA_TILE = 8
-
-
-class RenderStats(NamedTuple):
-    """Device-side facts about one tiled render."""
-
-    num_pairs: jax.Array  # [] int32, pairs the image needed
-    overflow: jax.Array  # [] bool, the buffer was too small: image incomplete
 
 
 def _pair_weights(means, conics, tile_ids, gauss_ids, tile: int, tiles_x: int, num_tiles: int):
@@ -118,6 +113,24 @@ def _rasterize_bwd(tile, tiles_x, num_tiles, residuals, cot_tiles):
 rasterize_pairs.defvjp(_rasterize_fwd, _rasterize_bwd)
 
 
+def _rasterize_window(means, conics, colors, pairs: tiling.Pairs, geo: passes.Geometry) -> jax.Array:
+    """One pass: the image [height, width, 3] of the pairs in one window (see passes.py)."""
+    tiles = rasterize_pairs(
+        means, conics, colors, pairs.tile_ids, pairs.gauss_ids, geo.tile, geo.tiles_x, geo.num_tiles
+    )
+    tiles_y = geo.num_tiles // geo.tiles_x
+    t = geo.tile
+    image = tiles.reshape(tiles_y, geo.tiles_x, 3, t, t).transpose(0, 3, 1, 4, 2)  # [ty, t, tx, t, 3]
+    return image.reshape(tiles_y * t, geo.tiles_x * t, 3)[: geo.height, : geo.width]
+
+
+@functools.partial(jax.jit, static_argnames=("height", "width", "capacity", "tile"))
+def _render_tiled(means, conics, colors, *, height: int, width: int, capacity: int, tile: int):
+    return passes.render_in_passes(
+        _rasterize_window, means, conics, colors, height, width, capacity=capacity, tile=tile
+    )
+
+
 def render_tiled(
     means: jax.Array,  # [N, 2] px
     conics: jax.Array,  # [N, 3]
@@ -128,37 +141,19 @@ def render_tiled(
     capacity: int,
     tile: int = XLA_TILE,
 ) -> tuple[jax.Array, RenderStats]:
-    """Renders with a fixed pair capacity; the image is exact iff not overflow.
+    """Renders exactly in passes of ``capacity`` pairs (one pass when they fit).
+
+    Computes in float32, or float64 when an input is float64 (with
+    ``jax_enable_x64``), like the reference.
 
     Returns:
-      (image [height, width, 3] float32, RenderStats).
+      (image [height, width, 3], RenderStats). ``stats.overflow`` means the
+      render needed more than one pass: the image is exact, only slower;
+      ``grow_capacity`` gives the capacity that renders it in one.
     """
     common.check_inputs(means, conics, colors, height, width)
-    valid = common.valid_gaussians(means, conics, colors)
-    means, conics, colors = common.sanitize(means, conics, colors, valid)
-    pairs = tiling.bin_pairs(means, conics, valid, height, width, capacity, tile)
-    tiles_y, tiles_x = tiling.tile_grid(height, width, tile)
-    tiles = rasterize_pairs(
-        means, conics, colors, pairs.tile_ids, pairs.gauss_ids, tile, tiles_x, tiles_y * tiles_x
-    )
-    image = tiles.reshape(tiles_y, tiles_x, 3, tile, tile).transpose(0, 3, 1, 4, 2)  # [ty, t, tx, t, 3]
-    image = image.reshape(tiles_y * tile, tiles_x * tile, 3)[:height, :width]
-    return image, RenderStats(pairs.num_pairs, pairs.overflow)
-
-
-def concrete_capacity(means, conics, colors, height: int, width: int, tile: int = XLA_TILE) -> int | None:
-    """The capacity bucket for concrete inputs; None when they are traced."""
-    try:
-        needed = float(tiling.count_pairs(means, conics, colors, height, width, tile))
-    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
-        return None
-    return tiling.capacity_bucket(int(needed))
-
-
-def traced_capacity(num_gaussians: int, height: int, width: int, tile: int = XLA_TILE) -> int:
-    """A capacity guess for traced calls: ~4 tiles per Gaussian (1-3 px Gaussians)."""
-    tiles_y, tiles_x = tiling.tile_grid(height, width, tile)
-    return tiling.capacity_bucket(4 * num_gaussians + tiles_y * tiles_x)
+    means, conics, colors = common.as_render_dtype(means, conics, colors)
+    return _render_tiled(means, conics, colors, height=height, width=width, capacity=int(capacity), tile=tile)
 
 
 def render_xla(
@@ -170,26 +165,13 @@ def render_xla(
     *,
     capacity: int | None = None,
     tile: int = XLA_TILE,
-) -> jax.Array:  # [height, width, 3] float32
-    """The public xla backend: always the exact image.
+) -> jax.Array:  # [height, width, 3]
+    """The public xla backend: always the exact image, tiled, under jit and vmap too.
 
-    With concrete inputs and no ``capacity`` the buffer is sized from the
-    actual pair count. Under a trace (jit, vmap) the size cannot depend on
-    data, so a guessed capacity is used and, should it overflow, the dense
-    reference computes the image instead (correct, slower). Training calls
-    ``render_tiled`` with a managed capacity and never takes that path.
+    ``capacity`` (pairs per pass) defaults to ``passes.default_capacity``:
+    the actual need for concrete inputs, a guess under a trace; inputs that
+    need more are rendered in several passes (exact; see passes.py).
     """
-    means, conics, colors = (jnp.asarray(x, jnp.float32) for x in (means, conics, colors))
     if capacity is None:
-        capacity = concrete_capacity(means, conics, colors, height, width, tile)
-        if capacity is not None:
-            return render_tiled(means, conics, colors, height, width, capacity=capacity, tile=tile)[0]
-        capacity = traced_capacity(means.shape[0], height, width, tile)
-    from gauss2d.render.reference import render_reference  # noqa: PLC0415 (fallback only)
-
-    image, stats = render_tiled(means, conics, colors, height, width, capacity=capacity, tile=tile)
-    return jax.lax.cond(
-        stats.overflow,
-        lambda: render_reference(means, conics, colors, height, width),
-        lambda: image,
-    )
+        capacity = passes.default_capacity(means, conics, colors, height, width, tile)
+    return render_tiled(means, conics, colors, height, width, capacity=capacity, tile=tile)[0]

@@ -1,0 +1,182 @@
+"""Exact tiled rendering at any pair count: passes over a fixed-size pair buffer.
+
+A tiled backend renders the (tile, Gaussian) pairs held in a static buffer
+of ``capacity`` slots. When an image needs more pairs than that, the pair
+list (grouped by Gaussian, see ``tiling.bin_window``) is rendered in
+consecutive windows of ``capacity`` pairs and the windows are summed. The
+rendered function is an order-free sum (DESIGN.md section 2), so this is
+the same image, exact, with no dense fallback and no truncation, under
+``jit`` and ``vmap`` alike. A pass costs what a render at that capacity
+costs, so too small a capacity makes a render slower, never wrong.
+
+The loop over passes is a ``lax.while_loop`` (its trip count depends on the
+data); a ``custom_vjp`` around it runs a second while loop for the gradient
+that re-bins each window and calls the backend's own VJP, so nothing but the
+inputs is kept between forward and backward. Under ``vmap`` the loop runs
+as many passes as the image that needs most; when no image overflows, that
+is one pass.
+
+Capacity, once for every tiled backend:
+
+- concrete inputs (eager calls): the bucket of the actual pair count, so
+  one pass;
+- traced inputs (``jit``, ``vmap``, ``grad``): a guess from N and the tile
+  grid (``traced_capacity``); inputs that need more take several passes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gauss2d.render import common, tiling
+
+# A window rasterizer: (means, conics, colors, pairs, geometry) -> image
+# [height, width, 3], differentiable in the first three (a custom VJP is fine).
+Rasterize = Callable[..., jax.Array]
+
+
+class Geometry(NamedTuple):
+    """Static facts of one tiled render (hashable: used as a static argument)."""
+
+    height: int
+    width: int
+    tile: int
+    capacity: int
+
+    @property
+    def tiles_x(self) -> int:
+        return tiling.tile_grid(self.height, self.width, self.tile)[1]
+
+    @property
+    def num_tiles(self) -> int:
+        tiles_y, tiles_x = tiling.tile_grid(self.height, self.width, self.tile)
+        return tiles_y * tiles_x
+
+
+def _sum_passes(rasterize, means, conics, colors, lo, extent, counts, geo: Geometry, add_pass, init):
+    """Folds ``add_pass(acc, pairs)`` over every window of ``geo.capacity`` pairs."""
+
+    def body(state):
+        acc, window, _ = state
+        pairs, window, more = tiling.bin_window(
+            lo, extent, counts, window, geo.capacity, geo.tiles_x, geo.num_tiles
+        )
+        return add_pass(acc, pairs), window, more
+
+    # The first pass always runs (an image with no pairs renders zeros).
+    state = (init, tiling.first_window(), jnp.ones((), bool))
+    acc, _, _ = jax.lax.while_loop(lambda s: s[2], body, state)
+    return acc
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 7))
+def _render_passes(rasterize, means, conics, colors, lo, extent, counts, geo: Geometry):
+    """Sum of ``rasterize`` over all windows: [height, width, 3]."""
+    zero = jnp.zeros((geo.height, geo.width, 3), means.dtype)
+    return _sum_passes(
+        rasterize,
+        means,
+        conics,
+        colors,
+        lo,
+        extent,
+        counts,
+        geo,
+        lambda image, pairs: image + rasterize(means, conics, colors, pairs, geo),
+        zero,
+    )
+
+
+def _render_passes_fwd(rasterize, means, conics, colors, lo, extent, counts, geo):
+    image = _render_passes(rasterize, means, conics, colors, lo, extent, counts, geo)
+    return image, (means, conics, colors, lo, extent, counts)
+
+
+def _render_passes_bwd(rasterize, geo, residuals, cot):
+    means, conics, colors, lo, extent, counts = residuals
+
+    def add_pass(grads, pairs):
+        # The forward value of this vjp is unused; XLA removes it.
+        _, vjp = jax.vjp(lambda m, q, c: rasterize(m, q, c, pairs, geo), means, conics, colors)
+        return jax.tree.map(jnp.add, grads, vjp(cot))
+
+    zeros = (jnp.zeros_like(means), jnp.zeros_like(conics), jnp.zeros_like(colors))
+    grads = _sum_passes(rasterize, means, conics, colors, lo, extent, counts, geo, add_pass, zeros)
+    return (*grads, None, None, None)
+
+
+_render_passes.defvjp(_render_passes_fwd, _render_passes_bwd)
+
+
+class RenderStats(NamedTuple):
+    """Device-side facts about one tiled render."""
+
+    num_pairs: jax.Array  # [] int32, pairs the image needed (saturates at 2^30 - 1)
+    overflow: jax.Array  # [] bool, more than one pass was needed (the image is still exact)
+
+
+def render_in_passes(
+    rasterize: Rasterize,
+    means: jax.Array,  # [N, 2] px
+    conics: jax.Array,  # [N, 3]
+    colors: jax.Array,  # [N, 3]
+    height: int,
+    width: int,
+    *,
+    capacity: int,
+    tile: int,
+) -> tuple[jax.Array, RenderStats]:
+    """The exact image, rendered in as many passes of ``capacity`` pairs as it needs.
+
+    Args:
+      rasterize: the backend's window rasterizer (module docstring).
+      means, conics, colors: projected Gaussians, already in the backend's dtype.
+      height, width: image size in pixels.
+      capacity: pairs per pass (static).
+      tile: the backend's tile side.
+
+    Returns:
+      (image [height, width, 3] in the inputs' dtype, RenderStats).
+    """
+    if capacity < 1:
+        raise ValueError(f"{capacity=} must be a positive int (pairs per pass)")
+    valid = common.valid_gaussians(means, conics, colors)
+    means, conics, colors = common.sanitize(means, conics, colors, valid)
+    lo, extent, counts = tiling.tile_ranges(means, conics, valid, height, width, tile)
+    geo = Geometry(height, width, tile, int(capacity))
+    image = _render_passes(rasterize, means, conics, colors, lo, extent, counts, geo)
+    num_pairs = tiling.saturating_cumsum(counts)[-1]
+    return image, RenderStats(num_pairs, num_pairs > capacity)
+
+
+def is_traced(*arrays) -> bool:
+    """Whether any of ``arrays`` is a tracer (under jit, vmap, grad, ...)."""
+    return any(isinstance(x, jax.core.Tracer) for x in arrays)
+
+
+def traced_capacity(num_gaussians: int, height: int, width: int, tile: int) -> int:
+    """Pairs per pass when the data cannot size the buffer: ~4 tiles per Gaussian plus the grid.
+
+    Inputs that need more pairs are rendered in several passes (exact, cost
+    proportional to the passes); pass a capacity from ``pair_capacity`` to
+    render them in one.
+    """
+    tiles_y, tiles_x = tiling.tile_grid(height, width, tile)
+    return min(tiling.capacity_bucket(4 * num_gaussians + tiles_y * tiles_x), tiling.MAX_AUTO_CAPACITY)
+
+
+def default_capacity(means, conics, colors, height: int, width: int, tile: int) -> int:
+    """The actual pair count's bucket for concrete inputs; ``traced_capacity`` under a trace."""
+    if not is_traced(means, conics, colors):
+        try:
+            needed = float(tiling.count_pairs(means, conics, colors, height, width, tile))
+        except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+            pass  # traced after all (e.g. inside a jax.checkpoint)
+        else:
+            return min(tiling.capacity_bucket(int(min(needed, tiling.MAX_PAIRS))), tiling.MAX_AUTO_CAPACITY)
+    return traced_capacity(means.shape[0], height, width, tile)
