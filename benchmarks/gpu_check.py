@@ -185,7 +185,7 @@ def knobs(mode: dict, budget: Budget) -> dict:
     cfg = mode["knobs"]
     h, w = cfg["height"], cfg["width"]
     params = gaussians.init_random(jax.random.key(2), cfg["n"])
-    means, conics, colors = gaussians.project(params, h, w)
+    means, conics, colors = gaussians.project(params, fitted_height=h, fitted_width=w)
     capacity = pair_capacity(means, conics, colors, h, w, backend="pallas")
     cot = jax.random.normal(jax.random.key(3), (h, w, 3))
     rows, skipped = [], []

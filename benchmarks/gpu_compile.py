@@ -258,7 +258,7 @@ def build_programs(names, config_fields: dict, device) -> dict:
     height, width, num = 48, 80, 256  # 3 x 5 tiles of 16; small: compile time, not size, is tested
     pconfig = pallas.PallasConfig(**config_fields)
     params = gaussians.init_random(jax.random.key(0), num)
-    proj = gaussians.project(params, height, width)
+    proj = gaussians.project(params, fitted_height=height, fitted_width=width)
     capacity = train.needed_capacity(params, height, width, "pallas")
 
     def render(m, q, c):

@@ -118,7 +118,7 @@ def first_render(image: np.ndarray, args: argparse.Namespace, variant: str) -> t
     seconds = init_seconds(image, config, key)
     params = init_lib.initialize(key, jax.numpy.asarray(image), config.model)
     h, w = image.shape[:2]
-    rendered = render.render(*gaussians.project(params, h, w), h, w)
+    rendered = render.render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w)
     return float(metrics.psnr(jax.numpy.clip(rendered, 0.0, 1.0), image)), seconds
 
 

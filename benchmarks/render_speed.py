@@ -63,7 +63,14 @@ def _capacity(params: gaussians.Params, height: int, width: int, backend: str) -
     caps = []
     for i in range(jax.tree_util.tree_leaves(params)[0].shape[0]):
         one = jax.tree_util.tree_map(lambda x, i=i: x[i], params)
-        caps.append(pair_capacity(*gaussians.project(one, height, width), height, width, backend=backend))
+        caps.append(
+            pair_capacity(
+                *gaussians.project(one, fitted_height=height, fitted_width=width),
+                height,
+                width,
+                backend=backend,
+            )
+        )
     return max(caps)
 
 
@@ -86,7 +93,9 @@ def _time(fns: dict[str, Callable[[int], object]], repeats: int, iters: int) -> 
 
 def _render_fns(key, n, batch, height, width) -> dict[str, Callable[[int], object]]:
     sets = [_random_params(k, n, batch) for k in jax.random.split(key, NUM_INPUT_SETS)]
-    projected = [jax.vmap(lambda p: gaussians.project(p, height, width))(s) for s in sets]
+    projected = [
+        jax.vmap(lambda p: gaussians.project(p, fitted_height=height, fitted_width=width))(s) for s in sets
+    ]
     fns = {}
     for backend in BACKENDS:
         cap = max(_capacity(s, height, width, backend) for s in sets)

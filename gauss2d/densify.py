@@ -124,7 +124,7 @@ def diagnose(
       (measured: 28.8 -> 26.6 dB on the kodim23 crop).
     """
     height, width = target.shape[:2]
-    proj = gaussians.project(params, height, width)
+    proj = gaussians.project(params, fitted_height=height, fitted_width=width)
     image, vjp = jax.vjp(
         lambda c: render_tiled(proj.means, proj.conics, c, height, width, capacity=capacity)[0], proj.colors
     )
@@ -222,7 +222,9 @@ def allocate(
     target = jnp.asarray(target, jnp.float32)
     height, width = target.shape[:2]
     n = gaussians.num_gaussians(params)
-    capacity = pair_capacity(*gaussians.project(params, height, width), height, width, backend="xla")
+    capacity = pair_capacity(
+        *gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend="xla"
+    )
     error, contrib, solve_target = diagnose(params, target, capacity=capacity)
     active = np.asarray(active_mask(params))
     weak = np.zeros_like(active)
@@ -239,7 +241,7 @@ def allocate(
         return params, jnp.zeros((n,), bool), stats
     slots = jnp.asarray(parked[:count], jnp.int32)
     params = propose(key, params, error, slots, size_factor=size_factor)
-    proj = gaussians.project(params, height, width)
+    proj = gaussians.project(params, fitted_height=height, fitted_width=width)
     free = jnp.zeros((n,), bool).at[slots].set(True)
     colors = init_lib.solve_colors(
         proj.means, proj.conics, params.color, solve_target, iterations=color_iterations, free=free

@@ -328,7 +328,7 @@ def init_superpixel(
     means, cov, colors = segment_gaussians(image, labels, size_factor)
     params = raw_from_covariance(means, cov, colors, h, w, parameterization)
     if color_iterations > 0:
-        proj = gaussians.project(params, h, w)
+        proj = gaussians.project(params, fitted_height=h, fitted_width=w)
         solved = init_lib.solve_colors(
             proj.means, proj.conics, params.color, jnp.asarray(image), iterations=color_iterations
         )

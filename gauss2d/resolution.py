@@ -207,7 +207,11 @@ def render_at(
     if antialias is None:
         antialias = out_height < fit_height or out_width < fit_width
     projected = rescale_to(
-        gaussians.project(params, fit_height, fit_width), fit_height, fit_width, out_height, out_width
+        gaussians.project(params, fitted_height=fit_height, fitted_width=fit_width),
+        fit_height,
+        fit_width,
+        out_height,
+        out_width,
     )
     if antialias:
         projected = prefilter(projected, variance)

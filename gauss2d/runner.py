@@ -138,7 +138,9 @@ def render_program(height: int, width: int, backend: str, capacity: int) -> Call
 def time_render(params: gaussians.Params, height: int, width: int, config: Mapping) -> float:
     """Render FPS: jitted render at fixed capacity, warm-up, median of repeats."""
     backend = config["render"]["backend"]
-    capacity = pair_capacity(*gaussians.project(params, height, width), height, width, backend=backend)
+    capacity = pair_capacity(
+        *gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend=backend
+    )
     fn = render_program(height, width, backend, capacity)
     jax.block_until_ready(fn(params))  # compile + warm-up
     jax.block_until_ready(fn(params))
@@ -160,7 +162,9 @@ def final_metrics(
     """
     height, width = target.shape[:2]
     backend = config["render"]["backend"]
-    capacity = pair_capacity(*gaussians.project(params, height, width), height, width, backend=backend)
+    capacity = pair_capacity(
+        *gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend=backend
+    )
     image = render_program(height, width, backend, capacity)(params)
     image = data.from_landscape(np.asarray(jnp.clip(image, 0.0, 1.0)), transposed)
     target = data.from_landscape(np.asarray(target), transposed)
@@ -216,7 +220,10 @@ def prepare(path: pathlib.Path, config: Mapping, workdir: pathlib.Path, label: s
     key = jax.random.key(int(config["seed"]))
     params = fit.initial_params(config, target, key)
     capacity = pair_capacity(
-        *gaussians.project(params, height, width), height, width, backend=config["render"]["backend"]
+        *gaussians.project(params, fitted_height=height, fitted_width=width),
+        height,
+        width,
+        backend=config["render"]["backend"],
     )
     check_memory(name, capacity, height, width, config)
     template = train.init_state(params, optim.make_optimizer(config["optim"], params))

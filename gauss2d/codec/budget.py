@@ -175,7 +175,9 @@ def check_render(decoded, limit_gb: float | None, backend: str, what: str, flag:
       limit_gb, what, flag: as ``check``.
     """
     params, height, width = decoded
-    capacity = pair_capacity(*gaussians.project(params, height, width), height, width, backend=backend)
+    capacity = pair_capacity(
+        *gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend=backend
+    )
     n = int(params.xy.shape[0])
     needed = render_bytes(height, width, n, capacity, _tile(backend))
     check(

@@ -183,7 +183,7 @@ def objective(
                 settings=settings,
                 quant_mode="ste",
             )
-            proj = gaussians.project(params_hat, height, width)
+            proj = gaussians.project(params_hat, fitted_height=height, fitted_width=width)
             image, stats = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
             image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
             value, _ = loss_fn(image, target, mask)

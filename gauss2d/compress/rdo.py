@@ -119,7 +119,7 @@ def make_loss(
             )
             alive = extra.alive
             hat = hat._replace(color=hat.color * alive[:, None])
-            proj = gaussians.project(hat, height, width)
+            proj = gaussians.project(hat, fitted_height=height, fitted_width=width)
             image, stats = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
             image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
             loss, _ = loss_fn(image, target, mask)
@@ -180,7 +180,11 @@ def removal_costs(params: RdoParams, alive, target, *, height, width, settings, 
         )
         hat = hat._replace(color=hat.color * alive[:, None])
         image, _ = render_with_stats(
-            *gaussians.project(hat, height, width), height, width, backend=backend, capacity=capacity
+            *gaussians.project(hat, fitted_height=height, fitted_width=width),
+            height,
+            width,
+            backend=backend,
+            capacity=capacity,
         )
         return jnp.sum((jnp.clip(image, 0.0, 1.0) - target) ** 2)
 
