@@ -25,7 +25,10 @@ def fitted():
 
 def test_compress_params_fine_tunes_rs_gaussians_and_writes_a_decodable_file(fitted):
     params, target = fitted
-    result = compress.compress_params(params, target, qat_steps=20, codebook_size=8)
+    # Format version 1: its fine-tuning maximises the PSNR of fixed quantisers,
+    # so the PSNR must rise. Version 2's rate-aware tuning trades PSNR for bits
+    # (D + lambda R; tests/test_rdo.py holds that), so it may lower the PSNR.
+    result = compress.compress_params(params, target, qat_steps=20, codebook_size=8, version=1)
     summary = result.summary
     decoded = decode(result.data)
     assert decoded.height == target.shape[0] and decoded.width == target.shape[1]
