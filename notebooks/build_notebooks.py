@@ -359,6 +359,9 @@ from gauss2d.rd import baselines, published
 
 SMOKE = os.environ.get("GAUSS2D_NOTEBOOK_SMOKE") == "1"
 config = codec_config.get_config("smoke" if SMOKE else "")
+# This walk-through reads the version-1 file (RVQ colours, the GaussianImage-layout comparison);
+# configs/codec.py's default is now version 2 (docs/codec.md), whose walk-through is to come.
+config.codec.version = 1
 COUNTS = (150, 300) if SMOKE else (500, 1000, 2000)  # the RD sweep; the last is the config's own
 print(f"SMOKE={SMOKE}, devices: {jax.devices()}")
 print(
