@@ -39,12 +39,13 @@ def test_program_compiles_for_the_gpu_with_its_triton_kernels(report, name):
     backward = expected - 1
     # The pass renderer's gradient (render/passes.py) takes each window's VJP
     # from the backend, which traces that window's forward kernel again; its
-    # value is unused. So the lowered program holds one more forward call per
-    # backward, and the compiled one must show that XLA removed it: exactly
-    # one forward and one backward kernel run on the GPU.
-    assert result["lowered_triton_calls"] == expected + backward, name
+    # value is unused. jax 0.10's lowered program still holds that extra
+    # forward call (0.12 drops it while lowering); the compiled program must
+    # show it gone either way: exactly one forward and one backward kernel.
+    assert result["lowered_triton_calls"] in (expected, expected + backward), name
     assert result["compiled_triton_calls"] == expected, name  # the kernels survived XLA's compile
-    assert result["kernels"] == {"gauss2d_render_fwd": 1 + backward, "gauss2d_render_bwd": backward}, name
+    assert result["kernels"]["gauss2d_render_bwd"] == backward, name
+    assert result["kernels"]["gauss2d_render_fwd"] in (1, 1 + backward), name
 
 
 def test_report_names_the_target(report):
