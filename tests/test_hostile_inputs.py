@@ -71,7 +71,7 @@ def _fit_error(proc, *fragments):
         assert fragment in errors[0], errors[0]
 
 
-def _one_line(proc, *fragments):
+def assert_one_line(proc, *fragments):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = proc.stderr.strip().splitlines()
@@ -85,12 +85,12 @@ def test_codec_decode_refuses_a_file_over_the_budget_from_its_header(tmp_path, m
     big = tmp_path / "big.g2d"
     big.write_bytes(hostile_inputs.large_side_file(65536))  # ~240 bytes declaring 65536 x 65536
     out = tmp_path / "out.png"
-    _one_line(_codec_decode(big, out), "big.g2d", "65536x65536", "GiB", "--memory_limit_gb=16")
+    assert_one_line(_codec_decode(big, out), "big.g2d", "65536x65536", "GiB", "--memory_limit_gb=16")
     assert not out.exists()
     # The flag sets the budget: the same refusal for a small file under a tiny budget ...
     small = tmp_path / "small.g2d"
     small.write_bytes(hostile_inputs.large_side_file(64))
-    _one_line(_codec_decode(small, out, "--memory_limit_gb=0.0001"), "--memory_limit_gb=0.0001")
+    assert_one_line(_codec_decode(small, out, "--memory_limit_gb=0.0001"), "--memory_limit_gb=0.0001")
     # ... which decodes under the default one.
     proc = _codec_decode(small, out)
     assert proc.returncode == 0 and out.exists(), proc.stderr[-2000:]
@@ -104,7 +104,7 @@ def test_codec_decode_checks_the_pair_buffer_before_rendering(tmp_path, many_sma
     path.write_bytes(many_small)
     needed = budget.render_bytes(256, 256, 2**16, 2**16, 8)
     limit = needed / 2**30 / 2
-    _one_line(_codec_decode(path, tmp_path / "o.png", f"--memory_limit_gb={limit}"), "65536 Gaussians")
+    assert_one_line(_codec_decode(path, tmp_path / "o.png", f"--memory_limit_gb={limit}"), "65536 Gaussians")
 
 
 def test_png16_stream_is_inflated_only_as_far_as_the_header_needs(tmp_path):
@@ -165,7 +165,7 @@ def test_codec_output_under_a_regular_file_is_refused_before_any_work(tmp_path, 
         text=True,
         timeout=300,
     )
-    _one_line(proc, "a_file' is a file, not a folder")
+    assert_one_line(proc, "a_file' is a file, not a folder")
     assert "step" not in proc.stdout  # refused before fitting
 
 

@@ -341,3 +341,25 @@ def unpack_bits(data: bytes, widths: np.ndarray, what: str) -> np.ndarray:
         live = widths > j
         out[live] = (out[live] << np.uint64(1)) | bits[starts[live] + j].astype(np.uint64)
     return out
+
+
+def encodable_arrays(params, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(xy [N, 2], chol [N, 3], color [N, 3]) as float32, checked against the format's limits.
+
+    Both file versions store the same frame and Gaussian count, so both
+    encoders check their input here.
+
+    Raises:
+      ValueError: a size, shape or count the format cannot hold, or a non-finite value.
+    """
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise ValueError(f"{height=} and {width=} must be in [1, {MAX_SIDE}]")
+    xy, chol, color = (np.asarray(a, np.float32) for a in params)
+    n = xy.shape[0]
+    if not (xy.shape == (n, 2) and chol.shape == (n, 3) and color.shape == (n, 3)):
+        raise ValueError(f"bad shapes xy {xy.shape}, chol {chol.shape}, color {color.shape}")
+    if not 1 <= n <= MAX_GAUSSIANS:
+        raise ValueError(f"num_gaussians={n} must be in [1, {MAX_GAUSSIANS}]")
+    if not all(np.isfinite(a).all() for a in (xy, chol, color)):
+        raise ValueError("params hold a non-finite value")
+    return xy, chol, color

@@ -255,16 +255,8 @@ def quantize_v2(
         raise NotImplementedError(
             f"the codec supports the cholesky parameterisation, got {type(params).__name__}"
         )
-    if not (1 <= height <= bitstream.MAX_SIDE and 1 <= width <= bitstream.MAX_SIDE):
-        raise ValueError(f"{height=} and {width=} must be in [1, {bitstream.MAX_SIDE}]")
-    xy, chol, color = (np.asarray(a, np.float32) for a in params)
+    xy, chol, color = bitstream.encodable_arrays(params, height, width)
     n = xy.shape[0]
-    if not (xy.shape == (n, 2) and chol.shape == (n, 3) and color.shape == (n, 3)):
-        raise ValueError(f"bad shapes xy {xy.shape}, chol {chol.shape}, color {color.shape}")
-    if not 1 <= n <= bitstream.MAX_GAUSSIANS:
-        raise ValueError(f"num_gaussians={n} must be in [1, {bitstream.MAX_GAUSSIANS}]")
-    if not all(np.isfinite(a).all() for a in (xy, chol, color)):
-        raise ValueError("params hold a non-finite value")
     header = HeaderV2(
         height,
         width,
