@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gauss2d import runrecord
 from gauss2d.render import pair_capacity, render, render_with_stats
 
 FULL = dict(cases=((256, 256, 2000), (512, 768, 10000)), repeats=5, iters=3, dense_repeats=2, batch=4)
@@ -181,21 +180,6 @@ def own_loop_case(repeats: int) -> dict:
     return dict(size=f"{w}x{h}", n=scope["N"], steps=steps, ms=ms, psnr=psnr)
 
 
-def _machine() -> str:
-    device = jax.devices()[0]
-    kind = getattr(device, "device_kind", device.platform)
-    return f"{platform.node() or 'unknown'}: {kind} ({jax.default_backend()}), {jax.device_count()} device(s)"
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, fewer repeats")
@@ -209,7 +193,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.sizes:
         cfg["cases"] = tuple(tuple(int(v) for v in size.split("x")) for size in args.sizes.split(","))
     command = "python -m benchmarks.own_loop_speed " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(f"date: {datetime.date.today().isoformat()}; machine: {_machine()}; commit: {_commit()}")
+    print(
+        f"date: {datetime.date.today().isoformat()}; machine: {runrecord.device_description()}; "
+        f"commit: {runrecord.git_commit()}"
+    )
     print(f"jax {jax.__version__}; command: {command}; targets: {TARGETS}\n")
     if args.only_own_loop:
         _print_own_loop(args.own_loop_repeats)
