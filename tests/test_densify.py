@@ -30,7 +30,7 @@ def half_parked(parameterization: str) -> tuple[gaussians.Params, np.ndarray]:
 
 def dense_loss(params, target):
     h, w = target.shape[:2]
-    image = render(*gaussians.project(params, h, w), h, w, backend="reference")
+    image = render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w, backend="reference")
     return jnp.mean((jnp.clip(image, 0.0, 1.0) - target) ** 2)
 
 
@@ -42,10 +42,11 @@ def test_parked_slots_render_nothing_and_get_exactly_zero_gradient(parameterizat
     params, parked = half_parked(parameterization)
     h, w = sample.shape[:2]
     np.testing.assert_array_equal(densify.active_mask(params), ~parked)
-    full = render(*gaussians.project(params, h, w), h, w, backend="reference")
+    full = render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w, backend="reference")
     active_only = jax.tree_util.tree_map(lambda x: x[~parked], params)
     np.testing.assert_array_equal(
-        full, render(*gaussians.project(active_only, h, w), h, w, backend="reference")
+        full,
+        render(*gaussians.project(active_only, fitted_height=h, fitted_width=w), h, w, backend="reference"),
     )
     grads = dense_grad(params, jnp.asarray(sample))
     for g in grads:
@@ -119,7 +120,7 @@ def test_allocate_adds_gaussians_where_the_error_is(sample):
 
 def first_psnr(params, target) -> float:
     h, w = target.shape[:2]
-    image = render(*gaussians.project(params, h, w), h, w)
+    image = render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w)
     return float(metrics.psnr(jnp.clip(image, 0.0, 1.0), jnp.asarray(target)))
 
 

@@ -136,7 +136,9 @@ def test_masked_padding_stays_out_of_the_loss_and_the_psnr(targets):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     # The first step's PSNR is that of the initial render over the unpadded pixels only.
     initial = fit.initial_params(config, noise, key)
-    first = np.clip(np.asarray(render(*gaussians.project(initial, 32, 48), 32, 48)), 0, 1)
+    first = np.clip(
+        np.asarray(render(*gaussians.project(initial, fitted_height=32, fitted_width=48), 32, 48)), 0, 1
+    )
     expected = -10 * np.log10(np.mean((first[:, :40] - image) ** 2))
     assert a.history["psnr"][0] == pytest.approx(expected, abs=1e-3)
 
@@ -150,10 +152,15 @@ def test_transposed_params_render_the_transposed_image(parameterization):
     else:
         params = params._replace(scale=params.scale * np.asarray([4.0, 1.0], np.float32))
     height, width = 20, 28
-    flipped = gaussians.project(fit_batch.transpose_params(params), width, height)
+    flipped = gaussians.project(fit_batch.transpose_params(params), fitted_height=width, fitted_width=height)
     upright = oracle.render(*(np.asarray(x, np.float64) for x in flipped), width, height)
     fitted = oracle.render(
-        *(np.asarray(x, np.float64) for x in gaussians.project(params, height, width)), height, width
+        *(
+            np.asarray(x, np.float64)
+            for x in gaussians.project(params, fitted_height=height, fitted_width=width)
+        ),
+        height,
+        width,
     )
     np.testing.assert_allclose(upright, fitted.swapaxes(0, 1), atol=1e-4)
 
@@ -194,7 +201,9 @@ def test_dataset_in_batches_upright_outputs_errors_and_resume(folder, tmp_path, 
     tall = data.load_image(folder / "b_tall.png")
     render_png = data.load_image(workdir / "b_tall" / "render.png")
     params = checkpoint.load_params_npz(workdir / "b_tall" / "params.npz")
-    rerendered = np.clip(np.asarray(render(*gaussians.project(params, 48, 32), 48, 32)), 0, 1)
+    rerendered = np.clip(
+        np.asarray(render(*gaussians.project(params, fitted_height=48, fitted_width=32), 48, 32)), 0, 1
+    )
     assert np.abs(rerendered - render_png).max() <= 1.0 / 255 + 1e-4  # params.npz is upright too
     assert rows["b_tall"]["psnr"] == pytest.approx(-10 * np.log10(np.mean((render_png - tall) ** 2)), abs=0.3)
 

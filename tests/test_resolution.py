@@ -39,7 +39,7 @@ def oracle_prefiltered(means, conics, colors, variance):
 
 def oracle_scaled(params, out_h, out_w):
     """Means and covariances scaled per axis in float64 (S Sigma S), from the raw parameters."""
-    proj = gaussians.project(params, H, W)
+    proj = gaussians.project(params, fitted_height=H, fitted_width=W)
     sx, sy = out_w / W, out_h / H
     cov = np.asarray(gaussians.covariance(params), np.float64)
     cov = cov * np.array([sx * sx, sx * sy, sy * sy])
@@ -102,7 +102,9 @@ def lattice(spacing: float, sigma: float, size: int):
 def test_flat_region_keeps_its_brightness_and_loses_its_aliasing():
     size = 64
     params = lattice(1.3, 0.6, size)  # a flat ~0.57 made of sub-pixel-spaced Gaussians
-    full = np.asarray(render(*gaussians.project(params, size, size), size, size))[8:-8, 8:-8, 0]
+    full = np.asarray(render(*gaussians.project(params, fitted_height=size, fitted_width=size), size, size))[
+        8:-8, 8:-8, 0
+    ]
     for s in (2, 4):
         out = size // s
         aa = np.asarray(resolution.render_at(params, size, size, out, out, antialias=True))
@@ -124,7 +126,9 @@ def test_default_antialias_is_on_only_when_shrinking():
         np.testing.assert_array_equal(default, explicit)
     # At the fitted size without the filter it is the ordinary render (to float rounding: jitted).
     same = resolution.render_at(params, H, W, H, W)
-    np.testing.assert_allclose(same, render(*gaussians.project(params, H, W), H, W), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        same, render(*gaussians.project(params, fitted_height=H, fitted_width=W), H, W), rtol=1e-6, atol=1e-6
+    )
 
 
 def test_bands_give_the_same_image(monkeypatch):
