@@ -43,9 +43,12 @@ def test_program_compiles_for_the_gpu_with_its_triton_kernels(report, name):
     # forward call (0.12 drops it while lowering); the compiled program must
     # show it gone either way: exactly one forward and one backward kernel.
     assert result["lowered_triton_calls"] in (expected, expected + backward), name
+    if name.startswith("alpha_"):  # no pass loop there: the lowered program holds one forward already
+        assert result["lowered_triton_calls"] == expected, name
     assert result["compiled_triton_calls"] == expected, name  # the kernels survived XLA's compile
-    assert result["kernels"]["gauss2d_render_bwd"] == backward, name
-    assert result["kernels"]["gauss2d_render_fwd"] in (1, 1 + backward), name
+    forward_kernel, backward_kernel = gpu_compile.kernel_names(name)  # the sum model's or the alpha model's
+    assert result["kernels"][backward_kernel] == backward, name
+    assert result["kernels"][forward_kernel] in (1, 1 + backward), name
 
 
 def test_report_names_the_target(report):

@@ -51,7 +51,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
 from gauss2d.render import alpha_common, common, tiling
-from gauss2d.render.alpha_common import ALPHA_MAX, ALPHA_MIN, ALPHA_T_STOP
+from gauss2d.render.alpha_common import ALPHA_MAX, ALPHA_T_STOP
 from gauss2d.render.pallas import DEFAULT_CONFIG, PallasConfig, _by_platform, _compiler_params, _Static
 from gauss2d.render.passes import RenderStats
 
@@ -159,6 +159,9 @@ def _backward_kernel(
     last = last_ref[...]  # [t*t] int32
     final = final_ref[...]
     lanes = jax.lax.broadcasted_iota(jnp.int32, (chunk,), 0)
+    # Chunks from the start up to the one holding the tile's last composited
+    # pair (none when last = start - 1 everywhere); later pairs composite nowhere.
+    num_chunks = (jnp.max(last) - start + chunk) // chunk
 
     def step(slot, k, carry):
         later, trans, partials = carry
@@ -201,8 +204,6 @@ def _backward_kernel(
             pltriton.store(ref.at[pl.ds(off, chunk)], value, mask=off + lanes < end)
         return later, trans
 
-    # Chunks from the start up to the one holding the tile's last composited pair.
-    num_chunks = (jnp.max(last) - start + chunk) // chunk
     jax.lax.fori_loop(0, num_chunks, body, (cot_final[...] * final, final))
 
 
@@ -369,7 +370,9 @@ def render_alpha_tiled_pallas(
     tiles_y, tiles_x = tiling.tile_grid(height, width, tile)
     num_tiles = tiles_y * tiles_x
     starts = jnp.searchsorted(tile_ids, jnp.arange(num_tiles + 1, dtype=jnp.int32), side="left")
-    static = _Static(config, tiles_x, num_tiles, means.shape[0], None if interpret is None else bool(interpret))
+    static = _Static(
+        config, tiles_x, num_tiles, means.shape[0], None if interpret is None else bool(interpret)
+    )
     accum, final = _composite(
         means, conics, colors, opacities, tile_ids, gauss_ids, slots, starts.astype(jnp.int32), static
     )
