@@ -301,18 +301,25 @@ def build_programs(names, config_fields: dict, device) -> dict:
         states = fit_batch.stack_trees([state, state])
         programs["batch_chunk"] = (batch_chunk, (states, jnp.stack([target, target]), total))
     if {"alpha_vmapped_forward_backward", "alpha_train_chunk"} & set(names):
-        programs.update(_alpha_programs(pconfig, height, width, num))
+        programs.update(_alpha_programs(config_fields, height, width, num))
     return {name: (fn, _abstract(args, device)) for name, (fn, args) in programs.items() if name in names}
 
 
-def _alpha_programs(pconfig, height: int, width: int, num: int) -> dict:
-    """The alpha model's programs: its kernels vmapped with their gradient, and its training chunk."""
+def _alpha_programs(config_fields: dict, height: int, width: int, num: int) -> dict:
+    """The alpha model's programs: its kernels vmapped with their gradient, and its training chunk.
+
+    ``config_fields`` change the alpha kernels' own defaults (``alpha_pallas.DEFAULT_CONFIG``).
+    """
+    import dataclasses  # noqa: PLC0415
+
     import jax  # noqa: PLC0415
     import jax.numpy as jnp  # noqa: PLC0415
 
     from configs import base  # noqa: PLC0415
     from gauss2d import fit, gaussians, optim, train  # noqa: PLC0415
     from gauss2d.render import alpha_pallas  # noqa: PLC0415
+
+    pconfig = dataclasses.replace(alpha_pallas.DEFAULT_CONFIG, **config_fields)
 
     params = gaussians.init_alpha(gaussians.init_random(jax.random.key(0), num), jax.random.key(1))
     proj, opacities, depths = gaussians.project_alpha(params, fitted_height=height, fitted_width=width)

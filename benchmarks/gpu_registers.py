@@ -84,14 +84,14 @@ def measure(config: dict, program: str = "render_forward_backward") -> dict:
         report = gpu_compile.compile_in_child([program], config, dump_dir=dump)
         error = report["programs"][program]["error"]
         if error:
-            return {"config": config, "error": error, "kernels": {}}
+            return {"config": config, "program": program, "error": error, "kernels": {}}
         kernels = {}
         for ptx in sorted(dump.glob("*.ptx")):
             text = ptx.read_text()
             if any(f".entry {k}(" in text for k in gpu_compile.KERNELS):
                 stats = ptxas_stats(ptx)
                 kernels.update({k: v for k, v in stats.items() if k in gpu_compile.KERNELS})
-        return {"config": config, "error": None, "kernels": kernels}
+        return {"config": config, "program": program, "error": None, "kernels": kernels}
 
 
 def ptxas_version() -> str:
@@ -101,7 +101,9 @@ def ptxas_version() -> str:
 
 def format_rows(results: list[dict]) -> str:
     """Markdown: one row per (config, kernel)."""
-    from gauss2d.render.pallas import PallasConfig  # noqa: PLC0415
+    import dataclasses  # noqa: PLC0415
+
+    from gauss2d.render import alpha_pallas, pallas  # noqa: PLC0415
 
     lines = [
         "| tile | chunk | num_warps | kernel | registers / thread | spill stores B | spill loads B "
@@ -109,7 +111,8 @@ def format_rows(results: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        c = PallasConfig(**r["config"])
+        defaults = alpha_pallas.DEFAULT_CONFIG if r["program"].startswith("alpha_") else pallas.DEFAULT_CONFIG
+        c = dataclasses.replace(defaults, **r["config"])
         if r["error"]:
             lines.append(f"| {c.tile} | {c.chunk} | {c.num_warps} | (failed) | {r['error'][:80]} | | | |")
         for name, s in sorted(r["kernels"].items(), reverse=True):

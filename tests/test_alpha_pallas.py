@@ -12,11 +12,14 @@ Tolerances: relative L2 error ||x - ref|| / ||ref||, one table (TOL below).
                                backend: T is a product of at most a few hundred
                                float32 factors per pixel, the discrete choices
                                have margins far above rounding (alpha_common);
-                               measured here <= 1.3e-6 (forward <= 2.1e-7)
+                               measured here: forward <= 2.4e-7, gradients
+                               <= 5.1e-6 (N = 1: near-cancelling mean
+                               gradients; the xla backend is as far there)
   vs the xla alpha backend 5e-6  same float32 formula, different association
                                (the xla backend's T is a doubling scan, this
                                kernel's a left-to-right product; its backward
-                               recovers T by division)
+                               recovers T by division); measured: forward
+                               <= 8.2e-8, gradients <= 4.9e-7
   kernel knobs (tile, chunk) 1e-6  the same per-pixel order; only the tiling of
                                the gradient's per-pixel sums changes
 """
@@ -86,7 +89,8 @@ def check_against_oracle(args, seed, *, against_xla=False):
         else:
             assert oracle.rel_err(g, r) <= TOL["oracle"], name
     if against_xla:
-        xla_image, _, xla_grads = runner("xla")(*args, BG, cot)
+        xla_image, xla_stats, xla_grads = runner("xla")(*args, BG, cot)
+        assert not bool(xla_stats.overflow)  # its 8 x 8 tiles need more pairs than these 16 x 16
         assert oracle.rel_err(image, xla_image) <= TOL["xla"]
         for name, g, r in zip(NAMES, grads, xla_grads, strict=True):
             assert oracle.rel_err(g, r) <= TOL["xla"] if np.any(r) else np.all(np.asarray(g) == 0), name
@@ -164,16 +168,13 @@ def test_off_image_and_degenerate_gaussians():
 
 
 def test_vmap_over_a_batch_of_images_is_a_grid_axis():
-    config = PallasConfig(chunk=4)  # a smaller unroll: this program compiles on its own
     batch = [pad(*case(n, H, W, seed=60 + n, depth_levels=4, max_scale=30.0), n=128) for n in (50, 120, 3)]
     stacked = [np.stack(parts) for parts in zip(*batch)]
     cot = cotangent(60, (3, H, W, 3))
 
     def one(m, q, c, o, z, cot):
         def loss(*args):
-            image, stats = alpha_pallas.render_alpha_tiled_pallas(
-                *args, H, W, background=BG, capacity=2048, config=config
-            )
+            image, stats = alpha_pallas.render_alpha_tiled_pallas(*args, H, W, background=BG, capacity=2048)
             return jnp.sum(cot * image), (image, stats.overflow)
 
         return jax.grad(loss, argnums=range(4), has_aux=True)(m, q, c, o, z)

@@ -52,7 +52,7 @@ from jax.experimental.pallas import triton as pltriton
 
 from gauss2d.render import alpha_common, common, tiling
 from gauss2d.render.alpha_common import ALPHA_MAX, ALPHA_T_STOP
-from gauss2d.render.pallas import DEFAULT_CONFIG, PallasConfig, _by_platform, _compiler_params, _Static
+from gauss2d.render.pallas import PallasConfig, _by_platform, _compiler_params, _Static
 from gauss2d.render.passes import RenderStats
 
 __all__ = ["DEFAULT_CONFIG", "render_alpha_tiled_pallas"]
@@ -62,6 +62,12 @@ _MX, _MY, _A, _B, _B_OVER_A, _DET_OVER_A, _CR, _CG, _CB, _OPACITY = range(10)
 _NUM_PARAMS = 10
 # Rows of the per-pair gradient buffer: d mean (2), d conic (3), d colour (3), d opacity (1).
 _NUM_PARTIALS = 9
+# The sum kernels' knobs, but chunk = pairs unrolled per loop step (the walk
+# is sequential either way, so it changes code size, not arithmetic): 4 keeps
+# the backward at 56 registers per thread against 72 at 16, no spills either
+# way (ptxas, sm_90a; docs/pallas.md), and halves the interpret-mode compile
+# on CPU. The speed trade-off is owed to a GPU (benchmarks/gpu_check.py).
+DEFAULT_CONFIG = PallasConfig(chunk=4)
 FORWARD_NAME = "gauss2d_alpha_fwd"
 BACKWARD_NAME = "gauss2d_alpha_bwd"
 
