@@ -88,14 +88,14 @@ def render_alpha(
       height, width: output size in pixels.
       background: the colour behind everything, weighted by T_final.
       backend: "xla" (tiled, default), "pallas" (tile kernels) or "reference" (dense).
-      capacity: pair capacity for "xla"; None sizes it from the inputs when
+      capacity: pair capacity for "xla" and "pallas"; None sizes it from the inputs when
         they are concrete, and under a trace guesses it and falls back to
         the dense reference on overflow (exact either way).
       **options: backend options (``tile`` for xla and pallas, ``config`` and
         ``interpret`` for pallas, ``chunk_elements`` for reference).
 
     Returns:
-      The unclamped image [height, width, 3] (float32 for "xla").
+      The unclamped image [height, width, 3] (float32 for "xla" and "pallas").
 
     Raises:
       ValueError: unknown backend, bad shapes or sizes.

@@ -52,7 +52,7 @@ from jax.experimental.pallas import triton as pltriton
 
 from gauss2d.render import alpha_common, common, tiling
 from gauss2d.render.alpha_common import ALPHA_MAX, ALPHA_T_STOP
-from gauss2d.render.pallas import PallasConfig, _by_platform, _compiler_params, _Static
+from gauss2d.render.pallas import PallasConfig, _by_platform, _compiler_params, _Static, _tile_pixels
 from gauss2d.render.passes import RenderStats
 
 __all__ = ["DEFAULT_CONFIG", "render_alpha_tiled_pallas"]
@@ -66,18 +66,10 @@ _NUM_PARTIALS = 9
 # is sequential either way, so it changes code size, not arithmetic): 4 keeps
 # the backward at 56 registers per thread against 72 at 16, no spills either
 # way (ptxas, sm_90a; docs/pallas.md), and halves the interpret-mode compile
-# on CPU. The speed trade-off is owed to a GPU (benchmarks/gpu_check.py).
+# on CPU. The speed trade-off is owed to a GPU (benchmarks/alpha_speed.py).
 DEFAULT_CONFIG = PallasConfig(chunk=4)
 FORWARD_NAME = "gauss2d_alpha_fwd"
 BACKWARD_NAME = "gauss2d_alpha_bwd"
-
-
-def _tile_pixels(t, tile: int, tiles_x: int):
-    """Pixel-centre coordinates of tile t, pixels flattened row-major. 2 x [tile * tile]."""
-    pix = jax.lax.broadcasted_iota(jnp.int32, (tile * tile,), 0)
-    px = ((t % tiles_x) * tile + pix % tile).astype(jnp.float32) + 0.5
-    py = ((t // tiles_x) * tile + pix // tile).astype(jnp.float32) + 0.5
-    return px, py
 
 
 def _pair_alpha(table_ref, slot, px, py):
