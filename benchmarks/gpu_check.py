@@ -5,8 +5,8 @@
 
 Sections, in this order (each prints progress as it goes):
 
-1. ``pallas_tests``: tests/test_pallas.py, compiled on the GPU (interpret
-   mode on CPU), in a child pytest.
+1. ``pallas_tests``: tests/test_pallas.py and tests/test_alpha_pallas.py,
+   compiled on the GPU (interpret mode on CPU), in a child pytest.
 2. ``render_speed``: render FPS and training-step ms, xla vs pallas
    (``benchmarks.render_speed``), 768x512, 10k / 70k Gaussians, batch 1.
 3. ``pallas_knobs``: ms per render forward + backward at 768x512 with 70k
@@ -91,7 +91,7 @@ KNOBS = ({}, {"chunk": 8}, {"num_warps": 8})
 # Cost estimates in seconds (compile + run) on one H200, from the sizes above;
 # the smoke mode scales them down. They only decide what to skip.
 ESTIMATE_S = dict(
-    pallas_tests=90, speed_row=60, knob_row=15, fit_speed_row=20, batch_run=40, parity_image=60, fast=60
+    pallas_tests=120, speed_row=60, knob_row=15, fit_speed_row=20, batch_run=40, parity_image=60, fast=60
 )
 
 
@@ -138,8 +138,9 @@ def kodak_image(kodak: pathlib.Path, name: str, downscale: int) -> tuple[np.ndar
 
 
 def pallas_tests(mode: dict, budget: Budget) -> dict:
-    """tests/test_pallas.py in a child pytest (compiled on a GPU); its pass / fail counts."""
+    """The Pallas test files in a child pytest (compiled on a GPU); their pass / fail counts."""
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_pallas.py"]
+    command += ["tests/test_alpha_pallas.py"]  # the alpha model's kernels (render/alpha_pallas.py)
     command += mode["pytest_args"]
     t0 = time.perf_counter()
     proc = subprocess.run(

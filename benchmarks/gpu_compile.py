@@ -5,7 +5,9 @@
 
 The programs are the ones a GPU runs: the Pallas render kernels (forward,
 forward + backward, vmapped), the training chunk as ``fit`` builds it with
-``render.backend="pallas"``, and the batch chunk of ``fit_batch``. Each is
+``render.backend="pallas"``, the batch chunk of ``fit_batch``, and the
+alpha-composited model's kernels (vmapped forward + backward, and its
+training chunk with ``model.blend="alpha"``). Each is
 lowered for an H200 described to XLA (a compile-only device, no driver) and
 compiled to machine code by XLA's GPU compiler; any lowering or compile error
 is reported, and the ``__gpu$xla.gpu.triton`` calls of both the lowered and
@@ -38,7 +40,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "gpu-compile"
 TRITON_CALL = "__gpu$xla.gpu.triton"
-KERNELS = ("gauss2d_render_fwd", "gauss2d_render_bwd")
+KERNELS = ("gauss2d_render_fwd", "gauss2d_render_bwd", "gauss2d_alpha_fwd", "gauss2d_alpha_bwd")
 # program name -> Triton calls it must hold (forward and backward kernels once each where differentiated).
 PROGRAMS = {
     "render_forward": 1,
@@ -46,6 +48,9 @@ PROGRAMS = {
     "render_vmapped_forward_backward": 2,
     "train_chunk": 2,
     "batch_chunk": 2,
+    # The alpha-composited model's kernels (render/alpha_pallas.py, model.blend="alpha").
+    "alpha_vmapped_forward_backward": 2,
+    "alpha_train_chunk": 2,
 }
 # The target, as XLA's GpuTargetConfigProto (text format): an H200's
 # published figures (compute capability 9.0, 132 SMs, 64K registers per SM,
@@ -77,6 +82,11 @@ dnn_version_info { major: 9 minor: 8 }
 device_description_str: "NVIDIA H200"
 """
 DEVICE_KIND = "NVIDIA H200"
+
+
+def kernel_names(program: str) -> tuple[str, str]:
+    """(forward, backward) kernel names that ``program`` holds: the alpha model's or the sum model's."""
+    return KERNELS[2:] if program.startswith("alpha_") else KERNELS[:2]
 
 
 class PluginUnavailable(RuntimeError):
@@ -290,7 +300,51 @@ def build_programs(names, config_fields: dict, device) -> dict:
         batch_chunk = fit_batch.batch_chunks(goal, 4, height, width, mesh=None, masked=False)(capacity)
         states = fit_batch.stack_trees([state, state])
         programs["batch_chunk"] = (batch_chunk, (states, jnp.stack([target, target]), total))
+    if {"alpha_vmapped_forward_backward", "alpha_train_chunk"} & set(names):
+        programs.update(_alpha_programs(config_fields, height, width, num))
     return {name: (fn, _abstract(args, device)) for name, (fn, args) in programs.items() if name in names}
+
+
+def _alpha_programs(config_fields: dict, height: int, width: int, num: int) -> dict:
+    """The alpha model's programs: its kernels vmapped with their gradient, and its training chunk.
+
+    ``config_fields`` change the alpha kernels' own defaults (``alpha_pallas.DEFAULT_CONFIG``).
+    """
+    import dataclasses  # noqa: PLC0415
+
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
+
+    from configs import base  # noqa: PLC0415
+    from gauss2d import fit, gaussians, optim, train  # noqa: PLC0415
+    from gauss2d.render import alpha_pallas  # noqa: PLC0415
+
+    pconfig = dataclasses.replace(alpha_pallas.DEFAULT_CONFIG, **config_fields)
+
+    params = gaussians.init_alpha(gaussians.init_random(jax.random.key(0), num), jax.random.key(1))
+    proj, opacities, depths = gaussians.project_alpha(params, fitted_height=height, fitted_width=width)
+    capacity = train.needed_capacity(params, height, width, "pallas")
+
+    def loss(m, q, c, o, z):
+        image, _ = alpha_pallas.render_alpha_tiled_pallas(
+            m, q, c, o, z, height, width, capacity=capacity, config=pconfig
+        )
+        return jnp.sum(image**2)
+
+    grad = jax.vmap(jax.value_and_grad(loss, argnums=(0, 1, 2, 3)))
+    batch = tuple(jnp.stack([x, x]) for x in (*proj, opacities, depths))
+    cfg = base.get_base_config()
+    cfg.render.backend = "pallas"
+    cfg.model.blend = "alpha"
+    cfg.model.num_points = num
+    tx = optim.make_optimizer(cfg.optim, params)
+    state = train.init_state(params, tx)
+    target = jnp.zeros((height, width, 3), jnp.float32)
+    chunk = train.image_chunks(fit.objective(cfg, tx, height, width, params), 4, height, width)(capacity)
+    return {
+        "alpha_vmapped_forward_backward": (jax.jit(grad), batch),
+        "alpha_train_chunk": (chunk, (state, target, jnp.asarray(100, jnp.int32))),
+    }
 
 
 def compile_one(fn, args, device) -> dict:
@@ -339,7 +393,7 @@ def format_report(report: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for name, r in report["programs"].items():
-        kernels = ", ".join(f"{k.removeprefix('gauss2d_render_')} x{n}" for k, n in r["kernels"].items() if n)
+        kernels = ", ".join(f"{k.removeprefix('gauss2d_')} x{n}" for k, n in r["kernels"].items() if n)
         lines.append(
             f"| {name} | {r['lowered_triton_calls']} / {r['compiled_triton_calls']} ({PROGRAMS[name]}) | "
             f"{kernels} | {r.get('lower_s', 0):.1f} | {r.get('compile_s', 0):.1f} | {r['error'] or ''} |"

@@ -3,6 +3,7 @@
     python -m benchmarks.gpu_registers                      # the default sweep
     python -m benchmarks.gpu_registers --configs='{"chunk": 8}' '{"num_warps": 8}'
     python -m benchmarks.gpu_registers --json=runs/gpu_registers.json
+    python -m benchmarks.gpu_registers --program=alpha_vmapped_forward_backward   # the alpha kernels
 
 Each config's forward + backward program is compiled by XLA's GPU compiler
 for a compile-only H200 (``benchmarks.gpu_compile``: the CUDA plugin wheels
@@ -76,21 +77,21 @@ def ptxas_stats(ptx_file: pathlib.Path, arch: str = "sm_90a") -> dict[str, dict[
     return out
 
 
-def measure(config: dict) -> dict:
-    """The kernels' ptxas figures for one PallasConfig (fields as a dict)."""
+def measure(config: dict, program: str = "render_forward_backward") -> dict:
+    """The kernels' ptxas figures for one PallasConfig (fields as a dict) in one ``gpu_compile`` program."""
     with tempfile.TemporaryDirectory() as tmp:
         dump = pathlib.Path(tmp)
-        report = gpu_compile.compile_in_child(["render_forward_backward"], config, dump_dir=dump)
-        error = report["programs"]["render_forward_backward"]["error"]
+        report = gpu_compile.compile_in_child([program], config, dump_dir=dump)
+        error = report["programs"][program]["error"]
         if error:
-            return {"config": config, "error": error, "kernels": {}}
+            return {"config": config, "program": program, "error": error, "kernels": {}}
         kernels = {}
         for ptx in sorted(dump.glob("*.ptx")):
             text = ptx.read_text()
             if any(f".entry {k}(" in text for k in gpu_compile.KERNELS):
                 stats = ptxas_stats(ptx)
                 kernels.update({k: v for k, v in stats.items() if k in gpu_compile.KERNELS})
-        return {"config": config, "error": None, "kernels": kernels}
+        return {"config": config, "program": program, "error": None, "kernels": kernels}
 
 
 def ptxas_version() -> str:
@@ -100,7 +101,9 @@ def ptxas_version() -> str:
 
 def format_rows(results: list[dict]) -> str:
     """Markdown: one row per (config, kernel)."""
-    from gauss2d.render.pallas import PallasConfig  # noqa: PLC0415
+    import dataclasses  # noqa: PLC0415
+
+    from gauss2d.render import alpha_pallas, pallas  # noqa: PLC0415
 
     lines = [
         "| tile | chunk | num_warps | kernel | registers / thread | spill stores B | spill loads B "
@@ -108,12 +111,14 @@ def format_rows(results: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        c = PallasConfig(**r["config"])
+        defaults = alpha_pallas.DEFAULT_CONFIG if r["program"].startswith("alpha_") else pallas.DEFAULT_CONFIG
+        c = dataclasses.replace(defaults, **r["config"])
         if r["error"]:
             lines.append(f"| {c.tile} | {c.chunk} | {c.num_warps} | (failed) | {r['error'][:80]} | | | |")
         for name, s in sorted(r["kernels"].items(), reverse=True):
+            short = name.removeprefix("gauss2d_render_").removeprefix("gauss2d_")  # fwd, bwd, alpha_fwd, ...
             lines.append(
-                f"| {c.tile} | {c.chunk} | {c.num_warps} | {name.removeprefix('gauss2d_render_')} | "
+                f"| {c.tile} | {c.chunk} | {c.num_warps} | {short} | "
                 f"{s['registers']} | {s['spill_stores']} | {s['spill_loads']} | {s['stack']} |"
             )
     return "\n".join(lines)
@@ -123,6 +128,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", nargs="*", help="PallasConfig fields as JSON (default: the sweep)")
     parser.add_argument("--json", default="", help="write the results here")
+    parser.add_argument(
+        "--program",
+        default="render_forward_backward",
+        choices=["render_forward_backward", "alpha_vmapped_forward_backward"],
+        help="whose kernels: the sum model's or the alpha model's",
+    )
     args = parser.parse_args(argv)
     configs = [json.loads(c) for c in args.configs] if args.configs else list(SWEEP)
     supported, reason = gpu_compile.register_report_supported()
@@ -135,7 +146,7 @@ def main(argv=None) -> None:
     print(f"target: {gpu_compile.DEVICE_KIND} (compile-only, sm_90a); {ptxas_version()}", flush=True)
     results = []
     for config in configs:
-        results.append(measure(config))
+        results.append(measure(config, args.program))
         print("\n".join(format_rows(results[-1:]).splitlines()[2:]), flush=True)  # progress
     print()
     print(format_rows(results))

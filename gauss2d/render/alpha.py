@@ -4,12 +4,13 @@
 over a registry of backends that all compute the same function:
 
 - "xla": tiled (``alpha_xla``), float32, exact; the default;
-- "reference": dense (``alpha_reference``), any dtype, float64 for checks.
+- "reference": dense (``alpha_reference``), any dtype, float64 for checks;
+- "pallas": tiled Pallas kernels (``alpha_pallas``), float32, exact; imported
+  on first use (interpret mode on CPU, compiled on a GPU).
 
 ``render_alpha_with_stats`` is the training loop's entry (fixed pair
 capacity, device-side overflow flag), and ``alpha_pair_capacity`` sizes it,
 exactly as ``render_with_stats`` / ``pair_capacity`` do for the sum model.
-There is no Pallas backend yet (docs/alpha.md says why and what it needs).
 """
 
 from __future__ import annotations
@@ -40,10 +41,22 @@ ALPHA_TILED_BACKENDS: dict[str, tuple[Callable[..., tuple[jax.Array, RenderStats
         ALPHA_TILE,
     )
 }
-ALPHA_BACKENDS = ("reference", *ALPHA_TILED_BACKENDS)
+ALPHA_BACKENDS = ("reference", *ALPHA_TILED_BACKENDS, "pallas")
 
 
 def _tiled(backend: str):
+    if backend == "pallas" and "pallas" not in ALPHA_TILED_BACKENDS:
+        # Imported lazily: Pallas pulls in a lot and most runs never need it.
+        from gauss2d.render import alpha_pallas  # noqa: PLC0415
+
+        ALPHA_TILED_BACKENDS["pallas"] = (
+            jax.jit(
+                alpha_pallas.render_alpha_tiled_pallas,
+                static_argnums=(5, 6),
+                static_argnames=("capacity", "tile", "config", "interpret"),
+            ),
+            alpha_pallas.DEFAULT_CONFIG.tile,
+        )
     try:
         return ALPHA_TILED_BACKENDS[backend]
     except KeyError:
@@ -74,14 +87,15 @@ def render_alpha(
       depths: z_n; only their order matters, so they get no gradient.
       height, width: output size in pixels.
       background: the colour behind everything, weighted by T_final.
-      backend: "xla" (tiled, default) or "reference" (dense).
-      capacity: pair capacity for "xla"; None sizes it from the inputs when
+      backend: "xla" (tiled, default), "pallas" (tile kernels) or "reference" (dense).
+      capacity: pair capacity for "xla" and "pallas"; None sizes it from the inputs when
         they are concrete, and under a trace guesses it and falls back to
         the dense reference on overflow (exact either way).
-      **options: backend options (``tile`` for xla, ``chunk_elements`` for reference).
+      **options: backend options (``tile`` for xla and pallas, ``config`` and
+        ``interpret`` for pallas, ``chunk_elements`` for reference).
 
     Returns:
-      The unclamped image [height, width, 3] (float32 for "xla").
+      The unclamped image [height, width, 3] (float32 for "xla" and "pallas").
 
     Raises:
       ValueError: unknown backend, bad shapes or sizes.
@@ -91,7 +105,8 @@ def render_alpha(
             means, conics, colors, opacities, depths, height, width, background=background, **options
         )
     fn, default_tile = _tiled(backend)
-    tile = options.pop("tile", default_tile)
+    # A backend config's tile (pallas: ``config=PallasConfig(tile=...)``) sizes the buffer too.
+    tile = options.pop("tile", getattr(options.get("config"), "tile", default_tile))
     args = [jnp.asarray(x, jnp.float32) for x in (means, conics, colors, opacities, depths)]
     if capacity is None:
         try:
