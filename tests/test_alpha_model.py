@@ -118,8 +118,6 @@ def test_alpha_dataset_writes_and_resumes(target, tmp_path, capsys):
 def test_bad_alpha_configs_are_named(target):
     with pytest.raises(Gauss2dError, match="model.blend='over'"):
         fit.fit_image(target, small_config(**{"model.blend": "over"}), jax.random.key(0))
-    with pytest.raises(Gauss2dError, match="model.densify=True is not supported with model.blend='alpha'"):
-        fit.fit_image(target, small_config(**{"model.densify": True}), jax.random.key(0))
     with pytest.raises(Gauss2dError, match="render.backend='pallas' has no alpha-compositing kernel"):
         fit.fit_image(target, small_config(**{"render.backend": "pallas"}), jax.random.key(0))
     with pytest.raises(ValueError, match="alpha_init_opacity=1.5"):
