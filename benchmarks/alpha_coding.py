@@ -9,7 +9,9 @@ Gaussians (v2's quantised geometry, in coding order), each a real
 * ``rank``: the exact permutation (also lossless); ``log2(N!)`` is the least
   any coding of an arbitrary permutation can spend;
 * ``levels16`` / ``levels256``: the depth values uniformly quantised to L
-  levels, ties then broken by coding order (lossy: PSNR measured).
+  levels, ties then broken by coding order (lossy: PSNR measured);
+* ``layers8`` / ``layers16``: the layers merged into L levels
+  (``AlphaSettings.depth_levels``; lossy).
 
 Opacity: the logit step against bits and PSNR, everything else as stored.
 """
@@ -57,6 +59,11 @@ def measure(params, target: np.ndarray, opacity_steps: list[float]) -> dict:
         v = np.round((depth - depth.min()) / span * (levels - 1)).astype(np.int64)
         lossy = q.params._replace(depth=jnp.asarray(v.astype(np.float32)[:, None]))
         out[f"levels{levels}"] = {"bits": _stream_bits(v), "psnr": psnr(lossy)}
+    for levels in (8, 16):
+        ql = alpha_streams.quantize_alpha_v2(
+            params, h, w, alpha_settings=alpha_streams.AlphaSettings(depth_levels=levels)
+        )
+        out[f"layers{levels}"] = {"bits": _stream_bits(ql.layers), "psnr": psnr(ql.params)}
     raw = q.params._replace(opacity=jnp.asarray(np.asarray(params.opacity, np.float32)[q.base.source]))
     out["opacity_unquantised_psnr"] = psnr(raw._replace(depth=true_order.depth))
     out["opacity"] = []
@@ -72,8 +79,11 @@ def measure(params, target: np.ndarray, opacity_steps: list[float]) -> dict:
 def print_tables(rows: list[tuple[str, dict]]) -> None:
     """Markdown: depth bits per Gaussian by coding, and opacity bits / PSNR by step."""
     print("\nDepth, bits per Gaussian (PSNR change against the true order):")
-    print("| image | N | layers (count) | rank | log2(N!)/N | 16 levels | 256 levels |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| image | N | layers (count) | rank | log2(N!)/N | 16 levels | 256 levels "
+        "| layers in 8 | layers in 16 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, m in rows:
         n, base = m["num_gaussians"], m["psnr_true_order"]
 
@@ -83,7 +93,8 @@ def print_tables(rows: list[tuple[str, dict]]) -> None:
         print(
             f"| {name} | {n} | {m['layers']['bits'] / n:.2f} ({m['layers']['count']}; "
             f"{m['layers']['psnr'] - base:+.4f} dB) | {m['rank']['bits'] / n:.2f} "
-            f"| {m['log2_n_factorial'] / n:.2f} | {cell('levels16')} | {cell('levels256')} |"
+            f"| {m['log2_n_factorial'] / n:.2f} | {cell('levels16')} | {cell('levels256')} "
+            f"| {cell('layers8')} | {cell('layers16')} |"
         )
     print("\nOpacity (logit step): bits per Gaussian, PSNR change against unquantised opacity:")
     steps = [o["step"] for o in rows[0][1]["opacity"]]

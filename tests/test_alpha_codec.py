@@ -266,3 +266,18 @@ def test_alpha_section_bits_match_its_bytes():
     bits = alpha_streams.section_bits(tail)
     assert bits["opacity"] + bits["depth"] == 8 * len(tail)
     assert zlib.crc32(data[:-4]) == struct.unpack("<I", data[-4:])[0]
+
+
+def test_depth_levels_merge_layers_and_still_round_trip():
+    params = _params(300, seed=13)
+    exact = alpha_streams.quantize_alpha_v2(params, H, W)
+    assert exact.layers.max() + 1 > 8
+    settings = alpha_streams.AlphaSettings(depth_levels=8)
+    merged = alpha_streams.quantize_alpha_v2(params, H, W, alpha_settings=settings)
+    assert merged.layers.max() == 7
+    np.testing.assert_array_equal(merged.layers, exact.layers * 8 // (exact.layers.max() + 1))
+    data = alpha_streams.encode_alpha_v2(params, H, W, alpha_settings=settings)
+    np.testing.assert_array_equal(np.asarray(decode(data).params.depth)[:, 0], merged.layers)
+    assert len(data) < len(codec_v2.encode_v2(params, H, W))
+    with pytest.raises(ValueError, match="depth_levels"):
+        alpha_streams.AlphaSettings(depth_levels=-1)

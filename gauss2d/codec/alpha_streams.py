@@ -61,15 +61,27 @@ ALPHA_MIN = 1.0 / 255.0  # render.alpha_common.ALPHA_MIN: below it a Gaussian is
 
 @dataclasses.dataclass(frozen=True)
 class AlphaSettings:
-    """Opacity quantiser step in logit units (the offset is the median, as v2's other channels)."""
+    """The alpha section's encoder settings (the decoder needs neither).
+
+    Attributes:
+      opacity_step: opacity quantiser step in logit units (the offset is the
+        median, as v2's other channels).
+      depth_levels: 0 (default): exact layers, the image is unchanged. L > 0:
+        at most L layers, layer k -> floor(k L / layers), so Gaussians of
+        merged layers that overlap are composited in coding order instead
+        (lossy; ~log2(L) bits per Gaussian; docs/alpha.md has the measurement).
+    """
 
     opacity_step: float = 0.125
+    depth_levels: int = 0
 
     def __post_init__(self):
         if not codec_v2.MIN_STEP <= self.opacity_step <= codec_v2.MAX_STEP:
             raise ValueError(
                 f"opacity_step={self.opacity_step} must be in [{codec_v2.MIN_STEP}, {codec_v2.MAX_STEP}]"
             )
+        if not (isinstance(self.depth_levels, int) and self.depth_levels >= 0):
+            raise ValueError(f"depth_levels={self.depth_levels!r} must be an integer >= 0 (0: exact)")
 
 
 class QuantizedAlpha(NamedTuple):
@@ -180,6 +192,9 @@ def quantize_alpha_v2(
     # The original compositing order (depth, then the caller's index), as coding positions.
     order = np.lexsort((base.source, depth[base.source]))
     layers = depth_layers(boxes, order, height, width)
+    count = int(layers.max()) + 1
+    if 0 < alpha_settings.depth_levels < count:
+        layers = layers * alpha_settings.depth_levels // count
     return QuantizedAlpha(_alpha_params(base.params, opacity_q, layers, lsq), base, lsq, opacity_q, layers)
 
 
