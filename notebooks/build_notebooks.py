@@ -397,8 +397,9 @@ It returns a `CompressResult`: `data` (the file's bytes) and `summary` (every me
         "code",
         """\
 def progress(stage, info):
-    if info["step"] % 250 == 0 or info["step"] == info["iterations"]:
-        print(f"{stage:3s} step {info['step']:5d}/{info['iterations']}  PSNR {info['psnr']:.2f} dB")
+    total = config.optim.iterations if stage == "fit" else config.codec.qat_steps
+    if info["step"] % 100 == 0 or info["step"] == total:
+        print(f"{stage:3s} step {info['step']:5d}/{total}  PSNR {info['psnr']:.2f} dB")
 
 
 result = compress.compress_image(target, config, key, progress=progress)
