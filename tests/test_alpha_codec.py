@@ -281,3 +281,46 @@ def test_depth_levels_merge_layers_and_still_round_trip():
     assert len(data) < len(codec_v2.encode_v2(params, H, W))
     with pytest.raises(ValueError, match="depth_levels"):
         alpha_streams.AlphaSettings(depth_levels=-1)
+
+
+def test_an_alpha_file_at_another_size_is_refused_not_rendered_as_a_sum():
+    from gauss2d import resolution
+
+    out = decode(codec_v2.encode_v2(_params(20, seed=14), H, W)).params
+    with pytest.raises(Gauss2dError, match="model.blend='alpha' at another size is not built"):
+        resolution.render_at(out, H, W, 2 * H, 2 * W)
+
+
+@pytest.mark.slow
+def test_codec_cli_encodes_and_decodes_an_alpha_fit(tmp_path):
+    import json
+
+    from PIL import Image
+    from test_codec_cli import TINY, assert_one_line_error, run
+
+    from gauss2d import data
+
+    source, out, summary = tmp_path / "crop.png", tmp_path / "crop.g2d", tmp_path / "summary.json"
+    data.save_image(source, data.load_image(data.sample_image_path())[60:100, 200:252])
+    proc = run(
+        "experiments.codec",
+        "encode",
+        str(source),
+        str(out),
+        *TINY,
+        "--config.model.blend=alpha",
+        f"--results={summary}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "gaussianimage mode" not in proc.stdout  # version 1 cannot hold the alpha model
+    blob = out.read_bytes()
+    decoded = decode(blob)
+    assert isinstance(decoded.params, gaussians.CholeskyAlphaParams) and _header(blob).alpha
+    assert json.loads(summary.read_text())["bytes"] == len(blob)
+    png = tmp_path / "decoded.png"
+    proc = run("experiments.codec", "decode", str(out), str(png))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected = np.round(np.asarray(render_params(decoded.params, 40, 52)) * 255.0).astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(Image.open(png).convert("RGB")), expected)
+    proc = run("experiments.codec", "decode", str(out), str(tmp_path / "big.png"), "--scale=2")
+    assert_one_line_error(proc, "model.blend='alpha' at another size")
