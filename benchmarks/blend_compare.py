@@ -1,4 +1,4 @@
-"""Sum vs alpha compositing (model.blend) at equal N and steps on Kodak: PSNR and seconds per step.
+"""Sum vs alpha compositing (model.blend) at equal N and steps on Kodak: PSNR, seconds per step, bits.
 
     python -m benchmarks.blend_compare --json=runs/blend_compare.json   # kodim01-04, 384x256
     python -m benchmarks.blend_compare --quick                           # seconds (keeps it from rotting)
@@ -13,6 +13,15 @@ two models run back to back in one process, so their time ratio is
 meaningful on a noisy machine. Seconds per step: median over the chunks
 after the first (the first holds the compilation). PSNR: the clamped final
 render against the target.
+
+Bits: each fit is written to a real version-2 file (``codec_v2.encode_v2``,
+configs/codec.py's default quantisers, plain quantisation, no fine-tuning
+for either model; the alpha file adds opacity and depth,
+gauss2d/codec/alpha_streams.py); the rate is the file's bytes, the PSNR the
+decoder's render. For the alpha fits it also measures the depth codings
+(layers, as stored; the rank; depth values on 16 and 256 levels) and the
+opacity step (``--opacity-steps``): bits from real streams, PSNR of the
+render.
 """
 
 from __future__ import annotations
@@ -24,8 +33,11 @@ import time
 import jax
 import numpy as np
 
+from benchmarks import alpha_coding
 from configs import default, kodak
-from gauss2d import data, fit, runner, runrecord
+from gauss2d import compress, data, fit, gaussians, metrics, runner, runrecord
+from gauss2d.codec import codec_v2, decode
+from gauss2d.render.params import render_params
 
 
 def load(name: str, downscale: int) -> np.ndarray:
@@ -52,12 +64,29 @@ def run(target: np.ndarray, blend: str, num_points: int, steps: int, log_every: 
     wall = time.perf_counter() - t0
     _, psnr, _ = runner.final_metrics(result.params, target, config)
     later = rates[1:] or rates
-    return {
+    row = {
         "blend": blend,
         "psnr": psnr,
         "seconds_per_step": float(np.median([1.0 / r for r in later])),
         "wall_seconds": wall,
         "capacity": result.capacity,
+    }
+    return row, result.params
+
+
+def coded(params, target: np.ndarray) -> dict:
+    """Writes ``params`` to a v2 file (plain quantisation) and measures it: bits from its bytes."""
+    h, w = target.shape[:2]
+    params = compress.prune_inactive(params)
+    data = codec_v2.encode_v2(params, h, w)
+    decoded = decode(data).params
+    image = render_params(decoded, h, w)
+    return {
+        "num_gaussians": gaussians.num_gaussians(decoded),
+        "bits": 8 * len(data),
+        "bpp": 8 * len(data) / (h * w),
+        "bits_by_section": codec_v2.section_bits(data),
+        "decoded_psnr": float(metrics.psnr(image, target)),
     }
 
 
@@ -74,31 +103,49 @@ def main() -> None:
         "--quick", action="store_true", help="the sample at 1/8 size, 100 Gaussians, 20 steps"
     )
     parser.add_argument("--json", default="", help="write the rows here")
+    parser.add_argument("--opacity-steps", default="0.0625,0.125,0.25,0.5", help="logit steps to measure")
     args = parser.parse_args()
     if args.quick:
         args.images, args.num_points, args.steps, args.downscale, args.log_every = "sample", 100, 20, 4, 10
     commit = runrecord.git_commit()  # read once, before the run: the code that is running
     print(f"device: {runrecord.device_description()}, jax {jax.__version__}, commit {commit}")
     print(f"N = {args.num_points}, {args.steps} steps, downscale {args.downscale}")
-    print("| image | size | sum PSNR | alpha PSNR | sum s/step | alpha s/step | alpha/sum time |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| image | size | sum PSNR | alpha PSNR | sum s/step | alpha s/step | alpha/sum time "
+        "| sum bpp | alpha bpp | sum decoded PSNR | alpha decoded PSNR |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
+    opacity_steps = [float(x) for x in args.opacity_steps.split(",")]
     for name in args.images.split(","):
         target = load(name, args.downscale)
         h, w = target.shape[:2]
-        pair = {b: run(target, b, args.num_points, args.steps, args.log_every) for b in ("sum", "alpha")}
+        pair = {}
+        for b in ("sum", "alpha"):
+            pair[b], params = run(target, b, args.num_points, args.steps, args.log_every)
+            pair[b]["file"] = coded(params, target)
+            if b == "alpha":
+                pair[b]["alpha_coding"] = alpha_coding.measure(
+                    compress.prune_inactive(params), target, opacity_steps
+                )
         rows.append({"image": name, "height": h, "width": w, **{b: pair[b] for b in pair}})
         s, a = pair["sum"], pair["alpha"]
         print(
             f"| {name} | {w}x{h} | {s['psnr']:.2f} | {a['psnr']:.2f} | {s['seconds_per_step']:.3f} "
-            f"| {a['seconds_per_step']:.3f} | {a['seconds_per_step'] / s['seconds_per_step']:.1f}x |",
+            f"| {a['seconds_per_step']:.3f} | {a['seconds_per_step'] / s['seconds_per_step']:.1f}x "
+            f"| {s['file']['bpp']:.3f} | {a['file']['bpp']:.3f} | {s['file']['decoded_psnr']:.2f} "
+            f"| {a['file']['decoded_psnr']:.2f} |",
             flush=True,
         )
     mean = lambda b, k: float(np.mean([r[b][k] for r in rows]))  # noqa: E731
+    fmean = lambda b, k: float(np.mean([r[b]["file"][k] for r in rows]))  # noqa: E731
     print(
         f"| mean | | {mean('sum', 'psnr'):.2f} | {mean('alpha', 'psnr'):.2f} "
-        f"| {mean('sum', 'seconds_per_step'):.3f} | {mean('alpha', 'seconds_per_step'):.3f} | |"
+        f"| {mean('sum', 'seconds_per_step'):.3f} | {mean('alpha', 'seconds_per_step'):.3f} | "
+        f"| {fmean('sum', 'bpp'):.3f} | {fmean('alpha', 'bpp'):.3f} | {fmean('sum', 'decoded_psnr'):.2f} "
+        f"| {fmean('alpha', 'decoded_psnr'):.2f} |"
     )
+    alpha_coding.print_tables([(r["image"], r["alpha"]["alpha_coding"]) for r in rows])
     if args.json:
         out = {
             "args": vars(args),

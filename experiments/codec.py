@@ -25,7 +25,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import cli, size_flags
-from gauss2d import checkpoint, compress, data, runner, runrecord, train
+from gauss2d import checkpoint, compress, data, gaussians, runner, runrecord, train
 from gauss2d.codec import budget, decode
 from gauss2d.compress import rdo, targets
 from gauss2d.errors import Gauss2dError
@@ -96,12 +96,16 @@ def check_targets(config) -> None:
         raise Gauss2dError("give --target_bpp or --target_psnr, not both")
     if (_TARGET_BPP.value is not None or _TARGET_PSNR.value is not None) and int(config.codec.version) != 2:
         raise Gauss2dError("--target_bpp and --target_psnr need codec.version=2")
+    if (_TARGET_BPP.value is not None or _TARGET_PSNR.value is not None) and config.model.blend == "alpha":
+        raise Gauss2dError("--target_bpp and --target_psnr do not support model.blend='alpha' yet")
     if _TARGET_BPP.value is not None and not _TARGET_BPP.value > 0:
         raise Gauss2dError(f"--target_bpp={_TARGET_BPP.value} must be > 0")
 
 
 def hit_target(result, target, config) -> dict:
     """Re-encodes ``result`` for --target_bpp / --target_psnr; returns the new file's summary."""
+    if gaussians.blend_of(result.params) == "alpha":  # --params may hold an alpha fit
+        raise Gauss2dError("--target_bpp and --target_psnr do not support the alpha model yet")
     height, width = target.shape[:2]
     settings = rdo.settings_from_config(config)
     backend = config["render"]["backend"]
@@ -149,11 +153,11 @@ def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite
     with checkpoint.atomic_write(output) as f:
         f.write(result.data)
     s = result.summary
-    gi = s["gaussianimage"]
+    gi = s.get("gaussianimage")  # none for the alpha model: version 1 cannot store it
+    baseline = f"; gaussianimage mode: {gi['bytes']} bytes, {gi['psnr']:.2f} dB" if gi else ""
     print(
         f"wrote {output}: {s['bytes']} bytes, {s['bpp']:.4f} bpp, {s['num_gaussians']} Gaussians, "
-        f"decoded psnr {s['psnr']:.2f} dB ({s['mode']} mode; gaussianimage mode: {gi['bytes']} bytes, "
-        f"{gi['psnr']:.2f} dB)",
+        f"decoded psnr {s['psnr']:.2f} dB ({s['mode']} mode{baseline})",
         flush=True,
     )
     if _RESULTS.value:

@@ -16,6 +16,24 @@ colours by least squares against the actual render (``init.solve_colors``),
 and resets those slots' optimiser moments. Optionally it first recycles
 (parks, then re-fills) slots whose contribution to the image is negligible.
 See docs/init.md.
+
+The alpha-composited model (``model.blend="alpha"``, docs/alpha.md) is
+densified the same way, through its own render: the error map and each
+Gaussian's contribution come from the composited image (a Gaussian hidden
+behind opaque ones contributes little and can be recycled), and the new
+colours are solved by least squares against it (the composite is linear in
+the colours for fixed geometry, opacity and order). A parked slot keeps
+whatever opacity and depth it had: with a degenerate covariance it is not
+counted anywhere, and gets no gradient. A new Gaussian starts **in front of
+every active one** (depth below the smallest active depth; random order
+among the new ones), so it is visible where the error is, not hidden
+behind what the fit already has (depths get no gradient: its place in the
+order is final), with the **median opacity of the active Gaussians** (at
+least ``model.alpha_init_opacity``), what the fit has learned a Gaussian
+needs, rather than the starting 0.1, which would force extreme colours for
+the least squares to make up for. gauss2d's densification has no
+clone/split step (new Gaussians are placed where the error is), so there is
+nothing else to carry.
 """
 
 from __future__ import annotations
@@ -36,6 +54,7 @@ from gauss2d import fit, gaussians, optim, train
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
 from gauss2d.render import pair_capacity, render_tiled
+from gauss2d.render.alpha import render_alpha_with_stats
 
 FitFunction = Callable[..., fit.FitResult]
 
@@ -50,7 +69,12 @@ def fit_function(config: Mapping) -> FitFunction:
 
 @jax.jit
 def park(params: gaussians.Params, mask: jax.Array) -> gaussians.Params:
-    """Parks the slots where ``mask`` [N] is True: degenerate, colour 0, mean kept."""
+    """Parks the slots where ``mask`` [N] is True: degenerate, colour 0, mean kept.
+
+    An alpha model's opacity and depth are kept: a degenerate Gaussian is never counted.
+    """
+    if gaussians.blend_of(params) == "alpha":
+        return gaussians.with_alpha(park(gaussians.geometry(params), mask), params.opacity, params.depth)
     m = mask[:, None]
     color = jnp.where(m, 0.0, params.color)
     if isinstance(params, gaussians.CholeskyParams):
@@ -125,13 +149,57 @@ def diagnose(
     """
     height, width = target.shape[:2]
     proj = gaussians.project(params, fitted_height=height, fitted_width=width)
-    image, vjp = jax.vjp(
-        lambda c: render_tiled(proj.means, proj.conics, c, height, width, capacity=capacity)[0], proj.colors
-    )
+    render = _color_render(params, height, width, capacity)
+    image, vjp = jax.vjp(render, proj.colors)
     residual = target - jnp.clip(image, 0.0, 1.0)  # [H, W, 3], what the loss sees
-    mass = vjp(jnp.ones_like(image))[0][:, 0]  # [N] sum_p w_n(p): the transpose of the render
+    # [N] sum_p w_n(p) (alpha model: sum_p T_n alpha_n(p), the visible weight): the transpose of the render
+    mass = vjp(jnp.ones_like(image))[0][:, 0]
     contribution = jnp.mean(jnp.abs(proj.colors), axis=-1) * mass
     return jnp.sum(residual**2, axis=-1), contribution, image + residual
+
+
+def _color_render(params: gaussians.Params, height: int, width: int, capacity: int):
+    """colours [N, 3] -> the unclamped render [H, W, 3] of ``params``' geometry (sum or alpha); linear."""
+    if gaussians.blend_of(params) == "alpha":
+        proj, opacities, depths = gaussians.project_alpha(params, fitted_height=height, fitted_width=width)
+        return lambda c: render_alpha_with_stats(
+            proj.means, proj.conics, c, opacities, depths, height, width, backend="xla", capacity=capacity
+        )[0]
+    proj = gaussians.project(params, fitted_height=height, fitted_width=width)
+    return lambda c: render_tiled(proj.means, proj.conics, c, height, width, capacity=capacity)[0]
+
+
+@functools.partial(jax.jit, static_argnames=("capacity", "iterations"))
+def solve_colors_blended(params, target, free, *, capacity: int, iterations: int) -> jax.Array:
+    """Least-squares colours [N, 3] of the ``free`` [N] slots against ``target`` [H, W, 3], any blend.
+
+    CGLS on the render as a linear map of the colours (``_color_render``),
+    unpreconditioned; the alpha model's counterpart of ``init.solve_colors``.
+    """
+    height, width = target.shape[:2]
+    forward = _color_render(params, height, width, capacity)
+    mask = free[:, None].astype(params.color.dtype)
+    _, transpose = jax.vjp(forward, params.color)
+
+    def adjoint(r):
+        return transpose(r)[0] * mask
+
+    colors = params.color
+    r = target - forward(colors)
+    s = adjoint(r)
+    p, gamma = s, jnp.sum(s * s)
+
+    def step(_, carry):
+        colors, r, p, gamma = carry
+        q = forward(p)  # black background: the render is linear in the colours
+        a = gamma / jnp.maximum(jnp.sum(q * q), 1e-30)
+        colors, r = colors + a * p, r - a * q
+        s = adjoint(r)
+        new_gamma = jnp.sum(s * s)
+        return colors, r, s + new_gamma / jnp.maximum(gamma, 1e-30) * p, new_gamma
+
+    colors, *_ = jax.lax.fori_loop(0, iterations, step, (colors, r, p, gamma))
+    return colors
 
 
 def local_density(means: jax.Array, weights: jax.Array, height: int, width: int, radius: int) -> jax.Array:
@@ -142,7 +210,7 @@ def local_density(means: jax.Array, weights: jax.Array, height: int, width: int,
     return init_lib.box_blur(counts, radius)
 
 
-@functools.partial(jax.jit, static_argnames=("size_factor",))
+@functools.partial(jax.jit, static_argnames=("size_factor", "init_opacity"))
 def propose(
     key: jax.Array,
     params: gaussians.Params,
@@ -150,6 +218,7 @@ def propose(
     slots: jax.Array,  # [K] int32
     *,
     size_factor: float,
+    init_opacity: float = gaussians.DEFAULT_INIT_OPACITY,
 ) -> gaussians.Params:
     """Puts K new Gaussians (colour 0) in ``slots`` where the squared error is largest.
 
@@ -165,9 +234,11 @@ def propose(
       error: per-pixel squared error (``diagnose``).
       slots: which slots to fill.
       size_factor: as in ``init.init_content``.
+      init_opacity: the alpha model's starting opacity, the floor of the new ones' (module docstring).
 
     Returns:
-      ``params`` with the geometry of ``slots`` replaced and their colour 0.
+      ``params`` with the geometry of ``slots`` replaced and their colour 0
+      (alpha model: also their opacity and depth).
     """
     height, width = error.shape
     n, count = gaussians.num_gaussians(params), slots.shape[0]
@@ -186,7 +257,22 @@ def propose(
     fresh = init_lib.raw_from_isotropic(
         new_means, sigma, zeros, height, width, gaussians.parameterization_of(params)
     )
+    if gaussians.blend_of(params) == "alpha":
+        fresh = gaussians.with_alpha(fresh, *_new_opacity_depth(key, params, count, init_opacity))
     return jax.tree_util.tree_map(lambda p, f: p.at[slots].set(f.astype(p.dtype)), params, fresh)
+
+
+def _new_opacity_depth(key, params, count: int, init_opacity: float):
+    """Raw opacity [K, 1] (the active median, >= init_opacity), depth [K, 1] in front of every active one."""
+    active = active_mask(params)
+    raw = params.opacity[:, 0]
+    median = jnp.nanmedian(jnp.where(active, raw, jnp.nan))
+    floor = math.log(init_opacity) - math.log1p(-init_opacity)
+    opacity = jnp.full((count, 1), jnp.maximum(jnp.nan_to_num(median, nan=floor), floor))
+    front = jnp.min(jnp.where(active, params.depth[:, 0], jnp.inf))
+    front = jnp.where(jnp.isfinite(front), front, 0.0)
+    depth = front - jax.random.uniform(jax.random.fold_in(key, 1), (count, 1), minval=1.0, maxval=2.0)
+    return opacity, depth
 
 
 def allocate(
@@ -198,6 +284,7 @@ def allocate(
     size_factor: float = init_lib.SIZE_FACTOR,
     color_iterations: int = init_lib.COLOR_ITERATIONS,
     recycle_below: float = 0.0,
+    init_opacity: float = gaussians.DEFAULT_INIT_OPACITY,
 ) -> tuple[gaussians.Params, jax.Array, dict]:
     """Activates up to ``count`` parked slots where the error is largest (host-side).
 
@@ -214,6 +301,7 @@ def allocate(
       size_factor: sigma / local mean spacing of the new Gaussians.
       color_iterations: least-squares steps for the new colours.
       recycle_below: contribution threshold in pixels (0: no recycling).
+      init_opacity: the alpha model's ``model.alpha_init_opacity`` (see ``propose``).
 
     Returns:
       ``(params, changed [N] bool, stats)``: the slots that were (re)filled
@@ -240,12 +328,18 @@ def allocate(
     if count == 0:
         return params, jnp.zeros((n,), bool), stats
     slots = jnp.asarray(parked[:count], jnp.int32)
-    params = propose(key, params, error, slots, size_factor=size_factor)
+    params = propose(key, params, error, slots, size_factor=size_factor, init_opacity=init_opacity)
     proj = gaussians.project(params, fitted_height=height, fitted_width=width)
     free = jnp.zeros((n,), bool).at[slots].set(True)
-    colors = init_lib.solve_colors(
-        proj.means, proj.conics, params.color, solve_target, iterations=color_iterations, free=free
-    )
+    if gaussians.blend_of(params) == "alpha":
+        capacity = pair_capacity(*proj, height, width, backend="xla")
+        colors = solve_colors_blended(
+            params, solve_target, free, capacity=capacity, iterations=max(color_iterations, 0)
+        )
+    else:
+        colors = init_lib.solve_colors(
+            proj.means, proj.conics, params.color, solve_target, iterations=color_iterations, free=free
+        )
     return params._replace(color=colors), free, stats
 
 
@@ -339,10 +433,11 @@ def fit_image_densified(
     k_init, k_rounds = jax.random.split(key)
     if state is None:
         model_cfg = _with_num_points(config["model"], plan.active_after[0])
-        params = init_lib.initialize(k_init, jnp.asarray(target), model_cfg)
+        params = fit.initial_params({"model": model_cfg}, target, k_init)  # with opacity and depth for alpha
         params = pad_parked(params, n)
         state = train.init_state(params, optim.make_optimizer(config["optim"], params))
     size_factor = float(config["model"]["init_size_factor"])
+    init_opacity = float(config["model"].get("alpha_init_opacity", gaussians.DEFAULT_INIT_OPACITY))
     color_iterations = int(config["model"]["init_color_iterations"])
     recycle_below = float(config["model"]["densify_recycle_below"])
 
@@ -359,6 +454,7 @@ def fit_image_densified(
                 size_factor,
                 color_iterations,
                 recycle_below,
+                init_opacity,
             )
         if int(state.step) >= end:
             continue  # a resumed state already past this round
@@ -387,7 +483,7 @@ def fit_image_densified(
 
 
 def _top_up(
-    state, target, config, key, want, size_factor, color_iterations, recycle_below
+    state, target, config, key, want, size_factor, color_iterations, recycle_below, init_opacity
 ) -> train.TrainState:
     """Activates slots until ``want`` are active; resets their optimiser moments."""
     have = int(jnp.sum(active_mask(state.params)))
@@ -401,6 +497,7 @@ def _top_up(
         size_factor=size_factor,
         color_iterations=color_iterations,
         recycle_below=recycle_below,
+        init_opacity=init_opacity,
     )
     logging.info("step %d: allocation %s", int(state.step), stats)
     fresh = optim.make_optimizer(config["optim"], params).init(params)

@@ -63,8 +63,6 @@ def validate_config(config: Mapping) -> None:
         if not ok(value):
             raise Gauss2dError(f"config {key}={value!r} is invalid: expected {expected}")
     if config["model"].get("blend", "sum") == "alpha":
-        if config["model"].get("densify", False):
-            raise Gauss2dError("config model.densify=True is not supported with model.blend='alpha' yet")
         if config["render"]["backend"] not in ALPHA_BACKENDS:
             raise Gauss2dError(
                 f"config render.backend={config['render']['backend']!r} has no alpha-compositing kernel: "

@@ -204,6 +204,8 @@ def render_at(
             raise Gauss2dError(f"{name}={value!r} must be an integer >= 1")
     if max(out_height, out_width) > MAX_SIDE or out_height * out_width > MAX_OUTPUT_PIXELS:
         raise Gauss2dError(f"output {out_width}x{out_height} is too large")
+    if gaussians.blend_of(params) == "alpha":  # project() would drop opacity and depth: a wrong image
+        raise Gauss2dError("rendering model.blend='alpha' at another size is not built yet (sum model only)")
     if antialias is None:
         antialias = out_height < fit_height or out_width < fit_width
     projected = rescale_to(

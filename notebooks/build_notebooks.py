@@ -320,13 +320,13 @@ COMPRESSION = [
     (
         "md",
         f"""\
-# gauss2d compression: a real file, decoded, against JPEG
+# gauss2d compression: a real file, decoded, against WebP and AVIF
 
 {colab_badge("compression.ipynb")}
 
-Fit Gaussians to an image, fine-tune them with the quantisers in the loop, write an
-entropy-coded `.g2d` file, read it back and render it, then sweep the number of Gaussians for a
-rate-distortion curve against JPEG. Every rate is `8 * file bytes / (H * W)` of a file on disk,
+Fit Gaussians to an image, fine-tune them for rate and distortion together, write an
+entropy-coded `.g2d` file (format version 2), read it back and render it, see where its bits go,
+and place it against WebP and AVIF. Every rate is `8 * file bytes / (H * W)` of a file on disk,
 header included, and every PSNR is of what the decoder renders from that file (docs/codec.md).""",
     ),
     ("md", INSTALL_MD),
@@ -334,12 +334,11 @@ header included, and every PSNR is of what the decoder renders from that file (d
     (
         "md",
         """\
-**Settings.** `configs/codec.py` fits 2000 Gaussians for 1000 steps and fine-tunes for 500;
-the rate-distortion sweep adds 500 and 1000 Gaussians. On a busy 2-core CPU the file took
-7 minutes and the sweep 10 more; a GPU is faster, and `COUNTS = (2000,)` skips the sweep. CI
-sets `GAUSS2D_NOTEBOOK_SMOKE=1`: the config's `smoke` variant (300 Gaussians, 60 + 40 steps)
-and a second point at 150, mostly compilation (under 2 minutes); those files are tiny and
-blurry.""",
+**Settings.** `configs/codec.py` (format version 2, its default) fits 2000 Gaussians for 1000
+steps, then fine-tunes for 500 with the rate in the loss and pruning, and searches the quantiser
+steps on the real file; the stored run's time is in the notebook's metadata (`gauss2d.seconds`;
+a busy 2-core CPU). A GPU is faster. CI sets `GAUSS2D_NOTEBOOK_SMOKE=1`: the config's `smoke`
+variant (300 Gaussians, 60 + 40 steps), mostly compilation; that file is tiny and blurry.""",
     ),
     (
         "code",
@@ -347,26 +346,25 @@ blurry.""",
 import json
 import os
 import pathlib
+import urllib.request
 
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Image, display
 
+import configs
 from configs import codec as codec_config
 from gauss2d import codec, compress, data, metrics
-from gauss2d.compress import qat
-from gauss2d.rd import baselines, published
+from gauss2d.rd import baselines
 
 SMOKE = os.environ.get("GAUSS2D_NOTEBOOK_SMOKE") == "1"
 config = codec_config.get_config("smoke" if SMOKE else "")
-# This walk-through reads the version-1 file (RVQ colours, the GaussianImage-layout comparison);
-# configs/codec.py's default is now version 2 (docs/codec.md), whose walk-through is to come.
-config.codec.version = 1
-COUNTS = (150, 300) if SMOKE else (500, 1000, 2000)  # the RD sweep; the last is the config's own
 print(f"SMOKE={SMOKE}, devices: {jax.devices()}")
 print(
-    f"{config.model.num_points} Gaussians, {config.optim.iterations} fit steps, "
-    f"{config.codec.qat_steps} fine-tuning steps, mode {config.codec.mode!r}"
+    f"format version {config.codec.version}: {config.model.num_points} Gaussians, "
+    f"{config.optim.iterations} fit steps, {config.codec.qat_steps} rate-aware fine-tuning steps "
+    f"(lambda {config.codec.lmbda}), step search {config.codec.step_search}"
 )
 
 target = data.load_image(data.sample_image_path())  # [H, W, 3] in [0, 1]: kodim23 at 384x256
@@ -376,18 +374,22 @@ key = jax.random.key(config.seed)""",
     (
         "md",
         """\
-## Fit, fine-tune with quantisation, encode
+## Fit, fine-tune for rate and distortion, encode
 
 `compress.compress_image(target, config, key)` runs the codec's whole pipeline:
 
 1. fit `model.num_points` Gaussians (as in the quickstart);
 2. drop Gaussians that render nothing (they would cost bits);
-3. quantisation-aware fine-tuning for `codec.qat_steps` steps: the forward pass renders the
-   *quantised* Gaussians (grid positions, 6-bit LSQ+ Cholesky factors, 2 x 8 residual-VQ colours,
-   the paper's quantisers), gradients pass straight through, and the best state is kept;
-4. encode: positions coded as a sorted *set* of grid cells (the order carries no information),
-   the indices entropy-coded with per-image models;
-5. decode the bytes and measure PSNR and MS-SSIM of the decoder's render.
+3. rate-aware fine-tuning for `codec.qat_steps` steps: the loss is the MSE of the render of the
+   *quantised* Gaussians plus `lmbda` times an estimate of their bits (each index's code length
+   under the model the coder will use); the quantiser steps are learned too, and every
+   `codec.prune_every` steps the Gaussians whose bits buy less than their distortion are pruned;
+4. the step search: the colour and Cholesky steps scaled by powers of sqrt(2), keeping what
+   minimises MSE + `lmbda` x bpp of the real file;
+5. encode: positions as a sorted *set* of grid cells (the order carries no information), the
+   Cholesky factors and the colours (in YCbCr) as signed indices, each channel under a stored
+   Laplace or histogram model (whichever is smaller), optionally predicted from a neighbour;
+6. decode the bytes and measure PSNR and MS-SSIM of the decoder's render.
 
 It returns a `CompressResult`: `data` (the file's bytes) and `summary` (every measurement).""",
     ),
@@ -395,7 +397,9 @@ It returns a `CompressResult`: `data` (the file's bytes) and `summary` (every me
         "code",
         """\
 def progress(stage, info):
-    print(f"{stage:3s} step {info['step']:5d}/{info['iterations']}  PSNR {info['psnr']:.2f} dB")
+    total = config.optim.iterations if stage == "fit" else config.codec.qat_steps
+    if info["step"] % 100 == 0 or info["step"] == total:
+        print(f"{stage:3s} step {info['step']:5d}/{total}  PSNR {info['psnr']:.2f} dB")
 
 
 result = compress.compress_image(target, config, key, progress=progress)
@@ -405,6 +409,7 @@ path.write_bytes(result.data)
 size = path.stat().st_size
 s = result.summary
 print(f"{path}: {size} bytes = {8 * size / (height * width):.4f} bpp, {s['num_gaussians']} Gaussians")
+print(f"pruned: {s['pruned_gaussians']} Gaussians (inactive, and by the rate-aware fine-tuning)")
 print(
     f"PSNR: fitted {s['fit_psnr']:.2f} dB, quantised before fine-tuning "
     f"{s['quantized_psnr_before_qat']:.2f} dB, decoded file {s['psnr']:.2f} dB"
@@ -415,34 +420,44 @@ print(
         """\
 ## Where the bits go
 
-`summary["bits"]` splits the file by section (each with its 9-byte frame). The `header` holds
-the sizes, the quantiser settings and the VQ codebooks: a fixed ~1250 bits, a large share of a
-small file. The same fine-tuned Gaussians in the paper's fixed-length layout
-(`codec.mode="gaussianimage"`: FP16 positions, 18 bits of Cholesky indices, 6 bits of colour
-indices) are in `summary["gaussianimage"]`.""",
+`summary["bits"]` splits the file by section: `header` (sizes, colour space, the quantiser steps
+and offsets, and the container: magic, version, section lengths, CRC), `positions`,
+`covariance` (the three Cholesky channels) and `color` (Y, Cb, Cr). `codec.bits_by_attribute`
+does the same for any file. For scale, `summary["gaussianimage"]` holds the same Gaussians in
+the paper's fixed-length layout (a version-1 file: FP16 positions, 6-bit Cholesky, 2 x 8
+residual-VQ colours, plainly quantised).""",
     ),
     (
         "code",
         """\
 gi = s["gaussianimage"]
-print(f"{'section':12s} {'bits':>8s} {'bits/Gaussian':>14s} {'GaussianImage layout':>21s}")
-for name, bits in s["bits"].items():
-    print(f"{name:12s} {bits:8d} {s['bits_per_gaussian'][name]:14.2f} {gi['bits_per_gaussian'][name]:21.2f}")
-print(f"\\nentropy-coded: {s['bytes']} bytes, {s['bpp']:.4f} bpp, {s['psnr']:.2f} dB")
-print(
-    f"GaussianImage layout: {gi['bytes']} bytes, {gi['bpp']:.4f} bpp, {gi['psnr']:.2f} dB "
-    f"({1 - s['bytes'] / gi['bytes']:.0%} smaller)"
-)""",
+bits = codec.bits_by_attribute(path.read_bytes())
+assert bits == s["bits"] and bits["total"] == 8 * size
+print(f"{'section':12s} {'bits':>8s} {'bits/Gaussian':>14s} {'share':>7s}")
+for name, b in bits.items():
+    print(f"{name:12s} {b:8d} {b / s['num_gaussians']:14.2f} {b / bits['total']:7.1%}")
+print(f"\\nversion 2: {s['bytes']} bytes, {s['bpp']:.4f} bpp, {s['psnr']:.2f} dB")
+print(f"GaussianImage layout (v1): {gi['bytes']} bytes, {gi['bpp']:.4f} bpp, {gi['psnr']:.2f} dB")
+
+fig, ax = plt.subplots(figsize=(7, 1.6))
+left = 0
+for name, b in bits.items():
+    if name != "total":
+        ax.barh(0, b / s["num_gaussians"], left=left, label=name)
+        left += b / s["num_gaussians"]
+ax.set(xlabel="bits per Gaussian", yticks=[], title=f"{s['num_gaussians']} Gaussians, {s['bpp']:.3f} bpp")
+ax.legend(ncol=4, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.6))
+plt.show()""",
     ),
     (
         "md",
         """\
 ## Decode
 
-`codec.decode(bytes)` parses and checks the file (CRCs, every header field; a damaged file
-raises `codec.CodecError`) and returns `Decoded(params, height, width)`;
-`compress.decode_and_render(bytes)` also renders it (clamped to [0, 1]) and times the whole
-decode.""",
+`codec.decode(bytes)` reads either version, checks the file (a CRC, every header field and
+model parameter; a damaged file raises `codec.CodecError`) and returns `Decoded(params, height,
+width)`; `compress.decode_and_render(bytes)` also renders it (clamped to [0, 1]) and times the
+whole decode.""",
     ),
     (
         "code",
@@ -453,7 +468,7 @@ decoded_image, seconds = compress.decode_and_render(file_bytes)
 decoded_image = np.asarray(decoded_image)
 decoded_psnr = float(metrics.psnr(decoded_image, target))
 print(
-    f"{decoded.width}x{decoded.height}, {decoded.params.xy.shape[0]} Gaussians, "
+    f"version {file_bytes[4]}, {decoded.width}x{decoded.height}, {decoded.params.xy.shape[0]} Gaussians, "
     f"decoded in {seconds * 1e3:.0f} ms (first call: includes compilation), PSNR {decoded_psnr:.2f} dB"
 )
 
@@ -473,73 +488,54 @@ plt.show()""",
     (
         "md",
         """\
-## Rate-distortion against JPEG
+## Against WebP and AVIF
 
-One file per Gaussian count (the count the config already ran is reused), measured from the
-files on disk: bpp from the file size, PSNR from the decoder's render. For each count, the same
-Gaussians in the GaussianImage file layout show what the entropy coding saves.
-`gauss2d.rd.baselines.sweep(image, "jpeg")` encodes the image with Pillow's JPEG (4:2:0,
-optimised Huffman tables) at several qualities and measures the real files the same way.""",
+On this image: the file above against WebP (libwebp, `method=6`) and AVIF (libavif, 4:4:4)
+through Pillow, each at several qualities, measured the same way (`gauss2d.rd.baselines`; real
+files, PSNR of their decoded pixels). A codec the installed Pillow lacks is skipped with a
+note.""",
     ),
     (
         "code",
         """\
-settings = qat.settings_from_config(config)
-curves = {"gauss2d": [], "gaussianimage_layout": []}
-for n in COUNTS:
-    if n == config.model.num_points:
-        r = result
-    else:
-        point = config.copy_and_resolve_references()
-        point.model.num_points = n  # a locked config accepts new values for existing keys
-        r = compress.compress_image(target, point, key)
-    files = {
-        "gauss2d": r.data,
-        "gaussianimage_layout": codec.encode(
-            r.params, height, width, mode="gaussianimage", state=r.codec_state, settings=settings
-        ),
-    }
-    for method, payload in files.items():
-        file = pathlib.Path(f"kodim23_n{n}_{method}.g2d")
-        file.write_bytes(payload)
-        rendered, _ = compress.decode_and_render(file.read_bytes())
-        point_psnr = float(metrics.psnr(rendered, target))
-        bpp = 8 * file.stat().st_size / (height * width)
-        curves[method].append({"num_gaussians": n, "bytes": len(payload), "bpp": bpp, "psnr": point_psnr})
-        print(f"{n:5d} Gaussians, {method:21s} {len(payload):6d} bytes  {bpp:.4f} bpp  {point_psnr:.2f} dB")
-
-jpeg = baselines.sweep(target, "jpeg")
-for p in jpeg:
-    print(f"JPEG quality {p.quality:3.0f}: {p.num_bytes:6d} bytes  {p.bpp:.4f} bpp  {p.psnr:.2f} dB")""",
+LABELS = {"webp": "WebP (libwebp, method 6)", "avif": "AVIF 4:4:4 (libavif)"}
+curves = baselines.sweep_available(target, tuple(LABELS))
+fig, ax = plt.subplots(figsize=(7, 4.5))
+for name, points in curves.items():
+    ax.plot([p.bpp for p in points], [p.psnr for p in points], "o-", label=LABELS[name])
+ax.plot([s["bpp"]], [decoded_psnr], "*", markersize=16, color="black", label="gauss2d v2 file (above)")
+ax.set(xlabel="bits per pixel (from the file bytes)", ylabel="PSNR (dB)")
+ax.set(title=f"kodim23 at {width}x{height}" + (" (smoke settings)" if SMOKE else ""))
+ax.set_xlim(0, max(2.0, 1.2 * s["bpp"]))
+ax.grid(alpha=0.3)
+ax.legend(fontsize=8)
+plt.show()
+for name, points in curves.items():
+    below = [p for p in points if p.bpp <= s["bpp"]]
+    if below:
+        best = max(below, key=lambda p: p.psnr)
+        print(f"{LABELS[name]} at <= {s['bpp']:.3f} bpp: {best.psnr:.2f} dB ({best.bpp:.3f} bpp)")""",
     ),
     (
         "md",
         """\
-The dashed curve is GaussianImage's published Kodak curve (`gauss2d.rd.published.KODAK`, read
-from the paper's figure), the mean over the 24 full-size (768x512) Kodak images. This sample is
-one image downscaled 2x, and the rates of a downscaled image are not those of the full one
-(fewer pixels per Gaussian for the same detail), so the overlay is a rough guide only; the Kodak
-study is `python -m experiments.rd_sweep` (gauss2d/rd/sweep.py).""",
+Over four Kodak images (kodim01-04 at 384x256) and a range of rates, the Kodak study
+(`python -m experiments.rd_sweep`, gauss2d/rd/sweep.py; benchmarks/RESULTS.md has its command,
+machine and commit) draws the rate-distortion curves below: gauss2d's version-2 files against
+JPEG, WebP, JPEG 2000, AVIF and HEIF measured on the same images, with published curves for
+reference (those are on full-size Kodak, so not comparable point by point). The figure is
+docs/figures/rd_kodak_cpu_v2_psnr.png in the repository.""",
     ),
     (
         "code",
         """\
-paper = published.KODAK["gaussianimage"]
-fig, ax = plt.subplots(figsize=(7, 5))
-labels = {"gauss2d": "gauss2d (entropy-coded file)", "gaussianimage_layout": "gauss2d, GaussianImage layout"}
-for method, points in curves.items():
-    bpp, psnr = [p["bpp"] for p in points], [p["psnr"] for p in points]
-    ax.plot(bpp, psnr, "o-", label=labels[method], linewidth=2.5 if method == "gauss2d" else 1.5)
-ax.plot([p.bpp for p in jpeg], [p.psnr for p in jpeg], "o-", label="JPEG 4:2:0 (Pillow)")
-paper_label = f"{paper.label}, published (24 full-size Kodak images)"
-ax.plot(*paper.psnr_points(), "s--", fillstyle="none", alpha=0.7, label=paper_label)
-title = f"kodim23 at {width}x{height}" + (" (smoke settings)" if SMOKE else "")
-ax.set(xlabel="bits per pixel (from the file bytes)", ylabel="PSNR (dB)", title=title)
-ax.set_xlim(0, max(2.0, 1.1 * max(p["bpp"] for c in curves.values() for p in c)))
-ax.grid(alpha=0.3)
-ax.legend(fontsize=8, loc="best")
-plt.show()
-print(f"published: {paper.source}")""",
+FIGURE = "docs/figures/rd_kodak_cpu_v2_psnr.png"
+local = pathlib.Path(configs.__file__).resolve().parents[1] / FIGURE
+if local.exists():  # a clone of the repository
+    png = local.read_bytes()
+else:  # an installed copy (Colab): the figure lives in the repository
+    png = urllib.request.urlopen(f"https://raw.githubusercontent.com/gauss2d/gauss2d/main/{FIGURE}").read()
+display(Image(png, width=900))""",
     ),
     (
         "md",
@@ -553,6 +549,7 @@ notebook).""",
 summary = {
     "smoke": SMOKE,
     "file": str(path.resolve()),
+    "version": file_bytes[4],
     "height": height,
     "width": width,
     "bytes": size,
@@ -561,8 +558,13 @@ summary = {
     "psnr": decoded_psnr,
     "summary_psnr": s["psnr"],
     "num_gaussians": s["num_gaussians"],
-    "rd": curves,
-    "jpeg": [{"quality": p.quality, "bpp": p.bpp, "psnr": p.psnr} for p in jpeg],
+    "bits": bits,
+    "gaussianimage_bytes": gi["bytes"],
+    "baselines": {
+        name: [{"quality": p.quality, "bpp": p.bpp, "psnr": p.psnr} for p in points]
+        for name, points in curves.items()
+    },
+    "figure_bytes": len(png),
 }
 print("RESULT " + json.dumps(summary))""",
     ),

@@ -133,8 +133,6 @@ def test_alpha_dataset_writes_and_resumes(target, tmp_path, capsys):
 def test_bad_alpha_configs_are_named(target):
     with pytest.raises(Gauss2dError, match="model.blend='over'"):
         fit.fit_image(target, small_config(**{"model.blend": "over"}), jax.random.key(0))
-    with pytest.raises(Gauss2dError, match="model.densify=True is not supported with model.blend='alpha'"):
-        fit.fit_image(target, small_config(**{"model.densify": True}), jax.random.key(0))
     # Every built-in backend has an alpha kernel now (pallas: render/alpha_pallas.py); another is refused.
     with pytest.raises(Gauss2dError, match="render.backend='nope' has no alpha-compositing kernel.*'pallas'"):
         fit.fit_image(target, small_config(**{"render.backend": "nope"}), jax.random.key(0))

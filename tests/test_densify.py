@@ -12,6 +12,7 @@ from gauss2d import data, densify, fit, gaussians, metrics, optim
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
 from gauss2d.render import render
+from gauss2d.render.alpha import render_alpha
 
 N = 120  # slots; fits start with N // 2 = 60 active, as test_init.py uses
 
@@ -185,3 +186,85 @@ def test_fit_in_rounds_resumes_and_fills_the_budget(sample):
     np.testing.assert_array_equal(result.history["step"], np.arange(21, 41))
     assert int(result.state.step) == 40
     assert result.history["psnr"][-1] > first.history["psnr"][-1] + 0.5
+
+
+# --------------------------------------------------------------------- the alpha model
+
+
+def alpha_psnr(params, target) -> float:
+    h, w = target.shape[:2]
+    proj, o, z = gaussians.project_alpha(params, fitted_height=h, fitted_width=w)
+    image = render_alpha(*proj, o, z, h, w)
+    return float(metrics.psnr(jnp.clip(image, 0.0, 1.0), jnp.asarray(target)))
+
+
+def test_alpha_parked_slots_render_nothing_and_get_exactly_zero_gradient(sample):
+    params, parked = half_parked("cholesky")
+    params = gaussians.init_alpha(params, jax.random.PRNGKey(3), 0.5)
+    h, w = sample.shape[:2]
+    assert densify.park(params, jnp.asarray(parked)).opacity.shape == (12, 1)  # alpha pytree kept
+
+    def loss(p):
+        proj, o, z = gaussians.project_alpha(p, fitted_height=h, fitted_width=w)
+        image = render_alpha(*proj, o, z, h, w, backend="reference")
+        return jnp.mean((jnp.clip(image, 0.0, 1.0) - sample) ** 2), image
+
+    (_, full), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    _, active_only = loss(jax.tree_util.tree_map(lambda x: x[~parked], params))
+    np.testing.assert_allclose(full, active_only, rtol=0, atol=1e-6)
+    for g in grads:
+        assert np.all(np.isfinite(g)) and np.all(np.asarray(g)[parked] == 0)
+    assert np.any(np.asarray(grads.opacity)[~parked] != 0)
+
+
+def test_alpha_allocate_puts_new_gaussians_in_front_where_the_error_is(sample):
+    h, w = sample.shape[:2]
+    flat = np.full((h, w, 3), 0.2, np.float32)
+    target = flat.copy()
+    target[4:14, 6:18] = 1.0  # the white patch of the sum-model test
+    geometry = densify.pad_parked(init_lib.init_content(jax.random.PRNGKey(0), flat, N // 2), N)
+    params = gaussians.init_alpha(geometry, jax.random.PRNGKey(2), 0.1)
+    # Opacities the fit might have learned (median 0.6); colours re-solved for them.
+    opacity = jnp.asarray(np.random.default_rng(0).uniform(-1.0, 2.0, (N, 1)), jnp.float32)
+    params = params._replace(opacity=opacity)
+    proj = gaussians.project(params, fitted_height=h, fitted_width=w)
+    capacity = densify.pair_capacity(*proj, h, w, backend="xla")
+    free = densify.active_mask(params)
+    params = params._replace(
+        color=densify.solve_colors_blended(params, jnp.asarray(flat), free, capacity=capacity, iterations=30)
+    )
+    before = alpha_psnr(params, target)
+    new, changed, stats = densify.allocate(jax.random.PRNGKey(1), params, target, 10, init_opacity=0.1)
+    changed = np.asarray(changed)
+    active = np.asarray(densify.active_mask(params))
+    assert stats["added"] == 10 and changed.sum() == 10
+    for old_field, new_field in zip(params, new):  # Gaussians kept are untouched
+        np.testing.assert_array_equal(np.asarray(new_field)[~changed], np.asarray(old_field)[~changed])
+    # In front of every active Gaussian, with the active median opacity.
+    assert np.asarray(new.depth)[changed].max() < np.asarray(params.depth)[active].min()
+    median = float(np.median(np.asarray(opacity)[active]))
+    np.testing.assert_allclose(np.asarray(new.opacity)[changed], median, rtol=1e-6)
+    means = np.asarray(gaussians.means_from_raw(new.xy, h, w))[changed]
+    in_patch = (means[:, 0] > 4) & (means[:, 0] < 20) & (means[:, 1] > 2) & (means[:, 1] < 16)
+    assert in_patch.mean() >= 0.8
+    assert alpha_psnr(new, target) > before + 3.0
+
+
+def test_alpha_new_opacity_is_at_least_the_initial_one():
+    params = gaussians.init_alpha(
+        gaussians.init_random(jax.random.PRNGKey(0), 8), jax.random.PRNGKey(1), 0.01
+    )
+    opacity, depth = densify._new_opacity_depth(jax.random.PRNGKey(2), params, 3, 0.1)
+    np.testing.assert_allclose(jax.nn.sigmoid(opacity), 0.1, rtol=1e-5)
+    assert float(depth.max()) < float(params.depth.min())
+
+
+def test_alpha_fit_in_rounds_fills_the_budget_and_improves(sample):
+    config = small_config()
+    config.model.blend = "alpha"
+    seen = []
+    record = lambda state, info: seen.append((info["step"], int(densify.active_mask(state.params).sum())))  # noqa: E731
+    result = densify.fit_image_densified(sample, config, jax.random.PRNGKey(0), on_chunk=record)
+    assert isinstance(result.params, gaussians.CholeskyAlphaParams) and result.stopped_early is None
+    assert seen == [(20, N // 2), (40, N)]
+    assert result.history["psnr"][-1] > result.history["psnr"][19] + 0.5

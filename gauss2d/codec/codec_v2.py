@@ -12,6 +12,8 @@ File layout (all integers little-endian; docs/codec.md has the byte table)::
 * positions: v1's sorted-set coding of grid cells (entropy.encode_positions).
 * covariance / colour: ``flags u8`` (bit c: channel c is predicted), then
   one ``streams`` stream per channel (a stored Laplace or categorical model).
+* alpha-composited files only (header flag bit 0): opacity and depth after
+  the colour section, inside the CRC (``alpha_streams``).
 
 Quantisers: index ``q = round((x - offset) / step)``, signed, clipped to
 ``+-MAX_INDEX``; value ``(q + offset / step) * step`` (the v1 LSQ formula,
@@ -35,7 +37,7 @@ import numpy as np
 
 from gauss2d.codec import bitstream, budget, entropy, predict, quantize, streams
 from gauss2d.codec.bitstream import MAGIC, CodecError, get_varint, put_varint
-from gauss2d.gaussians import CholeskyParams
+from gauss2d.gaussians import CholeskyAlphaParams, CholeskyParams
 
 VERSION = 2
 MAX_INDEX = 2**15 - 1  # |q| <= this: alphabets (and predicted residuals) fit streams' limits
@@ -43,7 +45,7 @@ COLOR_SPACES = ("rgb", "ycbcr")
 SECTIONS = ("header", "positions", "covariance", "color")
 HEADER = struct.Struct(
     "<IIIBBbB12f"
-)  # h, w, n, parameterization, colour space, step log2, reserved, 12 floats
+)  # h, w, n, parameterization, colour space, step log2, flags (bit 0: alpha), 12 floats
 # |step| and |offset / step| bounds: every dequantised value stays finite in float32.
 MAX_STEP, MAX_ZERO = 1e6, 2.0**20
 MIN_STEP = 1e-8
@@ -126,6 +128,7 @@ class HeaderV2:
     chol_offset: np.ndarray
     color_step: np.ndarray
     color_offset: np.ndarray
+    alpha: bool = False  # flag bit 0: opacity and depth follow the colour (alpha_streams)
 
     def validate(self) -> None:
         def check(ok, message):
@@ -174,7 +177,7 @@ def pack_header(h: HeaderV2) -> bytes:
         0,
         COLOR_SPACES.index(h.color_space),
         h.position_step_log2,
-        0,
+        int(h.alpha),
         *floats,
     )
 
@@ -182,15 +185,15 @@ def pack_header(h: HeaderV2) -> bytes:
 def parse_header(payload: bytes) -> HeaderV2:
     if len(payload) != HEADER.size:
         raise CodecError(f"v2 header section is {len(payload)} bytes, expected {HEADER.size}")
-    h, w, n, par, space, step, reserved, *floats = HEADER.unpack(payload)
+    h, w, n, par, space, step, flags, *floats = HEADER.unpack(payload)
     if par != 0:
         raise CodecError(f"unknown parameterization code {par}")
     if space >= len(COLOR_SPACES):
         raise CodecError(f"unknown colour space code {space}")
-    if reserved != 0:
-        raise CodecError(f"reserved header byte is {reserved}, expected 0")
+    if flags >> 1:
+        raise CodecError(f"header flags {flags:#x} has unknown bits")
     f = np.asarray(floats, np.float32)
-    header = HeaderV2(h, w, n, COLOR_SPACES[space], step, f[0:3], f[3:6], f[6:9], f[9:12])
+    header = HeaderV2(h, w, n, COLOR_SPACES[space], step, f[0:3], f[3:6], f[6:9], f[9:12], bool(flags))
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         header.validate()
     return header
@@ -333,8 +336,11 @@ def pack_file(sections: list[bytes]) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def split_file(data: bytes) -> list[bytes]:
+def split_file(data: bytes, tail: bool = False) -> list[bytes]:
     """The four section payloads of a v2 file (magic and version already checked).
+
+    ``tail``: also return the bytes after the colour section (an alpha file's
+    opacity and depth, ``alpha_streams``) instead of refusing them.
 
     Raises:
       CodecError: truncated, a section length past the end, trailing bytes, or a CRC mismatch.
@@ -348,19 +354,22 @@ def split_file(data: bytes) -> list[bytes]:
     for name in SECTIONS:
         length, pos = get_varint(body, pos, len(body), f"{name} section length")
         lengths.append(length)
-    if pos + sum(lengths) != len(body):
+    if pos + sum(lengths) > len(body) or (pos + sum(lengths) < len(body) and not tail):
         raise CodecError(f"v2 sections claim {sum(lengths)} bytes, {len(body) - pos} present")
     out = []
     for length in lengths:
         out.append(body[pos : pos + length])
         pos += length
-    return out
+    return out + [body[pos:]] if tail else out
 
 
 def section_bits(data: bytes) -> dict[str, int]:
     """Bits of a (valid) v2 file by section; container bytes (magic, version, lengths, CRC) go to header."""
-    parts = split_file(bytes(data))
+    from gauss2d.codec import alpha_streams  # it builds on this module
+
+    *parts, tail = split_file(bytes(data), tail=True)
     out = {name: 8 * len(p) for name, p in zip(SECTIONS, parts, strict=True)}
+    out.update(alpha_streams.section_bits(tail))
     out["header"] += 8 * len(data) - sum(out.values())
     out["total"] = 8 * len(data)
     return out
@@ -372,8 +381,11 @@ def decode_v2(data: bytes, memory_limit_gb: float | None = None):
     ``memory_limit_gb`` is checked from the header before anything that scales
     with N is allocated (``budget.check_decode``; None: no limit).
     """
-    head, pos_data, cov, col = split_file(data)
+    from gauss2d.codec import alpha_streams  # it builds on this module
+
+    head, pos_data, cov, col, tail = split_file(data, tail=True)
     h = parse_header(head)
+    alpha_streams.check_tail(h, tail)
     limit = bitstream.max_gaussians_for_size(len(data))
     if h.num_gaussians > limit:
         raise CodecError(
@@ -388,7 +400,8 @@ def decode_v2(data: bytes, memory_limit_gb: float | None = None):
     pred = predict.predecessors(cells)
     chol_q = _read_attribute(cov, n, pred, "covariance")
     color_q = _read_attribute(col, n, pred, "color")
-    return _dequantized(h, cells, chol_q, color_q), h.height, h.width
+    params = alpha_streams.attach(_dequantized(h, cells, chol_q, color_q), h, tail)
+    return params, h.height, h.width
 
 
 def fake_quantize_v2(
@@ -447,6 +460,10 @@ def encode_v2(
       ValueError: bad sizes, non-finite values, a state the header cannot
         hold, or (near-)duplicate Gaussians coded in under 1/8 bit each.
     """
+    if isinstance(params, CholeskyAlphaParams):
+        from gauss2d.codec import alpha_streams  # it builds on this module
+
+        return alpha_streams.encode_alpha_v2(params, height, width, state, settings)
     settings = V2Settings() if settings is None else settings
     state = init_v2_state(params, settings) if state is None else state
     q = quantize_v2(params, height, width, state, settings)

@@ -167,6 +167,8 @@ def compress_dataset(
         other image is done, images that could not be read.
     """
     qat.settings_from_config(config)  # fail on a bad codec value before any fitting
+    if config["model"].get("blend", "sum") == "alpha":  # each row compares with a v1 file
+        raise Gauss2dError("experiments.compress does not support model.blend='alpha'; use experiments.codec")
     paths = runner.image_paths(config)
     rows, errors = [], []
     for i, path in enumerate(paths):

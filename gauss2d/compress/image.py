@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gauss2d import densify, fit, gaussians, metrics
-from gauss2d.codec import codec_v2
+from gauss2d.codec import alpha_streams, codec_v2
 from gauss2d.codec.codec import CodecState, bits_by_attribute, decode, encode, init_codec_state
 from gauss2d.compress import qat, rdo, targets
 from gauss2d.errors import Gauss2dError
@@ -79,18 +79,22 @@ def file_summary(data: bytes, target: np.ndarray, backend: str = "xla") -> dict[
     }
 
 
-def prune_inactive(params: gaussians.CholeskyParams) -> gaussians.CholeskyParams:
+def prune_inactive(params: gaussians.Params) -> gaussians.Params:
     """Drops Gaussians that render nothing (degenerate covariance, e.g. densify's parked slots).
 
     They cost bits, and quantisation could revive them: a Cholesky factor of
     exactly 0 need not stay 0 on the LSQ grid, nor a colour of 0 in the
-    codebooks. At least one Gaussian is kept (a file holds N >= 1).
+    codebooks. In the alpha model a Gaussian with opacity below 1/255 is
+    never counted either (DESIGN.md section 2b). At least one Gaussian is
+    kept (a file holds N >= 1).
     """
     active = np.asarray(densify.active_mask(params))
+    if gaussians.blend_of(params) == "alpha":
+        active = active & (np.asarray(jax.nn.sigmoid(params.opacity[:, 0])) >= alpha_streams.ALPHA_MIN)
     if active.all():
         return params
     keep = np.flatnonzero(active) if active.any() else np.arange(1)
-    return gaussians.CholeskyParams(*(jnp.asarray(np.asarray(a)[keep]) for a in params))
+    return type(params)(*(jnp.asarray(np.asarray(a)[keep]) for a in params))
 
 
 @dataclasses.dataclass
@@ -151,7 +155,7 @@ def compress_image(
         fitted = fit_fn(target, config, key, on_chunk=on_chunk("fit"))
         params = fitted.params
         summary.update(fit_seconds=fitted.seconds, fit_stopped_early=fitted.stopped_early)
-    if not isinstance(params, gaussians.CholeskyParams):
+    if not isinstance(params, (gaussians.CholeskyParams, gaussians.CholeskyAlphaParams)):
         raise Gauss2dError(f"the codec supports the cholesky parameterisation, got {type(params).__name__}")
     fitted_count = gaussians.num_gaussians(params)
     params = prune_inactive(params)
@@ -159,6 +163,8 @@ def compress_image(
     summary["pruned_gaussians"] = fitted_count - summary["num_gaussians"]
     summary["fit_psnr"] = float(metrics.psnr(render_params(params, height, width, backend), target))
 
+    if gaussians.blend_of(params) == "alpha":
+        return _compress_alpha(target, params, config, summary, backend)
     if int(config["codec"].get("version", 1)) == 2:
         return _compress_v2(target, params, config, summary, backend, on_chunk("qat"))
     result = qat.finetune(target, params, config, jax.random.fold_in(key, 1), on_chunk=on_chunk("qat"))
@@ -183,6 +189,28 @@ def compress_image(
     baseline, seconds = encode_as("gaussianimage")
     summary["gaussianimage"] = dict(file_summary(baseline, target, backend), encode_seconds=seconds)
     return CompressResult(data, result.params, result.codec_state, summary)
+
+
+def _compress_alpha(target, params, config, summary, backend) -> CompressResult:
+    """The alpha model (``model.blend="alpha"``): plain v2 quantisation, opacity and depth included.
+
+    No fine-tuning (the rate-aware fine-tuning, ``rdo``, and QAT render the
+    sum model), and no gaussianimage-mode baseline: version 1 cannot store
+    opacity and depth.
+    """
+    if int(config["codec"].get("version", 1)) != 2:
+        raise Gauss2dError("config codec.version=1 cannot store model.blend='alpha'; use codec.version=2")
+    height, width = target.shape[:2]
+    settings = rdo.settings_from_config(config)
+    state = codec_v2.init_v2_state(gaussians.geometry(params), settings)
+    t0 = time.perf_counter()
+    try:
+        data = codec_v2.encode_v2(params, height, width, state, settings)
+    except ValueError as e:
+        raise Gauss2dError(f"cannot encode the fitted Gaussians: {e}") from None
+    summary.update(version=2, blend="alpha", qat_steps=0, encode_seconds=time.perf_counter() - t0)
+    summary.update(file_summary(data, target, backend))
+    return CompressResult(data, params, state, summary)
 
 
 def _compress_v2(target, params, config, summary, backend, on_chunk) -> CompressResult:
