@@ -51,7 +51,9 @@ def test_alpha_fit_learns_opacity_and_leaves_depth_alone(target):
     # The image is piecewise constant in depth: zero gradient, so Adan never moves it.
     np.testing.assert_array_equal(result.params.depth, start.depth)
     # The loop's render is the alpha model's: it matches the float64 oracle.
-    proj, o, z = gaussians.project_alpha(result.params, *target.shape[:2])
+    proj, o, z = gaussians.project_alpha(
+        result.params, fitted_height=target.shape[0], fitted_width=target.shape[1]
+    )
     image, _ = render_blended(result.params, *target.shape[:2], backend="xla", capacity=result.capacity)
     assert oracle.rel_err(image, oracle.render_alpha(*proj, o, z, *target.shape[:2])) <= 1e-5
 
@@ -104,8 +106,8 @@ def test_alpha_params_npz_round_trip_and_transpose(tmp_path, parameterization):
     assert "blend" not in np.load(tmp_path / "s.npz").files
     # The transposed alpha model renders the transposed image.
     h, w = 12, 20
-    up = gaussians.project_alpha(params, h, w)
-    tr = gaussians.project_alpha(fit_batch.transpose_params(params), w, h)
+    up = gaussians.project_alpha(params, fitted_height=h, fitted_width=w)
+    tr = gaussians.project_alpha(fit_batch.transpose_params(params), fitted_height=w, fitted_width=h)
     ref = oracle.render_alpha(*up[0], up[1], up[2], h, w)
     assert oracle.rel_err(render_alpha(*tr[0], tr[1], tr[2], w, h), ref.transpose(1, 0, 2)) <= 1e-5
 
@@ -121,7 +123,7 @@ def test_alpha_dataset_writes_and_resumes(target, tmp_path, capsys):
     runner.fit_dataset(config, workdir)
     params = checkpoint.load_params_npz(workdir / "a" / "params.npz")
     assert isinstance(params, gaussians.CholeskyAlphaParams)
-    proj, o, z = gaussians.project_alpha(params, 32, 48)
+    proj, o, z = gaussians.project_alpha(params, fitted_height=32, fitted_width=48)
     rendered = np.clip(np.asarray(render_alpha(*proj, o, z, 32, 48)), 0, 1)
     assert np.abs(rendered - data.load_image(workdir / "a" / "render.png")).max() <= 1.0 / 255 + 1e-4
     (workdir / "a" / "result.json").unlink()  # as if stopped after its last checkpoint
