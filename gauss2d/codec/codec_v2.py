@@ -33,7 +33,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d.codec import bitstream, budget, entropy, predict, quantize, streams
+from gauss2d.codec import advice, bitstream, budget, entropy, predict, quantize, streams
 from gauss2d.codec.bitstream import MAGIC, CodecError, get_varint, put_varint
 from gauss2d.gaussians import CholeskyParams
 
@@ -430,6 +430,8 @@ def encode_v2(
     width: int,
     state: V2State | None = None,
     settings: V2Settings | None = None,
+    *,
+    target: np.ndarray | None = None,
 ) -> bytes:
     """Quantises and writes a version-2 file.
 
@@ -437,23 +439,36 @@ def encode_v2(
       params: ``CholeskyParams`` (xy [N, 2], chol [N, 3], color [N, 3]).
       height: image height in pixels.
       width: image width in pixels.
-      state: the quantisers' steps and offsets; None: ``init_v2_state``.
+      state: the quantisers' steps and offsets; None: ``init_v2_state`` (and a warning).
       settings: ``V2Settings``; None for the defaults.
+      target: the image [H, W, 3] in [0, 1]; only read, when ``state`` is
+        None, to measure in the warning what plain quantisation costs.
 
     Returns:
       The file's bytes; ``decode`` returns ``quantize_v2(...).params`` from them, bit for bit.
+
+    Warns:
+      advice.NotFineTunedWarning: when ``state`` is None: the settings'
+        initial steps, with Gaussians not fine-tuned with them.
 
     Raises:
       ValueError: bad sizes, non-finite values, a state the header cannot
         hold, or (near-)duplicate Gaussians coded in under 1/8 bit each.
     """
     settings = V2Settings() if settings is None else settings
-    state = init_v2_state(params, settings) if state is None else state
+    missing = state is None
+    state = init_v2_state(params, settings) if missing else state
     q = quantize_v2(params, height, width, state, settings)
     data = pack_file(encode_sections(q, settings))
     if q.header.num_gaussians > bitstream.max_gaussians_for_size(len(data)):
         raise ValueError(
             f"{q.header.num_gaussians} Gaussians coded in {len(data)} bytes: (near-)duplicate Gaussians; "
             "deduplicate them"
+        )
+    if missing:
+        advice.warn_not_finetuned(
+            "codec_v2.encode_v2(state=None)",
+            missing_state="Without state= the steps are the settings' initial ones, not learned.",
+            **advice.measured_cost(params, q.params, target),
         )
     return data
