@@ -30,7 +30,6 @@ from gauss2d.codec import budget, decode
 from gauss2d.compress import decode_render, rdo, targets
 from gauss2d.compress.decode_render import render_decoded
 from gauss2d.errors import Gauss2dError
-from gauss2d.render.params import render_params
 
 _CONFIG = cli.define_config("configs/codec.py")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace OUTPUT if it exists.")
@@ -123,7 +122,7 @@ def hit_target(result, target, config) -> dict:
             settings,
             _TARGET_PSNR.value,
             target,
-            lambda p, h, w: render_params(p, h, w, backend),
+            lambda p, h, w: render_decoded(p, h, w, backend),
         )
     result.data = trial.data
     summary = dict(result.summary, **compress.file_summary(trial.data, target, backend))

@@ -24,7 +24,6 @@ from gauss2d.codec.codec import CodecState, bits_by_attribute, decode, encode, i
 from gauss2d.compress import qat, rdo, targets
 from gauss2d.compress.decode_render import render_decoded
 from gauss2d.errors import Gauss2dError
-from gauss2d.render.params import render_params
 
 # Receives (stage, info) after every training chunk; stage is "fit" or "qat",
 # info as in fit.fit_image's on_chunk (step, iterations, loss, psnr, ...).
@@ -158,7 +157,7 @@ def compress_image(
     params = prune_inactive(params)
     summary["num_gaussians"] = gaussians.num_gaussians(params)
     summary["pruned_gaussians"] = fitted_count - summary["num_gaussians"]
-    summary["fit_psnr"] = float(metrics.psnr(render_params(params, height, width, backend), target))
+    summary["fit_psnr"] = float(metrics.psnr(render_decoded(params, height, width, backend), target))
 
     if int(config["codec"].get("version", 1)) == 2:
         return _compress_v2(target, params, config, summary, backend, on_chunk("qat"))
@@ -217,7 +216,7 @@ def _compress_v2(target, params, config, summary, backend, on_chunk) -> Compress
             settings,
             summary["lmbda"],
             target,
-            lambda p, h, w: render_params(p, h, w, backend),
+            lambda p, h, w: render_decoded(p, h, w, backend),
         )
         summary["step_search"] = found
     try:
