@@ -62,6 +62,10 @@ def codec_section() -> ml_collections.ConfigDict:
     # After fine-tuning, scale the colour then the Cholesky steps by 2^(k/2),
     # k in [-4, 4], keeping what minimises MSE + lmbda * bpp of the real file.
     c.step_search = True
+    # Which channel groups the step search scales, in order (compress/targets.py
+    # SEARCH_GROUPS), and the position grids (px) it tries after them.
+    c.search_groups = "color,chol"
+    c.search_position_steps = ()
     return c
 
 

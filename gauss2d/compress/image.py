@@ -185,6 +185,29 @@ def compress_image(
     return CompressResult(data, result.params, result.codec_state, summary)
 
 
+def search_options(config: Mapping) -> dict[str, Any]:
+    """``targets.rd_search``'s groups and position grids: ``codec.search_groups``, ``search_position_steps``.
+
+    Raises:
+      Gauss2dError: an unknown group or a position step the format cannot store.
+    """
+    c = config["codec"]
+    groups = tuple(g.strip() for g in str(c.get("search_groups", "color,chol")).split(",") if g.strip())
+    unknown = sorted(set(groups) - set(targets.SEARCH_GROUPS))
+    if unknown:
+        raise Gauss2dError(
+            f"config codec.search_groups has unknown group(s) {unknown}; expected some of "
+            f"{sorted(targets.SEARCH_GROUPS)}"
+        )
+    steps = tuple(float(s) for s in c.get("search_position_steps", ()))
+    for step in steps:
+        try:
+            codec_v2.V2Settings(position_step=step)
+        except ValueError as e:
+            raise Gauss2dError(f"config codec.search_position_steps: {e}") from None
+    return {"groups": groups, "position_steps": steps}
+
+
 def _compress_v2(target, params, config, summary, backend, on_chunk) -> CompressResult:
     """codec.version 2: rate-aware fine-tuning with pruning (rdo.py), then a v2 file.
 
@@ -217,7 +240,9 @@ def _compress_v2(target, params, config, summary, backend, on_chunk) -> Compress
             summary["lmbda"],
             target,
             lambda p, h, w: render_decoded(p, h, w, backend),
+            **search_options(config),
         )
+        settings = dataclasses.replace(settings, position_step=found["position_step"])
         summary["step_search"] = found
     try:
         data = codec_v2.encode_v2(result.params, height, width, state, settings)
