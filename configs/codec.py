@@ -50,6 +50,9 @@ def codec_section() -> ml_collections.ConfigDict:
     # with pruning in place of the QAT above. 1: v1's quantisers and QAT.
     c.version = 2
     c.color_space = "ycbcr"  # "ycbcr" or "rgb"
+    # Covariance quantiser space: "cholesky" (raw factors) or "log" (log of the
+    # diagonal, shear relative to it: gauss2d/codec/cov_space.py).
+    c.cov_space = "cholesky"
     c.chol_levels = 64  # initial Cholesky step: per-channel range / (levels - 1)
     c.color_step = 1.0 / 64  # initial colour step (the steps are then learned)
     c.predict = "auto"  # neighbour prediction per channel: "auto", "on", "off"

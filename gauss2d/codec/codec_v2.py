@@ -35,6 +35,7 @@ import numpy as np
 
 from gauss2d.codec import advice, bitstream, budget, entropy, predict, quantize, streams
 from gauss2d.codec.bitstream import MAGIC, CodecError, get_varint, put_varint
+from gauss2d.codec.cov_space import COV_SPACES, from_cov_space, to_cov_space
 from gauss2d.gaussians import CholeskyParams
 
 VERSION = 2
@@ -78,6 +79,8 @@ class V2Settings:
       color_step: initial colour step (all channels; colour units, 1 = full range).
       predict: "auto" (per channel, whichever codes smaller), "on" or "off".
       model: "auto" (per stream, the smaller), "laplace" or "categorical".
+      cov_space: the covariance quantiser's space (``cov_space.COV_SPACES``):
+        "cholesky" (raw factors) or "log" (logs of the diagonal, relative shear).
     """
 
     position_step: float = 0.125
@@ -86,6 +89,7 @@ class V2Settings:
     color_step: float = 1.0 / 64
     predict: str = "auto"
     model: str = "auto"
+    cov_space: str = "cholesky"
 
     def __post_init__(self):
         step_log2 = np.log2(self.position_step) if self.position_step > 0 else np.nan
@@ -102,6 +106,8 @@ class V2Settings:
             raise ValueError(f"predict={self.predict!r} must be 'auto', 'on' or 'off'")
         if self.model not in ("auto", "laplace", "categorical"):
             raise ValueError(f"model={self.model!r} must be 'auto', 'laplace' or 'categorical'")
+        if self.cov_space not in COV_SPACES:
+            raise ValueError(f"cov_space={self.cov_space!r} not in {COV_SPACES}")
 
     @property
     def position_step_log2(self) -> int:
@@ -126,6 +132,7 @@ class HeaderV2:
     chol_offset: np.ndarray
     color_step: np.ndarray
     color_offset: np.ndarray
+    cov_space: str = "cholesky"  # the header's parameterization code (0 cholesky, 1 log)
 
     def validate(self) -> None:
         def check(ok, message):
@@ -144,6 +151,7 @@ class HeaderV2:
             f"num_gaussians={self.num_gaussians} must be in [1, {bitstream.MAX_GAUSSIANS}]",
         )
         check(self.color_space in COLOR_SPACES, f"colour space {self.color_space!r} unknown")
+        check(self.cov_space in COV_SPACES, f"covariance space {self.cov_space!r} unknown")
         lo, hi = bitstream.MIN_STEP_LOG2, bitstream.MAX_STEP_LOG2
         check(
             lo <= self.position_step_log2 <= hi,
@@ -171,7 +179,7 @@ def pack_header(h: HeaderV2) -> bytes:
         h.height,
         h.width,
         h.num_gaussians,
-        0,
+        COV_SPACES.index(h.cov_space),
         COLOR_SPACES.index(h.color_space),
         h.position_step_log2,
         0,
@@ -183,14 +191,14 @@ def parse_header(payload: bytes) -> HeaderV2:
     if len(payload) != HEADER.size:
         raise CodecError(f"v2 header section is {len(payload)} bytes, expected {HEADER.size}")
     h, w, n, par, space, step, reserved, *floats = HEADER.unpack(payload)
-    if par != 0:
+    if par >= len(COV_SPACES):
         raise CodecError(f"unknown parameterization code {par}")
     if space >= len(COLOR_SPACES):
         raise CodecError(f"unknown colour space code {space}")
     if reserved != 0:
         raise CodecError(f"reserved header byte is {reserved}, expected 0")
     f = np.asarray(floats, np.float32)
-    header = HeaderV2(h, w, n, COLOR_SPACES[space], step, f[0:3], f[3:6], f[6:9], f[9:12])
+    header = HeaderV2(h, w, n, COLOR_SPACES[space], step, f[0:3], f[3:6], f[6:9], f[9:12], COV_SPACES[par])
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         header.validate()
     return header
@@ -208,10 +216,18 @@ class QuantizedV2(NamedTuple):
 
 
 def init_v2_state(params: CholeskyParams, settings: V2Settings = V2Settings()) -> V2State:
-    """Steps from the settings, offsets at the channel medians (index 0 is the typical value)."""
-    chol = np.asarray(params.chol, np.float32)
+    """Steps from the settings, offsets at the channel medians (index 0 is the typical value).
+
+    The Cholesky step is the channel's range in ``settings.cov_space`` over
+    ``chol_levels - 1``; in the log space the range is the 0.5-99.5th
+    percentiles (a near-degenerate factor's log would set it alone).
+    """
+    chol = to_cov_space(np.asarray(params.chol, np.float32), settings.cov_space)
     color = to_space(np.asarray(params.color, np.float32), settings.color_space)
-    span = chol.max(0) - chol.min(0)
+    if settings.cov_space == "cholesky":
+        span = chol.max(0) - chol.min(0)
+    else:
+        span = np.percentile(chol, 99.5, axis=0) - np.percentile(chol, 0.5, axis=0)
     chol_step = np.where(span > 0, span / (settings.chol_levels - 1), 1.0).astype(np.float32)
     color_step = np.full(3, settings.color_step, np.float32)
     return V2State(
@@ -237,7 +253,7 @@ def dequantize(q: np.ndarray, step: np.ndarray, offset: np.ndarray) -> np.ndarra
 def _dequantized(h: HeaderV2, cells, chol_q, color_q) -> CholeskyParams:
     step = 2.0**h.position_step_log2
     xy = quantize.grid_to_raw_xy(cells, step, h.height, h.width)
-    chol = dequantize(chol_q, h.chol_step, h.chol_offset)
+    chol = from_cov_space(dequantize(chol_q, h.chol_step, h.chol_offset), h.cov_space)
     color = from_space(dequantize(color_q, h.color_step, h.color_offset), h.color_space)
     return CholeskyParams(jnp.asarray(xy), jnp.asarray(chol), jnp.asarray(color.astype(np.float32)))
 
@@ -264,6 +280,7 @@ def quantize_v2(
         settings.color_space,
         settings.position_step_log2,
         *(np.asarray(a, np.float32).reshape(3) for a in (*state.chol, *state.color)),
+        cov_space=settings.cov_space,
     )
     try:
         header.validate()
@@ -278,7 +295,7 @@ def quantize_v2(
     source = by_key[order]
     cells = cells[source]
     pred = predict.predecessors(cells)
-    chol_q = indices(chol[source], state.chol)
+    chol_q = indices(to_cov_space(chol[source], settings.cov_space), state.chol)
     color_q = indices(to_space(color[source], settings.color_space), state.color)
     out = _dequantized(header, cells, chol_q, color_q)
     return QuantizedV2(out, header, keys[by_key], order, source, pred, chol_q, color_q)
@@ -407,7 +424,8 @@ def fake_quantize_v2(
       identity gradient in "ste") that the rate estimate reads.
     """
     xy = quantize.grid_quantize_xy(params.xy, settings.position_step, height, width, quant_mode)
-    chol, chol_q = _lsq_signed(params.chol, state.chol, quant_mode)
+    u, chol_q = _lsq_signed(to_cov_space(params.chol, settings.cov_space), state.chol, quant_mode)
+    chol = from_cov_space(u, settings.cov_space) if quant_mode != "none" else params.chol
     ycc, color_q = _lsq_signed(to_space(params.color, settings.color_space), state.color, quant_mode)
     return CholeskyParams(xy, chol, from_space(ycc, settings.color_space)), chol_q, color_q
 
