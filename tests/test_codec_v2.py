@@ -40,6 +40,8 @@ SETTINGS = [
     codec_v2.V2Settings(color_space="rgb", predict="on", model="laplace", chol_levels=16, color_step=0.1),
     codec_v2.V2Settings(predict="off", model="categorical", position_step=0.25, color_step=1e-3),
     codec_v2.V2Settings(cov_space="log"),
+    codec_v2.V2Settings(cov_space="log", color_by_size=True, predict="off"),
+    codec_v2.V2Settings(color_by_size=True, color_space="rgb"),
 ]
 
 
@@ -252,6 +254,7 @@ def test_decode_fuzz_v2():
         codec_v2.encode_v2(_params(300, 1), H, W, settings=SETTINGS[1]),
         codec_v2.encode_v2(_params(150, 2), 17, 29, settings=SETTINGS[2]),
         codec_v2.encode_v2(_params(120, 3), 24, 32, settings=SETTINGS[3]),
+        codec_v2.encode_v2(_params(120, 4), 24, 32, settings=SETTINGS[4]),
     ]
     rng = np.random.default_rng(20261202)
     messages = collections.Counter()
@@ -333,4 +336,43 @@ def test_log_covariance_space_is_relative_and_its_training_twin_agrees():
     header_start = body.index(struct.pack("<III", H, W, q.header.num_gaussians))
     body[header_start + 12] = 2  # parameterization code
     with pytest.raises(CodecError, match="unknown parameterization code 2"):
+        decode(bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))))
+
+
+def test_colour_steps_by_size_follow_the_decoded_area():
+    """color_by_size: each Gaussian's colour step is the header's x 2^(-octaves of |l11 l22| / 2)."""
+    from gauss2d.codec import cov_space  # noqa: PLC0415
+
+    params = _params(400, seed=6)
+    chol = np.asarray(params.chol).copy()
+    chol[:, [0, 2]] = np.random.default_rng(6).uniform(0.0, 6.0, (400, 2))  # areas from 0.25 to 42 px^2
+    params = params._replace(chol=jnp.asarray(chol))
+    settings = codec_v2.V2Settings(cov_space="log", color_by_size=True)
+    state = codec_v2.init_v2_state(params, settings)
+    q = codec_v2.quantize_v2(params, H, W, state, settings)
+    assert q.header.color_by_size
+    data = codec_v2.encode_v2(params, H, W, state, settings)
+    decoded = decode(data).params
+    _assert_bit_equal(decoded, q.params)
+    # The per-Gaussian step, from the decoded factors: large Gaussians get finer colours.
+    octaves = cov_space.size_octaves(np.asarray(decoded.chol))
+    assert octaves.min() <= -1 and octaves.max() >= 4
+    step = np.asarray(state.color.scale)[None] * 2.0 ** (-0.5 * octaves)[:, None]
+    ycc = codec_v2.to_space(np.asarray(params.color)[q.source], "ycbcr")
+    err = np.abs(codec_v2.to_space(np.asarray(decoded.color), "ycbcr") - ycc)
+    assert np.all(err <= 0.5 * step * (1 + 1e-3) + 1e-6)
+    big, small = octaves >= 3, octaves <= 0
+    assert err[big].max() < 0.5 * err[small].max()
+    # Training's twin uses the same steps (up to float32 rounding at octave boundaries).
+    fake, _, color_q = codec_v2.fake_quantize_v2(params, state, H, W, settings)
+    same = np.all(np.asarray(color_q)[q.source] == q.color_q, axis=1)
+    assert same.mean() > 0.99
+    fake_color = np.asarray(fake.color)[q.source]
+    np.testing.assert_allclose(fake_color[same], np.asarray(decoded.color)[same], atol=1e-5)
+    # Header byte 15 holds the flag; other values are refused.
+    body = bytearray(data[:-4])
+    start = body.index(struct.pack("<III", H, W, q.header.num_gaussians))
+    assert body[start + 15] == 1
+    body[start + 15] = 2
+    with pytest.raises(CodecError, match="colour scaling code 2 unknown"):
         decode(bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))))

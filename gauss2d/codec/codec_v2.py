@@ -35,7 +35,7 @@ import numpy as np
 
 from gauss2d.codec import advice, bitstream, budget, entropy, predict, quantize, streams
 from gauss2d.codec.bitstream import MAGIC, CodecError, get_varint, put_varint
-from gauss2d.codec.cov_space import COV_SPACES, from_cov_space, to_cov_space
+from gauss2d.codec.cov_space import COV_SPACES, from_cov_space, size_step_factor, to_cov_space
 from gauss2d.gaussians import CholeskyParams
 
 VERSION = 2
@@ -44,7 +44,7 @@ COLOR_SPACES = ("rgb", "ycbcr")
 SECTIONS = ("header", "positions", "covariance", "color")
 HEADER = struct.Struct(
     "<IIIBBbB12f"
-)  # h, w, n, parameterization, colour space, step log2, reserved, 12 floats
+)  # h, w, n, parameterization, colour space, step log2, colour scaling, 12 floats
 # |step| and |offset / step| bounds: every dequantised value stays finite in float32.
 MAX_STEP, MAX_ZERO = 1e6, 2.0**20
 MIN_STEP = 1e-8
@@ -81,6 +81,8 @@ class V2Settings:
       model: "auto" (per stream, the smaller), "laplace" or "categorical".
       cov_space: the covariance quantiser's space (``cov_space.COV_SPACES``):
         "cholesky" (raw factors) or "log" (logs of the diagonal, relative shear).
+      color_by_size: colour steps scaled per Gaussian by its decoded size,
+        ``2^(-octaves / 2)`` (``cov_space.size_step_factor``).
     """
 
     position_step: float = 0.125
@@ -90,6 +92,7 @@ class V2Settings:
     predict: str = "auto"
     model: str = "auto"
     cov_space: str = "cholesky"
+    color_by_size: bool = False
 
     def __post_init__(self):
         step_log2 = np.log2(self.position_step) if self.position_step > 0 else np.nan
@@ -133,6 +136,7 @@ class HeaderV2:
     color_step: np.ndarray
     color_offset: np.ndarray
     cov_space: str = "cholesky"  # the header's parameterization code (0 cholesky, 1 log)
+    color_by_size: bool = False  # header byte 15: colour steps x 2^(-size octaves / 2)
 
     def validate(self) -> None:
         def check(ok, message):
@@ -182,7 +186,7 @@ def pack_header(h: HeaderV2) -> bytes:
         COV_SPACES.index(h.cov_space),
         COLOR_SPACES.index(h.color_space),
         h.position_step_log2,
-        0,
+        int(h.color_by_size),
         *floats,
     )
 
@@ -190,15 +194,16 @@ def pack_header(h: HeaderV2) -> bytes:
 def parse_header(payload: bytes) -> HeaderV2:
     if len(payload) != HEADER.size:
         raise CodecError(f"v2 header section is {len(payload)} bytes, expected {HEADER.size}")
-    h, w, n, par, space, step, reserved, *floats = HEADER.unpack(payload)
+    h, w, n, par, space, step, scaling, *floats = HEADER.unpack(payload)
     if par >= len(COV_SPACES):
         raise CodecError(f"unknown parameterization code {par}")
     if space >= len(COLOR_SPACES):
         raise CodecError(f"unknown colour space code {space}")
-    if reserved != 0:
-        raise CodecError(f"reserved header byte is {reserved}, expected 0")
+    if scaling > 1:
+        raise CodecError(f"colour scaling code {scaling} unknown, expected 0 or 1")
     f = np.asarray(floats, np.float32)
-    header = HeaderV2(h, w, n, COLOR_SPACES[space], step, f[0:3], f[3:6], f[6:9], f[9:12], COV_SPACES[par])
+    quantisers = (f[0:3], f[3:6], f[6:9], f[9:12])
+    header = HeaderV2(h, w, n, COLOR_SPACES[space], step, *quantisers, COV_SPACES[par], bool(scaling))
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         header.validate()
     return header
@@ -230,6 +235,8 @@ def init_v2_state(params: CholeskyParams, settings: V2Settings = V2Settings()) -
         span = np.percentile(chol, 99.5, axis=0) - np.percentile(chol, 0.5, axis=0)
     chol_step = np.where(span > 0, span / (settings.chol_levels - 1), 1.0).astype(np.float32)
     color_step = np.full(3, settings.color_step, np.float32)
+    if settings.color_by_size:  # the median Gaussian keeps the settings' step
+        color_step /= float(np.median(size_step_factor(np.asarray(params.chol, np.float32))))
     return V2State(
         quantize.LsqParams(jnp.asarray(chol_step), jnp.asarray(np.median(chol, 0).astype(np.float32))),
         quantize.LsqParams(jnp.asarray(color_step), jnp.asarray(np.median(color, 0).astype(np.float32))),
@@ -254,7 +261,8 @@ def _dequantized(h: HeaderV2, cells, chol_q, color_q) -> CholeskyParams:
     step = 2.0**h.position_step_log2
     xy = quantize.grid_to_raw_xy(cells, step, h.height, h.width)
     chol = from_cov_space(dequantize(chol_q, h.chol_step, h.chol_offset), h.cov_space)
-    color = from_space(dequantize(color_q, h.color_step, h.color_offset), h.color_space)
+    color_step = h.color_step * size_step_factor(chol) if h.color_by_size else h.color_step
+    color = from_space(dequantize(color_q, color_step, h.color_offset), h.color_space)
     return CholeskyParams(jnp.asarray(xy), jnp.asarray(chol), jnp.asarray(color.astype(np.float32)))
 
 
@@ -281,6 +289,7 @@ def quantize_v2(
         settings.position_step_log2,
         *(np.asarray(a, np.float32).reshape(3) for a in (*state.chol, *state.color)),
         cov_space=settings.cov_space,
+        color_by_size=settings.color_by_size,
     )
     try:
         header.validate()
@@ -296,7 +305,12 @@ def quantize_v2(
     cells = cells[source]
     pred = predict.predecessors(cells)
     chol_q = indices(to_cov_space(chol[source], settings.cov_space), state.chol)
-    color_q = indices(to_space(color[source], settings.color_space), state.color)
+    color_lsq = state.color
+    if settings.color_by_size:  # per-Gaussian steps from the decoded factors, as the decoder derives them
+        chol_steps = dequantize(chol_q, header.chol_step, header.chol_offset)
+        chol_decoded = from_cov_space(chol_steps, settings.cov_space)
+        color_lsq = (header.color_step * size_step_factor(chol_decoded), header.color_offset)
+    color_q = indices(to_space(color[source], settings.color_space), color_lsq)
     out = _dequantized(header, cells, chol_q, color_q)
     return QuantizedV2(out, header, keys[by_key], order, source, pred, chol_q, color_q)
 
@@ -426,15 +440,18 @@ def fake_quantize_v2(
     xy = quantize.grid_quantize_xy(params.xy, settings.position_step, height, width, quant_mode)
     u, chol_q = _lsq_signed(to_cov_space(params.chol, settings.cov_space), state.chol, quant_mode)
     chol = from_cov_space(u, settings.cov_space) if quant_mode != "none" else params.chol
-    ycc, color_q = _lsq_signed(to_space(params.color, settings.color_space), state.color, quant_mode)
+    factor = size_step_factor(chol) if settings.color_by_size else None
+    ycc, color_q = _lsq_signed(to_space(params.color, settings.color_space), state.color, quant_mode, factor)
     return CholeskyParams(xy, chol, from_space(ycc, settings.color_space)), chol_q, color_q
 
 
-def _lsq_signed(x, lsq, mode):
-    """Signed LSQ fake quantiser: value and index, both straight-through."""
+def _lsq_signed(x, lsq, mode, factor=None):
+    """Signed LSQ fake quantiser: value and index, both straight-through; steps x ``factor`` [N, 1]."""
     step, offset = lsq
     g = 1.0 / float(np.sqrt(max(x.shape[0], 1) * 64.0))  # LSQ's gradient scaling (Q ~ 64 levels)
     step, offset = quantize._grad_scale(step, g), quantize._grad_scale(offset, g)
+    if factor is not None:
+        step = step * factor
     v = jnp.clip((x - offset) / step, -MAX_INDEX, MAX_INDEX)
     if mode == "none":
         return x, v

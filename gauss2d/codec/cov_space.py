@@ -20,6 +20,7 @@ up to float32 rounding of ``exp`` / ``log``).
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -61,3 +62,35 @@ def from_cov_space(u, space: str):
     l21 = xp.clip(u[:, 1], -1e6, 1e6) * l22
     offset = xp.asarray(_OFFSET, u.dtype)
     return (xp.stack([l11, l21, l22], axis=-1) - offset).astype(u.dtype)
+
+
+# Colour steps scaled by size (v2 header byte 15 = 1): a Gaussian's colour
+# error e costs e^2 * integral(w^2) = e^2 * pi * sqrt(det Sigma) of squared
+# error, so the rate-distortion optimal step of a uniform quantiser scales
+# as sqrt(det Sigma)^(-1/2). Its exponent is taken in whole octaves of the
+# area sqrt(det Sigma) = |l11 l22| (so half-octave steps), from the
+# *decoded* factors, so the decoder derives the same step per Gaussian.
+MAX_SIZE_OCTAVES = 40
+
+
+def size_octaves(chol) -> np.ndarray:
+    """[N] integer octaves of sqrt(det Sigma) = |l11 l22| in px^2, from raw Cholesky factors [N, 3].
+
+    NumPy float64 (encoder and decoder call this on the same float32
+    values); clipped to +-MAX_SIZE_OCTAVES.
+    """
+    lower = np.asarray(chol, np.float64) + np.asarray(_OFFSET, np.float64)
+    area = np.abs(lower[:, 0] * lower[:, 2])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        octaves = np.round(np.log2(np.maximum(area, 2.0**-MAX_SIZE_OCTAVES)))
+    return np.clip(np.nan_to_num(octaves), -MAX_SIZE_OCTAVES, MAX_SIZE_OCTAVES)
+
+
+def size_step_factor(chol):
+    """[N, 1] colour step multiplier 2^(-octaves / 2); NumPy (exact) or JAX (no gradient)."""
+    if isinstance(chol, np.ndarray):
+        return (2.0 ** (-0.5 * size_octaves(chol))).astype(np.float32)[:, None]
+    lower = jax.lax.stop_gradient(chol) + jnp.asarray(_OFFSET, chol.dtype)
+    area = jnp.abs(lower[:, 0] * lower[:, 2])
+    octaves = jnp.clip(jnp.round(jnp.log2(jnp.maximum(area, 2.0**-MAX_SIZE_OCTAVES))), -40, 40)
+    return (2.0 ** (-0.5 * octaves)).astype(chol.dtype)[:, None]
