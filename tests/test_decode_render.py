@@ -22,6 +22,12 @@ def _params(n, seed=0):
     return gaussians.CholeskyParams(*(jnp.asarray(a, jnp.float32) for a in (xy, chol, color)))
 
 
+def _decoded(n, seed):
+    """A decoded v2 file of ``_params(n, seed)`` (plain quantisation, given explicitly: no warning)."""
+    params = _params(n, seed)
+    return decode(codec_v2.encode_v2(params, H, W, codec_v2.init_v2_state(params))).params
+
+
 @pytest.mark.parametrize("n", [1, 63, 64, 65, 80, 81, 9000, 2**20 + 1])
 def test_bucket_holds_n_with_at_most_a_quarter_padding(n):
     b = decode_render.num_gaussians_bucket(n)
@@ -33,7 +39,7 @@ def test_bucket_holds_n_with_at_most_a_quarter_padding(n):
 
 @pytest.mark.parametrize("n", [1, 70, 300])
 def test_padded_render_is_the_same_image_bit_for_bit(n):
-    params = decode(codec_v2.encode_v2(_params(n, seed=n), H, W)).params
+    params = _decoded(n, seed=n)
     padded = decode_render.pad_to_bucket(params)
     assert gaussians.num_gaussians(padded) == decode_render.num_gaussians_bucket(n)
     np.testing.assert_array_equal(np.asarray(padded.xy[:n]), np.asarray(params.xy))  # originals first
@@ -47,8 +53,7 @@ def test_padded_render_is_the_same_image_bit_for_bit(n):
 
 def test_files_of_nearby_sizes_share_one_compiled_render():
     """Two decoded files of different N in one bucket: the render compiles once."""
-    a = decode(codec_v2.encode_v2(_params(100, seed=1), H, W)).params
-    b = decode(codec_v2.encode_v2(_params(110, seed=2), H, W)).params
+    a, b = _decoded(100, seed=1), _decoded(110, seed=2)
     assert decode_render.num_gaussians_bucket(100) == decode_render.num_gaussians_bucket(110)
     decode_render.render_decoded(a, H, W).block_until_ready()
     before = decode_render._render_clamped._cache_size()
