@@ -5,21 +5,30 @@
 For each fitted image in ``--fits`` (experiments.fit's layout: <image>/params.npz;
 the images are read from ``--data``):
 
-* bits per Gaussian by attribute of a v1 entropy file and a v2 file of the
-  same Gaussians with plain quantisation (no fine-tuning, default settings
-  of each version): header, positions, covariance, colour;
+* bits per Gaussian by attribute of a v1 entropy file and v2 files of the
+  same Gaussians with plain quantisation (no fine-tuning): v2 with raw
+  Cholesky factors and one colour step per channel (session 1's settings),
+  and ``v2_log_size`` (log covariance space, colour steps by size: session
+  2's defaults); header, positions, covariance, colour;
 * the PSNR lost to each quantiser alone (that attribute quantised, the
   others exact) and to all together.
 
-Then the decode time (parse, entropy decode, render; warm, best of 5) of a
-768x512 v2 file: the fits tiled 2x2 (four 384x256 fits side by side give
-768x512 with their Gaussians at their own sizes).
+Then the decode time (parse, entropy decode, render) of a 768x512 v2 file:
+the fits tiled 2x2 (four 384x256 fits side by side give 768x512 with their
+Gaussians at their own sizes). In this process: the first decode
+(compilation included) and warm (best of 5). Then ``experiments.codec
+decode`` in fresh processes, with an empty and then a filled compilation
+cache (``command_line_decode``). ``--decode_only`` skips the breakdown.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+import re
+import shutil
+import subprocess
+import sys
 import time
 
 import jax
@@ -36,6 +45,7 @@ _FITS = flags.DEFINE_string("fits", "runs/rd_v2/gauss2d/n2250/fit", "Folder of f
 _DATA = flags.DEFINE_string("data", "../shared/data/kodak", "Folder of the images the fits are of.")
 _DOWNSCALE = flags.DEFINE_integer("downscale", 2, "The fits' downscale factor.")
 _JSON = flags.DEFINE_string("json", None, "Write the results here.")
+_DECODE_ONLY = flags.DEFINE_bool("decode_only", False, "Only the 768x512 decode times (no breakdown).")
 
 
 def _psnr(params, target):
@@ -54,15 +64,21 @@ def breakdown(params, target) -> dict:
     n = gaussians.num_gaussians(params)
     out = {"num_gaussians": n, "fit_psnr": _psnr(params, target)}
     # v1: plain quantisation, entropy mode.
-    v1_data = codec.encode(params, h, w)
-    q1 = codec.quantize_for_encoding(params, h, w)
+    v1_state = codec.init_codec_state(params)  # plain quantisation on purpose: no fine-tuning warning
+    v1_data = codec.encode(params, h, w, state=v1_state)
+    q1 = codec.quantize_for_encoding(params, h, w, state=v1_state)
     order = _v1_order(params, h, w, codec.CodecSettings().position_step)
-    # v2: plain quantisation, default settings.
-    settings = codec_v2.V2Settings()
-    state = codec_v2.init_v2_state(params, settings)
-    v2_data = codec_v2.encode_v2(params, h, w, state, settings)
-    q2 = codec_v2.quantize_v2(params, h, w, state, settings)
-    for name, data_, qp, src in (("v1", v1_data, q1, order), ("v2", v2_data, q2.params, q2.source)):
+    # v2: plain quantisation, session 1's settings (raw Cholesky factors, one
+    # colour step per channel) and session 2's (log covariance, colour by size).
+    variants = [("v1", v1_data, q1, order)]
+    for name, settings in (
+        ("v2", codec_v2.V2Settings()),
+        ("v2_log_size", codec_v2.V2Settings(cov_space="log", color_by_size=True)),
+    ):
+        state = codec_v2.init_v2_state(params, settings)
+        q2 = codec_v2.quantize_v2(params, h, w, state, settings)
+        variants.append((name, codec_v2.encode_v2(params, h, w, state, settings), q2.params, q2.source))
+    for name, data_, qp, src in variants:
         exact = gaussians.CholeskyParams(*(jnp.asarray(np.asarray(a)[src]) for a in params))
         lost = {}
         for attr in ("xy", "chol", "color"):
@@ -90,6 +106,35 @@ def mosaic(fits: list) -> tuple[gaussians.CholeskyParams, int, int]:
     return gaussians.CholeskyParams(*(jnp.asarray(a) for a in cat)), 2 * h, 2 * w
 
 
+def command_line_decode(blob: bytes, folder: pathlib.Path) -> dict:
+    """``experiments.codec decode`` of the file in fresh processes: its reported time and the wall time.
+
+    First with an empty compilation cache (everything compiled), then twice
+    more with the cache that run filled (the renderer loaded from disk).
+    The reported time is the command's own (read, parse, entropy decode,
+    render); the wall time adds Python start-up and the JAX import.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path, cache = folder / "mosaic.g2d", folder / "cache"
+    path.write_bytes(blob)
+    shutil.rmtree(cache, ignore_errors=True)
+    out = {}
+    for run in ("empty_cache", "warm_cache", "warm_cache_again"):
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "experiments.codec", "decode", str(path), str(folder / "out.png")]
+            + ["--overwrite", f"--compile_cache={cache}"],
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - t0
+        reported = re.search(r"rendered in ([0-9.]+) s", proc.stdout)
+        if proc.returncode != 0 or reported is None:
+            raise SystemExit(f"decode failed: {proc.stderr[-2000:]}")
+        out[run] = {"reported_seconds": float(reported.group(1)), "wall_seconds": wall}
+    return out
+
+
 def main(argv):
     del argv
     fits_dir = pathlib.Path(_FITS.value)
@@ -100,16 +145,19 @@ def main(argv):
     for d in sorted(p for p in fits_dir.iterdir() if (p / "params.npz").exists()):
         params = checkpoint.load_params_npz(d / "params.npz")
         image = np.asarray(runner.load_target(pathlib.Path(_DATA.value) / f"{d.name}.png", config))
-        rows[d.name] = breakdown(params, image)
+        if not _DECODE_ONLY.value:
+            rows[d.name] = breakdown(params, image)
+            print(d.name, json.dumps(rows[d.name]), flush=True)
         fits.append((params, image.shape[0], image.shape[1]))
-        print(d.name, json.dumps(rows[d.name]), flush=True)
     big, h, w = mosaic(fits)
-    blob = codec_v2.encode_v2(big, h, w)
-    compress.decode_and_render(blob)  # compile
+    blob = codec_v2.encode_v2(big, h, w, codec_v2.init_v2_state(big))
+    cold = compress.decode_and_render(blob)[1]  # this process's first: compilation included
     times = [compress.decode_and_render(blob)[1] for _ in range(5)]
     t0 = time.perf_counter()
     codec.decode(blob)
     parse = time.perf_counter() - t0
+    scratch = pathlib.Path(_JSON.value or "runs/codec_v2.json").parent / "decode_768x512"
+    cli = command_line_decode(blob, scratch)
     result = {
         "images": rows,
         "decode_768x512": {
@@ -119,7 +167,9 @@ def main(argv):
             "width": w,
             "seconds_best_of_5": min(times),
             "seconds_median": float(np.median(times)),
+            "seconds_first_in_process": cold,
             "parse_and_entropy_decode_seconds": parse,
+            "command_line": cli,
         },
         "device": str(jax.devices()[0]),
     }

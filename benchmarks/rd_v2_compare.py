@@ -34,6 +34,14 @@ V1_CPU = {
     "psnr": [23.84, 26.71, 27.87, 28.91],
     "ms_ssim": [0.783, 0.880, 0.909, 0.932],
 }
+# v2 as session 1 left it (RESULTS.md, "codec_v2": raw Cholesky factors, one
+# colour step per channel, the colour-then-Cholesky step search; commit
+# 049e549), on the same fits: the "before" of session 2's changes.
+V2_SESSION1 = {
+    "bpp": [0.114, 0.390, 0.629, 1.087],
+    "psnr": [24.93, 28.46, 29.84, 31.53],
+    "ms_ssim": [0.824, 0.923, 0.946, 0.967],
+}
 ANCHORS = ("jpeg", "jpeg444", "webp", "jpeg2000", "avif", "heif")
 
 
@@ -57,6 +65,7 @@ def compare(workdir: pathlib.Path, extra: list[pathlib.Path] = ()) -> dict:
                 seen.add((r["image"], r["method"], r["point"]))
     curves = study.mean_curves(rows)
     curves["gauss2d_v1"] = dict(V1_CPU, point=[200, 750, 1250, 2250], images=4)
+    curves["gauss2d_v2_session1"] = dict(V2_SESSION1, point=[200, 750, 1250, 2250], images=4)
     ours = curves["gauss2d"]
     table = {"curve": {k: ours[k] for k in ("point", "bpp", "psnr", "ms_ssim")}, "bd": {}, "curves": curves}
     for quality in study.QUALITIES:
@@ -65,7 +74,10 @@ def compare(workdir: pathlib.Path, extra: list[pathlib.Path] = ()) -> dict:
         row = {
             "v1 (RESULTS.md, 2b1612a)": study.compare(
                 (V1_CPU["bpp"], V1_CPU[quality]), (ours["bpp"], ours[quality])
-            )
+            ),
+            "v2 session 1 (049e549)": study.compare(
+                (V2_SESSION1["bpp"], V2_SESSION1[quality]), (ours["bpp"], ours[quality])
+            ),
         }
         for anchor in ANCHORS:
             if anchor in curves and all(v is not None for v in curves[anchor][quality]):

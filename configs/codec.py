@@ -50,6 +50,12 @@ def codec_section() -> ml_collections.ConfigDict:
     # with pruning in place of the QAT above. 1: v1's quantisers and QAT.
     c.version = 2
     c.color_space = "ycbcr"  # "ycbcr" or "rgb"
+    # Covariance quantiser space: "cholesky" (raw factors) or "log" (log of the
+    # diagonal, shear relative to it: gauss2d/codec/cov_space.py).
+    c.cov_space = "log"
+    # Colour steps x 2^(-octaves of the Gaussian's area / 2): finer for the
+    # large Gaussians, whose colour errors cover more pixels.
+    c.color_by_size = True
     c.chol_levels = 64  # initial Cholesky step: per-channel range / (levels - 1)
     c.color_step = 1.0 / 64  # initial colour step (the steps are then learned)
     c.predict = "auto"  # neighbour prediction per channel: "auto", "on", "off"
@@ -62,6 +68,10 @@ def codec_section() -> ml_collections.ConfigDict:
     # After fine-tuning, scale the colour then the Cholesky steps by 2^(k/2),
     # k in [-4, 4], keeping what minimises MSE + lmbda * bpp of the real file.
     c.step_search = True
+    # Which channel groups the step search scales, in order (compress/targets.py
+    # SEARCH_GROUPS), and the position grids (px) it tries after them.
+    c.search_groups = "color,chol"
+    c.search_position_steps = (0.0625, 0.25)
     return c
 
 

@@ -27,9 +27,9 @@ from absl import app, flags, logging
 from experiments import cli, size_flags
 from gauss2d import checkpoint, compress, data, gaussians, runner, runrecord, train
 from gauss2d.codec import budget, decode
-from gauss2d.compress import rdo, targets
+from gauss2d.compress import decode_render, rdo, targets
+from gauss2d.compress.decode_render import render_decoded
 from gauss2d.errors import Gauss2dError
-from gauss2d.render.params import render_params
 
 _CONFIG = cli.define_config("configs/codec.py")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace OUTPUT if it exists.")
@@ -47,6 +47,12 @@ _MEMORY_LIMIT = flags.DEFINE_float(
 _TARGET_BPP = flags.DEFINE_float("target_bpp", None, "encode: a file of at most this bpp (and >= 0.9x it).")
 _TARGET_PSNR = flags.DEFINE_float(
     "target_psnr", None, "encode: the smallest file found decoding to >= this PSNR."
+)
+_COMPILE_CACHE = flags.DEFINE_string(
+    "compile_cache",
+    None,
+    "Folder of JAX's persistent compilation cache, so a later run reuses the compiled renderer "
+    "(default: $GAUSS2D_COMPILE_CACHE or ~/.cache/gauss2d/jax; '' turns it off).",
 )
 _PRESET = flags.DEFINE_enum(
     "preset", None, list(PRESETS := ("fast", "default", "best")), "encode: trade encode time for size."
@@ -120,7 +126,7 @@ def hit_target(result, target, config) -> dict:
             settings,
             _TARGET_PSNR.value,
             target,
-            lambda p, h, w: render_params(p, h, w, backend),
+            lambda p, h, w: render_decoded(p, h, w, backend),
         )
     result.data = trial.data
     summary = dict(result.summary, **compress.file_summary(trial.data, target, backend))
@@ -176,7 +182,8 @@ def decode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite
         image, _, _ = size_flags.render(decoded.params, decoded.height, decoded.width, backend)
     else:
         budget.check_render(decoded, limit, backend, f"'{source}'", "--memory_limit_gb")  # pair buffer
-        image = render_params(decoded.params, decoded.height, decoded.width, backend)
+        image = render_decoded(decoded.params, decoded.height, decoded.width, backend)
+        image = jax.block_until_ready(image)
     seconds = time.perf_counter() - start
     data.save_image(output, image)
     height, width = image.shape[:2]
@@ -194,6 +201,9 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     # XLA on CPU cannot reuse the training chunk's donated buffers; harmless.
     warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+    # The renderer's compilation is most of a fresh process's decode time; the
+    # persistent cache keeps it for the next run (gauss2d/compress/decode_render.py).
+    decode_render.enable_compile_cache(_COMPILE_CACHE.value)
     try:
         config = cli.load_config(_CONFIG)
         logging.info("config:\n%s", config)

@@ -153,9 +153,10 @@ def _tail_file(data, tail):
     return _fix_crc(codec_v2.pack_file(parts)[:-4] + tail + bytes(4))
 
 
-def _flagged(data, flag):
+def _flagged(data, change):
+    """``data`` with header byte 15 (flags: bit 0 colour by size, bit 1 alpha) replaced by change(byte)."""
     head, *rest = codec_v2.split_file(data, tail=True)
-    head = head[:15] + bytes([flag]) + head[16:]
+    head = head[:15] + bytes([change(head[15])]) + head[16:]
     return _fix_crc(codec_v2.pack_file([head, *rest[:3]])[:-4] + rest[3] + bytes(4))
 
 
@@ -165,9 +166,9 @@ def test_damaged_alpha_sections_give_one_clear_error():
     tail = codec_v2.split_file(data, tail=True)[4]
     sum_file = codec_v2.encode_v2(gaussians.geometry(params), H, W)
     cases = {
-        "without its opacity and depth": _flagged(sum_file, 1),
-        "after the colour section of a sum-model": _flagged(data, 0),
-        "unknown bits": _flagged(data, 3),
+        "without its opacity and depth": _flagged(sum_file, lambda f: f | 2),
+        "after the colour section of a sum-model": _flagged(data, lambda f: f & ~2),
+        "unknown bits": _flagged(data, lambda f: f | 4),
         "shorter than its": _tail_file(data, tail[:5]),
         "opacity step": _tail_file(data, struct.pack("<ff", 0.0, 0.0) + tail[8:]),
         "alpha section has": _tail_file(data, tail + b"\x00"),

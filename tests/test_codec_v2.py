@@ -39,6 +39,9 @@ SETTINGS = [
     codec_v2.V2Settings(),
     codec_v2.V2Settings(color_space="rgb", predict="on", model="laplace", chol_levels=16, color_step=0.1),
     codec_v2.V2Settings(predict="off", model="categorical", position_step=0.25, color_step=1e-3),
+    codec_v2.V2Settings(cov_space="log"),
+    codec_v2.V2Settings(cov_space="log", color_by_size=True, predict="off"),
+    codec_v2.V2Settings(color_by_size=True, color_space="rgb"),
 ]
 
 
@@ -250,6 +253,8 @@ def test_decode_fuzz_v2():
         codec_v2.encode_v2(_params(60, 0), 24, 32),
         codec_v2.encode_v2(_params(300, 1), H, W, settings=SETTINGS[1]),
         codec_v2.encode_v2(_params(150, 2), 17, 29, settings=SETTINGS[2]),
+        codec_v2.encode_v2(_params(120, 3), 24, 32, settings=SETTINGS[3]),
+        codec_v2.encode_v2(_params(120, 4), 24, 32, settings=SETTINGS[4]),
     ]
     rng = np.random.default_rng(20261202)
     messages = collections.Counter()
@@ -287,3 +292,87 @@ def test_random_bytes_never_crash_v2():
         junk = b"G2D\x00\x02" + rng.bytes(int(rng.integers(0, 300)))
         with pytest.raises(CodecError):
             decode(_fix_crc(junk))
+
+
+def test_log_covariance_space_is_relative_and_its_training_twin_agrees():
+    """cov_space="log": the same Sigma after a sign flip, relative precision, the JAX twin within rounding."""
+    from gauss2d import gaussians  # noqa: PLC0415
+    from gauss2d.codec import cov_space  # noqa: PLC0415
+
+    params = _params(300, seed=5)
+    chol = np.asarray(params.chol).copy()
+    chol[:3] = [[-0.9, 0.3, 0.1], [-1.7, -0.4, -1.2], [3.0, 2.0, 4.0]]  # l11 < 0, l22 < 0, large
+    params = params._replace(chol=jnp.asarray(chol))
+    u = cov_space.to_cov_space(chol, "log")
+    back = cov_space.from_cov_space(u, "log")
+    # Sign flips of a column of L keep Sigma: the round trip is the same covariance.
+    np.testing.assert_allclose(
+        np.asarray(gaussians.covariance(params._replace(chol=jnp.asarray(back)))),
+        np.asarray(gaussians.covariance(params)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    settings = codec_v2.V2Settings(cov_space="log")
+    state = codec_v2.init_v2_state(params, settings)
+    q = codec_v2.quantize_v2(params, H, W, state, settings)
+    assert q.header.cov_space == "log"
+    data = codec_v2.encode_v2(params, H, W, state, settings)
+    decoded = decode(data).params
+    _assert_bit_equal(decoded, q.params)
+    # Relative precision: the error of each scale is a fraction of it, small or large.
+    lower = np.abs(np.asarray(q.params.chol) + [0.5, 0.0, 0.5])
+    exact = np.abs(chol[q.source] + [0.5, 0.0, 0.5])
+    step = np.asarray(state.chol.scale)
+    for c, k in ((0, 0), (2, 2)):
+        assert np.all(np.abs(np.log(lower[:, c]) - np.log(exact[:, c])) <= 0.5 * step[k] * (1 + 1e-4) + 1e-6)
+    # Training's fake quantiser gives the decoder's values up to float32 rounding.
+    fake, _, _ = codec_v2.fake_quantize_v2(params, state, H, W, settings)
+    fake_chol = np.asarray(fake.chol)[q.source]
+    np.testing.assert_allclose(fake_chol, np.asarray(decoded.chol), rtol=1e-5, atol=1e-6)
+    # Any stored log index decodes finite; an unknown parameterisation code is refused.
+    extreme = cov_space.from_cov_space(np.asarray([[1e9, -1e9, 1e9], [-1e9, 1e9, -1e9]], np.float32), "log")
+    assert np.isfinite(extreme).all()
+    body = bytearray(data[:-4])
+    header_start = body.index(struct.pack("<III", H, W, q.header.num_gaussians))
+    body[header_start + 12] = 2  # parameterization code
+    with pytest.raises(CodecError, match="unknown parameterization code 2"):
+        decode(bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))))
+
+
+def test_colour_steps_by_size_follow_the_decoded_area():
+    """color_by_size: each Gaussian's colour step is the header's x 2^(-octaves of |l11 l22| / 2)."""
+    from gauss2d.codec import cov_space  # noqa: PLC0415
+
+    params = _params(400, seed=6)
+    chol = np.asarray(params.chol).copy()
+    chol[:, [0, 2]] = np.random.default_rng(6).uniform(0.0, 6.0, (400, 2))  # areas from 0.25 to 42 px^2
+    params = params._replace(chol=jnp.asarray(chol))
+    settings = codec_v2.V2Settings(cov_space="log", color_by_size=True)
+    state = codec_v2.init_v2_state(params, settings)
+    q = codec_v2.quantize_v2(params, H, W, state, settings)
+    assert q.header.color_by_size
+    data = codec_v2.encode_v2(params, H, W, state, settings)
+    decoded = decode(data).params
+    _assert_bit_equal(decoded, q.params)
+    # The per-Gaussian step, from the decoded factors: large Gaussians get finer colours.
+    octaves = cov_space.size_octaves(np.asarray(decoded.chol))
+    assert octaves.min() <= -1 and octaves.max() >= 4
+    step = np.asarray(state.color.scale)[None] * 2.0 ** (-0.5 * octaves)[:, None]
+    ycc = codec_v2.to_space(np.asarray(params.color)[q.source], "ycbcr")
+    err = np.abs(codec_v2.to_space(np.asarray(decoded.color), "ycbcr") - ycc)
+    assert np.all(err <= 0.5 * step * (1 + 1e-3) + 1e-6)
+    big, small = octaves >= 3, octaves <= 0
+    assert err[big].max() < 0.5 * err[small].max()
+    # Training's twin uses the same steps (up to float32 rounding at octave boundaries).
+    fake, _, color_q = codec_v2.fake_quantize_v2(params, state, H, W, settings)
+    same = np.all(np.asarray(color_q)[q.source] == q.color_q, axis=1)
+    assert same.mean() > 0.99
+    fake_color = np.asarray(fake.color)[q.source]
+    np.testing.assert_allclose(fake_color[same], np.asarray(decoded.color)[same], atol=1e-5)
+    # Header byte 15's bit 0 holds the flag (bit 1 is the alpha model's); unknown bits are refused.
+    body = bytearray(data[:-4])
+    start = body.index(struct.pack("<III", H, W, q.header.num_gaussians))
+    assert body[start + 15] == 1
+    body[start + 15] = 5
+    with pytest.raises(CodecError, match="header flags 0x5 has unknown bits"):
+        decode(bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))))

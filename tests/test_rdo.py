@@ -1,5 +1,7 @@
 """Rate-aware fine-tuning (D + lambda R), pruning, and the size / quality targets of v2 files."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -147,3 +149,33 @@ def test_rd_search_follows_lambda(scene):
     # Gaussians are not a fit, so a coarser step may happen to lower it too).
     assert sharp["objective"] <= start["objective"] and start["trials"] == 1
     assert cheap["trials"] == sharp["trials"] == 17
+
+
+def test_rd_search_scales_only_its_groups_and_tries_position_grids(scene):
+    image, params = scene
+    settings = codec_v2.V2Settings()
+    state = codec_v2.init_v2_state(params, settings)
+
+    def render(p, h, w):
+        return render_params(p, h, w)
+
+    groups = ("color_chroma", "chol_off")
+    best, info = targets.rd_search(
+        params, H, W, state, settings, 1.0, image, render, groups=groups, position_steps=(0.25, 0.5)
+    )
+    # Bits are dear: both groups coarser, and only their channels moved.
+    assert info["color_chroma_factor"] > 1 and info["chol_off_factor"] > 1
+    ratio_color = np.asarray(best.color.scale) / np.asarray(state.color.scale)
+    ratio_chol = np.asarray(best.chol.scale) / np.asarray(state.chol.scale)
+    chroma = info["color_chroma_factor"]
+    np.testing.assert_allclose(ratio_color, [1.0, chroma, chroma], 1e-6)
+    np.testing.assert_allclose(ratio_chol, [1.0, info["chol_off_factor"], 1.0], 1e-6)
+    assert info["trials"] == 1 + 2 * 8 + 2
+    # The position grid is one of those tried, and the file it names is the objective's.
+    assert info["position_step"] in (0.125, 0.25, 0.5)
+    at = dataclasses.replace(settings, position_step=info["position_step"])
+    data = codec_v2.encode_v2(params, H, W, best, at)
+    mse = float(jnp.mean((render_params(decode(data).params, H, W) - image) ** 2))
+    assert info["objective"] == pytest.approx(mse + 8.0 * len(data) / (H * W), rel=1e-6)
+    with pytest.raises(ValueError, match="unknown step-search groups"):
+        targets.rd_search(params, H, W, state, settings, 1.0, image, render, groups=("colour",))

@@ -7,6 +7,7 @@ fine-tunes, encodes and measures (``gauss2d.compress``) sits above it
 (docs/codec.md).
 """
 
+from gauss2d.codec.advice import NotFineTunedWarning
 from gauss2d.codec.bitstream import CodecError
 from gauss2d.codec.codec import (
     CodecSettings,
@@ -25,6 +26,7 @@ __all__ = [
     "CodecSettings",
     "CodecState",
     "Decoded",
+    "NotFineTunedWarning",
     "bits_by_attribute",
     "decode",
     "encode",

@@ -1,7 +1,7 @@
 """The alpha model's opacity and depth in a version-2 file (DESIGN.md section 2b, docs/alpha.md).
 
 An alpha-composited file (``model.blend = "alpha"``) is a v2 file whose
-header flag bit 0 is set and which carries one more section after the
+header flag bit 1 is set and which carries one more section after the
 colour section, inside the file's CRC::
 
     opacity step f32 | opacity offset f32 |

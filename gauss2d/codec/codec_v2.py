@@ -35,8 +35,9 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d.codec import bitstream, budget, entropy, predict, quantize, streams
+from gauss2d.codec import advice, bitstream, budget, entropy, predict, quantize, streams
 from gauss2d.codec.bitstream import MAGIC, CodecError, get_varint, put_varint
+from gauss2d.codec.cov_space import COV_SPACES, from_cov_space, size_step_factor, to_cov_space
 from gauss2d.gaussians import CholeskyAlphaParams, CholeskyParams
 
 VERSION = 2
@@ -45,7 +46,7 @@ COLOR_SPACES = ("rgb", "ycbcr")
 SECTIONS = ("header", "positions", "covariance", "color")
 HEADER = struct.Struct(
     "<IIIBBbB12f"
-)  # h, w, n, parameterization, colour space, step log2, flags (bit 0: alpha), 12 floats
+)  # h, w, n, parameterization, colour space, step log2, flags (bit 0 colour by size, 1 alpha), 12 floats
 # |step| and |offset / step| bounds: every dequantised value stays finite in float32.
 MAX_STEP, MAX_ZERO = 1e6, 2.0**20
 MIN_STEP = 1e-8
@@ -80,6 +81,10 @@ class V2Settings:
       color_step: initial colour step (all channels; colour units, 1 = full range).
       predict: "auto" (per channel, whichever codes smaller), "on" or "off".
       model: "auto" (per stream, the smaller), "laplace" or "categorical".
+      cov_space: the covariance quantiser's space (``cov_space.COV_SPACES``):
+        "cholesky" (raw factors) or "log" (logs of the diagonal, relative shear).
+      color_by_size: colour steps scaled per Gaussian by its decoded size,
+        ``2^(-octaves / 2)`` (``cov_space.size_step_factor``).
     """
 
     position_step: float = 0.125
@@ -88,6 +93,8 @@ class V2Settings:
     color_step: float = 1.0 / 64
     predict: str = "auto"
     model: str = "auto"
+    cov_space: str = "cholesky"
+    color_by_size: bool = False
 
     def __post_init__(self):
         step_log2 = np.log2(self.position_step) if self.position_step > 0 else np.nan
@@ -104,6 +111,8 @@ class V2Settings:
             raise ValueError(f"predict={self.predict!r} must be 'auto', 'on' or 'off'")
         if self.model not in ("auto", "laplace", "categorical"):
             raise ValueError(f"model={self.model!r} must be 'auto', 'laplace' or 'categorical'")
+        if self.cov_space not in COV_SPACES:
+            raise ValueError(f"cov_space={self.cov_space!r} not in {COV_SPACES}")
 
     @property
     def position_step_log2(self) -> int:
@@ -128,7 +137,9 @@ class HeaderV2:
     chol_offset: np.ndarray
     color_step: np.ndarray
     color_offset: np.ndarray
-    alpha: bool = False  # flag bit 0: opacity and depth follow the colour (alpha_streams)
+    cov_space: str = "cholesky"  # the header's parameterization code (0 cholesky, 1 log)
+    color_by_size: bool = False  # flag bit 0: colour steps x 2^(-size octaves / 2)
+    alpha: bool = False  # flag bit 1: opacity and depth follow the colour (alpha_streams)
 
     def validate(self) -> None:
         def check(ok, message):
@@ -147,6 +158,7 @@ class HeaderV2:
             f"num_gaussians={self.num_gaussians} must be in [1, {bitstream.MAX_GAUSSIANS}]",
         )
         check(self.color_space in COLOR_SPACES, f"colour space {self.color_space!r} unknown")
+        check(self.cov_space in COV_SPACES, f"covariance space {self.cov_space!r} unknown")
         lo, hi = bitstream.MIN_STEP_LOG2, bitstream.MAX_STEP_LOG2
         check(
             lo <= self.position_step_log2 <= hi,
@@ -174,10 +186,10 @@ def pack_header(h: HeaderV2) -> bytes:
         h.height,
         h.width,
         h.num_gaussians,
-        0,
+        COV_SPACES.index(h.cov_space),
         COLOR_SPACES.index(h.color_space),
         h.position_step_log2,
-        int(h.alpha),
+        int(h.color_by_size) | int(h.alpha) << 1,
         *floats,
     )
 
@@ -186,14 +198,17 @@ def parse_header(payload: bytes) -> HeaderV2:
     if len(payload) != HEADER.size:
         raise CodecError(f"v2 header section is {len(payload)} bytes, expected {HEADER.size}")
     h, w, n, par, space, step, flags, *floats = HEADER.unpack(payload)
-    if par != 0:
+    if par >= len(COV_SPACES):
         raise CodecError(f"unknown parameterization code {par}")
     if space >= len(COLOR_SPACES):
         raise CodecError(f"unknown colour space code {space}")
-    if flags >> 1:
-        raise CodecError(f"header flags {flags:#x} has unknown bits")
+    if flags >> 2:
+        raise CodecError(f"header flags {flags:#x} has unknown bits (bit 0: colour by size, bit 1: alpha)")
     f = np.asarray(floats, np.float32)
-    header = HeaderV2(h, w, n, COLOR_SPACES[space], step, f[0:3], f[3:6], f[6:9], f[9:12], bool(flags))
+    quantisers = (f[0:3], f[3:6], f[6:9], f[9:12])
+    header = HeaderV2(
+        h, w, n, COLOR_SPACES[space], step, *quantisers, COV_SPACES[par], bool(flags & 1), bool(flags & 2)
+    )
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         header.validate()
     return header
@@ -211,12 +226,22 @@ class QuantizedV2(NamedTuple):
 
 
 def init_v2_state(params: CholeskyParams, settings: V2Settings = V2Settings()) -> V2State:
-    """Steps from the settings, offsets at the channel medians (index 0 is the typical value)."""
-    chol = np.asarray(params.chol, np.float32)
+    """Steps from the settings, offsets at the channel medians (index 0 is the typical value).
+
+    The Cholesky step is the channel's range in ``settings.cov_space`` over
+    ``chol_levels - 1``; in the log space the range is the 0.5-99.5th
+    percentiles (a near-degenerate factor's log would set it alone).
+    """
+    chol = to_cov_space(np.asarray(params.chol, np.float32), settings.cov_space)
     color = to_space(np.asarray(params.color, np.float32), settings.color_space)
-    span = chol.max(0) - chol.min(0)
+    if settings.cov_space == "cholesky":
+        span = chol.max(0) - chol.min(0)
+    else:
+        span = np.percentile(chol, 99.5, axis=0) - np.percentile(chol, 0.5, axis=0)
     chol_step = np.where(span > 0, span / (settings.chol_levels - 1), 1.0).astype(np.float32)
     color_step = np.full(3, settings.color_step, np.float32)
+    if settings.color_by_size:  # the median Gaussian keeps the settings' step
+        color_step /= float(np.median(size_step_factor(np.asarray(params.chol, np.float32))))
     return V2State(
         quantize.LsqParams(jnp.asarray(chol_step), jnp.asarray(np.median(chol, 0).astype(np.float32))),
         quantize.LsqParams(jnp.asarray(color_step), jnp.asarray(np.median(color, 0).astype(np.float32))),
@@ -240,8 +265,9 @@ def dequantize(q: np.ndarray, step: np.ndarray, offset: np.ndarray) -> np.ndarra
 def _dequantized(h: HeaderV2, cells, chol_q, color_q) -> CholeskyParams:
     step = 2.0**h.position_step_log2
     xy = quantize.grid_to_raw_xy(cells, step, h.height, h.width)
-    chol = dequantize(chol_q, h.chol_step, h.chol_offset)
-    color = from_space(dequantize(color_q, h.color_step, h.color_offset), h.color_space)
+    chol = from_cov_space(dequantize(chol_q, h.chol_step, h.chol_offset), h.cov_space)
+    color_step = h.color_step * size_step_factor(chol) if h.color_by_size else h.color_step
+    color = from_space(dequantize(color_q, color_step, h.color_offset), h.color_space)
     return CholeskyParams(jnp.asarray(xy), jnp.asarray(chol), jnp.asarray(color.astype(np.float32)))
 
 
@@ -267,6 +293,8 @@ def quantize_v2(
         settings.color_space,
         settings.position_step_log2,
         *(np.asarray(a, np.float32).reshape(3) for a in (*state.chol, *state.color)),
+        cov_space=settings.cov_space,
+        color_by_size=settings.color_by_size,
     )
     try:
         header.validate()
@@ -281,8 +309,13 @@ def quantize_v2(
     source = by_key[order]
     cells = cells[source]
     pred = predict.predecessors(cells)
-    chol_q = indices(chol[source], state.chol)
-    color_q = indices(to_space(color[source], settings.color_space), state.color)
+    chol_q = indices(to_cov_space(chol[source], settings.cov_space), state.chol)
+    color_lsq = state.color
+    if settings.color_by_size:  # per-Gaussian steps from the decoded factors, as the decoder derives them
+        chol_steps = dequantize(chol_q, header.chol_step, header.chol_offset)
+        chol_decoded = from_cov_space(chol_steps, settings.cov_space)
+        color_lsq = (header.color_step * size_step_factor(chol_decoded), header.color_offset)
+    color_q = indices(to_space(color[source], settings.color_space), color_lsq)
     out = _dequantized(header, cells, chol_q, color_q)
     return QuantizedV2(out, header, keys[by_key], order, source, pred, chol_q, color_q)
 
@@ -420,16 +453,20 @@ def fake_quantize_v2(
       identity gradient in "ste") that the rate estimate reads.
     """
     xy = quantize.grid_quantize_xy(params.xy, settings.position_step, height, width, quant_mode)
-    chol, chol_q = _lsq_signed(params.chol, state.chol, quant_mode)
-    ycc, color_q = _lsq_signed(to_space(params.color, settings.color_space), state.color, quant_mode)
+    u, chol_q = _lsq_signed(to_cov_space(params.chol, settings.cov_space), state.chol, quant_mode)
+    chol = from_cov_space(u, settings.cov_space) if quant_mode != "none" else params.chol
+    factor = size_step_factor(chol) if settings.color_by_size else None
+    ycc, color_q = _lsq_signed(to_space(params.color, settings.color_space), state.color, quant_mode, factor)
     return CholeskyParams(xy, chol, from_space(ycc, settings.color_space)), chol_q, color_q
 
 
-def _lsq_signed(x, lsq, mode):
-    """Signed LSQ fake quantiser: value and index, both straight-through."""
+def _lsq_signed(x, lsq, mode, factor=None):
+    """Signed LSQ fake quantiser: value and index, both straight-through; steps x ``factor`` [N, 1]."""
     step, offset = lsq
     g = 1.0 / float(np.sqrt(max(x.shape[0], 1) * 64.0))  # LSQ's gradient scaling (Q ~ 64 levels)
     step, offset = quantize._grad_scale(step, g), quantize._grad_scale(offset, g)
+    if factor is not None:
+        step = step * factor
     v = jnp.clip((x - offset) / step, -MAX_INDEX, MAX_INDEX)
     if mode == "none":
         return x, v
@@ -443,6 +480,8 @@ def encode_v2(
     width: int,
     state: V2State | None = None,
     settings: V2Settings | None = None,
+    *,
+    target: np.ndarray | None = None,
 ) -> bytes:
     """Quantises and writes a version-2 file.
 
@@ -450,11 +489,17 @@ def encode_v2(
       params: ``CholeskyParams`` (xy [N, 2], chol [N, 3], color [N, 3]).
       height: image height in pixels.
       width: image width in pixels.
-      state: the quantisers' steps and offsets; None: ``init_v2_state``.
+      state: the quantisers' steps and offsets; None: ``init_v2_state`` (and a warning).
       settings: ``V2Settings``; None for the defaults.
+      target: the image [H, W, 3] in [0, 1]; only read, when ``state`` is
+        None, to measure in the warning what plain quantisation costs.
 
     Returns:
       The file's bytes; ``decode`` returns ``quantize_v2(...).params`` from them, bit for bit.
+
+    Warns:
+      advice.NotFineTunedWarning: when ``state`` is None: the settings'
+        initial steps, with Gaussians not fine-tuned with them.
 
     Raises:
       ValueError: bad sizes, non-finite values, a state the header cannot
@@ -465,12 +510,19 @@ def encode_v2(
 
         return alpha_streams.encode_alpha_v2(params, height, width, state, settings)
     settings = V2Settings() if settings is None else settings
-    state = init_v2_state(params, settings) if state is None else state
+    missing = state is None
+    state = init_v2_state(params, settings) if missing else state
     q = quantize_v2(params, height, width, state, settings)
     data = pack_file(encode_sections(q, settings))
     if q.header.num_gaussians > bitstream.max_gaussians_for_size(len(data)):
         raise ValueError(
             f"{q.header.num_gaussians} Gaussians coded in {len(data)} bytes: (near-)duplicate Gaussians; "
             "deduplicate them"
+        )
+    if missing:
+        advice.warn_not_finetuned(
+            "codec_v2.encode_v2(state=None)",
+            missing_state="Without state= the steps are the settings' initial ones, not learned.",
+            **advice.measured_cost(params, q.params, target),
         )
     return data

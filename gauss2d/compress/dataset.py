@@ -98,6 +98,9 @@ def compress_one(
     outdir = workdir / name
     settings = {k: runrecord.select(config, k) for k in RESULT_KEYS}
     settings["fitted_dir"] = None if fitted_dir is None else str(fitted_dir)
+    # Through JSON, as result.json stores them: a tuple-valued key (e.g.
+    # codec.search_position_steps) must compare equal to the list read back.
+    settings = json.loads(checkpoint.dumps_strict(settings))
     row = runner.read_result(outdir / RESULT, label)  # None: not done yet, or damaged (then redone)
     if row is not None:
         if row.get("settings") != settings:

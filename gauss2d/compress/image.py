@@ -22,8 +22,8 @@ from gauss2d import densify, fit, gaussians, metrics
 from gauss2d.codec import alpha_streams, codec_v2
 from gauss2d.codec.codec import CodecState, bits_by_attribute, decode, encode, init_codec_state
 from gauss2d.compress import qat, rdo, targets
+from gauss2d.compress.decode_render import render_decoded
 from gauss2d.errors import Gauss2dError
-from gauss2d.render.params import render_params
 
 # Receives (stage, info) after every training chunk; stage is "fit" or "qat",
 # info as in fit.fit_image's on_chunk (step, iterations, loss, psnr, ...).
@@ -41,7 +41,7 @@ def decode_and_render(data: bytes, backend: str = "xla") -> tuple[jax.Array, flo
     """
     t0 = time.perf_counter()
     decoded = decode(data)
-    image = render_params(decoded.params, decoded.height, decoded.width, backend)
+    image = render_decoded(decoded.params, decoded.height, decoded.width, backend)  # N bucketed: few compiles
     image = jax.block_until_ready(image)
     return image, time.perf_counter() - t0
 
@@ -161,7 +161,7 @@ def compress_image(
     params = prune_inactive(params)
     summary["num_gaussians"] = gaussians.num_gaussians(params)
     summary["pruned_gaussians"] = fitted_count - summary["num_gaussians"]
-    summary["fit_psnr"] = float(metrics.psnr(render_params(params, height, width, backend), target))
+    summary["fit_psnr"] = float(metrics.psnr(render_decoded(params, height, width, backend), target))
 
     if gaussians.blend_of(params) == "alpha":
         return _compress_alpha(target, params, config, summary, backend)
@@ -213,6 +213,29 @@ def _compress_alpha(target, params, config, summary, backend) -> CompressResult:
     return CompressResult(data, params, state, summary)
 
 
+def search_options(config: Mapping) -> dict[str, Any]:
+    """``targets.rd_search``'s groups and position grids: ``codec.search_groups``, ``search_position_steps``.
+
+    Raises:
+      Gauss2dError: an unknown group or a position step the format cannot store.
+    """
+    c = config["codec"]
+    groups = tuple(g.strip() for g in str(c.get("search_groups", "color,chol")).split(",") if g.strip())
+    unknown = sorted(set(groups) - set(targets.SEARCH_GROUPS))
+    if unknown:
+        raise Gauss2dError(
+            f"config codec.search_groups has unknown group(s) {unknown}; expected some of "
+            f"{sorted(targets.SEARCH_GROUPS)}"
+        )
+    steps = tuple(float(s) for s in c.get("search_position_steps", ()))
+    for step in steps:
+        try:
+            codec_v2.V2Settings(position_step=step)
+        except ValueError as e:
+            raise Gauss2dError(f"config codec.search_position_steps: {e}") from None
+    return {"groups": groups, "position_steps": steps}
+
+
 def _compress_v2(target, params, config, summary, backend, on_chunk) -> CompressResult:
     """codec.version 2: rate-aware fine-tuning with pruning (rdo.py), then a v2 file.
 
@@ -244,8 +267,10 @@ def _compress_v2(target, params, config, summary, backend, on_chunk) -> Compress
             settings,
             summary["lmbda"],
             target,
-            lambda p, h, w: render_params(p, h, w, backend),
+            lambda p, h, w: render_decoded(p, h, w, backend),
+            **search_options(config),
         )
+        settings = dataclasses.replace(settings, position_step=found["position_step"])
         summary["step_search"] = found
     try:
         data = codec_v2.encode_v2(result.params, height, width, state, settings)

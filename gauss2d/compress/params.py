@@ -11,13 +11,13 @@ freshly fitted Gaussians it is often 10 dB.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import jax
 import numpy as np
 
 from gauss2d import gaussians
+from gauss2d.codec import advice
 from gauss2d.compress.image import CompressResult, compress_image
 from gauss2d.errors import Gauss2dError
 
@@ -83,12 +83,10 @@ def compress_params(
     result = compress_image(target, config, key, params=gaussians.to_cholesky(params))
     summary = result.summary
     if qat_steps == 0:
-        cost = summary["fit_psnr"] - summary["psnr"]
-        warnings.warn(
-            f"compress_params(qat_steps=0): these Gaussians were not fine-tuned with the quantisers; "
-            f"plain quantisation decodes at {summary['psnr']:.2f} dB against the fit's "
-            f"{summary['fit_psnr']:.2f} dB ({cost:.2f} dB lost). qat_steps=500 recovers most of it.",
-            UserWarning,
-            stacklevel=2,
+        advice.warn_not_finetuned(
+            "compress_params(qat_steps=0)",
+            fit_psnr=summary["fit_psnr"],
+            decoded_psnr=summary["psnr"],
+            missing_state="qat_steps=500 recovers most of it.",
         )
     return result

@@ -98,6 +98,8 @@ def settings_from_config(config: Mapping) -> V2Settings:
             color_step=float(c.get("color_step", 1.0 / 64)),
             predict=str(c.get("predict", "auto")),
             model=str(c.get("entropy_model", "auto")),
+            cov_space=str(c.get("cov_space", "cholesky")),
+            color_by_size=bool(c.get("color_by_size", False)),
         )
     except ValueError as e:
         raise Gauss2dError(f"config codec section is invalid: {e}") from None

@@ -191,6 +191,26 @@ def to_psnr(
     return best
 
 
+# Channel groups the step search scales together: (attribute, channels).
+SEARCH_GROUPS = {
+    "color": ("color", (0, 1, 2)),
+    "color_luma": ("color", (0,)),  # Y in YCbCr (R in RGB)
+    "color_chroma": ("color", (1, 2)),
+    "chol": ("chol", (0, 1, 2)),
+    "chol_diag": ("chol", (0, 2)),
+    "chol_off": ("chol", (1,)),
+}
+
+
+def _scale_channels(state: V2State, group: str, f: float) -> V2State:
+    attr, channels = SEARCH_GROUPS[group]
+    q = getattr(state, attr)
+    mask = np.zeros(3, np.float32)
+    mask[list(channels)] = 1.0
+    factor = jnp.asarray(1.0 + (f - 1.0) * mask, jnp.float32)
+    return state._replace(**{attr: quantize.LsqParams(jnp.asarray(q.scale) * factor, jnp.asarray(q.offset))})
+
+
 def rd_search(
     params: gaussians.CholeskyParams,
     height: int,
@@ -201,41 +221,58 @@ def rd_search(
     target: np.ndarray,
     render: Callable,
     factors: tuple[float, ...] = tuple(2.0 ** (k / 2) for k in range(-4, 5)),
+    groups: tuple[str, ...] = ("color", "chol"),
+    position_steps: tuple[float, ...] = (),
 ) -> tuple[V2State, dict]:
     """The quantiser steps minimising MSE + lmbda * bpp of the real file (coordinate descent).
 
-    Scales the colour steps, then the Cholesky steps, by each of ``factors``;
+    Scales each group of channels' steps in turn (``SEARCH_GROUPS``: by
+    default the colour steps, then the Cholesky steps) by each of
+    ``factors``, then tries each of ``position_steps`` as the position grid;
     every trial is a real encode, decode and render, so the choice is made
     on the file's bytes and the decoder's pixels.
 
     Returns:
-      (the best state, {"color_factor", "chol_factor", "objective", "trials"}).
+      (the best state, {"<group>_factor" per group, "position_step",
+      "objective", "trials"}); encode with ``dataclasses.replace(settings,
+      position_step=info["position_step"])``.
     """
     target = jnp.asarray(target, jnp.float32)
+    unknown = sorted(set(groups) - set(SEARCH_GROUPS))
+    if unknown:
+        raise ValueError(f"unknown step-search groups {unknown}; expected some of {sorted(SEARCH_GROUPS)}")
 
-    def objective(st: V2State) -> float:
-        data = codec_v2.encode_v2(params, height, width, st, settings)
+    def objective(st: V2State, grid: float) -> float:
+        at_grid = dataclasses.replace(settings, position_step=grid)
+        data = codec_v2.encode_v2(params, height, width, st, at_grid)
         decoded = codec_v2.decode_v2(data)[0]
         mse = float(jnp.mean((render(decoded, height, width) - target) ** 2))
         return mse + lmbda * 8.0 * len(data) / (height * width)
 
-    best, best_value = state, objective(state)
-    chosen = {"color": 1.0, "chol": 1.0}
+    grid = settings.position_step
+    best, best_value = state, objective(state, grid)
+    chosen = {g: 1.0 for g in groups}
     trials = 1
-    for group in ("color", "chol"):
+    for group in groups:
         base = best
         for f in factors:
             if f == 1.0:
                 continue
-            q = getattr(base, group)
-            st = base._replace(**{group: quantize.LsqParams(jnp.asarray(q.scale) * f, jnp.asarray(q.offset))})
-            value = objective(st)
+            st = _scale_channels(base, group, f)
+            value = objective(st, grid)
             trials += 1
             if value < best_value:
                 best, best_value, chosen[group] = st, value, f
+    for step in position_steps:
+        if step == grid:
+            continue
+        value = objective(best, step)
+        trials += 1
+        if value < best_value:
+            best_value, grid = value, step
     return best, {
-        "color_factor": chosen["color"],
-        "chol_factor": chosen["chol"],
+        **{f"{g}_factor": v for g, v in chosen.items()},
+        "position_step": grid,
         "objective": best_value,
         "trials": trials,
     }

@@ -1,0 +1,84 @@
+"""Rendering decoded files: padded to a bucket, one compiled count, the same pixels as render_params."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gauss2d import gaussians
+from gauss2d.codec import codec_v2, decode
+from gauss2d.compress import decode_render
+from gauss2d.render.params import needed_capacity, render_params
+
+H, W = 48, 64
+
+
+def _params(n, seed=0):
+    rng = np.random.default_rng(seed)
+    means = rng.uniform(0.02, 0.98, (n, 2)) * [W, H]
+    xy = np.arctanh(2.0 * means / [W, H] - 1.0)
+    chol = rng.laplace([1.5, 0.0, 1.5], [0.5, 0.3, 0.5], (n, 3))
+    color = rng.uniform(-0.1, 0.6, (n, 3))
+    return gaussians.CholeskyParams(*(jnp.asarray(a, jnp.float32) for a in (xy, chol, color)))
+
+
+def _decoded(n, seed):
+    """A decoded v2 file of ``_params(n, seed)`` (plain quantisation, given explicitly: no warning)."""
+    params = _params(n, seed)
+    return decode(codec_v2.encode_v2(params, H, W, codec_v2.init_v2_state(params))).params
+
+
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 80, 81, 9000, 2**20 + 1])
+def test_bucket_holds_n_with_at_most_a_quarter_padding(n):
+    b = decode_render.num_gaussians_bucket(n)
+    assert b >= n and b >= 64
+    if n > 64:
+        assert b <= 1.25 * n  # buckets 2^k x {1, 1.25, 1.5, 1.75}
+    assert decode_render.num_gaussians_bucket(b) == b  # a bucket is its own bucket
+
+
+@pytest.mark.parametrize("n", [1, 70, 300])
+def test_padded_render_is_the_same_image_bit_for_bit(n):
+    params = _decoded(n, seed=n)
+    padded = decode_render.pad_to_bucket(params)
+    assert gaussians.num_gaussians(padded) == decode_render.num_gaussians_bucket(n)
+    np.testing.assert_array_equal(np.asarray(padded.xy[:n]), np.asarray(params.xy))  # originals first
+    # The padding adds no tile pairs: the same capacity bucket as the real Gaussians.
+    cap = decode_render.capacity_for(padded, H, W, "xla")
+    assert cap == needed_capacity(params, H, W, "xla")
+    image = np.asarray(decode_render.render_decoded(params, H, W))
+    np.testing.assert_array_equal(image, np.asarray(render_params(params, H, W)))
+    assert image.shape == (H, W, 3) and np.isfinite(image).all() and image.max() > 0
+
+
+def test_files_of_nearby_sizes_share_one_compiled_render():
+    """Two decoded files of different N in one bucket: the render compiles once."""
+    a, b = _decoded(100, seed=1), _decoded(110, seed=2)
+    assert decode_render.num_gaussians_bucket(100) == decode_render.num_gaussians_bucket(110)
+    decode_render.render_decoded(a, H, W).block_until_ready()
+    before = decode_render._render_clamped._cache_size()
+    cap_a = decode_render.capacity_for(decode_render.pad_to_bucket(a), H, W, "xla")
+    cap_b = decode_render.capacity_for(decode_render.pad_to_bucket(b), H, W, "xla")
+    decode_render.render_decoded(b, H, W).block_until_ready()
+    assert decode_render._render_clamped._cache_size() == before + (cap_a != cap_b)
+
+
+def test_compile_cache_folder(tmp_path, monkeypatch):
+    names = (
+        "jax_compilation_cache_dir",
+        "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes",
+    )
+    old = {name: getattr(jax.config, name) for name in names}
+    try:
+        assert decode_render.enable_compile_cache("") is None  # off
+        monkeypatch.setenv(decode_render.CACHE_ENV, str(tmp_path / "env"))
+        assert decode_render.enable_compile_cache() == tmp_path / "env"
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "env")
+        blocked = tmp_path / "file"
+        blocked.write_text("x")
+        # Not creatable: no cache, and no error (a cache never stops a decode).
+        assert decode_render.enable_compile_cache(blocked / "sub") is None
+    finally:
+        for name, value in old.items():
+            jax.config.update(name, value)
