@@ -1,6 +1,9 @@
 """Rendering decoded files: padded to a bucket, one compiled count, the same pixels as render_params."""
 
-import jax
+import os
+import subprocess
+import sys
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -63,22 +66,32 @@ def test_files_of_nearby_sizes_share_one_compiled_render():
     assert decode_render._render_clamped._cache_size() == before + (cap_a != cap_b)
 
 
-def test_compile_cache_folder(tmp_path, monkeypatch):
-    names = (
-        "jax_compilation_cache_dir",
-        "jax_persistent_cache_min_compile_time_secs",
-        "jax_persistent_cache_min_entry_size_bytes",
+# JAX initialises its persistent cache once per process: turned on here, it
+# would stay on (in a deleted folder) for every later test, and a cache write
+# from an unrelated compile crashed the pytest process. So this runs in a child.
+_CACHE_CHECK = """
+import pathlib, sys
+import jax
+from gauss2d.compress import decode_render
+tmp = pathlib.Path(sys.argv[1])
+assert decode_render.enable_compile_cache("") is None  # off
+assert decode_render.enable_compile_cache() == tmp / "env"  # from the environment variable
+assert jax.config.jax_compilation_cache_dir == str(tmp / "env")
+blocked = tmp / "file"
+blocked.write_text("x")
+# Not creatable: no cache, and no error (a cache never stops a decode).
+assert decode_render.enable_compile_cache(blocked / "sub") is None
+print("ok")
+"""
+
+
+def test_compile_cache_folder(tmp_path):
+    env = {**os.environ, decode_render.CACHE_ENV: str(tmp_path / "env")}
+    done = subprocess.run(
+        [sys.executable, "-c", _CACHE_CHECK, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    old = {name: getattr(jax.config, name) for name in names}
-    try:
-        assert decode_render.enable_compile_cache("") is None  # off
-        monkeypatch.setenv(decode_render.CACHE_ENV, str(tmp_path / "env"))
-        assert decode_render.enable_compile_cache() == tmp_path / "env"
-        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "env")
-        blocked = tmp_path / "file"
-        blocked.write_text("x")
-        # Not creatable: no cache, and no error (a cache never stops a decode).
-        assert decode_render.enable_compile_cache(blocked / "sub") is None
-    finally:
-        for name, value in old.items():
-            jax.config.update(name, value)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
