@@ -18,6 +18,10 @@ KODAK_DIR = REPO_ROOT.parent / "shared" / "data" / "kodak"
 # module imports jax; a fresh directory per run, so nothing stale is reused.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="gauss2d-test-xla-cache-"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# The codec CLI, called in-process by some tests, would otherwise lower those
+# thresholds to 0 for the rest of the run (decode_render.enable_compile_cache),
+# and writing every program, interpret-mode kernels included, crashed XLA.
+os.environ.setdefault("GAUSS2D_COMPILE_CACHE", "")
 
 # Tests import the float64 oracle as a plain module.
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
