@@ -19,9 +19,17 @@ KODAK_DIR = REPO_ROOT.parent / "shared" / "data" / "kodak"
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="gauss2d-test-xla-cache-"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 # The codec CLI, called in-process by some tests, would otherwise lower those
-# thresholds to 0 for the rest of the run (decode_render.enable_compile_cache),
-# and writing every program, interpret-mode kernels included, crashed XLA.
+# thresholds to 0 for the rest of the run (decode_render.enable_compile_cache).
 os.environ.setdefault("GAUSS2D_COMPILE_CACHE", "")
+
+import jax  # noqa: E402  (after the environment above, which jax reads on import)
+
+# The pytest process itself neither reads nor writes that cache; only its
+# subprocesses do. Serialising an executable for the cache segfaulted the
+# whole run in CI twice (jaxlib 0.10.2, in compilation_cache.
+# put_executable_and_time, late in a long run, in test_resolution; the same
+# tests alone pass), and in-process programs are compiled once anyway.
+jax.config.update("jax_enable_compilation_cache", False)
 
 # Tests import the float64 oracle as a plain module.
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
