@@ -254,6 +254,16 @@ def test_a_batch_sharded_over_four_devices_equals_separate_fits(singles, tmp_pat
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     sharded = np.load(out)
+    # Looser than PARAM_TOL, for a measured reason: each shard fits a batch of
+    # one image, which XLA compiles differently from fit_image's unbatched
+    # program (it drops the size-1 axis and fuses otherwise), so gradients
+    # differ at float32 rounding from the first step (1e-6, measured) and 30
+    # Adam steps amplify that on single parameters: up to 3.7e-4 of 192
+    # values, with the tiled renderer of issue 16. Swapped or misplaced
+    # images would differ by ~1 (checked below).
+    sharded_tol = dict(rtol=1e-3, atol=1e-3)
     for b, alone in enumerate(singles):
         for i, y in enumerate(jax.tree_util.tree_leaves(alone.params)):
-            np.testing.assert_allclose(sharded[f"{b}_{i}"], y, **PARAM_TOL)
+            np.testing.assert_allclose(sharded[f"{b}_{i}"], y, **sharded_tol)
+    other = jax.tree_util.tree_leaves(singles[1].params)
+    assert max(np.abs(sharded[f"0_{i}"] - y).max() for i, y in enumerate(other)) > 100 * sharded_tol["atol"]

@@ -86,25 +86,46 @@ def test_any_capacity_gives_the_exact_image_and_gradients(capacity):
 
 def _primitives(jaxpr) -> set[str]:
     """Every primitive name in a (closed) jaxpr, sub-jaxprs included."""
-    names = set()
+    return {eqn.primitive.name for eqn in _equations(jaxpr)}
+
+
+def _equations(jaxpr):
+    """Every equation of a jaxpr, sub-jaxprs included."""
     for eqn in jaxpr.eqns:
-        names.add(eqn.primitive.name)
+        yield eqn
         for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            names |= _primitives(sub)
-    return names
+            yield from _equations(sub)
+
+
+def _contracted_sizes(jaxpr) -> set[int]:
+    """The sizes of every dimension any dot_general contracts."""
+    sizes = set()
+    for eqn in _equations(jaxpr):
+        if eqn.primitive.name == "dot_general":
+            (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+            sizes |= {eqn.invars[0].aval.shape[d] for d in lhs_contract}
+    return sizes
 
 
 def test_jit_grad_and_vmap_of_the_public_render_compile_no_dense_path():
-    # The dense reference is a matmul of [pixels, N] weights by colours; the
-    # tiled render has no dot_general, and no cond (the old overflow switch).
-    m, q, c = case(50, seed=3)
+    # The dense reference is a matmul of [pixels, N] weights by [N, 3]
+    # colours: a dot_general contracting over the N Gaussians. The tiled
+    # render has none (its backward's one matmul contracts a tile's 64
+    # pixels), and no cond (the old overflow switch).
+    n = 50
+    m, q, c = case(n, seed=3)
     loss = lambda m, q, c: jnp.sum(render(m, q, c, H, W) ** 2)
     for fn, args in (
         (jax.grad(loss, argnums=(0, 1, 2)), (m, q, c)),
         (jax.vmap(lambda m, q, c: render(m, q, c, H, W)), tuple(np.stack([x, x]) for x in (m, q, c))),
     ):
-        names = _primitives(jax.make_jaxpr(fn)(*args).jaxpr)
-        assert "while" in names and "dot_general" not in names and "cond" not in names, names
+        jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
+        names = _primitives(jaxpr)
+        assert "while" in names and "cond" not in names, names
+        assert n not in _contracted_sizes(jaxpr)
+    # The check can fail: the dense reference contracts over N.
+    dense = jax.make_jaxpr(lambda m, q, c: render(m, q, c, H, W, backend="reference"))(m, q, c).jaxpr
+    assert n in _contracted_sizes(dense)
 
 
 def test_vmap_over_images_that_need_different_numbers_of_passes():

@@ -16,7 +16,7 @@ The same function as every backend (DESIGN.md section 2), computed tile-major:
   pair's 8 partial derivatives (d mean, d conic, d colour) into that pair's
   own slots of a [8, P + chunk] buffer with masked stores. Programs write
   disjoint slots, so no atomics are needed; a segment-sum over Gaussian ids
-  then reduces the slots into Gaussians, as in ``xla.rasterize_pairs``.
+  then reduces the slots into Gaussians, as in ``xla.pair_colors``.
   The same design runs in interpret mode, where masked atomics do not.
 - ``jax.custom_vjp`` joins the two (autodiff through a ``pallas_call`` that
   uses ``program_id`` fails); ``vmap`` over a batch of images prepends a

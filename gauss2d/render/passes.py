@@ -40,6 +40,32 @@ from gauss2d.render import common, tiling
 Rasterize = Callable[..., jax.Array]
 
 
+class Canvas(NamedTuple):
+    """Where a backend accumulates its passes, and how the image is read off it.
+
+    ``add(canvas, means, conics, colors, pairs, geo) -> canvas`` adds one
+    window (differentiable in means, conics, colors); ``blank(geo, dtype)``
+    is the empty canvas; ``to_image(canvas, geo)`` reads the image
+    [height, width, 3] off it and must be linear (its transpose carries the
+    image cotangent back to the canvas). A backend whose canvas is its tile
+    grid adds a window in O(pairs) and reorders pixels once, after the last
+    pass, instead of once per pass.
+    """
+
+    add: Callable[..., jax.Array]
+    blank: Callable[..., jax.Array]
+    to_image: Callable[..., jax.Array]
+
+
+def image_canvas(rasterize: Rasterize) -> Canvas:
+    """The canvas of a backend whose window rasterizer returns the image itself."""
+    return Canvas(
+        add=lambda canvas, *args: canvas + rasterize(*args),
+        blank=lambda geo, dtype: jnp.zeros((geo.height, geo.width, 3), dtype),
+        to_image=lambda canvas, geo: canvas,
+    )
+
+
 class Geometry(NamedTuple):
     """Static facts of one tiled render (hashable: used as a static argument)."""
 
@@ -58,55 +84,87 @@ class Geometry(NamedTuple):
         return tiles_y * tiles_x
 
 
-def _sum_passes(rasterize, means, conics, colors, lo, extent, counts, geo: Geometry, add_pass, init):
-    """Folds ``add_pass(acc, pairs)`` over every window of ``geo.capacity`` pairs."""
+def _sum_passes(lo, extent, counts, geo: Geometry, add_pass, init, operands):
+    """Folds ``add_pass(acc, pairs, operands)`` over every window of ``geo.capacity`` pairs.
 
-    def body(state):
-        acc, window, _ = state
+    ``add_pass`` must be pure in its arguments (no closed-over arrays): the
+    loop has its own batching rule (``custom_vmap``). Under ``vmap`` a plain
+    ``while_loop`` whose condition differs per image selects every carried
+    value between old and new after each pass, the whole canvas included:
+    at 768x512 that copy cost more than the pass. Here the batched loop runs
+    while any image has pairs left and a finished image's window is all
+    padding, which adds exactly nothing.
+    """
+
+    def one_pass(acc, window, active, lo, extent, counts, operands):
         pairs, window, more = tiling.bin_window(
             lo, extent, counts, window, geo.capacity, geo.tiles_x, geo.num_tiles
         )
-        return add_pass(acc, pairs), window, more
+        pairs = pairs._replace(tile_ids=jnp.where(active, pairs.tile_ids, geo.num_tiles))
+        return add_pass(acc, pairs, operands), window, active & more
 
-    # The first pass always runs (an image with no pairs renders zeros).
-    state = (init, tiling.first_window(), jnp.ones((), bool))
-    acc, _, _ = jax.lax.while_loop(lambda s: s[2], body, state)
-    return acc
+    def loop(acc, window, active, lo, extent, counts, operands, step):
+        # The first pass always runs (an image with no pairs renders zeros).
+        def body(state):
+            return step(*state, lo, extent, counts, operands)
+
+        acc, _, _ = jax.lax.while_loop(lambda state: jnp.any(state[2]), body, (acc, window, active))
+        return acc
+
+    @jax.custom_batching.custom_vmap
+    def run(init, lo, extent, counts, operands):
+        return loop(init, tiling.first_window(), jnp.ones((), bool), lo, extent, counts, operands, one_pass)
+
+    @run.def_vmap
+    def _run_batched(axis_size, in_batched, init, lo, extent, counts, operands):
+        def batched(x, is_batched=False):
+            return x if is_batched else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
+
+        init, lo, extent, counts, operands = jax.tree.map(
+            batched, (init, lo, extent, counts, operands), tuple(in_batched)
+        )
+        window = jax.tree.map(batched, tiling.first_window())
+        active = jnp.ones((axis_size,), bool)
+        acc = loop(init, window, active, lo, extent, counts, operands, jax.vmap(one_pass))
+        return acc, jax.tree.map(lambda _: True, acc)
+
+    return run(init, lo, extent, counts, operands)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 7))
-def _render_passes(rasterize, means, conics, colors, lo, extent, counts, geo: Geometry):
-    """Sum of ``rasterize`` over all windows: [height, width, 3]."""
-    zero = jnp.zeros((geo.height, geo.width, 3), means.dtype)
-    return _sum_passes(
-        rasterize,
-        means,
-        conics,
-        colors,
+def _render_passes(canvas: Canvas, means, conics, colors, lo, extent, counts, geo: Geometry):
+    """Sum of every window's contribution: [height, width, 3]."""
+    acc = _sum_passes(
         lo,
         extent,
         counts,
         geo,
-        lambda image, pairs: image + rasterize(means, conics, colors, pairs, geo),
-        zero,
+        lambda acc, pairs, ops: canvas.add(acc, *ops, pairs, geo),
+        canvas.blank(geo, means.dtype),
+        (means, conics, colors),
     )
+    return canvas.to_image(acc, geo)
 
 
-def _render_passes_fwd(rasterize, means, conics, colors, lo, extent, counts, geo):
-    image = _render_passes(rasterize, means, conics, colors, lo, extent, counts, geo)
+def _render_passes_fwd(canvas, means, conics, colors, lo, extent, counts, geo):
+    image = _render_passes(canvas, means, conics, colors, lo, extent, counts, geo)
     return image, (means, conics, colors, lo, extent, counts)
 
 
-def _render_passes_bwd(rasterize, geo, residuals, cot):
+def _render_passes_bwd(canvas, geo, residuals, cot):
     means, conics, colors, lo, extent, counts = residuals
+    # to_image is linear: its transpose takes the image cotangent to the canvas once.
+    (cot_canvas,) = jax.vjp(lambda acc: canvas.to_image(acc, geo), canvas.blank(geo, means.dtype))[1](cot)
 
-    def add_pass(grads, pairs):
+    def add_pass(grads, pairs, ops):
+        means, conics, colors, cot_canvas = ops
+        blank = canvas.blank(geo, means.dtype)
         # The forward value of this vjp is unused; XLA removes it.
-        _, vjp = jax.vjp(lambda m, q, c: rasterize(m, q, c, pairs, geo), means, conics, colors)
-        return jax.tree.map(jnp.add, grads, vjp(cot))
+        _, vjp = jax.vjp(lambda m, q, c: canvas.add(blank, m, q, c, pairs, geo), means, conics, colors)
+        return jax.tree.map(jnp.add, grads, vjp(cot_canvas))
 
     zeros = (jnp.zeros_like(means), jnp.zeros_like(conics), jnp.zeros_like(colors))
-    grads = _sum_passes(rasterize, means, conics, colors, lo, extent, counts, geo, add_pass, zeros)
+    grads = _sum_passes(lo, extent, counts, geo, add_pass, zeros, (means, conics, colors, cot_canvas))
     return (*grads, None, None, None)
 
 
@@ -117,11 +175,11 @@ class RenderStats(NamedTuple):
     """Device-side facts about one tiled render."""
 
     num_pairs: jax.Array  # [] int32, pairs the image needed (saturates at 2^30 - 1)
-    overflow: jax.Array  # [] bool, more than one pass was needed (the image is still exact)
+    overflow: jax.Array  # [] bool, more pairs than the capacity (the image is still exact)
 
 
 def render_in_passes(
-    rasterize: Rasterize,
+    rasterize: Rasterize | Canvas,
     means: jax.Array,  # [N, 2] px
     conics: jax.Array,  # [N, 3]
     colors: jax.Array,  # [N, 3]
@@ -130,26 +188,34 @@ def render_in_passes(
     *,
     capacity: int,
     tile: int,
+    max_pass: int | None = None,
 ) -> tuple[jax.Array, RenderStats]:
     """The exact image, rendered in as many passes of ``capacity`` pairs as it needs.
 
     Args:
-      rasterize: the backend's window rasterizer (module docstring).
+      rasterize: the backend's window rasterizer (module docstring), or its
+        ``Canvas``.
       means, conics, colors: projected Gaussians, already in the backend's dtype.
       height, width: image size in pixels.
-      capacity: pairs per pass (static).
+      capacity: pairs per pass (static); ``stats.overflow`` is relative to it.
       tile: the backend's tile side.
+      max_pass: the backend's own cap on pairs per pass (None: none). Passes
+        hold min(capacity, max_pass) pairs: a backend whose cost per pair
+        grows with the buffer (the xla backend's temporaries fall out of
+        cache) renders a large capacity as several cache-sized passes.
 
     Returns:
       (image [height, width, 3] in the inputs' dtype, RenderStats).
     """
     if capacity < 1:
         raise ValueError(f"{capacity=} must be a positive int (pairs per pass)")
+    canvas = rasterize if isinstance(rasterize, Canvas) else image_canvas(rasterize)
     valid = common.valid_gaussians(means, conics, colors)
     means, conics, colors = common.sanitize(means, conics, colors, valid)
     lo, extent, counts = tiling.tile_ranges(means, conics, valid, height, width, tile)
-    geo = Geometry(height, width, tile, int(capacity))
-    image = _render_passes(rasterize, means, conics, colors, lo, extent, counts, geo)
+    per_pass = int(capacity) if max_pass is None else min(int(capacity), int(max_pass))
+    geo = Geometry(height, width, tile, per_pass)
+    image = _render_passes(canvas, means, conics, colors, lo, extent, counts, geo)
     num_pairs = tiling.saturating_cumsum(counts)[-1]
     return image, RenderStats(num_pairs, num_pairs > capacity)
 

@@ -137,7 +137,9 @@ def bin_window(
     ends = saturating_cumsum(left)  # [N] inclusive
     remaining = ends[-1]
     slots = jnp.arange(capacity, dtype=jnp.int32)
-    gid = jnp.minimum(jnp.searchsorted(ends, slots, side="right", method="sort"), n - 1).astype(jnp.int32)
+    # A binary search per slot: "sort" (sorting slots and ends together) cost
+    # 0.73 ms against 0.08 ms at 4096 slots, N = 2000, on the 2-core CPU.
+    gid = jnp.minimum(jnp.searchsorted(ends, slots, side="right", method="scan"), n - 1).astype(jnp.int32)
     already = jnp.where(gid == window.gauss, window.done, 0)
     k = slots - (ends[gid] - left[gid]) + already  # index within this Gaussian's tiles
     nx = jnp.maximum(extent[gid, 0], 1)

@@ -1,11 +1,14 @@
 """Tiled renderer in plain jnp: portable (CPU, GPU, TPU) and differentiable.
 
-Work is pair-major: each (tile, Gaussian) slot of the static pair buffer
-evaluates its Gaussian on the tile's 16x16 pixel centres, and a segment-sum
-over tile ids adds the slots into tiles. No sorting is needed, every pair is
-rendered (no per-tile cap), and autodiff through gather / segment-sum gives
-exact gradients. Cost is proportional to the buffer capacity, not to N x
-pixels, which is why this beats the dense reference by orders of magnitude.
+Work is pair-major: each (tile, Gaussian) slot of the pair buffer evaluates
+its Gaussian on the tile's 8x8 pixel centres and is scatter-added into its
+tile's row of a canvas [tiles + 1, 3, 64] (the last row takes padding
+slots); the canvas is reordered into the image once, after the last pass.
+No sorting is needed, every pair is rendered (no per-tile cap), and the
+hand-written VJP gives exact gradients. Cost is proportional to the pairs,
+not to N x pixels, which is why this beats the dense reference by orders of
+magnitude. A pass holds at most ``XLA_MAX_PASS`` pairs, so its temporaries
+stay in cache.
 """
 
 from __future__ import annotations
@@ -18,13 +21,17 @@ import jax.numpy as jnp
 from gauss2d.render import common, passes, tiling
 from gauss2d.render.passes import RenderStats
 
-__all__ = ["XLA_TILE", "RenderStats", "rasterize_pairs", "render_tiled", "render_xla"]
+__all__ = ["XLA_TILE", "RenderStats", "pair_colors", "render_tiled", "render_xla"]
 
 # 8x8 tiles: at the paper's ~1-3 px Gaussians a 16x16 tile evaluates mostly
 # pixels outside the cut-off. Measured on the 2-core CPU, loss + grad, same
 # run: 256x256 / 2000 Gaussians 31.6 vs 153 ms; 768x512 / 10000: 196 vs
 # 283 ms; 384x256 / 4000 content-initialised (larger) Gaussians: 233 vs 251 ms.
 XLA_TILE = 8
+# Pairs per pass at most, whatever the capacity: the per-pair temporaries
+# ([P, 3, 64] floats) of a larger pass fall out of the CPU's caches and each
+# pair costs more (measured below, benchmarks/RESULTS.md "xla_pass_size").
+XLA_MAX_PASS = 4096
 
 
 def _pair_weights(means, conics, tile_ids, gauss_ids, tile: int, tiles_x: int, num_tiles: int):
@@ -51,10 +58,19 @@ def _pair_weights(means, conics, tile_ids, gauss_ids, tile: int, tiles_x: int, n
     return w, (dx, dy, u, terms)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
-def rasterize_pairs(means, conics, colors, tile_ids, gauss_ids, tile, tiles_x, num_tiles):
-    """Sums every pair's Gaussian over its tile: -> tiles [num_tiles, 3, tile * tile].
+def _pixel_moments(tile: int, dtype) -> jax.Array:
+    """[6, t*t]: 1, x, y, x^2, xy, y^2 of each pixel centre's offset from the tile centre."""
+    pix = jnp.arange(tile * tile)
+    x = (pix % tile).astype(dtype) + 0.5 - 0.5 * tile
+    y = (pix // tile).astype(dtype) + 0.5 - 0.5 * tile
+    return jnp.stack([jnp.ones_like(x), x, y, x * x, x * y, y * y])
 
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
+def pair_colors(means, conics, colors, tile_ids, gauss_ids, tile, tiles_x, num_tiles):
+    """Every pair's colour over its tile's pixels: [P, 3, tile * tile] (0 for padding slots).
+
+    ``canvas.at[tile_ids].add`` of this is the window's image in tile layout.
     The VJP is written by hand: XLA's autodiff of the [P, tile * tile]
     element-wise weight ran ~5x slower than the forward on CPU. The backward
     recomputes the weights (no [P, t*t] residual), reduces per-pair partials
@@ -62,46 +78,45 @@ def rasterize_pairs(means, conics, colors, tile_ids, gauss_ids, tile, tiles_x, n
     structure as the Pallas backward, deterministic, no atomics.
     """
     w, _ = _pair_weights(means, conics, tile_ids, gauss_ids, tile, tiles_x, num_tiles)
-    contrib = w[:, None, :] * colors[gauss_ids][:, :, None]  # [P, 3, t*t]
-    return jax.ops.segment_sum(contrib, tile_ids, num_segments=num_tiles + 1)[:num_tiles]
+    return w[:, None, :] * colors[gauss_ids][:, :, None]
 
 
-def _rasterize_fwd(means, conics, colors, tile_ids, gauss_ids, tile, tiles_x, num_tiles):
-    out = rasterize_pairs(means, conics, colors, tile_ids, gauss_ids, tile, tiles_x, num_tiles)
+def _pair_colors_fwd(means, conics, colors, tile_ids, gauss_ids, tile, tiles_x, num_tiles):
+    out = pair_colors(means, conics, colors, tile_ids, gauss_ids, tile, tiles_x, num_tiles)
     return out, (means, conics, colors, tile_ids, gauss_ids)
 
 
-def _rasterize_bwd(tile, tiles_x, num_tiles, residuals, cot_tiles):
+def _pair_colors_bwd(tile, tiles_x, num_tiles, residuals, cot):
     means, conics, colors, tile_ids, gauss_ids = residuals
     w, (dx, dy, u, (a, b_over_a, det_over_a)) = _pair_weights(
         means, conics, tile_ids, gauss_ids, tile, tiles_x, num_tiles
     )
-    # Padding slots (tile id num_tiles) read the last tile's cotangent; their
-    # w is 0, so every partial below is 0 for them. A gather of 2-D rows,
-    # without padding a zero row in, stays a plain row copy (the pad+gather
-    # fusion measured 11 ms at P = 5120).
-    rows = jnp.minimum(tile_ids, num_tiles - 1)
-    cot = cot_tiles.reshape(num_tiles, -1)[rows].reshape(-1, 3, tile * tile)  # [P, 3, t*t]
     pair_colors = colors[gauss_ids]  # [P, 3]
     # The barriers materialise w and d_s once: otherwise XLA CPU fuses their
     # producers (exp, gathers) into each of the eight reductions below and
     # recomputes them there (measured 44 ms vs ~12 ms at P = 5120).
-    w, dx, dy, u, cot = jax.lax.optimization_barrier((w, dx, dy, u, cot))
+    w, u, cot = jax.lax.optimization_barrier((w, u, cot))
     d_color = jnp.stack([jnp.sum(cot[:, k] * w, axis=-1) for k in range(3)], axis=-1)  # [P, 3]
     d_w = sum(cot[:, k] * pair_colors[:, k : k + 1] for k in range(3))  # [P, t*t]
     d_s = jax.lax.optimization_barrier(-w * d_w)  # dw/ds = -w inside the cut-off, 0 outside
     # ds/d(dx) = a dx + b dy = a u and ds/d(dy) = b dx + c dy = b u + (det/a) dy;
     # d(dx)/d(mean_x) = -1. u keeps these free of float32 cancellation.
     sum_u = jnp.sum(d_s * u, axis=-1)
-    sum_dy = jnp.sum(d_s * dy, axis=-1)
+    # The other sums are moments: with dx = x0 + x, dy = y0 + y (x0, y0 the
+    # tile centre minus the mean, x, y the pixel offset from the tile centre),
+    # sum d_s dx^i dy^j is a polynomial in x0, y0 of the six sums of d_s
+    # times 1, x, y, x^2, xy, y^2: one [P, t*t] x [t*t, 6] matmul.
+    m0, mx, my, mxx, mxy, myy = (jnp.sum(d_s * f, axis=-1) for f in _pixel_moments(tile, d_s.dtype))
+    x0, y0 = dx[:, 0] + 0.5 * (tile - 1), dy[:, 0] + 0.5 * (tile - 1)
+    sum_dy = y0 * m0 + my
     a, b, det_over_a = a[:, 0], (b_over_a * a)[:, 0], det_over_a[:, 0]
     d_mean = -jnp.stack([a * sum_u, b * sum_u + det_over_a * sum_dy], -1)
     # ds/da = dx^2 / 2, ds/db = dx dy, ds/dc = dy^2 / 2.
     d_conic = jnp.stack(
         [
-            0.5 * jnp.sum(d_s * dx * dx, axis=-1),
-            jnp.sum(d_s * dx * dy, axis=-1),
-            0.5 * jnp.sum(d_s * dy * dy, axis=-1),
+            0.5 * (x0 * x0 * m0 + 2.0 * x0 * mx + mxx),
+            x0 * y0 * m0 + x0 * my + y0 * mx + mxy,
+            0.5 * (y0 * y0 * m0 + 2.0 * y0 * my + myy),
         ],
         -1,
     )
@@ -110,24 +125,36 @@ def _rasterize_bwd(tile, tiles_x, num_tiles, residuals, cot_tiles):
     return per_gauss[:, 0:2], per_gauss[:, 2:5], per_gauss[:, 5:8], None, None
 
 
-rasterize_pairs.defvjp(_rasterize_fwd, _rasterize_bwd)
+pair_colors.defvjp(_pair_colors_fwd, _pair_colors_bwd)
 
 
-def _rasterize_window(means, conics, colors, pairs: tiling.Pairs, geo: passes.Geometry) -> jax.Array:
-    """One pass: the image [height, width, 3] of the pairs in one window (see passes.py)."""
-    tiles = rasterize_pairs(
+def _add_window(canvas, means, conics, colors, pairs: tiling.Pairs, geo: passes.Geometry) -> jax.Array:
+    """Adds one window's pairs to the tile canvas [num_tiles + 1, 3, t*t] (row num_tiles: padding)."""
+    contrib = pair_colors(
         means, conics, colors, pairs.tile_ids, pairs.gauss_ids, geo.tile, geo.tiles_x, geo.num_tiles
     )
+    return canvas.at[pairs.tile_ids].add(contrib)
+
+
+def _blank(geo: passes.Geometry, dtype) -> jax.Array:
+    return jnp.zeros((geo.num_tiles + 1, 3, geo.tile * geo.tile), dtype)
+
+
+def _to_image(canvas, geo: passes.Geometry) -> jax.Array:
+    """The image [height, width, 3] of a tile canvas."""
     tiles_y = geo.num_tiles // geo.tiles_x
     t = geo.tile
-    image = tiles.reshape(tiles_y, geo.tiles_x, 3, t, t).transpose(0, 3, 1, 4, 2)  # [ty, t, tx, t, 3]
+    image = canvas[: geo.num_tiles].reshape(tiles_y, geo.tiles_x, 3, t, t).transpose(0, 3, 1, 4, 2)
     return image.reshape(tiles_y * t, geo.tiles_x * t, 3)[: geo.height, : geo.width]
+
+
+TILE_CANVAS = passes.Canvas(_add_window, _blank, _to_image)
 
 
 @functools.partial(jax.jit, static_argnames=("height", "width", "capacity", "tile"))
 def _render_tiled(means, conics, colors, *, height: int, width: int, capacity: int, tile: int):
     return passes.render_in_passes(
-        _rasterize_window, means, conics, colors, height, width, capacity=capacity, tile=tile
+        TILE_CANVAS, means, conics, colors, height, width, capacity=capacity, tile=tile, max_pass=XLA_MAX_PASS
     )
 
 
@@ -141,14 +168,14 @@ def render_tiled(
     capacity: int,
     tile: int = XLA_TILE,
 ) -> tuple[jax.Array, RenderStats]:
-    """Renders exactly in passes of ``capacity`` pairs (one pass when they fit).
+    """Renders exactly, in passes of min(capacity, XLA_MAX_PASS) pairs.
 
     Computes in float32, or float64 when an input is float64 (with
     ``jax_enable_x64``), like the reference.
 
     Returns:
       (image [height, width, 3], RenderStats). ``stats.overflow`` means the
-      render needed more than one pass: the image is exact, only slower;
+      render needed more pairs than ``capacity``: the image is still exact;
       ``grow_capacity`` gives the capacity that renders it in one.
     """
     common.check_inputs(means, conics, colors, height, width)
