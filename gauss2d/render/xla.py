@@ -151,10 +151,10 @@ def _to_image(canvas, geo: passes.Geometry) -> jax.Array:
 TILE_CANVAS = passes.Canvas(_add_window, _blank, _to_image)
 
 
-@functools.partial(jax.jit, static_argnames=("height", "width", "capacity", "tile"))
-def _render_tiled(means, conics, colors, *, height: int, width: int, capacity: int, tile: int):
+@functools.partial(jax.jit, static_argnames=("height", "width", "capacity", "tile", "max_pass"))
+def _render_tiled(means, conics, colors, *, height: int, width: int, capacity: int, tile: int, max_pass: int):
     return passes.render_in_passes(
-        TILE_CANVAS, means, conics, colors, height, width, capacity=capacity, tile=tile, max_pass=XLA_MAX_PASS
+        TILE_CANVAS, means, conics, colors, height, width, capacity=capacity, tile=tile, max_pass=max_pass
     )
 
 
@@ -180,7 +180,16 @@ def render_tiled(
     """
     common.check_inputs(means, conics, colors, height, width)
     means, conics, colors = common.as_render_dtype(means, conics, colors)
-    return _render_tiled(means, conics, colors, height=height, width=width, capacity=int(capacity), tile=tile)
+    return _render_tiled(
+        means,
+        conics,
+        colors,
+        height=height,
+        width=width,
+        capacity=int(capacity),
+        tile=tile,
+        max_pass=XLA_MAX_PASS,
+    )
 
 
 def render_xla(
