@@ -144,6 +144,28 @@ def test_vmap_over_images_that_need_different_numbers_of_passes():
             assert oracle.rel_err(g[k], r) <= TOL_GRAD_F32
 
 
+def test_vmap_with_shared_inputs_and_nested_vmap():
+    # The pass loop's batching rule (passes.py, custom_vmap) broadcasts
+    # unbatched inputs: here the conics and colours are shared by two sets
+    # of means, one of which needs many passes. vmap of vmap nests the rule.
+    m0, q, c = case(80, seed=8, min_scale=2.0, max_scale=30.0)
+    m1 = np.asarray(case(80, seed=9)[0])
+    means = np.stack([m0, m1])
+    cot = np.random.default_rng(8).normal(size=(2, H, W, 3)).astype(np.float32)
+    loss = lambda m, q, c, g: jnp.sum(g * render(m, q, c, H, W, capacity=64))
+    grads = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1, 2)), in_axes=(0, None, None, 0)))(means, q, c, cot)
+    for k in range(2):
+        ref = oracle.render_vjp(means[k], q, c, H, W, cot[k])
+        for g, r in zip(grads, ref):
+            assert oracle.rel_err(g[k], r) <= TOL_GRAD_F32
+    nested = jax.jit(jax.vmap(jax.vmap(lambda m: render(m, q, c, H, W, capacity=64))))(
+        np.stack([means, means[::-1]])
+    )
+    for i, j in ((0, 0), (0, 1), (1, 0)):
+        want = oracle.render(means[(i + j) % 2], q, c, H, W)
+        assert oracle.rel_err(nested[i, j], want) <= TOL_F32
+
+
 def test_grow_capacity_and_call_with_capacity():
     m, q, c = case(300, seed=6, min_scale=3.0, max_scale=30.0)
     calls = []
