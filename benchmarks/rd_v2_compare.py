@@ -28,6 +28,12 @@ _PLOT = flags.DEFINE_string(
 _EXTRA = flags.DEFINE_multi_string(
     "extra", [], "Work directories whose rows complete every --workdir's curve."
 )
+_AGAINST = flags.DEFINE_multi_string(
+    "against",
+    [],
+    "Other studies of the same images (e.g. held-out ones, where V1_CPU does not apply): "
+    "BD-rates of each --workdir's gauss2d curve against theirs.",
+)
 
 V1_CPU = {
     "bpp": [0.099, 0.300, 0.470, 0.795],
@@ -55,7 +61,7 @@ def _rows(path: pathlib.Path) -> list[dict]:
     return out
 
 
-def compare(workdir: pathlib.Path, extra: list[pathlib.Path] = ()) -> dict:
+def compare(workdir: pathlib.Path, extra: list[pathlib.Path] = (), against: list[pathlib.Path] = ()) -> dict:
     rows = _rows(workdir / "rd.csv")
     seen = {(r["image"], r["method"], r["point"]) for r in rows}
     for other in extra:  # more points of the same study, run in another work directory
@@ -79,6 +85,11 @@ def compare(workdir: pathlib.Path, extra: list[pathlib.Path] = ()) -> dict:
                 (V2_SESSION1["bpp"], V2_SESSION1[quality]), (ours["bpp"], ours[quality])
             ),
         }
+        for other in against:
+            theirs = study.mean_curves(_rows(other / "rd.csv"))["gauss2d"]
+            row[f"gauss2d of {other}"] = study.compare(
+                (theirs["bpp"], theirs[quality]), (ours["bpp"], ours[quality])
+            )
         for anchor in ANCHORS:
             if anchor in curves and all(v is not None for v in curves[anchor][quality]):
                 c = curves[anchor]
@@ -91,7 +102,11 @@ def main(argv):
     del argv
     out = {}
     for w in _WORKDIR.value:
-        out[w] = compare(pathlib.Path(w), [pathlib.Path(e) for e in _EXTRA.value])
+        out[w] = compare(
+            pathlib.Path(w),
+            [pathlib.Path(e) for e in _EXTRA.value],
+            [pathlib.Path(a) for a in _AGAINST.value],
+        )
         print(w)
         c = out[w]["curve"]
         for i, p in enumerate(c["point"]):
