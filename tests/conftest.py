@@ -19,8 +19,9 @@ KODAK_DIR = REPO_ROOT.parent / "shared" / "data" / "kodak"
 # module imports jax; a fresh directory per run, so nothing stale is reused.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="gauss2d-test-xla-cache-"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-# The codec CLI, called in-process by some tests, would otherwise lower those
-# thresholds to 0 for the rest of the run (decode_render.enable_compile_cache).
+# The codec CLI (decode_render.enable_compile_cache) would otherwise point
+# its subprocesses at ~/.cache/gauss2d/jax with thresholds of 0; they share
+# the run's cache above instead.
 os.environ.setdefault("GAUSS2D_COMPILE_CACHE", "")
 
 import jax  # noqa: E402  (after the environment above, which jax reads on import)
