@@ -105,9 +105,8 @@ def _pair_colors_bwd(tile, tiles_x, num_tiles, residuals, cot):
     # The other sums are moments: with dx = x0 + x, dy = y0 + y (x0, y0 the
     # tile centre minus the mean, x, y the pixel offset from the tile centre),
     # sum d_s dx^i dy^j is a polynomial in x0, y0 of the six sums of d_s
-    # times 1, x, y, x^2, xy, y^2 (fixed per pixel). Minor-axis reductions,
-    # not a matmul: a dot compiles differently batched and unbatched, and
-    # batch-of-one fits then drifted from single ones.
+    # times 1, x, y, x^2, xy, y^2 (fixed per pixel), as six minor-axis
+    # reductions (a [P, t*t] x [t*t, 6] dot measured within noise of them).
     m0, mx, my, mxx, mxy, myy = (jnp.sum(d_s * f, axis=-1) for f in _pixel_moments(tile, d_s.dtype))
     x0, y0 = dx[:, 0] + 0.5 * (tile - 1), dy[:, 0] + 0.5 * (tile - 1)
     sum_dy = y0 * m0 + my
