@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d import gaussians, runrecord
+from gauss2d import gaussians
+from gauss2d.io import runrecord
 from gauss2d.render.alpha import alpha_pair_capacity, render_alpha_with_stats
 
 BACKENDS = ("xla", "pallas")

@@ -39,7 +39,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import base, default, kodak
-from gauss2d import data, fit, fit_batch, optim, runner, runrecord, train
+from gauss2d.io import images as data
+from gauss2d.io import runrecord
+from gauss2d.runner import dataset as runner
+from gauss2d.train import batch as fit_batch
+from gauss2d.train import engine as train
+from gauss2d.train import fit, optim
 
 FULL = dict(downscale=1, num_points=70000, iterations=50000, steps=10, repeats=5)
 SMALL = dict(downscale=8, num_points=500, iterations=2000, steps=10, repeats=3)

@@ -35,9 +35,13 @@ import numpy as np
 
 from benchmarks import alpha_coding
 from configs import default, kodak
-from gauss2d import compress, data, fit, gaussians, metrics, runner, runrecord
+from gauss2d import compress, gaussians, metrics
 from gauss2d.codec import codec_v2, decode
+from gauss2d.io import images as data
+from gauss2d.io import runrecord
 from gauss2d.render.params import render_params
+from gauss2d.runner import dataset as runner
+from gauss2d.train import fit
 
 
 def load(name: str, downscale: int) -> np.ndarray:

@@ -24,7 +24,8 @@ import time
 
 from absl import app, flags
 
-from gauss2d import data, runrecord
+from gauss2d.io import images as data
+from gauss2d.io import runrecord
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/codec_presets", "Where the fit and the files go.")
 _JSON = flags.DEFINE_string("json", None, "Write the table here too.")

@@ -35,7 +35,10 @@ import numpy as np
 
 from configs import codec as codec_config
 from configs import kodak
-from gauss2d import compress, data, fit, runrecord
+from gauss2d import compress
+from gauss2d.io import images as data
+from gauss2d.io import runrecord
+from gauss2d.train import fit
 
 ATTRIBUTES = ("header", "positions", "covariance", "color", "total")
 PSNR_TOLERANCE = 0.1  # dB: "equal PSNR"

@@ -37,9 +37,11 @@ import numpy as np
 from absl import app, flags
 
 from configs import rd_kodak
-from gauss2d import checkpoint, compress, gaussians, metrics, runner
+from gauss2d import compress, gaussians, metrics
 from gauss2d.codec import codec, codec_v2, quantize
+from gauss2d.io import checkpoint
 from gauss2d.render.params import render_params
+from gauss2d.runner import dataset as runner
 
 _FITS = flags.DEFINE_string("fits", "runs/rd_v2/gauss2d/n2250/fit", "Folder of fits (<image>/params.npz).")
 _DATA = flags.DEFINE_string("data", "../shared/data/kodak", "Folder of the images the fits are of.")

@@ -33,10 +33,12 @@ import numpy as np
 from absl import app, flags
 
 from configs import rd_kodak
-from gauss2d import checkpoint, metrics, runner
+from gauss2d import metrics
 from gauss2d.codec import codec_v2, streams
 from gauss2d.compress import targets
 from gauss2d.compress.decode_render import render_decoded
+from gauss2d.io import checkpoint
+from gauss2d.runner import dataset as runner
 
 _STUDY = flags.DEFINE_enum("study", "search", ["cov", "color", "search"], "What to measure.")
 _FITS = flags.DEFINE_string("fits", "runs/rdcpu/gauss2d/n2250/fit", "Folder of fits (<image>/params.npz).")

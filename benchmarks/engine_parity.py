@@ -25,7 +25,10 @@ import numpy as np
 
 from configs import codec as codec_config
 from configs import default
-from gauss2d import data, fit, fit_batch, metrics
+from gauss2d import metrics
+from gauss2d.io import images as data
+from gauss2d.train import batch as fit_batch
+from gauss2d.train import fit
 
 try:  # this checkout's layout
     from gauss2d import compress

@@ -36,7 +36,8 @@ import numpy as np
 
 from benchmarks.init_quality import load, stored_results
 from configs import kodak, kodak_fast
-from gauss2d import densify, runrecord
+from gauss2d.io import runrecord
+from gauss2d.train import densify
 
 # name -> (config module, model.init override). "paper+content" is the paper's
 # recipe with only the initialisation changed: equal steps and optimiser, run

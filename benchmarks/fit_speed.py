@@ -20,7 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import base
-from gauss2d import fit, gaussians, optim, runrecord, train
+from gauss2d import gaussians
+from gauss2d.io import runrecord
+from gauss2d.train import engine as train
+from gauss2d.train import fit, optim
 
 SIZES = [(256, 256, 2000), (512, 768, 10000)]  # (height, width, Gaussians)
 

@@ -262,8 +262,11 @@ def build_programs(names, config_fields: dict, device) -> dict:
     import jax.numpy as jnp  # noqa: PLC0415
 
     from configs import base  # noqa: PLC0415
-    from gauss2d import fit, fit_batch, gaussians, optim, train  # noqa: PLC0415
+    from gauss2d import gaussians  # noqa: PLC0415
     from gauss2d.render import pallas  # noqa: PLC0415
+    from gauss2d.train import batch as fit_batch
+    from gauss2d.train import engine as train
+    from gauss2d.train import fit, optim
 
     height, width, num = 48, 80, 256  # 3 x 5 tiles of 16; small: compile time, not size, is tested
     pconfig = pallas.PallasConfig(**config_fields)
@@ -316,8 +319,10 @@ def _alpha_programs(config_fields: dict, height: int, width: int, num: int) -> d
     import jax.numpy as jnp  # noqa: PLC0415
 
     from configs import base  # noqa: PLC0415
-    from gauss2d import fit, gaussians, optim, train  # noqa: PLC0415
+    from gauss2d import gaussians  # noqa: PLC0415
     from gauss2d.render import alpha_pallas  # noqa: PLC0415
+    from gauss2d.train import engine as train
+    from gauss2d.train import fit, optim
 
     pconfig = dataclasses.replace(alpha_pallas.DEFAULT_CONFIG, **config_fields)
 

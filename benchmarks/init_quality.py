@@ -40,8 +40,12 @@ import jax
 import numpy as np
 
 from configs import base, kodak
-from gauss2d import data, densify, gaussians, init_superpixel, metrics, render, runrecord
+from gauss2d import gaussians, metrics, render
 from gauss2d import init as init_lib
+from gauss2d.init import superpixel as init_superpixel
+from gauss2d.io import images as data
+from gauss2d.io import runrecord
+from gauss2d.train import densify
 
 VARIANTS = {  # name -> (model.init, model.densify)
     "random": ("random", False),

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d import runrecord
+from gauss2d.io import runrecord
 from gauss2d.render import pair_capacity, render, render_with_stats
 
 FULL = dict(cases=((256, 256, 2000), (512, 768, 10000)), repeats=5, iters=3, dense_repeats=2, batch=4)

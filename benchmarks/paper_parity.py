@@ -28,7 +28,8 @@ import numpy as np
 from benchmarks.fast_recipe import progress
 from benchmarks.init_quality import load, stored_results
 from configs import kodak
-from gauss2d import fit, runrecord
+from gauss2d.io import runrecord
+from gauss2d.train import fit
 
 # Published PSNR (dB) of the official code with its default recipe, full-size
 # Kodak, 50000 Gaussians, 5000 steps (REFERENCE.md, "Published results to

@@ -33,7 +33,11 @@ import numpy as np
 from PIL import Image
 
 from configs import default, kodak, kodak_fast
-from gauss2d import data, fit, metrics, resolution, runrecord
+from gauss2d import metrics
+from gauss2d.io import images as data
+from gauss2d.io import runrecord
+from gauss2d.render import resolution
+from gauss2d.train import fit
 
 
 def psnr(a, b) -> float:

@@ -40,8 +40,10 @@ import jax
 import jax.numpy as jnp
 
 from configs import base
-from gauss2d import fit, gaussians, optim, train
+from gauss2d import gaussians
 from gauss2d.render import pair_capacity, render_with_stats
+from gauss2d.train import engine as train
+from gauss2d.train import fit, optim
 
 BACKENDS = ("xla", "pallas")
 # Issue #3 targets on the GPU at 768x512 with 70000 Gaussians.

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.own_loop_speed import NUM_SETS, _loss, _time, random_gaussians
-from gauss2d import runrecord
+from gauss2d.io import runrecord
 from gauss2d.render import pair_capacity, render_with_stats, xla
 
 CASES = ((256, 256, 2000), (512, 768, 10000))

@@ -28,14 +28,14 @@ def get_base_config() -> ml_collections.ConfigDict:
     # docs/alpha.md); alpha_init_opacity is GaussianImage's 3DGS model's 0.1.
     config.model.blend = "sum"
     config.model.alpha_init_opacity = 0.1
-    config.model.init = "random"  # the paper's initialisation; "content": gauss2d/init.py, docs/init.md
+    config.model.init = "random"  # the paper's initialisation; "content": gauss2d/init/content.py, docs/init.md
     # "content" init: share of means drawn by image-gradient magnitude (the rest on a
     # jittered grid; Image-GS: 0.7 with uniform draws), sigma as a multiple of the local
     # mean spacing, least-squares colour steps against the first render.
     config.model.init_gradient_fraction = 0.7
     config.model.init_size_factor = 0.4
     config.model.init_color_iterations = 10
-    # Error-guided allocation (gauss2d/densify.py): start with initial_fraction of
+    # Error-guided allocation (gauss2d/train/densify.py): start with initial_fraction of
     # num_points, add the rest in `rounds` rounds every `every` steps where the error
     # is largest; recycle Gaussians contributing < recycle_below pixels (0 = never).
     config.model.densify = False

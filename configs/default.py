@@ -3,7 +3,7 @@
     python -m experiments.fit
 
 (the same as ``--config=configs/default.py``). configs/kodak_fast.py's
-recipe at the sample's scale: content-aware initialisation (gauss2d/init.py),
+recipe at the sample's scale: content-aware initialisation (gauss2d/init/content.py),
 per-group Adan rates and a cosine decay, 300 steps (the paper's random init
 and single rate 1e-3 need thousands). The sample is kodim23 at half size, so
 the means' rate is 2x kodak_fast's full-size 1e-3 (raw means are

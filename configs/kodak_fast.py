@@ -4,7 +4,7 @@
 
 Same images and Gaussians as ``configs/kodak.py`` (70000, the paper's Table 1
 budget), but the Gaussians start on the image (``model.init = "content"``,
-gauss2d/init.py) and train with per-group Adan learning rates and a cosine
+gauss2d/init/content.py) and train with per-group Adan learning rates and a cosine
 decay over 10000 steps instead of 50000 (issue #7; docs/init.md). Target:
 the paper recipe's 50000-step PSNR in <= 10000 steps: at 1/4 scale on a CPU
 it gets there at step 137 on kodim23 and 4072 on kodim01, at half scale at
@@ -30,7 +30,7 @@ from configs import base, kodak
 # a broad optimum; covariance wants the largest rate, means the smallest.
 # That scale has the same Gaussians per pixel as full size, so sizes (raw
 # Cholesky, pixels) and colours transfer as they are, and Adan's steps do not
-# depend on the gradients' scale (gauss2d/optim.py). Raw means are
+# depend on the gradients' scale (gauss2d/train/optim.py). Raw means are
 # tanh-squashed to [0, W]: the same raw step moves a mean 4x as many pixels
 # at full size, so full size uses a quarter of the rate found there (1e-3,
 # the paper's own rate).

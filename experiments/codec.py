@@ -25,11 +25,15 @@ import jax
 from absl import app, flags, logging
 
 from experiments import cli, size_flags
-from gauss2d import checkpoint, compress, data, gaussians, runner, runrecord, train
+from gauss2d import compress, gaussians
 from gauss2d.codec import budget, decode
 from gauss2d.compress import decode_render, rdo, targets
 from gauss2d.compress.decode_render import render_decoded
 from gauss2d.errors import Gauss2dError
+from gauss2d.io import checkpoint, runrecord
+from gauss2d.io import images as data
+from gauss2d.runner import dataset as runner
+from gauss2d.train import engine as train
 
 _CONFIG = cli.define_config("configs/codec.py")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace OUTPUT if it exists.")

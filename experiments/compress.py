@@ -21,9 +21,9 @@ import jax
 from absl import app, flags, logging
 
 from experiments import cli
-from gauss2d import runrecord
 from gauss2d.compress import dataset
 from gauss2d.errors import Gauss2dError
+from gauss2d.io import runrecord
 
 _CONFIG = cli.define_config("configs/kodak_codec.py")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: runs/<config name>).")

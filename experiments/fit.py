@@ -19,8 +19,11 @@ import jax
 from absl import app, flags, logging
 
 from experiments import cli
-from gauss2d import densify, distributed, runner, runrecord
 from gauss2d.errors import Gauss2dError
+from gauss2d.io import runrecord
+from gauss2d.runner import dataset as runner
+from gauss2d.runner import distributed
+from gauss2d.train import densify
 
 _CONFIG = cli.define_config("configs/default.py")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: runs/<config name>).")

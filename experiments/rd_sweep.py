@@ -19,8 +19,8 @@ import jax
 from absl import app, flags, logging
 
 from experiments import cli
-from gauss2d import runrecord
 from gauss2d.errors import Gauss2dError
+from gauss2d.io import runrecord
 from gauss2d.rd import sweep
 
 _CONFIG = cli.define_config("configs/rd_kodak.py")

@@ -24,8 +24,10 @@ import pathlib
 from absl import app, flags, logging
 
 from experiments import cli, size_flags
-from gauss2d import checkpoint, codec, data, gaussians
+from gauss2d import codec, gaussians
 from gauss2d.errors import Gauss2dError
+from gauss2d.io import checkpoint
+from gauss2d.io import images as data
 
 _FIT_HEIGHT = flags.DEFINE_integer(
     "fit_height", None, "params.npz: the height it was fitted at (default: from result.json beside it)."

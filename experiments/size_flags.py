@@ -3,7 +3,7 @@
 ``--scale=S`` or ``--height`` / ``--width`` (one alone keeps the aspect
 ratio), and ``--antialias`` (default: on when the output is smaller than the
 fitted frame). Defined here once so both binaries spell and check them the
-same way (gauss2d.resolution.output_size).
+same way (gauss2d.render.resolution.output_size).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from gauss2d import codec, gaussians, resolution
+from gauss2d import codec, gaussians
+from gauss2d.render import resolution
 
 SCALE = flags.DEFINE_float("scale", None, "Output size = the fitted size x SCALE (e.g. 0.25 or 4).")
 HEIGHT = flags.DEFINE_integer("height", None, "Output height, px (alone: the width keeps the aspect ratio).")

@@ -94,7 +94,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from configs import default
-from gauss2d import data, fit, gaussians, metrics, optim, resolution
+from gauss2d import gaussians, metrics
+from gauss2d.io import images as data
+from gauss2d.train import fit
+from gauss2d.train import optim
+from gauss2d.render import resolution
 from gauss2d.render import render
 
 SMOKE = os.environ.get("GAUSS2D_NOTEBOOK_SMOKE") == "1"
@@ -355,7 +359,8 @@ from IPython.display import Image, display
 
 import configs
 from configs import codec as codec_config
-from gauss2d import codec, compress, data, metrics
+from gauss2d import codec, compress, metrics
+from gauss2d.io import images as data
 from gauss2d.rd import baselines
 
 SMOKE = os.environ.get("GAUSS2D_NOTEBOOK_SMOKE") == "1"

@@ -285,7 +285,7 @@ def test_depth_levels_merge_layers_and_still_round_trip():
 
 
 def test_an_alpha_file_at_another_size_is_refused_not_rendered_as_a_sum():
-    from gauss2d import resolution
+    from gauss2d.render import resolution
 
     out = decode(codec_v2.encode_v2(_params(20, seed=14), H, W)).params
     with pytest.raises(Gauss2dError, match="model.blend='alpha' at another size is not built"):
@@ -299,7 +299,7 @@ def test_codec_cli_encodes_and_decodes_an_alpha_fit(tmp_path):
     from PIL import Image
     from test_codec_cli import TINY, assert_one_line_error, run
 
-    from gauss2d import data
+    from gauss2d.io import images as data
 
     source, out, summary = tmp_path / "crop.png", tmp_path / "crop.g2d", tmp_path / "summary.json"
     data.save_image(source, data.load_image(data.sample_image_path())[60:100, 200:252])

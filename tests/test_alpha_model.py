@@ -8,10 +8,15 @@ import oracle
 import pytest
 
 from configs import default
-from gauss2d import checkpoint, data, fit, fit_batch, gaussians, runner
+from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
+from gauss2d.io import checkpoint
+from gauss2d.io import images as data
 from gauss2d.render.alpha import render_alpha
 from gauss2d.render.blend import render_blended
+from gauss2d.runner import dataset as runner
+from gauss2d.train import batch as fit_batch
+from gauss2d.train import fit
 
 PARAM_TOL = dict(rtol=1e-4, atol=2e-5)  # as test_fit_batch: a vmapped step may round differently
 

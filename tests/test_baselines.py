@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import features
 
-from gauss2d import data
 from gauss2d.errors import Gauss2dError
+from gauss2d.io import images as data
 from gauss2d.rd import baselines
 
 _MISSING = baselines.unavailable_codecs()

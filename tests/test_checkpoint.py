@@ -1,4 +1,4 @@
-"""Tests for gauss2d.checkpoint: round trips, mismatch errors, atomicity."""
+"""Tests for gauss2d.io.checkpoint: round trips, mismatch errors, atomicity."""
 
 import json
 import os
@@ -10,8 +10,9 @@ import numpy as np
 import optax
 import pytest
 
-from gauss2d import checkpoint, gaussians
+from gauss2d import gaussians
 from gauss2d.errors import CheckpointError, Gauss2dError
+from gauss2d.io import checkpoint
 
 
 class TrainState(NamedTuple):
@@ -285,7 +286,7 @@ def _strict_loads(text):
 def test_json_files_never_hold_nan_or_infinity(tmp_path):
     # Issue 15: an all-black image fitted exactly has psnr inf, and
     # results.json said `Infinity`, which strict JSON readers reject.
-    from gauss2d import runrecord  # noqa: PLC0415 (the writer of results.json)
+    from gauss2d.io import runrecord  # noqa: PLC0415 (the writer of results.json)
 
     row = {
         "psnr": float("inf"),

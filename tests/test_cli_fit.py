@@ -14,7 +14,8 @@ import pytest
 from conftest import REPO_ROOT
 from PIL import Image
 
-from gauss2d import checkpoint, data
+from gauss2d.io import checkpoint
+from gauss2d.io import images as data
 
 pytestmark = pytest.mark.slow
 

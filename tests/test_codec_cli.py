@@ -12,8 +12,10 @@ import pytest
 from conftest import REPO_ROOT
 from PIL import Image
 
-from gauss2d import checkpoint, data, gaussians, metrics
+from gauss2d import gaussians, metrics
 from gauss2d.codec import decode
+from gauss2d.io import checkpoint
+from gauss2d.io import images as data
 from gauss2d.render.params import render_params
 
 pytestmark = pytest.mark.slow

@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-from gauss2d import checkpoint, data, gaussians
+from gauss2d import gaussians
 from gauss2d.codec import codec_v2, decode
 from gauss2d.compress import targets
+from gauss2d.io import checkpoint
+from gauss2d.io import images as data
 from gauss2d.render.params import render_params
 
 H, W = 40, 52

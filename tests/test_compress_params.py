@@ -8,9 +8,11 @@ import jax
 import numpy as np
 import pytest
 
-from gauss2d import compress, data, gaussians, own_loop
+from gauss2d import compress, gaussians
 from gauss2d.codec.codec import decode
 from gauss2d.errors import Gauss2dError
+from gauss2d.io import images as data
+from gauss2d.train import own_loop
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import jax
 import pytest
 from conftest import REPO_ROOT
 
-from gauss2d import fit, optim
 from gauss2d.gaussians import init_random
+from gauss2d.train import fit, optim
 
 ARGS = {
     "default": ("", "smoke"),

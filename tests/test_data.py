@@ -1,4 +1,4 @@
-"""Tests for gauss2d.data: image reading, listing, writing and small helpers."""
+"""Tests for gauss2d.io.images: image reading, listing, writing and small helpers."""
 
 import struct
 import warnings
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gauss2d import data
 from gauss2d.errors import Gauss2dError, ImageError
+from gauss2d.io import images as data
 
 RNG = np.random.default_rng(0)
 

@@ -1,4 +1,4 @@
-"""Tests for gauss2d.densify: parked slots, allocation, schedule, the rounds loop."""
+"""Tests for gauss2d.train.densify: parked slots, allocation, schedule, the rounds loop."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from configs import base
-from gauss2d import data, densify, fit, gaussians, metrics, optim
+from gauss2d import gaussians, metrics
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
+from gauss2d.io import images as data
 from gauss2d.render import render
 from gauss2d.render.alpha import render_alpha
+from gauss2d.train import densify, fit, optim
 
 N = 120  # slots; fits start with N // 2 = 60 active, as test_init.py uses
 

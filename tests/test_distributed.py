@@ -12,8 +12,9 @@ import pytest
 from conftest import REPO_ROOT
 from PIL import Image
 
-from gauss2d import data, distributed
 from gauss2d.errors import Gauss2dError
+from gauss2d.io import images as data
+from gauss2d.runner import distributed
 
 
 @pytest.mark.parametrize(

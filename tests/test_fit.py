@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from configs import default
-from gauss2d import data, fit, train
 from gauss2d.errors import Gauss2dError
+from gauss2d.io import images as data
+from gauss2d.train import engine as train
+from gauss2d.train import fit
 
 
 def small_config(**overrides):

@@ -25,9 +25,15 @@ from conftest import REPO_ROOT
 from PIL import Image
 
 from configs import default
-from gauss2d import checkpoint, data, fit, fit_batch, gaussians, runner, train
+from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
+from gauss2d.io import checkpoint
+from gauss2d.io import images as data
 from gauss2d.render import render
+from gauss2d.runner import dataset as runner
+from gauss2d.train import batch as fit_batch
+from gauss2d.train import engine as train
+from gauss2d.train import fit
 
 PARAM_TOL = dict(rtol=1e-4, atol=2e-5)
 PSNR_TOL_DB = 2e-3
@@ -227,7 +233,7 @@ SHARDED = textwrap.dedent(
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     import jax, numpy as np
     from test_fit_batch import small_config, two_images
-    from gauss2d import fit_batch
+    from gauss2d.train import batch as fit_batch
     assert len(jax.local_devices()) == 4
     placed = []
     cb = lambda state, infos: placed.append(len(state.params.xy.sharding.device_set))

@@ -14,9 +14,9 @@ from conftest import REPO_ROOT
 from test_data import _png16_bytes
 
 from benchmarks import hostile_inputs
-from gauss2d import data
 from gauss2d.codec import budget, decode
 from gauss2d.errors import ImageError
+from gauss2d.io import images as data
 
 
 @pytest.fixture(scope="module")

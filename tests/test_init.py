@@ -8,9 +8,10 @@ import numpy as np
 import oracle
 import pytest
 
-from gauss2d import data, gaussians, metrics
+from gauss2d import gaussians, metrics
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
+from gauss2d.io import images as data
 from gauss2d.render import render
 
 N = 60  # test_densify.py starts its fits from 60 too: shared compilations

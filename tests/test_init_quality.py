@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks import init_quality
-from gauss2d import optim
+from gauss2d.train import optim
 
 
 def _args(**overrides):

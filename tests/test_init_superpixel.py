@@ -1,4 +1,4 @@
-"""Tests for gauss2d.init_superpixel: SLIC segments -> one Gaussian each, exactly N."""
+"""Tests for gauss2d.init.superpixel: SLIC segments -> one Gaussian each, exactly N."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gauss2d import data, gaussians, metrics
+from gauss2d import gaussians, metrics
 from gauss2d import init as init_lib
-from gauss2d import init_superpixel as sp
 from gauss2d.errors import Gauss2dError
+from gauss2d.init import superpixel as sp
+from gauss2d.io import images as data
 from gauss2d.render import render
 
 pytest.importorskip("skimage", reason="scikit-image is not installed (pip install -e '.[superpixel]')")

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from configs import kodak
-from gauss2d import data, runner
+from gauss2d.io import images as data
+from gauss2d.runner import dataset as runner
 
 pytestmark = [pytest.mark.slow, pytest.mark.kodak]
 

@@ -19,7 +19,9 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "gauss2d"
 ALLOWED = {
     "codec": ("gauss2d.codec", "gauss2d.gaussians", "gauss2d.render", "gauss2d.errors"),
     "render": ("gauss2d.render", "gauss2d.gaussians", "gauss2d.errors"),
-    "train.py": ("gauss2d.render", "gauss2d.errors"),
+    "train/engine.py": ("gauss2d.render", "gauss2d.errors"),
+    "io": ("gauss2d.io", "gauss2d.gaussians", "gauss2d.errors"),
+    "init": ("gauss2d.init", "gauss2d.gaussians", "gauss2d.render", "gauss2d.errors"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Tests for gauss2d.losses: each term against NumPy/skimage, mixtures, masks, errors."""
+"""Tests for gauss2d.train.losses: each term against NumPy/skimage, mixtures, masks, errors."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from gauss2d import losses
+from gauss2d.train import losses
 
 HEIGHT, WIDTH = 23, 31  # not a multiple of anything; >= 11 for the SSIM window
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from configs import base
-from gauss2d import gaussians, optim
+from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
+from gauss2d.train import optim
 
 
 def optim_cfg(**overrides):

@@ -1,4 +1,4 @@
-"""gauss2d.own_loop and docs/own_loop.md's example (executed, at a smaller size)."""
+"""gauss2d.train.own_loop and docs/own_loop.md's example (executed, at a smaller size)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import numpy as np
 import optax
 import pytest
 
-from gauss2d import data, gaussians, own_loop
+from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
+from gauss2d.io import images as data
+from gauss2d.train import own_loop
 
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "own_loop.md"
 SIZE_LINE = re.compile(r"^N, STEPS, DOWNSCALE = .*$", re.MULTILINE)

@@ -12,13 +12,16 @@ import numpy as np
 import pytest
 
 from configs import codec as codec_config
-from gauss2d import compress, data, fit, metrics, train
+from gauss2d import compress, metrics
 from gauss2d.codec import decode, encode
 from gauss2d.codec.codec import fake_quantize, init_codec_state, quantize_for_encoding
 from gauss2d.compress import qat
 from gauss2d.errors import Gauss2dError
 from gauss2d.gaussians import CholeskyParams, RSParams
+from gauss2d.io import images as data
 from gauss2d.render.params import render_params
+from gauss2d.train import engine as train
+from gauss2d.train import fit
 
 
 def small_config(**overrides):

@@ -13,8 +13,8 @@ import pytest
 from conftest import REPO_ROOT
 
 from configs import rd_kodak
-from gauss2d import data
 from gauss2d.errors import Gauss2dError
+from gauss2d.io import images as data
 from gauss2d.rd import sweep
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,9 @@ import pytest
 from conftest import REPO_ROOT
 from PIL import Image
 
-from gauss2d import checkpoint, codec, gaussians, resolution
+from gauss2d import codec, gaussians
+from gauss2d.io import checkpoint
+from gauss2d.render import resolution
 
 pytestmark = pytest.mark.slow
 

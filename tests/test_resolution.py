@@ -1,4 +1,4 @@
-"""Tests for gauss2d.resolution: any output size, analytic prefilter, bands, size checks."""
+"""Tests for gauss2d.render.resolution: any output size, analytic prefilter, bands, size checks."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import numpy as np
 import oracle
 import pytest
 
-from gauss2d import gaussians, resolution
+from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import render
+from gauss2d.render import render, resolution
 
 H, W = 24, 40
 

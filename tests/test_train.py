@@ -16,8 +16,8 @@ import numpy as np
 import optax
 import pytest
 
-from gauss2d import train
 from gauss2d.render import RenderStats
+from gauss2d.train import engine as train
 
 PAIRS = 700  # what every toy step "needs"
 CAP = 0.9  # constrain: the parameters never exceed this

@@ -21,10 +21,13 @@ from typing import Any
 import jax
 import numpy as np
 
-from gauss2d import checkpoint, data, densify, runner, runrecord
 from gauss2d.compress import qat
 from gauss2d.compress.image import compress_image, decode_and_render
 from gauss2d.errors import Gauss2dError, ImageError
+from gauss2d.io import checkpoint, runrecord
+from gauss2d.io import images as data
+from gauss2d.runner import dataset as runner
+from gauss2d.train import densify
 
 RESULT = "result.json"
 # Config keys a finished image's result depends on: a rerun with other values

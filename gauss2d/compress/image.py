@@ -18,12 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d import densify, fit, gaussians, metrics
+from gauss2d import gaussians, metrics
 from gauss2d.codec import alpha_streams, codec_v2
 from gauss2d.codec.codec import CodecState, bits_by_attribute, decode, encode, init_codec_state
 from gauss2d.compress import qat, rdo, targets
 from gauss2d.compress.decode_render import render_decoded
 from gauss2d.errors import Gauss2dError
+from gauss2d.train import densify, fit
 
 # Receives (stage, info) after every training chunk; stage is "fit" or "qat",
 # info as in fit.fit_image's on_chunk (step, iterations, loss, psnr, ...).

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gauss2d import gaussians, losses, metrics, optim, train
+from gauss2d import gaussians, metrics
 from gauss2d.codec import bitstream, quantize
 from gauss2d.codec.codec import (
     CodecSettings,
@@ -41,6 +41,8 @@ from gauss2d.codec.codec import (
 from gauss2d.errors import Gauss2dError
 from gauss2d.render import render_with_stats
 from gauss2d.render.params import render_params
+from gauss2d.train import engine as train
+from gauss2d.train import losses, optim
 
 CODEC_MODES = bitstream.MODES  # the file format's modes: one source
 # LSQ step sizes are kept above this after each update: a scale that an

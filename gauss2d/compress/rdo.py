@@ -47,11 +47,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gauss2d import gaussians, losses, optim, train
+from gauss2d import gaussians
 from gauss2d.codec import codec_v2, quantize, rate
 from gauss2d.codec.codec_v2 import V2Settings, V2State
 from gauss2d.errors import Gauss2dError
 from gauss2d.render import render_with_stats
+from gauss2d.train import engine as train
+from gauss2d.train import losses, optim
 
 MIN_STEP = 1e-4  # quantiser steps are kept above this after each update
 

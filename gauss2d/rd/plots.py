@@ -6,7 +6,7 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
-from gauss2d import checkpoint
+from gauss2d.io import checkpoint
 from gauss2d.rd import published
 
 # Measured methods first, in this order; anything else after them.

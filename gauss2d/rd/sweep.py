@@ -32,10 +32,12 @@ from typing import Any
 import jax
 import PIL
 
-from gauss2d import checkpoint, densify, runner, runrecord
 from gauss2d.compress import dataset
 from gauss2d.errors import Gauss2dError
+from gauss2d.io import checkpoint, runrecord
 from gauss2d.rd import baselines, plots, published, study
+from gauss2d.runner import dataset as runner
+from gauss2d.train import densify
 
 SWEEP = "sweep.json"
 # What a finished piece depends on: a rerun must match these (rd.num_points

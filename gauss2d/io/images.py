@@ -17,8 +17,8 @@ import zlib
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from gauss2d.checkpoint import atomic_write
 from gauss2d.errors import ImageError
+from gauss2d.io.checkpoint import atomic_write
 
 PathLike = str | os.PathLike
 
@@ -322,7 +322,7 @@ def save_image(path: PathLike, image: np.ndarray) -> None:
 
 def sample_image_path() -> pathlib.Path:
     """The built-in sample image (Kodak kodim23, 384x256; see assets/PROVENANCE.md)."""
-    return pathlib.Path(__file__).parent / "assets" / SAMPLE_IMAGE
+    return pathlib.Path(__file__).parents[1] / "assets" / SAMPLE_IMAGE
 
 
 def downscale(image: np.ndarray, factor: int) -> np.ndarray:

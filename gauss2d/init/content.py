@@ -1,4 +1,4 @@
-"""Initialisers, chosen by ``config.model.init``.
+"""The random (paper) and content-aware initialisers; ``gauss2d.init.initialize`` chooses.
 
 * ``random``: GaussianImage's (gaussians.init_random): uniform means,
   ~1 px Gaussians, colour U(0, 1). Far from the image at step 0.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -31,10 +30,8 @@ from gauss2d.errors import Gauss2dError
 from gauss2d.render import pair_capacity, render_tiled
 from gauss2d.render.xla import render_xla
 
-INITIALIZERS = ("random", "content", "superpixel")
-
 # Defaults of the content initialiser (config.model.init_*; see configs/base.py).
-# Chosen with the optimiser before the Adan fix (gauss2d/optim.py), so the
+# Chosen with the optimiser before the Adan fix (gauss2d/train/optim.py), so the
 # figures below are from those runs (benchmarks/RESULTS.md, "init_quality").
 # Share of the means drawn by |grad|; the rest on the grid. 0.7 (Image-GS's
 # mix) against 0.95, size factor 0.4: 256^2 crops, 2000 Gaussians, 2000 steps,
@@ -435,40 +432,3 @@ def _content_geometry(key, target, num_points, parameterization, gradient_fracti
     overlap = max(2.0 * math.pi * size_factor**2, 1.0)
     colors = target.reshape(-1, 3)[flat] / overlap
     return raw_from_isotropic(means, sigma, colors, h, w, parameterization)
-
-
-def initialize(key: jax.Array, target: jax.Array, model_cfg: Mapping) -> gaussians.Params:
-    """Initial raw parameters for ``target`` [H, W, 3] as the model config says.
-
-    Reads ``init``, ``num_points``, ``parameterization`` and, for
-    ``content``, the optional ``init_gradient_fraction``,
-    ``init_size_factor`` and ``init_color_iterations``.
-
-    Raises:
-      Gauss2dError: unknown ``model.init`` or bad ``num_points``.
-    """
-    name = model_cfg["init"]
-    num_points = int(model_cfg["num_points"])
-    if num_points <= 0:
-        raise Gauss2dError(f"config model.num_points={num_points} is invalid: expected > 0")
-    if name == "random":
-        return gaussians.init_random(key, num_points, model_cfg["parameterization"])
-    if name == "content":
-        get = lambda k, default: model_cfg[k] if k in model_cfg else default  # noqa: E731
-        return init_content(
-            key,
-            target,
-            num_points,
-            model_cfg["parameterization"],
-            gradient_fraction=float(get("init_gradient_fraction", GRADIENT_FRACTION)),
-            size_factor=float(get("init_size_factor", SIZE_FACTOR)),
-            color_iterations=int(get("init_color_iterations", COLOR_ITERATIONS)),
-        )
-    if name == "superpixel":  # SLIC on the host (optional scikit-image): gauss2d/init_superpixel.py
-        from gauss2d import init_superpixel  # noqa: PLC0415 (imports this module)
-
-        steps = model_cfg["init_color_iterations"] if "init_color_iterations" in model_cfg else None
-        return init_superpixel.init_superpixel(
-            key, target, num_points, model_cfg["parameterization"], color_iterations=steps
-        )
-    raise Gauss2dError(f"unknown config model.init={name!r}; expected one of {INITIALIZERS}")

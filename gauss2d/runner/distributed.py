@@ -27,8 +27,8 @@ import jax
 import numpy as np
 from PIL import Image
 
-from gauss2d import data
 from gauss2d.errors import Gauss2dError, ImageError
+from gauss2d.io import images as data
 
 T = TypeVar("T")
 

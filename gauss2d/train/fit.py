@@ -19,12 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gauss2d import gaussians, losses, optim, train
+from gauss2d import gaussians
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
 from gauss2d.render.alpha import ALPHA_BACKENDS
 from gauss2d.render.blend import render_blended
-from gauss2d.train import TrainState
+from gauss2d.train import engine as train
+from gauss2d.train import losses, optim
+from gauss2d.train.engine import TrainState
 
 
 @dataclasses.dataclass

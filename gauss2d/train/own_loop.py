@@ -7,7 +7,7 @@ sized from the Gaussians and grown (and the chunk re-run) on overflow, the
 NaN/Inf stop that keeps the last good state, a history read once per chunk.
 docs/own_loop.md shows it, and why a hand-written per-step loop is slower.
 
-    from gauss2d import own_loop
+    from gauss2d.train import own_loop
     def my_loss(image, target, params):       # image: the clamped render [H, W, 3]
         return jnp.mean(jnp.abs(image - target))
     result = own_loop.train(params, target, my_loss, optimizer=optax.adam(1e-3), iterations=2000)
@@ -29,10 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gauss2d import gaussians, losses
-from gauss2d import train as engine
+from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
 from gauss2d.render import pair_capacity, render_with_stats
+from gauss2d.train import engine, losses
 
 # loss(image [H, W, 3] clamped to [0, 1], target [H, W, 3], params) -> [] loss
 UserLoss = Callable[[jax.Array, jax.Array, Any], jax.Array]

@@ -32,22 +32,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d import (
-    checkpoint,
-    data,
-    distributed,
-    fit,
-    fit_batch,
-    gaussians,
-    metrics,
-    optim,
-    render,
-    runrecord,
-    train,
-)
+from gauss2d import gaussians, metrics, render
 from gauss2d.errors import Gauss2dError, ImageError
+from gauss2d.io import checkpoint, runrecord
+from gauss2d.io import images as data
 from gauss2d.render import pair_capacity, tiling
 from gauss2d.render.blend import render_blended
+from gauss2d.runner import distributed
+from gauss2d.train import batch as fit_batch
+from gauss2d.train import engine as train
+from gauss2d.train import fit, optim
 
 CHECKPOINT = "checkpoint.npz"
 RESULT = "result.json"

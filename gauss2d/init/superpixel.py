@@ -47,8 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gauss2d import gaussians
-from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
+from gauss2d.init import content as init_lib
 
 # SLIC's colour / space trade-off (scikit-image's default for Lab images): higher
 # gives squarer segments, lower follows colour more closely.

@@ -16,7 +16,7 @@ from typing import Any
 
 import jax
 
-from gauss2d import checkpoint
+from gauss2d.io import checkpoint
 
 
 def format_seconds(seconds: float) -> str:

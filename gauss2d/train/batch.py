@@ -41,8 +41,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from gauss2d import fit, gaussians, optim, train
+from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
+from gauss2d.train import engine as train
+from gauss2d.train import fit, optim
 
 IMAGE_AXIS = "image"
 

@@ -50,11 +50,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from gauss2d import fit, gaussians, optim, train
+from gauss2d import gaussians
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
 from gauss2d.render import pair_capacity, render_tiled
 from gauss2d.render.alpha import render_alpha_with_stats
+from gauss2d.train import engine as train
+from gauss2d.train import fit, optim
 
 FitFunction = Callable[..., fit.FitResult]
 
