@@ -5,10 +5,54 @@ from __future__ import annotations
 import os
 import pathlib
 import tempfile
+from collections.abc import Callable
+
+Row = tuple[str, str, str]  # item, measured, reference / target
+
+
+def _render_speed(r: dict) -> Row:
+    fps = f"render FPS xla {r['fps_xla']:.0f} / pallas {r['fps_pallas']:.0f}"
+    step = f"step ms xla {r['step_ms_xla']:.2f} / pallas {r['step_ms_pallas']:.2f}"
+    target = "N=70000: >= 5000 FPS; <= 1.5 ms, pallas >= 5x xla"
+    return f"{r['size']} N={r['n']} B={r['batch']}", f"{fps}; {step}", target
+
+
+def _pallas_knobs(r: dict) -> Row:
+    item = f"{r['size']} N={r['n']} tile={r['tile']} chunk={r['chunk']} num_warps={r['num_warps']}"
+    return item, f"{r['fwd_bwd_ms']:.3f} ms render fwd+bwd", "GPU: the fastest should be the default"
+
+
+def _batch_throughput(r: dict) -> Row:
+    measured = f"{r['ms_per_batched_step']:.2f} ms / batched step; {r['images_per_s']:.4f} images/s"
+    return f"{r['size']} N={r['n']} B={r['batch']} {r['backend']}", measured, ""
+
+
+def _paper_parity(r: dict) -> Row:
+    cut = " (stopped: budget)" if r["stopped_by_budget"] else ""
+    measured = f"{r['psnr']:.2f} dB at step {r['steps']}{cut}"
+    return f"{r['source']} {r['size']}", measured, f"{r['published']:.2f} dB at 5000"
+
+
+def _kodak_fast(r: dict) -> Row:
+    rate = r["steps"] / r["seconds"] if r["seconds"] else 0.0
+    measured = f"{r['psnr']:.2f} dB at step {r['steps']}; {rate:.1f} steps/s incl. compile"
+    return f"{r['source']} {r['size']} N={r['n']}", measured, ""
+
+
+# One table row per result row, per section, in the table's order.
+ROWS: dict[str, Callable[[dict], Row]] = {
+    "pallas_tests": lambda r: (r["command"], r["summary"], "all pass"),
+    "render_speed": _render_speed,
+    "pallas_knobs": _pallas_knobs,
+    "fit_speed": lambda r: (f"{r['size']} N={r['n']} {r['backend']}", f"{r['step_ms']:.2f} ms / step", ""),
+    "batch_throughput": _batch_throughput,
+    "paper_parity": _paper_parity,
+    "kodak_fast": _kodak_fast,
+}
 
 
 def markdown(report: dict) -> str:
-    """One table: section, what, figure(s), reference or target."""
+    """One table: section, what, figure(s), reference or target; failures and skips first."""
     m = report["meta"]
     lines = [
         f"gpu_check on {m['machine']} ({m['device']}), jax {m['jax']}, commit {m['commit']}, {m['date']}; "
@@ -27,45 +71,9 @@ def markdown(report: dict) -> str:
             add(name, "FAILED", sec["error"].splitlines()[-1][:120])
         for item in sec.get("skipped", []):
             add(name, item, "skipped: over the time budget")
-    for r in s.get("pallas_tests", {}).get("rows", []):
-        add("pallas_tests", r["command"], r["summary"], "all pass")
-    for r in s.get("render_speed", {}).get("rows", []):
-        item = f"{r['size']} N={r['n']} B={r['batch']}"
-        fps = f"render FPS xla {r['fps_xla']:.0f} / pallas {r['fps_pallas']:.0f}"
-        step = f"step ms xla {r['step_ms_xla']:.2f} / pallas {r['step_ms_pallas']:.2f}"
-        add("render_speed", item, f"{fps}; {step}", "N=70000: >= 5000 FPS; <= 1.5 ms, pallas >= 5x xla")
-    for r in s.get("pallas_knobs", {}).get("rows", []):
-        item = f"{r['size']} N={r['n']} tile={r['tile']} chunk={r['chunk']} num_warps={r['num_warps']}"
-        add(
-            "pallas_knobs",
-            item,
-            f"{r['fwd_bwd_ms']:.3f} ms render fwd+bwd",
-            "GPU: the fastest should be the default",
-        )
-    for r in s.get("fit_speed", {}).get("rows", []):
-        add("fit_speed", f"{r['size']} N={r['n']} {r['backend']}", f"{r['step_ms']:.2f} ms / step")
-    for r in s.get("batch_throughput", {}).get("rows", []):
-        item = f"{r['size']} N={r['n']} B={r['batch']} {r['backend']}"
-        add(
-            "batch_throughput",
-            item,
-            f"{r['ms_per_batched_step']:.2f} ms / batched step; {r['images_per_s']:.4f} images/s",
-        )
-    for r in s.get("paper_parity", {}).get("rows", []):
-        cut = " (stopped: budget)" if r["stopped_by_budget"] else ""
-        add(
-            "paper_parity",
-            f"{r['source']} {r['size']}",
-            f"{r['psnr']:.2f} dB at step {r['steps']}{cut}",
-            f"{r['published']:.2f} dB at 5000",
-        )
-    for r in s.get("kodak_fast", {}).get("rows", []):
-        rate = r["steps"] / r["seconds"] if r["seconds"] else 0.0
-        add(
-            "kodak_fast",
-            f"{r['source']} {r['size']} N={r['n']}",
-            f"{r['psnr']:.2f} dB at step {r['steps']}; {rate:.1f} steps/s incl. compile",
-        )
+    for name, row in ROWS.items():
+        for r in s.get(name, {}).get("rows", []):
+            add(name, *row(r))
     return "\n".join(lines) + "\n"
 
 

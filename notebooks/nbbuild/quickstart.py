@@ -1,9 +1,4 @@
-"""The cells of notebooks/quickstart.ipynb: fit the sample, look at the error, render at any size.
-
-Each cell is ``(kind, source)`` with kind "md" or "code"; ``nbbuild.notebook`` turns the list
-into the notebook. Changing a cell changes the notebook's digest, so the stored outputs must be
-re-executed (notebooks/README.md).
-"""
+"""The cells of notebooks/quickstart.ipynb: fit the sample, look at the error, render at any size."""
 
 from __future__ import annotations
 
