@@ -19,9 +19,10 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "gauss2d"
 ALLOWED = {
     "codec": ("gauss2d.codec", "gauss2d.gaussians", "gauss2d.render", "gauss2d.errors"),
     "render": ("gauss2d.render", "gauss2d.gaussians", "gauss2d.errors"),
-    "train/engine.py": ("gauss2d.render", "gauss2d.errors"),
+    "train/engine.py": ("gauss2d.render", "gauss2d.errors", "gauss2d.settings"),
     "io": ("gauss2d.io", "gauss2d.gaussians", "gauss2d.errors"),
-    "init": ("gauss2d.init", "gauss2d.gaussians", "gauss2d.render", "gauss2d.errors"),
+    "init": ("gauss2d.init", "gauss2d.gaussians", "gauss2d.render", "gauss2d.errors", "gauss2d.settings"),
+    "settings.py": ("gauss2d.errors",),
 }
 
 

@@ -71,6 +71,7 @@ from gauss2d.render import RenderStats, tiling
 
 # Re-exported: what callers size a run's first pair buffer with.
 from gauss2d.render.params import needed_capacity as needed_capacity
+from gauss2d.settings import Settings
 
 HISTORY_KEYS = ("step", "loss", "psnr")
 # Divergence (DESIGN.md section 4): an image whose training PSNR stays this
@@ -242,13 +243,11 @@ def cached_chunk(key: tuple, build: Callable[[], Callable]) -> Callable:
     return chunk
 
 
-def config_key(config: Mapping, sections: Sequence[str] = ("optim", "loss", "render")) -> str:
-    """The named config sections as sorted JSON: part of an ``Objective.key``."""
-
-    def plain(section: Any) -> Any:
-        return section.to_dict() if hasattr(section, "to_dict") else dict(section)
-
-    return json.dumps({name: plain(config[name]) for name in sections}, sort_keys=True, default=str)
+def config_key(settings: Settings, sections: Sequence[str] = ("optim", "loss", "render")) -> str:
+    """The named settings sections as sorted JSON: part of an ``Objective.key``."""
+    return json.dumps(
+        {name: dataclasses.asdict(getattr(settings, name)) for name in sections}, sort_keys=True, default=str
+    )
 
 
 def image_chunks(objective: Objective, length: int, height: int, width: int) -> Callable[[int], Callable]:
