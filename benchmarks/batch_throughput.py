@@ -72,7 +72,7 @@ def recipe(num_points: int, iterations: int, steps: int):
     config.model.num_points = num_points
     config.optim.iterations = iterations
     config.log_every = steps
-    return resolve(config)
+    return config
 
 
 def seconds_per_step(targets: np.ndarray, settings: Settings, steps: int, repeats: int) -> tuple[float, int]:
@@ -126,7 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = SMALL if args.small else FULL
     sizes = [int(b) for b in args.batch_sizes.split(",")]
-    config = recipe(settings["num_points"], settings["iterations"], settings["steps"])
+    config = resolve(recipe(settings["num_points"], settings["iterations"], settings["steps"]))
     targets = kodak_targets(max(sizes), settings["downscale"])
     height, width = targets.shape[1:3]
     device = runrecord.device_description()

@@ -61,6 +61,7 @@ from gauss2d.io import images as data
 from gauss2d.io import runrecord
 from gauss2d.render import pair_capacity
 from gauss2d.render.pallas import PallasConfig, render_tiled_pallas
+from gauss2d.settings import resolve
 from gauss2d.train import densify
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -260,7 +261,7 @@ def batch(mode: dict, budget: Budget, kodak: pathlib.Path) -> dict:
         config = batch_throughput.recipe(cfg["num_points"], 50000, cfg["steps"])
         config.render.backend = backend
         seconds, capacity = batch_throughput.seconds_per_step(
-            targets[:size], config, cfg["steps"], cfg["repeats"]
+            targets[:size], resolve(config), cfg["steps"], cfg["repeats"]
         )
         rows.append(
             {
@@ -295,7 +296,8 @@ def _fit_until(image, config, budget: Budget, label: str):
         return None
 
     t0 = time.perf_counter()
-    result = densify.fit_function(config)(image, config, jax.random.PRNGKey(0), on_chunk=on_chunk)
+    settings = resolve(config)
+    result = densify.fit_function(settings)(image, settings, jax.random.PRNGKey(0), on_chunk=on_chunk)
     return result, time.perf_counter() - t0, stopped[0]
 
 

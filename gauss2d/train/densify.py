@@ -434,26 +434,12 @@ def fit_image_densified(
         params = fit.initial_params(settings.replace(model=first), target, k_init)  # alpha: opacity, depth
         params = pad_parked(params, n)
         state = train.init_state(params, optim.make_optimizer(settings.optim, params))
-    size_factor = model.init_size_factor
-    init_opacity = model.alpha_init_opacity
-    color_iterations = model.init_color_iterations
-    recycle_below = model.densify_recycle_below
 
     histories, capacity, stopped = [], 0, None
     ends = [*plan.round_ends, iterations]
     for k, end in enumerate(ends):
         if k > 0 and int(state.step) >= ends[k - 1]:
-            state = _top_up(
-                state,
-                target,
-                settings,
-                jax.random.fold_in(k_rounds, k),
-                plan.active_after[k],
-                size_factor,
-                color_iterations,
-                recycle_below,
-                init_opacity,
-            )
+            state = _top_up(state, target, settings, jax.random.fold_in(k_rounds, k), plan.active_after[k])
         if int(state.step) >= end:
             continue  # a resumed state already past this round
         user_stop = []
@@ -480,10 +466,8 @@ def fit_image_densified(
     return fit.FitResult(state.params, state, history, time.perf_counter() - start, capacity, stopped)
 
 
-def _top_up(
-    state, target, settings, key, want, size_factor, color_iterations, recycle_below, init_opacity
-) -> train.TrainState:
-    """Activates slots until ``want`` are active; resets their optimiser moments."""
+def _top_up(state, target, settings: Settings, key, want: int) -> train.TrainState:
+    """Activates slots until ``want`` are active (as ``settings.model`` says); resets their moments."""
     have = int(jnp.sum(active_mask(state.params)))
     if have >= want:
         return state
@@ -492,10 +476,10 @@ def _top_up(
         state.params,
         target,
         max(0, want - have),
-        size_factor=size_factor,
-        color_iterations=color_iterations,
-        recycle_below=recycle_below,
-        init_opacity=init_opacity,
+        size_factor=settings.model.init_size_factor,
+        color_iterations=settings.model.init_color_iterations,
+        recycle_below=settings.model.densify_recycle_below,
+        init_opacity=settings.model.alpha_init_opacity,
     )
     logging.info("step %d: allocation %s", int(state.step), stats)
     fresh = optim.make_optimizer(settings.optim, params).init(params)
