@@ -40,7 +40,8 @@ from gauss2d.codec import codec_v2, decode
 from gauss2d.io import images as data
 from gauss2d.io import runrecord
 from gauss2d.render.params import render_params
-from gauss2d.runner import dataset as runner
+from gauss2d.runner import measure
+from gauss2d.settings import resolve
 from gauss2d.train import fit
 
 
@@ -60,13 +61,14 @@ def run(target: np.ndarray, blend: str, num_points: int, steps: int, log_every: 
         config.model.num_points = num_points
         config.optim.iterations = steps
         config.log_every = log_every
+    settings = resolve(config)
     rates = []
     t0 = time.perf_counter()
     result = fit.fit_image(
-        target, config, jax.random.key(0), on_chunk=lambda s, i: rates.append(i["steps_per_second"])
+        target, settings, jax.random.key(0), on_chunk=lambda s, i: rates.append(i["steps_per_second"])
     )
     wall = time.perf_counter() - t0
-    _, psnr, _ = runner.final_metrics(result.params, target, config)
+    _, psnr, _ = measure.final_metrics(result.params, target, settings)
     later = rates[1:] or rates
     row = {
         "blend": blend,

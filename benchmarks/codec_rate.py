@@ -38,6 +38,7 @@ from configs import kodak
 from gauss2d import compress
 from gauss2d.io import images as data
 from gauss2d.io import runrecord
+from gauss2d.settings import resolve
 from gauss2d.train import fit
 
 ATTRIBUTES = ("header", "positions", "covariance", "color", "total")
@@ -72,7 +73,7 @@ def bench_image(path: pathlib.Path, args: argparse.Namespace) -> dict:
         target = data.downscale(target, args.downscale)
     config = make_config(args, "entropy", args.position_step)
     t0 = time.perf_counter()
-    fitted = fit.fit_image(target, config, jax.random.key(args.seed))
+    fitted = fit.fit_image(target, resolve(config), jax.random.key(args.seed))
     fit_psnr = float(fitted.history["psnr"][-1])
     print(
         f"{path.stem}: fitted {target.shape[1]}x{target.shape[0]}, {fit_psnr:.2f} dB "

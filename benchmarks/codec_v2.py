@@ -41,7 +41,8 @@ from gauss2d import compress, gaussians, metrics
 from gauss2d.codec import codec, codec_v2, quantize
 from gauss2d.io import checkpoint
 from gauss2d.render.params import render_params
-from gauss2d.runner import dataset as runner
+from gauss2d.runner import inputs
+from gauss2d.settings import resolve
 
 _FITS = flags.DEFINE_string("fits", "runs/rd_v2/gauss2d/n2250/fit", "Folder of fits (<image>/params.npz).")
 _DATA = flags.DEFINE_string("data", "../shared/data/kodak", "Folder of the images the fits are of.")
@@ -146,7 +147,7 @@ def main(argv):
     rows, fits = {}, []
     for d in sorted(p for p in fits_dir.iterdir() if (p / "params.npz").exists()):
         params = checkpoint.load_params_npz(d / "params.npz")
-        image = np.asarray(runner.load_target(pathlib.Path(_DATA.value) / f"{d.name}.png", config))
+        image = np.asarray(inputs.load_target(pathlib.Path(_DATA.value) / f"{d.name}.png", resolve(config)))
         if not _DECODE_ONLY.value:
             rows[d.name] = breakdown(params, image)
             print(d.name, json.dumps(rows[d.name]), flush=True)

@@ -38,7 +38,8 @@ from gauss2d.codec import codec_v2, streams
 from gauss2d.compress import targets
 from gauss2d.compress.decode_render import render_decoded
 from gauss2d.io import checkpoint
-from gauss2d.runner import dataset as runner
+from gauss2d.runner import inputs
+from gauss2d.settings import resolve
 
 _STUDY = flags.DEFINE_enum("study", "search", ["cov", "color", "search"], "What to measure.")
 _FITS = flags.DEFINE_string("fits", "runs/rdcpu/gauss2d/n2250/fit", "Folder of fits (<image>/params.npz).")
@@ -191,7 +192,7 @@ def main(argv):
         if _IMAGES.value and d.name not in _IMAGES.value:
             continue
         params = checkpoint.load_params_npz(d / "params.npz")
-        image = jnp.asarray(runner.load_target(pathlib.Path(_DATA.value) / f"{d.name}.png", config))
+        image = jnp.asarray(inputs.load_target(pathlib.Path(_DATA.value) / f"{d.name}.png", resolve(config)))
         for row in study(d.name, params, image):
             print(json.dumps(row), flush=True)
             rows.append(row)

@@ -27,6 +27,7 @@ from configs import codec as codec_config
 from configs import default
 from gauss2d import metrics
 from gauss2d.io import images as data
+from gauss2d.settings import resolve
 from gauss2d.train import batch as fit_batch
 from gauss2d.train import fit
 
@@ -55,15 +56,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     sample = data.load_image(data.sample_image_path())
     target = data.downscale(sample, 4)  # 64 x 96, as the smoke configs' tests use
-    config = default.get_config("smoke")
+    settings = resolve(default.get_config("smoke"))
     rows = {}
 
-    fitted = fit.fit_image(target, config, jax.random.key(0))
+    fitted = fit.fit_image(target, settings, jax.random.key(0))
     rows["fit_psnr"] = psnr_of(fitted.params, target)
     rows["fit_history_psnr_last"] = float(fitted.history["psnr"][-1])
 
     crops = np.stack([sample[:64, :96], sample[64:128, 96:192]])
-    batch = fit_batch.fit_batch(crops, config, [jax.random.key(1), jax.random.key(2)])
+    batch = fit_batch.fit_batch(crops, settings, [jax.random.key(1), jax.random.key(2)])
     rows["batch_psnr"] = [psnr_of(r.params, t) for r, t in zip(batch, crops, strict=True)]
 
     codec = codec_config.get_config("smoke")

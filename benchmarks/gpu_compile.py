@@ -264,6 +264,7 @@ def build_programs(names, config_fields: dict, device) -> dict:
     from configs import base  # noqa: PLC0415
     from gauss2d import gaussians  # noqa: PLC0415
     from gauss2d.render import pallas  # noqa: PLC0415
+    from gauss2d.settings import resolve  # noqa: PLC0415
     from gauss2d.train import batch as fit_batch
     from gauss2d.train import engine as train
     from gauss2d.train import fit, optim
@@ -291,6 +292,7 @@ def build_programs(names, config_fields: dict, device) -> dict:
         cfg = base.get_base_config()
         cfg.render.backend = "pallas"
         cfg.model.num_points = num
+        cfg = resolve(cfg)
         tx = optim.make_optimizer(cfg.optim, params)
         state = train.init_state(params, tx)
         target = jnp.zeros((height, width, 3), jnp.float32)
@@ -321,6 +323,7 @@ def _alpha_programs(config_fields: dict, height: int, width: int, num: int) -> d
     from configs import base  # noqa: PLC0415
     from gauss2d import gaussians  # noqa: PLC0415
     from gauss2d.render import alpha_pallas  # noqa: PLC0415
+    from gauss2d.settings import resolve  # noqa: PLC0415
     from gauss2d.train import engine as train
     from gauss2d.train import fit, optim
 
@@ -342,6 +345,7 @@ def _alpha_programs(config_fields: dict, height: int, width: int, num: int) -> d
     cfg.render.backend = "pallas"
     cfg.model.blend = "alpha"
     cfg.model.num_points = num
+    cfg = resolve(cfg)
     tx = optim.make_optimizer(cfg.optim, params)
     state = train.init_state(params, tx)
     target = jnp.zeros((height, width, 3), jnp.float32)

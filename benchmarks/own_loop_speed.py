@@ -44,6 +44,7 @@ import numpy as np
 
 from gauss2d.io import runrecord
 from gauss2d.render import pair_capacity, render, render_with_stats
+from gauss2d.settings import resolve
 
 FULL = dict(cases=((256, 256, 2000), (512, 768, 10000)), repeats=5, iters=3, dense_repeats=2, batch=4)
 QUICK = dict(cases=((128, 128, 500),), repeats=3, iters=2, dense_repeats=1, batch=4)
@@ -165,7 +166,7 @@ def own_loop_case(repeats: int) -> dict:
             scope["params"], scope["target"], scope["my_loss"], optimizer=scope["optimizer"], iterations=steps
         ),
         "fit_image": lambda: scope["fit"].fit_image(
-            scope["target"], scope["config"], scope["jax"].random.key(0)
+            scope["target"], resolve(scope["config"]), scope["jax"].random.key(0)
         ),
     }
     seconds: dict[str, list[float]] = {k: [] for k in rerun}

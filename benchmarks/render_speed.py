@@ -42,6 +42,7 @@ import jax.numpy as jnp
 from configs import base
 from gauss2d import gaussians
 from gauss2d.render import pair_capacity, render_with_stats
+from gauss2d.settings import resolve
 from gauss2d.train import engine as train
 from gauss2d.train import fit, optim
 
@@ -118,6 +119,7 @@ def _train_fns(key, n, batch, height, width, steps) -> dict[str, Callable[[int],
     for backend in BACKENDS:
         config = base.get_base_config()
         config.render.backend = backend
+        config = resolve(config)
         optimizer = optim.make_optimizer(config.optim, params)
         cap = _capacity(params, height, width, backend)
         step = fit.make_train_step(config, optimizer, height, width, cap)

@@ -28,7 +28,7 @@ def get_config(arg: str = ""):
     config = base.get_base_config()
     config.data.dir = default_kodak_dir()
     # 24 images = 3 full batches of 8 (the 6 portrait ones are fitted
-    # transposed, so all 24 share one 512x768 shape). runner.check_memory
+    # transposed, so all 24 share one 512x768 shape). preflight.check_memory
     # estimates ~1.1 GB per image at the start of this recipe (262144 pair
     # slots), more as the Gaussians grow: 8 stay well inside an H200's 141 GB
     # (and a 40 GB card) with room for that growth. Whether 24 in one batch

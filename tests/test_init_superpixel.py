@@ -15,6 +15,7 @@ from gauss2d.errors import Gauss2dError
 from gauss2d.init import superpixel as sp
 from gauss2d.io import images as data
 from gauss2d.render import render
+from gauss2d.settings import ModelSettings
 
 pytest.importorskip("skimage", reason="scikit-image is not installed (pip install -e '.[superpixel]')")
 
@@ -152,8 +153,8 @@ def test_first_render_is_close_and_far_above_random(sample):
 
 
 def test_initialize_dispatches_to_superpixel(sample):
-    cfg = {"init": "superpixel", "num_points": 40, "parameterization": "rs", "init_color_iterations": 0}
-    params = init_lib.initialize(jax.random.PRNGKey(0), jnp.asarray(sample), cfg)
+    model = ModelSettings(init="superpixel", num_points=40, parameterization="rs", init_color_iterations=0)
+    params = init_lib.initialize(jax.random.PRNGKey(0), jnp.asarray(sample), model)
     want = sp.init_superpixel(None, sample, 40, "rs", color_iterations=0)
     assert isinstance(params, gaussians.RSParams)
     for x, y in zip(params, want):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import re
 
 import pytest
 
@@ -19,9 +20,10 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "gauss2d"
 ALLOWED = {
     "codec": ("gauss2d.codec", "gauss2d.gaussians", "gauss2d.render", "gauss2d.errors"),
     "render": ("gauss2d.render", "gauss2d.gaussians", "gauss2d.errors"),
-    "train/engine.py": ("gauss2d.render", "gauss2d.errors"),
+    "train/engine.py": ("gauss2d.render", "gauss2d.errors", "gauss2d.settings"),
     "io": ("gauss2d.io", "gauss2d.gaussians", "gauss2d.errors"),
-    "init": ("gauss2d.init", "gauss2d.gaussians", "gauss2d.render", "gauss2d.errors"),
+    "init": ("gauss2d.init", "gauss2d.gaussians", "gauss2d.render", "gauss2d.errors", "gauss2d.settings"),
+    "settings.py": ("gauss2d.errors",),
 }
 
 
@@ -63,3 +65,69 @@ def test_no_library_module_reads_flags():
                 assert all(a.name != "flags" for a in node.names), path
             if isinstance(node, ast.Import):
                 assert all(a.name != "absl.flags" for a in node.names), path
+
+
+# A name that holds a config (or a section of one): config, cfg, model_cfg, optim_cfg, ...
+CONFIG_NAME = re.compile(r"(^|_)(config|cfg)$")
+
+
+def config_key_reads(path: pathlib.Path) -> list[int]:
+    """Lines of ``path`` that read a config key: ``config[...]`` or ``config.get(...)`` on a config name."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Subscript):
+            target = node.value
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+            target = node.func.value
+        else:
+            continue
+        while isinstance(target, ast.Subscript):  # config["model"]["init"]
+            target = target.value
+        if isinstance(target, ast.Name) and CONFIG_NAME.search(target.id):
+            lines.append(node.lineno)
+    return lines
+
+
+def files_reading_config() -> dict[str, list[int]]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if lines := config_key_reads(path):
+            found[str(path.relative_to(PACKAGE.parent))] = lines
+    return found
+
+
+def test_the_key_finder_finds_what_it_looks_for(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text('a = config["model"]["init"]\nb = model_cfg.get("x", 1)\nc = settings.model.init\n')
+    assert sorted(config_key_reads(sample)) == [1, 1, 2]
+
+
+@pytest.mark.parametrize("part", ["train", "init", "runner", "io", "render", "codec"])
+def test_parts_below_the_workflow_take_typed_settings_and_read_no_config_keys(part):
+    reads = {f: lines for f, lines in files_reading_config().items() if f.startswith(f"gauss2d/{part}/")}
+    assert not reads, f"config keys read in {reads} (file: line numbers); take gauss2d.settings instead"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="compress/ and rd/ take typed settings on branch h-codec (issue 22, item 3): "
+    "this passes once it is merged; then remove this marker",
+)
+def test_at_most_three_library_files_besides_settings_read_config_keys():
+    reads = {f: lines for f, lines in files_reading_config().items() if f != "gauss2d/settings.py"}
+    assert len(reads) <= 3, f"{len(reads)} library files read config keys: {reads}"
+
+
+# Parts at or above the dataset runner (DESIGN.md section 3): the workflow.
+WORKFLOW = ("runner", "compress", "rd", "video")
+
+
+def test_nothing_below_the_runner_imports_it():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        part = path.relative_to(PACKAGE).parts[0]
+        if part in WORKFLOW:
+            continue
+        bad = sorted(
+            n for n in gauss2d_imports(path) if n == "gauss2d.runner" or n.startswith("gauss2d.runner.")
+        )
+        assert not bad, f"{path.relative_to(PACKAGE.parent)} imports {bad}: gauss2d/runner/ sits above it"

@@ -292,11 +292,13 @@ def test_interpret_mode_follows_the_platform_lowered_for():
     # interpreter (no Triton call).
     from configs import base  # noqa: PLC0415
     from gauss2d import gaussians  # noqa: PLC0415
+    from gauss2d.settings import resolve  # noqa: PLC0415
     from gauss2d.train import engine as train
     from gauss2d.train import fit, optim
 
     config = base.get_base_config()
     config.render.backend = "pallas"
+    config = resolve(config)
     params = gaussians.init_random(jax.random.key(0), 64)
     tx = optim.make_optimizer(config.optim, params)
     capacity = train.needed_capacity(params, H, W, "pallas")

@@ -20,6 +20,7 @@ from gauss2d.errors import Gauss2dError
 from gauss2d.gaussians import CholeskyParams, RSParams
 from gauss2d.io import images as data
 from gauss2d.render.params import render_params
+from gauss2d.settings import resolve
 from gauss2d.train import engine as train
 from gauss2d.train import fit
 
@@ -47,7 +48,7 @@ def target():
 
 @pytest.fixture(scope="module")
 def fitted(target):
-    return fit.fit_image(target, small_config(), jax.random.key(0)).params
+    return fit.fit_image(target, resolve(small_config()), jax.random.key(0)).params
 
 
 @pytest.fixture(scope="module")

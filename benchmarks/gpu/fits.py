@@ -10,6 +10,7 @@ import numpy as np
 
 from benchmarks import batch_throughput, fast_recipe, paper_parity
 from benchmarks.gpu.plan import Budget, kodak_image, log
+from gauss2d.settings import resolve
 from gauss2d.train import densify
 
 
@@ -36,7 +37,7 @@ def batch(mode: dict, budget: Budget, kodak: pathlib.Path) -> dict:
         config = batch_throughput.recipe(cfg["num_points"], 50000, cfg["steps"])
         config.render.backend = backend
         seconds, capacity = batch_throughput.seconds_per_step(
-            targets[:size], config, cfg["steps"], cfg["repeats"]
+            targets[:size], resolve(config), cfg["steps"], cfg["repeats"]
         )
         rows.append(
             {
@@ -71,7 +72,8 @@ def _fit_until(image, config, budget: Budget, label: str):
         return None
 
     t0 = time.perf_counter()
-    result = densify.fit_function(config)(image, config, jax.random.PRNGKey(0), on_chunk=on_chunk)
+    settings = resolve(config)
+    result = densify.fit_function(settings)(image, settings, jax.random.PRNGKey(0), on_chunk=on_chunk)
     return result, time.perf_counter() - t0, stopped[0]
 
 

@@ -21,12 +21,14 @@ from typing import Any
 import jax
 import numpy as np
 
+from gauss2d import settings as settings_lib
 from gauss2d.compress import qat
 from gauss2d.compress.image import compress_image, decode_and_render
 from gauss2d.errors import Gauss2dError, ImageError
 from gauss2d.io import checkpoint, runrecord
 from gauss2d.io import images as data
 from gauss2d.runner import dataset as runner
+from gauss2d.runner import inputs, outputs
 from gauss2d.train import densify
 
 RESULT = "result.json"
@@ -63,14 +65,15 @@ def fitted_params(
     """(params, the fit's result row): from ``fitted_dir``, else fitted (resumably) into WORKDIR/fit."""
     if fitted_dir is not None:
         folder = pathlib.Path(fitted_dir) / path.stem
-        row = json.loads((folder / runner.RESULT).read_text()) if (folder / runner.RESULT).exists() else {}
+        row = json.loads((folder / outputs.RESULT).read_text()) if (folder / outputs.RESULT).exists() else {}
         if row and (row.get("height"), row.get("width")) != target.shape[:2]:  # experiments.fit records them
             raise Gauss2dError(
                 f"'{folder}' was fitted at {row.get('width')}x{row.get('height')}, but data.downscale="
                 f"{config['data']['downscale']} gives {target.shape[1]}x{target.shape[0]}"
             )
         return checkpoint.load_params_npz(folder / "params.npz"), row
-    row = runner.fit_one(path, config, workdir / "fit", f"{label} fit", densify.fit_function(config))
+    resolved = settings_lib.resolve(config)  # until compress/ takes Settings (issue 22, item 3)
+    row = runner.fit_one(path, resolved, workdir / "fit", f"{label} fit", densify.fit_function(resolved))
     return checkpoint.load_params_npz(workdir / "fit" / path.stem / "params.npz"), row
 
 
@@ -99,12 +102,12 @@ def compress_one(
     """
     name = path.stem
     outdir = workdir / name
-    settings = {k: runrecord.select(config, k) for k in RESULT_KEYS}
+    settings = {k: runrecord.select(settings_lib.resolve(config), k) for k in RESULT_KEYS}
     settings["fitted_dir"] = None if fitted_dir is None else str(fitted_dir)
     # Through JSON, as result.json stores them: a tuple-valued key (e.g.
     # codec.search_position_steps) must compare equal to the list read back.
     settings = json.loads(checkpoint.dumps_strict(settings))
-    row = runner.read_result(outdir / RESULT, label)  # None: not done yet, or damaged (then redone)
+    row = outputs.read_result(outdir / RESULT, label)  # None: not done yet, or damaged (then redone)
     if row is not None:
         if row.get("settings") != settings:
             raise Gauss2dError(
@@ -113,7 +116,7 @@ def compress_one(
             )
         print(f"{label} already done: {outdir / RESULT}", flush=True)
         return row
-    target = runner.load_target(path, config)
+    target = inputs.load_target(path, settings_lib.resolve(config))
     params, fit_row = fitted_params(path, target, config, workdir, label, fitted_dir)
 
     def progress(stage: str, info) -> None:
@@ -175,7 +178,7 @@ def compress_dataset(
     qat.settings_from_config(config)  # fail on a bad codec value before any fitting
     if config["model"].get("blend", "sum") == "alpha":  # each row compares with a v1 file
         raise Gauss2dError("experiments.compress does not support model.blend='alpha'; use experiments.codec")
-    paths = runner.image_paths(config)
+    paths = inputs.image_paths(settings_lib.resolve(config))
     rows, errors = [], []
     for i, path in enumerate(paths):
         label = f"[{i + 1}/{len(paths)} {path.stem}]"
@@ -204,5 +207,5 @@ def compress_dataset(
             f"{m['gaussianimage_psnr']:.2f} dB",
             flush=True,
         )
-    runner.raise_unreadable(errors)
+    outputs.raise_unreadable(errors)
     return results

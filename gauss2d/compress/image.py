@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gauss2d import gaussians, metrics
+from gauss2d import settings as settings_lib
 from gauss2d.codec import alpha_streams, codec_v2
 from gauss2d.codec.codec import CodecState, bits_by_attribute, decode, encode, init_codec_state
 from gauss2d.compress import qat, rdo, targets
@@ -152,8 +153,9 @@ def compress_image(
         return None if progress is None else (lambda state, info: progress(stage, info))
 
     if params is None:
-        fit_fn = densify.fit_function(config) if fit_fn is None else fit_fn
-        fitted = fit_fn(target, config, key, on_chunk=on_chunk("fit"))
+        resolved = settings_lib.resolve(config)  # until compress/ takes Settings (issue 22, item 3)
+        fit_fn = densify.fit_function(resolved) if fit_fn is None else fit_fn
+        fitted = fit_fn(target, resolved, key, on_chunk=on_chunk("fit"))
         params = fitted.params
         summary.update(fit_seconds=fitted.seconds, fit_stopped_early=fitted.stopped_early)
     if not isinstance(params, (gaussians.CholeskyParams, gaussians.CholeskyAlphaParams)):

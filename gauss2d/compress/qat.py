@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from gauss2d import gaussians, metrics
+from gauss2d import settings as settings_lib
 from gauss2d.codec import bitstream, quantize
 from gauss2d.codec.codec import (
     CodecSettings,
@@ -145,7 +146,7 @@ def make_qat_optimizer(config: Mapping, params: gaussians.CholeskyParams) -> opt
         lr_cov=None,
         lr_color=None,
     )
-    tx = optim.make_optimizer(optim_cfg, params)
+    tx = optim.make_optimizer(settings_lib.resolve({"optim": optim_cfg}).optim, params)  # until Settings
     # Adam is invariant to LSQ's gradient scale (1 / sqrt(N Q)), so lsq_lr is
     # directly a per-step change of the step size / offset.
     return optax.multi_transform(
@@ -154,6 +155,10 @@ def make_qat_optimizer(config: Mapping, params: gaussians.CholeskyParams) -> opt
 
 
 # ----------------------------------------------------------------------------- the objective
+
+
+# The settings sections the compiled step reads (part of its chunk-cache key).
+CACHE_SECTIONS = ("optim", "loss", "render", "codec")
 
 
 def objective(
@@ -208,7 +213,11 @@ def objective(
         return {"best_psnr": float(state.extra.best.psnr)}
 
     # What the step reads: config sections, mode, quantiser settings.
-    key = (train.config_key(config, ("optim", "loss", "render", "codec")), mode, settings)
+    key = (
+        train.config_key(settings_lib.resolve(config), CACHE_SECTIONS),
+        mode,
+        settings,
+    )
     return train.Objective(
         "qat",
         loss,

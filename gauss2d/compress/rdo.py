@@ -48,6 +48,7 @@ import numpy as np
 import optax
 
 from gauss2d import gaussians
+from gauss2d import settings as settings_lib
 from gauss2d.codec import codec_v2, quantize, rate
 from gauss2d.codec.codec_v2 import V2Settings, V2State
 from gauss2d.errors import Gauss2dError
@@ -140,9 +141,17 @@ def make_loss(
     return build
 
 
+# The settings sections the compiled step reads (part of its chunk-cache key).
+CACHE_SECTIONS = ("optim", "loss", "render", "codec")
+
+
 def objective(config: Mapping, settings: V2Settings, height: int, width: int, lmbda: float, optimizer):
     """The engine's ``Objective`` for D + lmbda R (pruning happens between ``train.run_image`` calls)."""
-    key = (train.config_key(config, ("optim", "loss", "render", "codec")), settings, lmbda)
+    key = (
+        train.config_key(settings_lib.resolve(config), CACHE_SECTIONS),
+        settings,
+        lmbda,
+    )
     return train.Objective(
         name="rdo",
         loss=make_loss(config, settings, height, width, lmbda),
@@ -159,7 +168,7 @@ def make_optimizer(config: Mapping, params: gaussians.CholeskyParams) -> optax.G
     cfg = dict(config["optim"])
     cfg.update(lr=float(c["qat_lr"]), iterations=max(1, int(c["qat_steps"])), schedule=str(c["qat_schedule"]))
     cfg.update(lr_means=None, lr_cov=None, lr_color=None)
-    tx = optim.make_optimizer(cfg, params)
+    tx = optim.make_optimizer(settings_lib.resolve({"optim": cfg}).optim, params)  # until Settings
     return optax.multi_transform(
         {"gaussians": tx, "quant": optax.adam(float(c.get("quant_lr", 1e-2)))},
         RdoParams("gaussians", "quant"),

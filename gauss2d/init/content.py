@@ -29,8 +29,9 @@ from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
 from gauss2d.render import pair_capacity, render_tiled
 from gauss2d.render.xla import render_xla
+from gauss2d.settings import ModelSettings
 
-# Defaults of the content initialiser (config.model.init_*; see configs/base.py).
+# Defaults of the content initialiser: the settings' (ModelSettings.init_*), kept there only.
 # Chosen with the optimiser before the Adan fix (gauss2d/train/optim.py), so the
 # figures below are from those runs (benchmarks/RESULTS.md, "init_quality").
 # Share of the means drawn by |grad|; the rest on the grid. 0.7 (Image-GS's
@@ -39,16 +40,17 @@ from gauss2d.render.xla import render_xla
 # (configs/codec.py) decodes at 27.10 vs 22.39 dB at the same rate: a denser
 # grid base layer keeps the fitted colours in a range that the 64-colour
 # residual VQ can hold (colour std 0.185 vs 0.234). docs/init.md.
-GRADIENT_FRACTION = 0.7
+GRADIENT_FRACTION = ModelSettings.init_gradient_fraction  # 0.7
 # sigma / local mean spacing. 0.4 fits best at equal steps (256^2 crops, 2000
 # Gaussians, 2000 steps: kodim23 0.3 / 0.4 / 0.6 -> 33.40 / 34.48 / 33.62 dB;
 # kodim01 0.4 -> 23.45, 0.6 -> 22.27): wider starts blur texture that the
 # optimiser is slow to sharpen. The grid layer keeps coverage (GRID_SIZE_FACTOR).
-SIZE_FACTOR = 0.4
+SIZE_FACTOR = ModelSettings.init_size_factor  # 0.4
 # The grid base layer's sigma / grid spacing, whatever size_factor: 0.6 keeps
 # every pixel above 0.2 of a peak with the grid alone (docs/init.md).
 GRID_SIZE_FACTOR = 0.6
-COLOR_ITERATIONS = 10  # least-squares colour steps (each one render + one transpose)
+# Least-squares colour steps (each one render + one transpose): 10.
+COLOR_ITERATIONS = ModelSettings.init_color_iterations
 # A Gaussian's weight is cut off below 1/255 (DESIGN.md sec. 2); smaller
 # ones would fall between pixel centres and receive no gradient.
 MIN_SIGMA = 0.5  # px

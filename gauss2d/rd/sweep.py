@@ -32,11 +32,13 @@ from typing import Any
 import jax
 import PIL
 
+from gauss2d import settings as settings_lib
 from gauss2d.compress import dataset
 from gauss2d.errors import Gauss2dError
 from gauss2d.io import checkpoint, runrecord
 from gauss2d.rd import baselines, plots, published, study
 from gauss2d.runner import dataset as runner
+from gauss2d.runner import inputs
 from gauss2d.train import densify
 
 SWEEP = "sweep.json"
@@ -103,7 +105,7 @@ def point_config(config, num_points: int, chol_bits: int | None, lmbda: float | 
 
 
 def _settings(config: Mapping) -> dict[str, Any]:
-    out = {k: runrecord.select(config, k) for k in SETTINGS_KEYS}
+    out = {k: runrecord.select(settings_lib.resolve(config), k) for k in SETTINGS_KEYS}
     # Through JSON, so tuples and ConfigDicts compare equal to what sweep.json stored.
     out = json.loads(json.dumps(out, default=lambda v: v.to_dict() if hasattr(v, "to_dict") else str(v)))
     out["model"].pop("num_points", None)  # per point
@@ -148,7 +150,8 @@ def gauss2d_rows(config, workdir: pathlib.Path, log: Callable[[str], None]) -> l
         )
         point = point_config(config, n, bits, lmbda)
         fit_dir = workdir / "gauss2d" / fit_name(n, bits) / "fit"
-        runner.fit_dataset(point, fit_dir, densify.fit_function(point))
+        resolved = settings_lib.resolve(point)  # until rd/ takes Settings (issue 22, item 3)
+        runner.fit_dataset(resolved, fit_dir, densify.fit_function(resolved))
         results = dataset.compress_dataset(point, workdir / "gauss2d" / name, fitted_dir=fit_dir)
         for r in results["images"]:
             label = n if lmbda is None else name
@@ -198,12 +201,12 @@ def baseline_rows(config, workdir: pathlib.Path, log: Callable[[str], None]) -> 
         "data": _settings(config)["data"],
     }
     rows = []
-    paths = runner.image_paths(config)
+    paths = inputs.image_paths(settings_lib.resolve(config))
     for i, path in enumerate(paths):
         cache = workdir / "baselines" / f"{path.stem}.json"
         stored = json.loads(cache.read_text()) if cache.exists() else {}
         if stored.get("settings") != settings:
-            target = runner.load_target(path, config)
+            target = inputs.load_target(path, settings_lib.resolve(config))
             points = {
                 c: [dataclasses.asdict(p) for p in baselines.sweep(target, c, settings["qualities"][c])]
                 for c in codecs
