@@ -107,7 +107,7 @@ def train(
       params: raw Gaussians (``init.init_content``, ``gaussians.init_random``, a checkpoint).
       target: the image, [H, W, 3] floats in [0, 1].
       loss: ``loss(image, target, params) -> []`` (see ``objective``).
-      optimizer: e.g. ``optim.make_optimizer(config.optim, params)`` (fit_image's
+      optimizer: e.g. ``optim.make_optimizer(settings.optim, params)`` (fit_image's
         Adan) or ``optax.adam(1e-3)``.
       iterations: steps to run (counting the state's completed steps).
       log_every: steps per compiled chunk (one host sync per chunk).
