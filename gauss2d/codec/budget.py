@@ -17,8 +17,6 @@ upper bound of what the code does today, not a guess at a lower one.
 
 from __future__ import annotations
 
-import numpy as np
-
 from typing import Any
 
 from gauss2d import gaussians
@@ -117,7 +115,7 @@ def check_decode(header: Header, file_bytes: int, limit_gb: float | None) -> Non
 
 
 def read_header(data: bytes) -> Header:
-    """The validated header of a file of any version (container and CRCs checked), allocating nothing that scales.
+    """The validated header of a file of any version (container, CRCs), allocating nothing that scales.
 
     Raises:
       CodecError: as ``codec.decode`` for a damaged file.

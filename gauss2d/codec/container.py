@@ -256,7 +256,8 @@ def split_table(data: bytes, names: Sequence[str], what: str) -> tuple[list[byte
     check(len(data) >= PREAMBLE + len(names) + _CRC.size, f"truncated {what} file: {len(data)} bytes")
     body = data[: -_CRC.size]
     check(
-        zlib.crc32(body) == _CRC.unpack(data[-_CRC.size :])[0], "CRC mismatch: the file is corrupt or truncated"
+        zlib.crc32(body) == _CRC.unpack(data[-_CRC.size :])[0],
+        "CRC mismatch: the file is corrupt or truncated",
     )
     pos, lengths = PREAMBLE, []
     for name in names:
@@ -273,7 +274,7 @@ def split_table(data: bytes, names: Sequence[str], what: str) -> tuple[list[byte
     return out, body[pos:]
 
 
-# ----------------------------------------------------------------------------- records (v3 layers, .g2v frames)
+# ----------------------------------------------------------------------------- records (v3 layers, .g2v)
 
 
 def pack_records(records: Sequence[bytes]) -> bytes:

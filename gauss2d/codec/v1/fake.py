@@ -78,4 +78,3 @@ def rate_bits(fq: FakeQuantized, height: int, width: int, settings: V1Settings, 
     out["header"] = jnp.asarray(header, jnp.float32)
     out["total"] = sum(out.values())
     return out
-

@@ -24,7 +24,7 @@ import zlib
 
 import numpy as np
 
-from gauss2d.codec.container import MAX_GAUSSIANS, MAX_SIDE, MAX_STEP_LOG2, MIN_STEP_LOG2, CodecError
+from gauss2d.codec.container import MAX_GAUSSIANS, MAX_SIDE, MAX_STEP_LOG2, MIN_STEP_LOG2
 from gauss2d.codec.container import check as _check
 
 VERSION = 1

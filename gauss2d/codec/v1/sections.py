@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from gauss2d.codec import bitpack, container, entropy
+from gauss2d.codec import bitpack, container, entropy, quantize
 from gauss2d.codec.container import CodecError
 from gauss2d.codec.v1 import header as v1h
 from gauss2d.codec.v1.quantizer import Quantized, V1Settings, color_bits, dequantized, grid_width, num_cells
 from gauss2d.gaussians import CholeskyParams
-from gauss2d.codec import quantize
 
 SECTION_NAMES = ("header", "positions", "covariance", "color")
 
@@ -76,7 +75,9 @@ def decode_sections(sections: list[bytes], h: v1h.Header) -> CholeskyParams:
         # Indices as uint16 (every alphabet is <= 2^16): int64 copies of them
         # were most of a large file's decoding memory (budget.py).
         chol_idx = _stack_u16(entropy.read_symbols_section(cov, n, [2**h.chol_bits] * 3, "covariance"))
-        color_idx = _stack_u16(entropy.read_symbols_section(col, n, [h.codebook_size] * h.rvq_stages, "color"))
+        color_idx = _stack_u16(
+            entropy.read_symbols_section(col, n, [h.codebook_size] * h.rvq_stages, "color")
+        )
     else:
         if len(pos) != 4 * n:
             raise CodecError(f"positions section is {len(pos)} bytes, expected {4 * n}")

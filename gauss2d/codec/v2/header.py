@@ -50,9 +50,7 @@ class HeaderV2:
             1 <= self.height <= MAX_SIDE,
             f"height={self.height} must be in [1, {MAX_SIDE}]",
         )
-        check(
-            1 <= self.width <= MAX_SIDE, f"width={self.width} must be in [1, {MAX_SIDE}]"
-        )
+        check(1 <= self.width <= MAX_SIDE, f"width={self.width} must be in [1, {MAX_SIDE}]")
         check(
             1 <= self.num_gaussians <= MAX_GAUSSIANS,
             f"num_gaussians={self.num_gaussians} must be in [1, {MAX_GAUSSIANS}]",

@@ -163,4 +163,3 @@ def section_bits(data: bytes) -> dict[str, int]:
     out.update({k: 8 * len(v) for k, v in table.split_inline_entries(h, sections.rest).items()})
     out["header"] += 8 * len(data) - sum(out.values())
     return out
-

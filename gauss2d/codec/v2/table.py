@@ -121,9 +121,10 @@ def split_inline_entries(header: HeaderV2, rest: bytes) -> dict[str, bytes]:
     for name in names:
         start = pos
         if name == "opacity":
+            size = OPACITY_QUANTISER.size
             container.check(
-                len(rest) >= OPACITY_QUANTISER.size,
-                f"alpha section is {len(rest)} bytes, shorter than its {OPACITY_QUANTISER.size}-byte quantiser",
+                len(rest) >= size,
+                f"alpha section is {len(rest)} bytes, shorter than its {size}-byte quantiser",
             )
             pos += OPACITY_QUANTISER.size
         _, pos = container.read_inline(rest, pos, f"alpha {name} stream")

@@ -1,0 +1,156 @@
+"""Image file -> ``.g2d`` file and back, with every check first: what ``experiments.codec`` runs.
+
+``encode_file`` refuses an output it must not replace and an image too large
+for the memory limit before minutes of fitting, applies a preset, fits (or
+takes given Gaussians), fine-tunes, encodes, meets a size or quality goal,
+and writes the file atomically. ``read_checked`` reads a file and checks,
+from its header alone, that decoding and rendering fit the memory limit
+(every format version: ``codec.budget``); ``decode_file`` decodes and
+renders it to an image file.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from gauss2d import codec
+from gauss2d.codec import budget
+from gauss2d.compress import presets, rdo, retrain, targets
+from gauss2d.compress.decode_render import render_decoded
+from gauss2d.compress.image import CompressResult, ProgressFn, compress_image, file_summary
+from gauss2d.errors import Gauss2dError
+from gauss2d.io import checkpoint
+from gauss2d.io import images as data
+from gauss2d.runner import dataset as runner
+from gauss2d.settings import Settings
+from gauss2d.train import engine as train
+
+NO_GOAL = targets.Goal()
+
+
+def check_output(path: pathlib.Path, overwrite: bool) -> None:
+    """Refuses to replace an existing file (or to write over a folder)."""
+    if path.is_dir():
+        raise Gauss2dError(f"output '{path}' is a directory, expected a file path")
+    if path.exists() and not overwrite:
+        raise Gauss2dError(f"output '{path}' exists; pass --overwrite to replace it")
+    checkpoint.check_writable(path)  # a folder on the way that is a file, or not writable
+
+
+def read_input(path: pathlib.Path, max_bytes: int | None = None) -> bytes:
+    """The bytes of an input file (refused unread when over ``max_bytes``), or a Gauss2dError naming it."""
+    if not path.is_file():
+        reason = "it is a directory" if path.is_dir() else "no such file"
+        raise Gauss2dError(f"cannot read '{path}': {reason}")
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise Gauss2dError(f"'{path}' is {size} bytes, longer than any gauss2d file can be ({max_bytes})")
+    return path.read_bytes()
+
+
+def encode_file(
+    source: pathlib.Path,
+    output: pathlib.Path,
+    settings: Settings,
+    *,
+    params_path: str | None = None,
+    preset: str | None = None,
+    goal: targets.Goal = NO_GOAL,
+    overwrite: bool = False,
+    baseline: bool = False,
+    progress: ProgressFn | None = None,
+) -> CompressResult:
+    """Compresses the image ``source`` into the file ``output``; returns the result (summary included).
+
+    Args:
+      source: an image file.
+      output: the ``.g2d`` path (written atomically).
+      settings: the run's settings (a codec section is required).
+      params_path: a ``params.npz`` of fitted Gaussians to encode instead of fitting.
+      preset: "fast", "default" or "best" (``presets``); None: the settings as they are.
+      goal: a target bpp or PSNR (version 2; ``targets.Goal``).
+      overwrite: replace an existing ``output``.
+      baseline: also measure the gaussianimage-mode file (``compress_image``).
+      progress: called with ("fit" | "qat", info) after every chunk.
+
+    Raises:
+      Gauss2dError: an output that exists, bad settings, an image over the
+        memory limit, an unmeetable goal, Gaussians the codec cannot store.
+    """
+    check_output(output, overwrite)  # before minutes of fitting, not after
+    settings = presets.apply_preset(settings, preset)
+    retrain.check_codec(settings.codec)
+    targets.check_goal(goal, settings.codec.version, settings.model.blend)
+    legacy = retrain.as_mapping(settings)  # MERGE: the runner's preflight takes settings
+    params = checkpoint.load_params_npz(params_path) if params_path else None
+    if params is None:  # from the image's header, before it is decoded or the fit allocates
+        runner.check_image_before_loading(source, legacy)
+    target = runner.load_target(source, legacy)
+    height, width = target.shape[:2]
+    if params is not None:
+        capacity = train.needed_capacity(params, height, width, settings.render.backend)
+        runner.check_memory(source.name, capacity, height, width, legacy)
+    key = jax.random.key(settings.seed)
+    result = compress_image(target, settings, key, params=params, progress=progress, baseline=baseline)
+    if goal.given:
+        result = _meet(result, settings, goal, target)
+    check_output(output, overwrite)  # it may have appeared meanwhile
+    with checkpoint.atomic_write(output) as f:
+        f.write(result.data)
+    return result
+
+
+def _meet(result: CompressResult, settings: Settings, goal: targets.Goal, target) -> CompressResult:
+    """``result`` re-encoded for ``goal``, its summary measured from the new file."""
+    backend = settings.render.backend
+    trial = targets.meet_goal(
+        result.params,
+        result.codec_state,
+        rdo.v2_settings(settings),
+        goal,
+        target,
+        lambda p, h, w: render_decoded(p, h, w, backend),
+    )
+    summary = dict(result.summary, **file_summary(trial.data, target, backend))
+    summary.update(num_gaussians=trial.kept, target_step_factor=trial.scale)
+    return CompressResult(trial.data, result.params, result.codec_state, summary)
+
+
+def read_checked(source: pathlib.Path, limit_gb: float | None, backend: str) -> codec.Decoded:
+    """The decoded file, after checking from its header that decoding and rendering fit ``limit_gb``."""
+    blob = read_input(source, max_bytes=budget.MAX_FILE_BYTES)
+    budget.check_file(blob, limit_gb, backend, f"'{source}'", "--memory_limit_gb")  # from the header, first
+    return codec.decode(blob, memory_limit_gb=limit_gb)
+
+
+def decode_file(
+    source: pathlib.Path,
+    output: pathlib.Path,
+    *,
+    limit_gb: float | None,
+    backend: str,
+    overwrite: bool = False,
+    render: Callable[[codec.Decoded], Any] | None = None,
+) -> tuple[Any, float]:
+    """Decodes ``source`` and writes its render to the image ``output``; returns (image, seconds).
+
+    Args:
+      render: ``Decoded -> [H', W', 3]`` for another size (experiments/size_flags.py);
+        None renders at the fitted size after checking the pair buffer's memory.
+    """
+    check_output(output, overwrite)
+    start = time.perf_counter()
+    decoded = read_checked(source, limit_gb, backend)
+    if render is not None:
+        image = render(decoded)
+    else:
+        budget.check_render(decoded, limit_gb, backend, f"'{source}'", "--memory_limit_gb")  # pair buffer
+        image = jax.block_until_ready(render_decoded(decoded.params, decoded.height, decoded.width, backend))
+    seconds = time.perf_counter() - start
+    data.save_image(output, image)
+    return image, seconds
