@@ -19,8 +19,8 @@ from gauss2d.codec.api import (
     fake_quantize,
     format_settings,
     init_state,
-    quantize,
     quantize_for_encoding,
+    quantized,
     version_of,
 )
 from gauss2d.codec.container import CodecError
@@ -47,7 +47,7 @@ __all__ = [
     "fake_quantize",
     "format_settings",
     "init_state",
-    "quantize",
+    "quantized",
     "quantize_for_encoding",
     "version_of",
 ]

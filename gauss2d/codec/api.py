@@ -72,7 +72,7 @@ def init_state(params, *, version: int = 2, settings=None):
     return plugin.init_state(params, resolve_settings(version, settings))
 
 
-def quantize(params, height: int, width: int, *, version: int = 2, state=None, settings=None):
+def quantized(params, height: int, width: int, *, version: int = 2, state=None, settings=None):
     """The plugin's quantised form (``.params`` in file order: bit for bit what ``decode`` returns)."""
     plugin = versions.get(version)
     settings = resolve_settings(version, settings)
@@ -82,7 +82,7 @@ def quantize(params, height: int, width: int, *, version: int = 2, state=None, s
 
 def quantize_for_encoding(params, height: int, width: int, *, version: int = 2, state=None, settings=None):
     """The quantised parameters ``encode`` stores, in file order (bit-exact with ``decode``)."""
-    return quantize(params, height, width, version=version, state=state, settings=settings).params
+    return quantized(params, height, width, version=version, state=state, settings=settings).params
 
 
 def fake_quantize(
