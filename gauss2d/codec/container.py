@@ -184,8 +184,9 @@ def join_inline(blobs: Sequence[bytes]) -> bytes:
 
 def read_inline(data: bytes, pos: int, what: str) -> tuple[bytes, int]:
     """One varint-length-prefixed blob at ``pos``: (blob, next pos); the length is bounded by the data."""
-    length, pos = get_varint(data, pos, len(data) - pos, f"{what} length")
-    return data[pos : pos + length], pos + length
+    length, start = get_varint(data, pos, len(data) - pos, f"{what} length")
+    check(start + length <= len(data), f"truncated {what}: its length {length} runs past the section")
+    return data[start : start + length], start + length
 
 
 def split_inline(data: bytes, count: int, what: str) -> list[bytes]:
