@@ -176,3 +176,19 @@ def test_rd_search_scales_only_its_groups_and_tries_position_grids(scene):
     assert info["objective"] == pytest.approx(mse + 8.0 * len(data) / (H * W), rel=1e-6)
     with pytest.raises(ValueError, match="unknown step-search groups"):
         targets.rd_search(params, H, W, state, settings, 1.0, image, render, groups=("colour",))
+
+
+def test_progress_shows_the_stage_total_across_pruning_segments(scene):
+    """Pruning splits the steps into segments; the progress info still counts the whole stage."""
+    image, params = scene
+    infos = []
+    rdo.finetune(
+        image,
+        params,
+        _config(lmbda=1.0, prune_every=10, prune_fraction=0.2),
+        on_chunk=lambda state, info: infos.append(dict(info)),
+    )
+    assert [i["step"] for i in infos] == [10, 20, 30, 40]  # four segments of prune_every steps
+    assert all(i["iterations"] == 40 for i in infos)  # not 10, 20, 30, 40 (each segment's end)
+    for i in infos:
+        assert i["eta_seconds"] == pytest.approx((40 - i["step"]) / i["steps_per_second"])
