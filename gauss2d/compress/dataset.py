@@ -21,8 +21,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from gauss2d.compress import qat, retrain
-from gauss2d.compress.image import compress_image, decode_and_render
+from gauss2d.compress import retrain
+from gauss2d.compress.image import check_settings, compress_image, decode_and_render
 from gauss2d.errors import Gauss2dError, ImageError
 from gauss2d.io import checkpoint, runrecord
 from gauss2d.io import images as data
@@ -184,7 +184,7 @@ def compress_dataset(
       Gauss2dError: bad codec settings (before any fitting); after every
         other image is done, images that could not be read.
     """
-    qat.v1_settings(settings)  # fail on a bad codec value before any fitting
+    check_settings(settings)  # fail on a bad codec value before any fitting
     if settings.model.blend == "alpha":
         raise Gauss2dError("experiments.compress does not support model.blend='alpha'; use experiments.codec")
     paths = runner.image_paths(retrain.as_mapping(settings))  # MERGE: takes settings

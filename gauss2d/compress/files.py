@@ -22,7 +22,7 @@ from gauss2d import codec
 from gauss2d.codec import budget
 from gauss2d.compress import presets, rdo, retrain, targets
 from gauss2d.compress.decode_render import render_decoded
-from gauss2d.compress.image import CompressResult, ProgressFn, compress_image, file_summary
+from gauss2d.compress.image import CompressResult, ProgressFn, check_settings, compress_image, file_summary
 from gauss2d.errors import Gauss2dError
 from gauss2d.io import checkpoint
 from gauss2d.io import images as data
@@ -84,7 +84,7 @@ def encode_file(
     """
     check_output(output, overwrite)  # before minutes of fitting, not after
     settings = presets.apply_preset(settings, preset)
-    retrain.check_codec(settings.codec)
+    check_settings(settings)  # every codec key, before minutes of fitting
     targets.check_goal(goal, settings.codec.version, settings.model.blend)
     legacy = retrain.as_mapping(settings)  # MERGE: the runner's preflight takes settings
     params = checkpoint.load_params_npz(params_path) if params_path else None

@@ -149,7 +149,7 @@ def compress_image(
     Raises:
       Gauss2dError: bad settings, a non-Cholesky model, or Gaussians the codec cannot store.
     """
-    codec = retrain.check_codec(settings.codec)
+    codec = check_settings(settings)
     backend = settings.render.backend
     target = np.asarray(target, np.float32)
     height, width = target.shape[:2]
@@ -176,15 +176,28 @@ def compress_image(
         result = _compress_alpha(target, params, settings, summary)
     elif codec.version == 2:
         result = _compress_v2(target, params, settings, summary, on_chunk("qat"))
-    elif codec.version == 1:
-        result = _compress_v1(target, params, settings, summary, jax.random.fold_in(key, 1), on_chunk("qat"))
     else:
-        raise Gauss2dError(f"config codec.version={codec.version} is invalid: expected 1 or 2")
+        result = _compress_v1(target, params, settings, summary, jax.random.fold_in(key, 1), on_chunk("qat"))
     if baseline:
         if gaussians.blend_of(result.params) == "alpha":
             raise Gauss2dError("the gaussianimage baseline cannot store the alpha model (version 1)")
         result.summary["gaussianimage"] = gaussianimage_baseline(result, settings, target)
     return result
+
+
+def check_settings(settings: Settings):
+    """The codec section, every key checked whatever the version (before any fitting).
+
+    Raises:
+      Gauss2dError: a value either version's quantisers cannot use, or an unknown version.
+    """
+    codec = retrain.check_codec(settings.codec)
+    if codec.version not in (1, 2):
+        raise Gauss2dError(f"config codec.version={codec.version} is invalid: expected 1 or 2")
+    qat.v1_settings(settings)
+    rdo.v2_settings(settings)
+    search_options(settings)
+    return codec
 
 
 def _encoded(params, height, width, version, state, quantizers) -> tuple[bytes, float]:
