@@ -187,7 +187,7 @@ def decode_stream(data: bytes, count: int, what: str) -> np.ndarray:
     return sym.astype(np.int64) + lo
 
 
-# Symbols are indices of signed quantisers clipped to +-MAX_SCALE_INDEX (codec_v2.MAX_INDEX),
+# Symbols are indices of signed quantisers clipped to +-MAX_SCALE_INDEX (codec/v2/header.py MAX_INDEX),
 # and predicted residuals of them: |lo| <= 2 * MAX_SCALE_INDEX.
 MAX_SCALE_INDEX = 2**16
 

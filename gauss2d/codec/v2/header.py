@@ -42,7 +42,7 @@ class HeaderV2:
     color_offset: np.ndarray
     cov_space: str = "cholesky"  # the header's parameterization code (0 cholesky, 1 log)
     color_by_size: bool = False  # flag bit 0: colour steps x 2^(-size octaves / 2)
-    alpha: bool = False  # flag bit 1: opacity and depth follow the colour (alpha_streams)
+    alpha: bool = False  # flag bit 1: the opacity and depth entries follow the colour (table.py)
 
     def validate(self) -> None:
         """Raises ``CodecError`` naming the first field out of range."""
