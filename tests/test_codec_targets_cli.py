@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-from gauss2d import gaussians
-from gauss2d import codec
+from gauss2d import codec, gaussians
 from gauss2d.codec import decode
 from gauss2d.compress import targets
 from gauss2d.io import checkpoint
