@@ -9,6 +9,7 @@ header, and only then lets the plugin decode what scales with N.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 from gauss2d import gaussians
@@ -42,8 +43,6 @@ def format_settings(version: int, codec: CodecSettings | None = None, *, seed: i
 
 
 def _replaced(codec: CodecSettings, changes: dict[str, Any]) -> CodecSettings:
-    import dataclasses  # noqa: PLC0415 (only for overrides)
-
     fields = {f.name for f in dataclasses.fields(codec)}
     unknown = sorted(set(changes) - fields)
     if unknown:
