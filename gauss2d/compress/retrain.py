@@ -58,12 +58,12 @@ def gaussian_optimizer(settings: Settings, params: gaussians.Params) -> optax.Gr
         lr_cov=None,
         lr_color=None,
     )
-    return optim.make_optimizer(section_dict(restarted), params)
+    return optim.make_optimizer(section_dict(restarted), params)  # MERGE: takes OptimSettings
 
 
 def loss_function(settings: Settings) -> losses.LossFn:
     """The fit's loss (``loss`` section weights) on the clamped render."""
-    return losses.make_loss(section_dict(settings.loss))
+    return losses.make_loss(section_dict(settings.loss))  # MERGE: takes LossSettings
 
 
 def objective_key(settings: Settings) -> tuple:
