@@ -223,3 +223,24 @@ def test_bits_by_attribute_validates():
 
 def test_codec_module_constants_consistent():
     assert quantizer.FP16_XY_CLIP < 11.0  # float16 max is 65504: no overflow to inf
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_v1_rate_accounting_against_the_file():
+    """v1's ``rate``: the fixed-length layout exactly; in entropy mode the entropy, just below the file."""
+    from gauss2d.codec import v1  # noqa: PLC0415
+
+    params = _params(300, seed=1)
+    for mode in ("gaussianimage", "entropy"):
+        settings = v1_settings(mode)
+        state = init_state(params, version=1, settings=settings)
+        fq = v1.PLUGIN.fake_quantize(params, state, H, W, settings, "round")
+        est = {k: float(v) for k, v in v1.PLUGIN.rate(fq, H, W, settings).items()}
+        real = bits_by_attribute(encode_v1(params, H, W, state=state, settings=settings))
+        assert est["total"] == pytest.approx(
+            sum(est[k] for k in ("positions", "covariance", "color", "header"))
+        )
+        if mode == "gaussianimage":
+            assert est["total"] == real["total"]  # 56 bits per Gaussian, the header and the frames
+        else:  # the adaptive coder's models and ANS flushes cost a little more than the entropy
+            assert 0.8 * real["total"] <= est["total"] <= real["total"], (est, real)

@@ -276,3 +276,17 @@ def test_colour_steps_by_size_follow_the_decoded_area():
     body[start + 15] = 5
     with pytest.raises(CodecError, match="header flags 0x5 has unknown bits"):
         decode(bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))))
+
+
+def test_rate_with_weights_leaves_pruned_rows_out():
+    params = _params(300, seed=1)
+    settings = v2_settings()
+    state = init_state(params, settings)
+    fq = v2.PLUGIN.fake_quantize(params, state, H, W, settings)
+    every = v2.PLUGIN.rate(fq, H, W, settings)
+    ones = v2.PLUGIN.rate(fq, H, W, settings, jnp.ones(300))
+    for key in every:
+        assert float(ones[key]) == pytest.approx(float(every[key]), rel=1e-5), key
+    half = v2.PLUGIN.rate(fq, H, W, settings, jnp.asarray(np.arange(300) % 2, jnp.float32))
+    for key in ("positions", "covariance", "color"):
+        assert 0.3 * float(every[key]) < float(half[key]) < 0.7 * float(every[key]), key
