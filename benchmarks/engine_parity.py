@@ -41,6 +41,14 @@ except ImportError:  # before the training engine: the workflow lived in codec/
     from gauss2d.codec import compress, qat
 
 
+try:  # typed settings below the binaries (issue 22)
+    from gauss2d.settings import resolve as _typed
+except ImportError:  # before them, the library took the config
+
+    def _typed(config):
+        return config
+
+
 def psnr_of(params, target) -> float:
     height, width = target.shape[:2]
     return float(metrics.psnr(render_params(params, height, width), target))
@@ -68,7 +76,7 @@ def main() -> None:
     rows["batch_psnr"] = [psnr_of(r.params, t) for r, t in zip(batch, crops, strict=True)]
 
     codec = codec_config.get_config("smoke")
-    tuned = qat.finetune(target, fitted.params, codec, jax.random.key(3))
+    tuned = qat.finetune(target, fitted.params, _typed(codec), jax.random.key(3))
     rows["qat_psnr"] = tuned.psnr
     rows["qat_initial_psnr"] = tuned.initial_psnr
     rows["qat_best_step"] = tuned.best_step
@@ -76,7 +84,7 @@ def main() -> None:
     for mode in ("entropy", "gaussianimage"):
         with codec.unlocked():
             codec.codec.mode = mode
-        result = compress.compress_image(target, codec, jax.random.key(0))
+        result = compress.compress_image(target, _typed(codec), jax.random.key(0))
         (out / f"smoke_{mode}.g2d").write_bytes(result.data)
         rows[f"g2d_{mode}"] = {
             "bytes": len(result.data),

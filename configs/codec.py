@@ -33,6 +33,11 @@ def with_codec(
     return config
 
 
+def get_settings(arg: str = "") -> settings.Settings:
+    """``get_config(arg)`` resolved: what ``compress.compress_params`` and notebooks start from."""
+    return settings.resolve(get_config(arg))
+
+
 def get_config(arg: str = ""):
     """The sample recipe; ``:smoke`` shrinks it to seconds (tests)."""
     config = default.get_config(arg)

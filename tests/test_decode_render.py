@@ -7,9 +7,11 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from codec_helpers import encode_v2, v2_settings
 
 from gauss2d import gaussians
-from gauss2d.codec import codec_v2, decode
+from gauss2d.codec import decode
+from gauss2d.codec.v2.state import init_state
 from gauss2d.compress import decode_render
 from gauss2d.render.params import needed_capacity, render_params
 
@@ -28,7 +30,7 @@ def _params(n, seed=0):
 def _decoded(n, seed):
     """A decoded v2 file of ``_params(n, seed)`` (plain quantisation, given explicitly: no warning)."""
     params = _params(n, seed)
-    return decode(codec_v2.encode_v2(params, H, W, codec_v2.init_v2_state(params))).params
+    return decode(encode_v2(params, H, W, init_state(params, v2_settings()))).params
 
 
 @pytest.mark.parametrize("n", [1, 63, 64, 65, 80, 81, 9000, 2**20 + 1])

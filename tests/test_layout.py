@@ -18,7 +18,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "gauss2d"
 
 # Part -> the gauss2d modules (and their submodules) it may import.
 ALLOWED = {
-    "codec": ("gauss2d.codec", "gauss2d.gaussians", "gauss2d.render", "gauss2d.errors"),
+    "codec": ("gauss2d.codec", "gauss2d.gaussians", "gauss2d.render", "gauss2d.settings", "gauss2d.errors"),
     "render": ("gauss2d.render", "gauss2d.gaussians", "gauss2d.errors"),
     "train/engine.py": ("gauss2d.render", "gauss2d.errors", "gauss2d.settings"),
     "io": ("gauss2d.io", "gauss2d.gaussians", "gauss2d.errors"),
@@ -108,11 +108,6 @@ def test_parts_below_the_workflow_take_typed_settings_and_read_no_config_keys(pa
     assert not reads, f"config keys read in {reads} (file: line numbers); take gauss2d.settings instead"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compress/ and rd/ take typed settings on branch h-codec (issue 22, item 3): "
-    "this passes once it is merged; then remove this marker",
-)
 def test_at_most_three_library_files_besides_settings_read_config_keys():
     reads = {f: lines for f, lines in files_reading_config().items() if f != "gauss2d/settings.py"}
     assert len(reads) <= 3, f"{len(reads)} library files read config keys: {reads}"
@@ -131,3 +126,67 @@ def test_nothing_below_the_runner_imports_it():
             n for n in gauss2d_imports(path) if n == "gauss2d.runner" or n.startswith("gauss2d.runner.")
         )
         assert not bad, f"{path.relative_to(PACKAGE.parent)} imports {bad}: gauss2d/runner/ sits above it"
+
+
+def _module_name(path: pathlib.Path, package: pathlib.Path = PACKAGE) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(package: pathlib.Path) -> dict[str, set[str]]:
+    """Module -> the package modules it imports (function-level imports included).
+
+    ``from gauss2d.codec import v2`` is an edge to the module ``gauss2d.codec.v2``;
+    ``from gauss2d.codec import encode`` to ``gauss2d.codec`` (the name's package).
+    An edge to a module's own ancestor package is left out: Python runs a
+    package's ``__init__`` before its submodules, and re-exports are not cycles.
+    """
+    modules = {_module_name(p, package): p for p in package.rglob("*.py")}
+
+    def known(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps.update(known(a.name) for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for a in node.names:
+                    full = f"{node.module}.{a.name}"
+                    deps.add(full if full in modules else known(node.module))
+        graph[name] = {d for d in deps if d and d != name and not name.startswith(d + ".")}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` as [a, b, ..., a], or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return path[path.index(dep) :] + [dep]
+            if dep not in state and (found := visit(dep, path + [dep])):
+                return found
+        state[node] = 2
+        return None
+
+    for name in sorted(graph):
+        if name not in state and (found := visit(name, [name])):
+            return found
+    return None
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_no_import_cycle_in_the_package():
+    cycle = find_cycle(import_graph(PACKAGE))
+    assert cycle is None, f"import cycle: {' -> '.join(cycle)}"

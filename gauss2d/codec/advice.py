@@ -1,6 +1,6 @@
 """The warnings the codec gives when it is asked to encode Gaussians that were not fine-tuned for it.
 
-One source for the text, used by ``codec.encode`` (v1), ``codec_v2.encode_v2``
+One source for the text, used by ``codec.encode`` (every version)
 and ``compress.compress_params`` (issue 16): encoding freshly fitted
 Gaussians without fine-tuning with the quantisers costs a lot (issue 16
 measured 33.90 dB fitted, 23.75 dB decoded with v1's colour VQ), and an

@@ -20,6 +20,7 @@ from gauss2d import codec, gaussians
 from gauss2d.errors import Gauss2dError
 from gauss2d.io import checkpoint
 from gauss2d.render import resolution
+from gauss2d.runner import preflight
 from gauss2d.runner.outputs import RESULT
 
 ZIP_MAGIC = b"PK\x03\x04"  # a .npz is a zip archive
@@ -27,19 +28,8 @@ MAX_INPUT_BYTES = 1 << 30  # no params file or .g2d of ours is near 1 GiB
 
 
 def read_bounded(path: pathlib.Path, max_bytes: int = MAX_INPUT_BYTES) -> bytes:
-    """The bytes of an input file, refused unread when over ``max_bytes``.
-
-    Raises:
-      Gauss2dError: no such file, a directory, or too large.
-    """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        reason = "it is a directory" if path.is_dir() else "no such file"
-        raise Gauss2dError(f"cannot read '{path}': {reason}")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise Gauss2dError(f"'{path}' is {size} bytes, over the {max_bytes}-byte limit")
-    return path.read_bytes()
+    """The bytes of an input file, refused unread when over ``max_bytes`` (``preflight.read_bounded``)."""
+    return preflight.read_bounded(path, max_bytes)
 
 
 def fitted_frame(path: pathlib.Path, fit_height: int | None, fit_width: int | None) -> tuple[int, int]:

@@ -114,3 +114,24 @@ def check_workdir(workdir: pathlib.Path) -> None:
       Gauss2dError: naming the path and the reason.
     """
     checkpoint.check_writable(workdir, "--workdir", folder=True)
+
+
+def read_bounded(path: pathlib.Path, max_bytes: int, limit: str | None = None) -> bytes:
+    """The bytes of an input file, refused unread when over ``max_bytes``.
+
+    Args:
+      path: the file.
+      max_bytes: the largest size read.
+      limit: how the error names the limit (default: "over the N-byte limit").
+
+    Raises:
+      Gauss2dError: no such file, a directory, or too large.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        reason = "it is a directory" if path.is_dir() else "no such file"
+        raise Gauss2dError(f"cannot read '{path}': {reason}")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise Gauss2dError(f"'{path}' is {size} bytes, {limit or f'over the {max_bytes}-byte limit'}")
+    return path.read_bytes()
