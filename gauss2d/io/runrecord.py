@@ -60,12 +60,12 @@ def write_json(path: pathlib.Path, payload: Any) -> None:
 def select(settings: Any, dotted: str) -> Any:
     """``settings.a.b`` for 'a.b', as plain values (what a result records it was made with).
 
-    ``settings`` is a ``gauss2d.settings.Settings`` (any dataclass); a
-    section comes back as a dict.
+    ``settings`` is a ``gauss2d.settings.Settings`` (any dataclass) or its
+    ``as_dict()``; a section comes back as a dict.
     """
     value = settings
     for part in dotted.split("."):
-        value = getattr(value, part)
+        value = value[part] if isinstance(value, Mapping) else getattr(value, part)
     return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
