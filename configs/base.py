@@ -19,6 +19,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.data.dir = ""  # folder of images; "" fits the built-in sample
     config.data.downscale = 1  # integer box-filter downscale before fitting (smoke runs)
     config.data.limit = 0  # fit at most this many images of data.dir; 0 = all
+    # SVG inputs (docs/svg.md): the fitted frame's longer side in px (0: the SVG's own size),
+    # and the raster's supersampling (k x k samples box-filtered per pixel; 4 fixes resvg's
+    # quarter-pixel edge coverage: benchmarks/RESULTS.md, svg_rasterisers and svg_quality).
+    config.data.svg_size = 0
+    config.data.svg_supersample = 4
 
     config.model = ml_collections.ConfigDict()
     config.model.num_points = 70000  # paper's Kodak table (GaussianImage Table 1)
@@ -28,7 +33,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     # docs/alpha.md); alpha_init_opacity is GaussianImage's 3DGS model's 0.1.
     config.model.blend = "sum"
     config.model.alpha_init_opacity = 0.1
-    config.model.init = "random"  # the paper's initialisation; "content": gauss2d/init/content.py, docs/init.md
+    config.model.init = (
+        "random"  # the paper's initialisation; "content": gauss2d/init/content.py, docs/init.md
+    )
     # "content" init: share of means drawn by image-gradient magnitude (the rest on a
     # jittered grid; Image-GS: 0.7 with uniform draws), sigma as a multiple of the local
     # mean spacing, least-squares colour steps against the first render.

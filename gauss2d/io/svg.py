@@ -37,6 +37,10 @@ from gauss2d.errors import ImageError
 PathLike = str | os.PathLike
 
 SVG_SUFFIXES = (".svg",)
+# load_svg's supersampling when the caller does not choose (data.svg_supersample):
+# resvg's own anti-aliasing is off by up to 32 levels at horizontal edges, 4x
+# and a box filter by 0.1 (benchmarks/RESULTS.md, svg_rasterisers).
+DEFAULT_SUPERSAMPLE = 4
 INSTALL_HINT = 'pip install "gauss2d[svg]"'
 # Refused before parsing: ElementTree holds a document in ~10-20x its bytes,
 # and drawings this project fits are kilobytes (the test set: < 2 KB each).
@@ -311,7 +315,7 @@ def load_svg(
     path: PathLike,
     height: int | None = None,
     width: int | None = None,
-    supersample: int = 1,
+    supersample: int = DEFAULT_SUPERSAMPLE,
     *,
     memory_limit_gb: float | None = 16.0,
 ) -> np.ndarray:
