@@ -248,11 +248,11 @@ def _resized_document(blob: bytes, root: dict[str, str], height: int, width: int
     return ET.tostring(tree, encoding="unicode")
 
 
-def _resvg() -> Callable:
+def _resvg(path: PathLike) -> Callable:
     try:
         import resvg_py
     except ImportError:
-        raise ImageError(f"reading SVG files needs the resvg rasteriser: {INSTALL_HINT}") from None
+        raise _fail(path, f"reading SVG files needs the resvg rasteriser: {INSTALL_HINT}") from None
     return resvg_py.svg_to_bytes
 
 
@@ -291,7 +291,7 @@ def rasterise_svg(
     if height < 1 or width < 1:
         raise _fail(path, f"raster size {width}x{height} must be at least 1x1")
     check_raster_memory(path, height, width, 1, memory_limit_gb)
-    svg_to_bytes = _resvg()
+    svg_to_bytes = _resvg(path)
     document = _resized_document(blob, root, int(height), int(width))
     try:
         png = svg_to_bytes(svg_string=document, background="#ffffff")
