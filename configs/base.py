@@ -20,10 +20,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.data.downscale = 1  # integer box-filter downscale before fitting (smoke runs)
     config.data.limit = 0  # fit at most this many images of data.dir; 0 = all
     # SVG inputs (docs/svg.md): the fitted frame's longer side in px (0: the SVG's own size),
-    # and the raster's supersampling (k x k samples box-filtered per pixel; 4 fixes resvg's
-    # quarter-pixel edge coverage: benchmarks/RESULTS.md, svg_rasterisers and svg_quality).
+    # and k, the target's grid per fitted pixel: k > 1 fits the Gaussians against the drawing
+    # rasterised k x finer, so they keep edges sharper than a pixel (benchmarks/svg_quality.py).
     config.data.svg_size = 0
-    config.data.svg_supersample = 4
+    config.data.svg_supersample = 1
 
     config.model = ml_collections.ConfigDict()
     config.model.num_points = 70000  # paper's Kodak table (GaussianImage Table 1)

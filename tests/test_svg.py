@@ -79,8 +79,8 @@ def exact_rect_image(height, width, x, y, w, h):
     return 1.0 - over_y[:, None] * over_x[None, :]
 
 
-@pytest.mark.parametrize("supersample, tolerance", [(1, 33.0 / 255), (4, 1.5 / 255)])
-def test_raster_matches_exact_coverage(tmp_path, supersample, tolerance):
+@pytest.mark.parametrize("samples, tolerance", [(1, 33.0 / 255), (4, 1.5 / 255)])
+def test_raster_matches_exact_coverage(tmp_path, samples, tolerance):
     # Tolerances from benchmarks/svg_rasterisers.py: resvg samples 4 sub-scanlines
     # (vertical coverage in quarters: <= 1/8 off, 32 levels); 4x supersampling and a box
     # filter leave 8-bit rounding (0.1 level measured; 1.5 allows rounding at both scales).
@@ -89,7 +89,7 @@ def test_raster_matches_exact_coverage(tmp_path, supersample, tolerance):
         tmp_path,
         f'<svg {NS} width="21" height="13"><rect x="{x}" y="{y}" width="{w}" height="{h}"/></svg>',
     )
-    image = svg.load_svg(path, supersample=supersample)
+    image = svg.load_svg(path, samples=samples)
     assert image.shape == (13, 21, 3) and image.dtype == np.float32
     expected = exact_rect_image(13, 21, x, y, w, h)
     assert np.abs(image - expected[..., None]).max() <= tolerance
@@ -97,21 +97,34 @@ def test_raster_matches_exact_coverage(tmp_path, supersample, tolerance):
     assert np.all(image[4:8, 5:13] == 0.0) and np.all(image[0, :] == 1.0)
 
 
-def test_supersampled_target_is_closer_to_exact_coverage(tmp_path):
+def test_filtered_target_is_closer_to_exact_coverage(tmp_path):
     x, y, w, h = 2.3, 1.7, 9.45, 6.15
     path = write(
         tmp_path, f'<svg {NS} width="15" height="11"><rect x="{x}" y="{y}" width="{w}" height="{h}"/></svg>'
     )
     expected = exact_rect_image(11, 15, x, y, w, h)[..., None]
-    plain = np.abs(svg.load_svg(path, supersample=1) - expected).mean()
-    fine = np.abs(svg.load_svg(path, supersample=4) - expected).mean()
+    plain = np.abs(svg.load_svg(path, samples=1) - expected).mean()
+    fine = np.abs(svg.load_svg(path) - expected).mean()  # the default: 4 x 4 samples
     assert fine < plain
 
 
+def test_supersampled_target_is_the_drawing_on_a_finer_grid(tmp_path):
+    x, y, w, h = 2.3, 1.7, 9.45, 6.15
+    path = write(
+        tmp_path, f'<svg {NS} width="15" height="11"><rect x="{x}" y="{y}" width="{w}" height="{h}"/></svg>'
+    )
+    fine = svg.load_svg(path, supersample=4)
+    assert fine.shape == (44, 60, 3)
+    assert np.abs(fine - exact_rect_image(44, 60, 4 * x, 4 * y, 4 * w, 4 * h)[..., None]).max() <= 33.0 / 255
+    assert svg.filter_samples(4) == 1 and svg.filter_samples(2) == 2 and svg.filter_samples(1) == 4
+    np.testing.assert_allclose(svg.box_downscale(fine, 4), svg.load_svg(path, samples=4), atol=1.0 / 255)
+    assert data.image_size(path, svg_supersample=4) == (60, 44)  # the memory checks see the target
+
+
 def test_raster_is_composited_over_white_and_keeps_flat_colours():
-    image = svg.load_svg(ASSETS / "transparent_overlap.svg", supersample=1)
+    image = svg.load_svg(ASSETS / "transparent_overlap.svg")
     assert np.all(image[0, 0] == 1.0)  # no background: white
-    flat = svg.load_svg(ASSETS / "flat_shapes.svg", supersample=1)
+    flat = svg.load_svg(ASSETS / "flat_shapes.svg")
     np.testing.assert_array_equal(flat[30, 40] * 255, [0xD6, 0x45, 0x2B])  # inside the red rect
 
 
@@ -129,7 +142,8 @@ def test_load_svg_sizes_and_the_images_hook(tmp_path):
     path = ASSETS / "badge.svg"  # 128 x 128 px over a 256-unit viewBox
     assert svg.load_svg(path, height=64).shape == (64, 64, 3)
     assert svg.load_svg(path, width=40, height=20).shape == (20, 40, 3)
-    assert data.load_image(path, svg_size=96, svg_supersample=2).shape == (96, 96, 3)
+    assert data.load_image(path, svg_size=96).shape == (96, 96, 3)
+    assert data.load_image(path, svg_size=48, svg_supersample=2).shape == (96, 96, 3)
     folder = tmp_path / "mixed"
     folder.mkdir()
     (folder / "b.SVG").write_text((ASSETS / "text_paths.svg").read_text())
@@ -237,9 +251,10 @@ def test_memory_is_checked_from_the_declared_size_before_rasterising(tmp_path, m
     monkeypatch.setattr(svg, "_resvg", lambda _path: pytest.fail("the rasteriser was reached"))
     message = one_line_error(path, memory_limit_gb=16.0)
     assert "memory_limit_gb=16" in message and "100000x80000" in message
-    # Supersampling counts: 1000 x 800 is small, at 16 x 16 samples it is not.
+    # Supersampling counts: 1000 x 800 is small, on an 8 x finer grid it is not.
     small = write(tmp_path, f'<svg {NS} width="1000" height="800"/>', "small.svg")
-    assert "supersample 16" in one_line_error(small, supersample=16, memory_limit_gb=0.5)
+    assert "8000x6400" in one_line_error(small, supersample=8, memory_limit_gb=0.5)
+    assert "4000x3200" in one_line_error(small, samples=4, memory_limit_gb=0.5)
     with pytest.raises(ImageError, match="svg_supersample"):
         svg.load_svg(small, supersample=0)
 

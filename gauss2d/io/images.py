@@ -200,10 +200,10 @@ def _load_svg_image(path: PathLike, memory_limit_gb: float | None, svg_size: int
     return svg.load_svg(path, height, width, svg_supersample, memory_limit_gb=memory_limit_gb)
 
 
-def _svg_image_size(path: PathLike, svg_size: int) -> tuple[int, int]:
-    """The SVG hook of ``image_size``: (width, height) of the frame an SVG is fitted at."""
+def _svg_image_size(path: PathLike, svg_size: int, svg_supersample: int) -> tuple[int, int]:
+    """The SVG hook of ``image_size``: (width, height) of the target ``load_image`` makes."""
     height, width = svg.target_size(path, svg_size)
-    return width, height
+    return width * svg_supersample, height * svg_supersample
 
 
 def load_image(
@@ -227,8 +227,9 @@ def load_image(
       memory_limit_gb: refuse an image whose loading is estimated
         (``load_bytes``) to need more; None: no limit.
       svg_size, svg_supersample: for an ``.svg`` only (``data.svg_size``,
-        ``data.svg_supersample``; gauss2d/io/svg.py): the longer side of
-        the raster (0: the SVG's own size) and its supersampling factor.
+        ``data.svg_supersample``; gauss2d/io/svg.py): the fitted frame's
+        longer side (0: the SVG's own size) and the target's grid per
+        fitted pixel (the target is svg_supersample x the frame).
 
     Returns:
       float32 array [H, W, 3] in [0, 1].
@@ -273,17 +274,20 @@ def load_image(
     return image
 
 
-def image_size(path: PathLike, *, svg_size: int = 0) -> tuple[int, int]:
+def image_size(
+    path: PathLike, *, svg_size: int = 0, svg_supersample: int = svg.DEFAULT_SUPERSAMPLE
+) -> tuple[int, int]:
     """(width, height) from an image file's header, decoding no pixels (to check memory first).
 
-    An SVG's is the frame ``load_image`` rasterises it at (``svg_size``: its
-    longer side; 0: the size the SVG declares), read from its XML.
+    An SVG's is that of the target ``load_image`` makes of it, read from its
+    XML: the frame (``svg_size``, its longer side; 0: the size the SVG
+    declares) times ``svg_supersample``.
 
     Raises:
       ImageError: as ``load_image``, for a file that cannot be opened.
     """
     if svg.is_svg(path):
-        return _svg_image_size(path, svg_size)
+        return _svg_image_size(path, svg_size, svg_supersample)
     path = pathlib.Path(path)
     if not path.is_file():
         reason = "it is a directory, expected an image file" if path.is_dir() else "no such file"

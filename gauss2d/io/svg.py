@@ -37,10 +37,13 @@ from gauss2d.errors import ImageError
 PathLike = str | os.PathLike
 
 SVG_SUFFIXES = (".svg",)
-# load_svg's supersampling when the caller does not choose (data.svg_supersample):
-# resvg's own anti-aliasing is off by up to 32 levels at horizontal edges, 4x
-# and a box filter by 0.1 (benchmarks/RESULTS.md, svg_rasterisers).
-DEFAULT_SUPERSAMPLE = 4
+# Raster samples per fitted pixel and axis, box-filtered: resvg's own
+# anti-aliasing is off by up to 32 levels at horizontal edges, 4 x 4 samples
+# by 0.1 (benchmarks/RESULTS.md, svg_rasterisers).
+ANTIALIAS_SAMPLES = 4
+# load_svg's target grid per fitted pixel when the caller does not choose
+# (data.svg_supersample; benchmarks/svg_quality.py).
+DEFAULT_SUPERSAMPLE = 1
 INSTALL_HINT = 'pip install "gauss2d[svg]"'
 # Refused before parsing: ElementTree holds a document in ~10-20x its bytes,
 # and drawings this project fits are kilobytes (the test set: < 2 KB each).
@@ -257,17 +260,21 @@ def _resvg(path: PathLike) -> Callable:
 
 
 def check_raster_memory(
-    path: PathLike, height: int, width: int, supersample: int, memory_limit_gb: float | None
+    path: PathLike, height: int, width: int, samples: int, memory_limit_gb: float | None
 ) -> None:
-    """Refuses a raster whose estimated memory (``RASTER_BYTES_PER_PIXEL``) exceeds the limit."""
-    pixels = height * supersample * width * supersample
-    needed = pixels * RASTER_BYTES_PER_PIXEL
+    """Refuses a raster of (height x samples) x (width x samples) over the memory limit.
+
+    The estimate is ``RASTER_BYTES_PER_PIXEL`` per raster pixel; the caller
+    checks before anything is rasterised.
+    """
+    needed = height * samples * width * samples * RASTER_BYTES_PER_PIXEL
     if memory_limit_gb is not None and needed > float(memory_limit_gb) * 2**30:
         raise _fail(
             path,
-            f"a {width * supersample}x{height * supersample} raster ({width}x{height} x "
-            f"supersample {supersample}) needs about {needed / 2**30:.1f} GiB, over "
-            f"memory_limit_gb={memory_limit_gb:g}: use a smaller svg_size or raise memory_limit_gb",
+            f"a {width * samples}x{height * samples} raster ({width}x{height} x {samples} samples "
+            f"per pixel and axis) needs about {needed / 2**30:.1f} GiB, over "
+            f"memory_limit_gb={memory_limit_gb:g}: use a smaller svg_size or svg_supersample, "
+            "or raise memory_limit_gb",
         )
 
 
@@ -311,35 +318,58 @@ def box_downscale(image: np.ndarray, factor: int) -> np.ndarray:
     return blocks.mean(axis=(1, 3), dtype=np.float64).astype(np.float32)
 
 
+def filter_samples(supersample: int) -> int:
+    """Raster samples per target pixel and axis: at least ``ANTIALIAS_SAMPLES`` per fitted pixel."""
+    return max(1, math.ceil(ANTIALIAS_SAMPLES / supersample))
+
+
 def load_svg(
     path: PathLike,
     height: int | None = None,
     width: int | None = None,
     supersample: int = DEFAULT_SUPERSAMPLE,
     *,
+    samples: int | None = None,
     memory_limit_gb: float | None = 16.0,
 ) -> np.ndarray:
-    """An SVG as a fit target: float32 [H, W, 3] in [0, 1], composited over white.
+    """An SVG as a fit target: float32 [k H, k W, 3] in [0, 1] (k = ``supersample``), over white.
+
+    Two separate choices (docs/svg.md measures both):
+
+    - **filtering**: each target pixel is the mean of ``samples`` x
+      ``samples`` raster pixels (a box filter: the pixel's area coverage).
+      resvg's own anti-aliasing (``samples=1``) quantises vertical coverage
+      to quarters of a pixel, up to 32 levels off at a horizontal edge;
+      4 x 4 samples per fitted pixel take that to 0.1 (RESULTS.md,
+      svg_rasterisers).
+    - **supersampling**: ``supersample`` = k > 1 returns the drawing on a
+      k x finer grid than the fitted frame, for Gaussians fitted against
+      it (in the k x frame, the same objective as rendering the fitted
+      frame at k x): they learn edges sharper than a fitted pixel, which
+      any-size rendering then shows.
 
     Args:
       path: the SVG file.
-      height, width: the target's size in pixels; None: the SVG's own size
+      height, width: the fitted frame in pixels; None: the SVG's own size
         (one given alone keeps the declared aspect ratio).
-      supersample: 1 takes resvg's anti-aliased raster at the target size;
-        k > 1 rasterises at k x the size and box-filters k x k blocks down
-        (docs/svg.md measures both).
+      supersample: k, the target's grid per fitted pixel and axis, 1 to 8.
+      samples: raster samples per target pixel and axis; None:
+        ``filter_samples(supersample)``, at least 4 per fitted pixel.
       memory_limit_gb: refuse a raster estimated to need more (checked
         before rasterising); None: no limit.
 
     Returns:
-      float32 array [H, W, 3] in [0, 1].
+      float32 array [k * height, k * width, 3] in [0, 1].
 
     Raises:
       ImageError: one line naming the file and the problem (see the module
         docstring), or the install command when resvg is missing.
     """
-    if not (isinstance(supersample, (int, np.integer)) and 1 <= supersample <= 16):
-        raise ImageError(f"svg_supersample={supersample!r} must be an integer in [1, 16]")
+    if not (isinstance(supersample, (int, np.integer)) and 1 <= supersample <= 8):
+        raise ImageError(f"svg_supersample={supersample!r} must be an integer in [1, 8]")
+    samples = filter_samples(supersample) if samples is None else samples
+    if not (isinstance(samples, (int, np.integer)) and 1 <= samples <= 8):
+        raise ImageError(f"samples={samples!r} must be an integer in [1, 8]")
     own_h, own_w = read_svg_size(path)
     if height is None and width is None:
         height, width = own_h, own_w
@@ -347,6 +377,7 @@ def load_svg(
         height = max(1, round(width * own_h / own_w))
     elif width is None:
         width = max(1, round(height * own_w / own_h))
-    check_raster_memory(path, height, width, supersample, memory_limit_gb)
-    raster = rasterise_svg(path, height * supersample, width * supersample, memory_limit_gb=memory_limit_gb)
-    return raster if supersample == 1 else box_downscale(raster, supersample)
+    grid_h, grid_w = height * supersample, width * supersample
+    check_raster_memory(path, grid_h, grid_w, samples, memory_limit_gb)
+    raster = rasterise_svg(path, grid_h * samples, grid_w * samples, memory_limit_gb=memory_limit_gb)
+    return raster if samples == 1 else box_downscale(raster, samples)
