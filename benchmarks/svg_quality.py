@@ -94,11 +94,16 @@ def edge_band(reference: np.ndarray, radius: int) -> np.ndarray:
     return band
 
 
+# PSNR of a region matched exactly (a bicubic upscale of a flat fill): a cap, so means stay finite.
+MAX_PSNR = 100.0
+
+
 def masked_psnr(image: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR (dB, at most ``MAX_PSNR``) over the pixels of ``mask``; NaN for an empty mask."""
     if not mask.any():
         return float("nan")
     mse = float(np.mean((image[mask] - reference[mask]) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+    return MAX_PSNR if mse == 0 else min(MAX_PSNR, 10 * np.log10(1.0 / mse))
 
 
 def scores(image: np.ndarray, reference: np.ndarray, band: np.ndarray) -> dict[str, float]:
@@ -172,18 +177,16 @@ def measure_file(path: pathlib.Path, args) -> dict:
 
 
 def mean_table(rows: list[dict], variants: list[str]) -> str:
-    """Markdown: mean over files of PSNR and edge PSNR at 2x and 4x, per method."""
-    lines = [
-        "| method | 2x PSNR | 2x edge | 2x flat | 4x PSNR | 4x edge | 4x flat | fit s |",
-        "|---" * 8 + "|",
-    ]
+    """Markdown: mean over files of PSNR (1x, 2x, 4x) and edge / flat PSNR (2x, 4x), per method."""
+    header = "| method | 1x PSNR | 2x PSNR | 2x edge | 2x flat | 4x PSNR | 4x edge | 4x flat | fit s |"
+    lines = [header, "|---" * 9 + "|"]
     for method in [*variants, "bicubic", "lanczos"]:
-        cells = []
+        cells = [f"{np.mean([r[method]['1x']['psnr'] for r in rows]):.2f}" if method in variants else "-"]
         for s in (2, 4):
             for key in ("psnr", "edge_psnr", "flat_psnr"):
                 cells.append(f"{np.mean([r[method][f'{s}x'][key] for r in rows]):.2f}")
-        secs = np.mean([r[method]["fit_seconds"] for r in rows]) if method in variants else float("nan")
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {secs:.1f} |")
+        secs = f"{np.mean([r[method]['fit_seconds'] for r in rows]):.1f}" if method in variants else "-"
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {secs} |")
     return "\n".join(lines)
 
 
@@ -228,6 +231,15 @@ def write_strip(rows: list[dict], variant: str, path: pathlib.Path) -> None:
     data.save_image(path, np.concatenate(lines[:-1], 0))
 
 
+def print_tables_from(path: pathlib.Path) -> None:
+    """The tables of a saved run; PSNRs over ``MAX_PSNR`` (an exact region: inf) are capped."""
+    saved = json.loads(path.read_text())
+    rows = json.loads(json.dumps(saved["rows"]), parse_constant=lambda _: MAX_PSNR)  # Infinity -> cap
+    variants = saved["args"]["variants"]
+    print("Mean over files:\n" + mean_table(rows, variants))
+    print(f"\nPer file at 4x ({saved['best']}):\n" + file_table(rows, saved["best"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", default="", help="comma-separated names in gauss2d/assets/svg; '' = all")
@@ -239,7 +251,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one file, 20 steps, 64 Gaussians (tests)")
     parser.add_argument("--json", default="")
     parser.add_argument("--strip", default="", help="write the 4x picture strip (PNG) here")
+    parser.add_argument("--table_from", default="", help="print the tables of a --json file, fitting nothing")
     args = parser.parse_args()
+    if args.table_from:
+        print_tables_from(pathlib.Path(args.table_from))
+        return
     if args.quick:
         args.files = args.files or "flat_shapes.svg"
         args.num_points, args.steps, args.qat_steps = 64, 20, 4

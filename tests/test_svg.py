@@ -55,15 +55,16 @@ def one_line_error(path: pathlib.Path, fn=svg.load_svg, **kwargs) -> str:
 def test_read_svg_size_from_attributes_and_viewbox(tmp_path, attrs, expected):
     path = write(tmp_path, f"<svg {NS} {attrs}/>")
     assert svg.read_svg_size(path) == expected
-    width, height = data.image_size(path)  # the images.py hook: (width, height)
+    width, height = data.image_size(path, svg_supersample=1)  # the images.py hook: (width, height)
     assert (height, width) == expected
+    assert data.image_size(path) == (4 * width, 4 * height)  # the default target: a 4x grid
 
 
 def test_target_size_scales_the_longer_side(tmp_path):
     path = write(tmp_path, f'<svg {NS} width="160" height="120"/>')
     assert svg.target_size(path, 0) == (120, 160)
     assert svg.target_size(path, 64) == (48, 64)
-    assert data.image_size(path, svg_size=320) == (320, 240)
+    assert data.image_size(path, svg_size=320, svg_supersample=1) == (320, 240)
     with pytest.raises(ImageError, match="svg_size"):
         svg.target_size(path, -1)
 
@@ -89,7 +90,7 @@ def test_raster_matches_exact_coverage(tmp_path, samples, tolerance):
         tmp_path,
         f'<svg {NS} width="21" height="13"><rect x="{x}" y="{y}" width="{w}" height="{h}"/></svg>',
     )
-    image = svg.load_svg(path, samples=samples)
+    image = svg.load_svg(path, supersample=1, samples=samples)
     assert image.shape == (13, 21, 3) and image.dtype == np.float32
     expected = exact_rect_image(13, 21, x, y, w, h)
     assert np.abs(image - expected[..., None]).max() <= tolerance
@@ -103,8 +104,8 @@ def test_filtered_target_is_closer_to_exact_coverage(tmp_path):
         tmp_path, f'<svg {NS} width="15" height="11"><rect x="{x}" y="{y}" width="{w}" height="{h}"/></svg>'
     )
     expected = exact_rect_image(11, 15, x, y, w, h)[..., None]
-    plain = np.abs(svg.load_svg(path, samples=1) - expected).mean()
-    fine = np.abs(svg.load_svg(path) - expected).mean()  # the default: 4 x 4 samples
+    plain = np.abs(svg.load_svg(path, supersample=1, samples=1) - expected).mean()
+    fine = np.abs(svg.load_svg(path, supersample=1) - expected).mean()  # the default: 4 x 4 samples
     assert fine < plain
 
 
@@ -117,14 +118,16 @@ def test_supersampled_target_is_the_drawing_on_a_finer_grid(tmp_path):
     assert fine.shape == (44, 60, 3)
     assert np.abs(fine - exact_rect_image(44, 60, 4 * x, 4 * y, 4 * w, 4 * h)[..., None]).max() <= 33.0 / 255
     assert svg.filter_samples(4) == 1 and svg.filter_samples(2) == 2 and svg.filter_samples(1) == 4
-    np.testing.assert_allclose(svg.box_downscale(fine, 4), svg.load_svg(path, samples=4), atol=1.0 / 255)
+    np.testing.assert_allclose(
+        svg.box_downscale(fine, 4), svg.load_svg(path, supersample=1, samples=4), atol=1.0 / 255
+    )
     assert data.image_size(path, svg_supersample=4) == (60, 44)  # the memory checks see the target
 
 
 def test_raster_is_composited_over_white_and_keeps_flat_colours():
-    image = svg.load_svg(ASSETS / "transparent_overlap.svg")
+    image = svg.load_svg(ASSETS / "transparent_overlap.svg", supersample=1)
     assert np.all(image[0, 0] == 1.0)  # no background: white
-    flat = svg.load_svg(ASSETS / "flat_shapes.svg")
+    flat = svg.load_svg(ASSETS / "flat_shapes.svg", supersample=1)
     np.testing.assert_array_equal(flat[30, 40] * 255, [0xD6, 0x45, 0x2B])  # inside the red rect
 
 
@@ -140,9 +143,10 @@ def test_rasterise_svg_draws_exactly_the_requested_frame_at_any_aspect():
 
 def test_load_svg_sizes_and_the_images_hook(tmp_path):
     path = ASSETS / "badge.svg"  # 128 x 128 px over a 256-unit viewBox
-    assert svg.load_svg(path, height=64).shape == (64, 64, 3)
-    assert svg.load_svg(path, width=40, height=20).shape == (20, 40, 3)
-    assert data.load_image(path, svg_size=96).shape == (96, 96, 3)
+    assert svg.load_svg(path, height=64, supersample=1).shape == (64, 64, 3)
+    assert svg.load_svg(path, width=40, height=20, supersample=1).shape == (20, 40, 3)
+    assert svg.load_svg(path, width=40, height=20).shape == (80, 160, 3)  # the default: a 4x grid
+    assert data.load_image(path, svg_size=96, svg_supersample=1).shape == (96, 96, 3)
     assert data.load_image(path, svg_size=48, svg_supersample=2).shape == (96, 96, 3)
     folder = tmp_path / "mixed"
     folder.mkdir()
@@ -162,7 +166,7 @@ def test_no_units_without_viewbox_keep_user_units(tmp_path):
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_set_loads(path):
-    image = svg.load_svg(path)
+    image = svg.load_svg(path, supersample=1)
     assert image.shape[:2] == svg.read_svg_size(path) and 0.0 <= image.min() and image.max() <= 1.0
     assert image.std() > 0.05  # a drawing, not a blank canvas
     assert path.stat().st_size < 4096
@@ -249,12 +253,12 @@ def test_in_document_and_raster_data_references_are_allowed(tmp_path):
 def test_memory_is_checked_from_the_declared_size_before_rasterising(tmp_path, monkeypatch):
     path = write(tmp_path, f'<svg {NS} width="100000" height="80000"/>')
     monkeypatch.setattr(svg, "_resvg", lambda _path: pytest.fail("the rasteriser was reached"))
-    message = one_line_error(path, memory_limit_gb=16.0)
+    message = one_line_error(path, supersample=1, memory_limit_gb=16.0)
     assert "memory_limit_gb=16" in message and "100000x80000" in message
     # Supersampling counts: 1000 x 800 is small, on an 8 x finer grid it is not.
     small = write(tmp_path, f'<svg {NS} width="1000" height="800"/>', "small.svg")
     assert "8000x6400" in one_line_error(small, supersample=8, memory_limit_gb=0.5)
-    assert "4000x3200" in one_line_error(small, samples=4, memory_limit_gb=0.5)
+    assert "4000x3200" in one_line_error(small, supersample=1, samples=4, memory_limit_gb=0.5)
     with pytest.raises(ImageError, match="svg_supersample"):
         svg.load_svg(small, supersample=0)
 
