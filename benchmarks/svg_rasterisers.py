@@ -89,7 +89,7 @@ def draw_cairosvg(svg: str, height: int, width: int) -> np.ndarray:
 
 
 def draw_resvg_x4(svg: str, height: int, width: int) -> np.ndarray:
-    """resvg at 4x the size, box-filtered 4 x 4 down: gauss2d.io.svg.load_svg(supersample=4)."""
+    """resvg at 4x the size, box-filtered 4 x 4 down: what gauss2d.io.svg.load_svg(supersample=1) does."""
     from gauss2d.io.svg import box_downscale
 
     return box_downscale(draw_resvg(svg, 4 * height, 4 * width), 4)
