@@ -120,6 +120,9 @@ def fit_config(args):
         config.model.num_points = args.num_points
         config.optim.iterations = args.steps
         config.log_every = min(100, args.steps)
+        config.model.init = args.init
+        if args.init_gradient_fraction is not None:
+            config.model.init_gradient_fraction = args.init_gradient_fraction
     return config
 
 
@@ -248,6 +251,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--qat_steps", type=int, default=50, help="-1: do not encode")
     parser.add_argument("--codec_variant", default="super4", help="the variant whose fit is encoded")
+    # Does an initialisation that follows the drawing's edges pay? "content" draws
+    # init_gradient_fraction of the means by the target's gradient magnitude (its edge map).
+    parser.add_argument("--init", default="content", help="model.init: random, content, superpixel")
+    parser.add_argument("--init_gradient_fraction", type=float, default=None, help="default: the config's")
     parser.add_argument("--quick", action="store_true", help="one file, 20 steps, 64 Gaussians (tests)")
     parser.add_argument("--json", default="")
     parser.add_argument("--strip", default="", help="write the 4x picture strip (PNG) here")
