@@ -32,6 +32,13 @@ class DataSettings:
     dir: str = ""  # folder of images; "" fits the built-in sample
     downscale: int = 1  # integer box-filter downscale before fitting (smoke runs)
     limit: int = 0  # fit at most this many images of data.dir; 0 = all
+    # SVG inputs (docs/svg.md): the frame's longer side in px (0: the SVG's own size), and k,
+    # the target's grid per frame pixel: the Gaussians are fitted against the drawing
+    # rasterised k x finer (in that k x frame), so they keep edges sharper than a pixel: 4
+    # renders the shipped set at 4x +6.2 dB over k = 1, at 1x -9.2 dB (RESULTS.md, svg_quality).
+    # gauss2d/io/svg.py's DEFAULT_SUPERSAMPLE, for direct calls, is the same (a test checks).
+    svg_size: int = 0
+    svg_supersample: int = 4
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,3 +69,9 @@ def test_ints_become_floats_where_a_float_is_wanted():
     resolved = settings.resolve({"optim": {"lr": 1}, "codec": {"search_position_steps": [1, 0.5]}})
     assert resolved.optim.lr == 1.0 and isinstance(resolved.optim.lr, float)
     assert resolved.codec.search_position_steps == (1.0, 0.5)
+
+
+def test_svg_supersample_default_matches_the_loader():
+    from gauss2d.io import svg
+
+    assert settings.DataSettings().svg_supersample == svg.DEFAULT_SUPERSAMPLE

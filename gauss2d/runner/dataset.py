@@ -194,7 +194,12 @@ def fit_dataset(settings: Settings, workdir: str | pathlib.Path, fit_fn: Callabl
     paths = inputs.image_paths(settings)
     process, processes = jax.process_index(), jax.process_count()
     jobs = sorted(
-        (distributed.plan_job(i, p, settings.data.downscale) for i, p in enumerate(paths)),
+        (
+            distributed.plan_job(
+                i, p, settings.data.downscale, settings.data.svg_size, settings.data.svg_supersample
+            )
+            for i, p in enumerate(paths)
+        ),
         key=lambda j: (j.shape, j.index),
     )
     mine = sorted(distributed.shard(jobs, process, processes), key=lambda j: j.index)

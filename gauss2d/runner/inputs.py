@@ -27,7 +27,9 @@ from gauss2d.train import engine as train
 from gauss2d.train import fit, optim
 
 CHECKPOINT = "checkpoint.npz"
-# Settings that must match for a checkpoint to be resumed.
+# Settings that must match for a checkpoint to be resumed. data.svg_size and
+# svg_supersample are not among them: both change the target's shape, which the
+# checkpoint's own check refuses, and leaving them out keeps older checkpoints resumable.
 RESUME_KEYS = ("seed", "model", "data.downscale", "loss", "render.backend")
 
 
@@ -41,7 +43,12 @@ def image_paths(settings: Settings) -> list[pathlib.Path]:
 
 def load_target(path: pathlib.Path, settings: Settings) -> np.ndarray:
     """The image as fitted, [H, W, 3]: loaded (its size checked against memory_limit_gb first), downscaled."""
-    image = data.load_image(path, memory_limit_gb=settings.memory_limit_gb)
+    image = data.load_image(
+        path,
+        memory_limit_gb=settings.memory_limit_gb,
+        svg_size=settings.data.svg_size,
+        svg_supersample=settings.data.svg_supersample,
+    )
     if settings.data.downscale > 1:
         image = data.downscale(image, settings.data.downscale)
     return image

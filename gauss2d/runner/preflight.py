@@ -88,7 +88,9 @@ def check_image_before_loading(path: pathlib.Path, settings: Settings) -> None:
     Raises:
       ImageError: the header cannot be read; Gauss2dError: over the memory limit.
     """
-    width, height = data.image_size(path)
+    width, height = data.image_size(
+        path, svg_size=settings.data.svg_size, svg_supersample=settings.data.svg_supersample
+    )
     factor = max(1, settings.data.downscale)
     check_memory_before_init(path.stem, max(1, height // factor), max(1, width // factor), settings)
 
