@@ -25,7 +25,7 @@ import numpy as np
 
 from gauss2d import metrics
 from gauss2d.codec import alpha_streams, streams
-from gauss2d.render.params import render_params
+from gauss2d.render import render_clamped
 
 
 def _stream_bits(values: np.ndarray) -> int:
@@ -41,7 +41,7 @@ def measure(params, target: np.ndarray, opacity_steps: list[float]) -> dict:
     true_order = q.params._replace(depth=jnp.asarray(depth[:, None]))
 
     def psnr(p) -> float:
-        return float(metrics.psnr(render_params(p, h, w), target))
+        return float(metrics.psnr(render_clamped(p, h, w), target))
 
     exact = psnr(true_order)
     order = np.lexsort((q.base.source, depth))

@@ -39,7 +39,7 @@ from gauss2d import compress, gaussians, metrics
 from gauss2d.codec import codec_v2, decode
 from gauss2d.io import images as data
 from gauss2d.io import runrecord
-from gauss2d.render.params import render_params
+from gauss2d.render import render_clamped
 from gauss2d.runner import dataset as runner
 from gauss2d.train import fit
 
@@ -84,7 +84,7 @@ def coded(params, target: np.ndarray) -> dict:
     params = compress.prune_inactive(params)
     data = codec_v2.encode_v2(params, h, w)
     decoded = decode(data).params
-    image = render_params(decoded, h, w)
+    image = render_clamped(decoded, h, w)
     return {
         "num_gaussians": gaussians.num_gaussians(decoded),
         "bits": 8 * len(data),

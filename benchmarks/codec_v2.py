@@ -40,7 +40,7 @@ from configs import rd_kodak
 from gauss2d import compress, gaussians, metrics
 from gauss2d.codec import codec, codec_v2, quantize
 from gauss2d.io import checkpoint
-from gauss2d.render.params import render_params
+from gauss2d.render import render_clamped
 from gauss2d.runner import dataset as runner
 
 _FITS = flags.DEFINE_string("fits", "runs/rd_v2/gauss2d/n2250/fit", "Folder of fits (<image>/params.npz).")
@@ -52,7 +52,7 @@ _DECODE_ONLY = flags.DEFINE_bool("decode_only", False, "Only the 768x512 decode 
 
 def _psnr(params, target):
     h, w = target.shape[:2]
-    return float(metrics.psnr(render_params(params, h, w), jnp.asarray(target)))
+    return float(metrics.psnr(render_clamped(params, h, w), jnp.asarray(target)))
 
 
 def _v1_order(params, h, w, step):

@@ -33,7 +33,7 @@ from gauss2d.train import fit
 try:  # this checkout's layout
     from gauss2d import compress
     from gauss2d.compress import qat
-    from gauss2d.render.params import render_params
+    from gauss2d.render import render_clamped as render_params
 except ImportError:  # before the training engine: the workflow lived in codec/
     from gauss2d.codec.qat import render_params
 

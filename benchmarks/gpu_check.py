@@ -60,7 +60,7 @@ from gauss2d import gaussians
 from gauss2d.io import images as data
 from gauss2d.io import runrecord
 from gauss2d.render import pair_capacity
-from gauss2d.render.pallas import PallasConfig, render_tiled_pallas
+from gauss2d.render.kernels import PallasConfig, render_tiled_pallas
 from gauss2d.train import densify
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -28,12 +28,11 @@ from experiments import cli, size_flags
 from gauss2d import compress, gaussians
 from gauss2d.codec import budget, decode
 from gauss2d.compress import decode_render, rdo, targets
-from gauss2d.compress.decode_render import render_decoded
 from gauss2d.errors import Gauss2dError
 from gauss2d.io import checkpoint, runrecord
 from gauss2d.io import images as data
+from gauss2d.render import capacity_for, render_clamped
 from gauss2d.runner import dataset as runner
-from gauss2d.train import engine as train
 
 _CONFIG = cli.define_config("configs/codec.py")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace OUTPUT if it exists.")
@@ -130,7 +129,7 @@ def hit_target(result, target, config) -> dict:
             settings,
             _TARGET_PSNR.value,
             target,
-            lambda p, h, w: render_decoded(p, h, w, backend),
+            lambda p, h, w: render_clamped(p, h, w, backend=backend),
         )
     result.data = trial.data
     summary = dict(result.summary, **compress.file_summary(trial.data, target, backend))
@@ -148,7 +147,7 @@ def encode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite
     target = runner.load_target(source, config)
     if params is not None:
         height, width = target.shape[:2]
-        capacity = train.needed_capacity(params, height, width, config["render"]["backend"])
+        capacity = capacity_for(params, height, width, backend=config["render"]["backend"])
         runner.check_memory(source.name, capacity, height, width, config)
 
     def progress(stage: str, info) -> None:
@@ -186,7 +185,7 @@ def decode_command(source: pathlib.Path, output: pathlib.Path, config, overwrite
         image, _, _ = size_flags.render(decoded.params, decoded.height, decoded.width, backend)
     else:
         budget.check_render(decoded, limit, backend, f"'{source}'", "--memory_limit_gb")  # pair buffer
-        image = render_decoded(decoded.params, decoded.height, decoded.width, backend)
+        image = render_clamped(decoded.params, decoded.height, decoded.width, backend=backend)
         image = jax.block_until_ready(image)
     seconds = time.perf_counter() - start
     data.save_image(output, image)

@@ -159,7 +159,7 @@ content_init = fit.initial_params(config, target, key)  # what fit_image starts 
 
 def show(params):
     \"\"\"The clamped render [H, W, 3] of raw parameters, as a NumPy array.\"\"\"
-    return np.clip(np.asarray(render(*gaussians.project(params, height, width), height, width)), 0.0, 1.0)
+    return np.clip(np.asarray(render(params, height, width)), 0.0, 1.0)
 
 
 panels = [("target", target), ("random init", show(random_init)), ("content init", show(content_init))]

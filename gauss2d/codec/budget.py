@@ -22,7 +22,7 @@ import numpy as np
 from gauss2d import gaussians
 from gauss2d.codec import bitstream
 from gauss2d.codec.bitstream import CodecError, Header
-from gauss2d.render import TILE_SIZES, pair_capacity
+from gauss2d.render import pair_capacity, registry
 
 # As configs/base.py's memory_limit_gb (the fit's limit), so a file a fit
 # could have produced on this machine decodes with the defaults.
@@ -139,7 +139,7 @@ def stack_u16(streams: list[np.ndarray]) -> np.ndarray:
 
 
 def _tile(backend: str) -> int:
-    return TILE_SIZES.get(backend, 16)
+    return registry.lookup(backend).tile or 16
 
 
 def check_file(data: bytes, limit_gb: float | None, backend: str, what: str, flag: str) -> Header | None:
@@ -176,7 +176,7 @@ def check_render(decoded, limit_gb: float | None, backend: str, what: str, flag:
     """
     params, height, width = decoded
     capacity = pair_capacity(
-        *gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend=backend
+        gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend=backend
     )
     n = int(params.xy.shape[0])
     needed = render_bytes(height, width, n, capacity, _tile(backend))

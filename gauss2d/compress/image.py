@@ -22,8 +22,8 @@ from gauss2d import gaussians, metrics
 from gauss2d.codec import alpha_streams, codec_v2
 from gauss2d.codec.codec import CodecState, bits_by_attribute, decode, encode, init_codec_state
 from gauss2d.compress import qat, rdo, targets
-from gauss2d.compress.decode_render import render_decoded
 from gauss2d.errors import Gauss2dError
+from gauss2d.render import render_clamped
 from gauss2d.train import densify, fit
 
 # Receives (stage, info) after every training chunk; stage is "fit" or "qat",
@@ -42,7 +42,9 @@ def decode_and_render(data: bytes, backend: str = "xla") -> tuple[jax.Array, flo
     """
     t0 = time.perf_counter()
     decoded = decode(data)
-    image = render_decoded(decoded.params, decoded.height, decoded.width, backend)  # N bucketed: few compiles
+    image = render_clamped(
+        decoded.params, decoded.height, decoded.width, backend=backend
+    )  # N bucketed: few compiles
     image = jax.block_until_ready(image)
     return image, time.perf_counter() - t0
 
@@ -162,7 +164,7 @@ def compress_image(
     params = prune_inactive(params)
     summary["num_gaussians"] = gaussians.num_gaussians(params)
     summary["pruned_gaussians"] = fitted_count - summary["num_gaussians"]
-    summary["fit_psnr"] = float(metrics.psnr(render_decoded(params, height, width, backend), target))
+    summary["fit_psnr"] = float(metrics.psnr(render_clamped(params, height, width, backend=backend), target))
 
     if gaussians.blend_of(params) == "alpha":
         return _compress_alpha(target, params, config, summary, backend)
@@ -268,7 +270,7 @@ def _compress_v2(target, params, config, summary, backend, on_chunk) -> Compress
             settings,
             summary["lmbda"],
             target,
-            lambda p, h, w: render_decoded(p, h, w, backend),
+            lambda p, h, w: render_clamped(p, h, w, backend=backend),
             **search_options(config),
         )
         settings = dataclasses.replace(settings, position_step=found["position_step"])

@@ -22,7 +22,13 @@ training), ``resolution`` (any output size).
 
 from __future__ import annotations
 
-from gauss2d.render.capacity import call_with_capacity, capacity_for, grow_capacity, pair_capacity
+from gauss2d.render.capacity import (
+    call_with_capacity,
+    capacity_bucket,
+    capacity_for,
+    grow_capacity,
+    pair_capacity,
+)
 from gauss2d.render.display import render_clamped
 from gauss2d.render.entry import render, render_with_stats
 from gauss2d.render.passes import RenderStats
@@ -32,6 +38,7 @@ __all__ = [
     "Backend",
     "RenderStats",
     "call_with_capacity",
+    "capacity_bucket",
     "capacity_for",
     "grow_capacity",
     "pair_capacity",

@@ -96,7 +96,7 @@ def fold_windows(step, carry, lo, extent, counts, operands, geo: Geometry, *, re
 
 
 def _forward(window: AlphaWindow, ops, lo, extent, counts, geo: Geometry):
-    """(colour canvas [T, 3, t*t], T_final, stop_pass, T_in where stopped), all canvases [T, t*t] but the first."""
+    """(colour canvas [T, 3, t*t], then [T, t*t] canvases: T_final, stop_pass, T_in where it stopped)."""
     dtype = ops[0].dtype
     tt = geo.tile * geo.tile
     init = (

@@ -104,7 +104,14 @@ def render(
       TypeError: Gaussians in none of the accepted forms.
     """
     image, _ = _dispatch(
-        gs, height, width, blend=blend, backend=backend, background=background, capacity_=capacity, options=options
+        gs,
+        height,
+        width,
+        blend=blend,
+        backend=backend,
+        background=background,
+        capacity_=capacity,
+        options=options,
     )
     return image
 
@@ -131,5 +138,12 @@ def render_with_stats(
       (unclamped image [height, width, 3], RenderStats).
     """
     return _dispatch(
-        gs, height, width, blend=blend, backend=backend, background=background, capacity_=capacity, options=options
+        gs,
+        height,
+        width,
+        blend=blend,
+        backend=backend,
+        background=background,
+        capacity_=capacity,
+        options=options,
     )

@@ -89,7 +89,7 @@ def render_alpha_reference(
     background: jax.Array | None = None,  # [3]; None = black
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> jax.Array:  # [height, width, 3], dtype of the inputs
-    """Renders section 2b densely: the Gaussians sorted once by (depth, index), cumulative products per pixel."""
+    """Renders section 2b densely: Gaussians sorted once by (depth, index), products along them."""
     dtype = jnp.result_type(means, conics, colors, opacities)
     means, conics, colors, opacities = (jnp.asarray(x, dtype) for x in (means, conics, colors, opacities))
     depths = jnp.asarray(depths)

@@ -44,7 +44,8 @@ import numpy as np
 
 from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import pair_capacity, render_with_stats
+from gauss2d.render.capacity import pair_capacity
+from gauss2d.render.entry import render_with_stats
 
 # A unit box's variance (output px^2): the Gaussian that matches a pixel's
 # footprint in its second moment (docs/render.md).
@@ -138,7 +139,9 @@ def prefilter(projected: gaussians.Projected, variance: float = PIXEL_VARIANCE) 
 def _band_program(height: int, width: int, backend: str, capacity: int):
     """A jitted render of one band (compiled once per size, backend and capacity)."""
     return jax.jit(
-        lambda m, q, c: render_with_stats(m, q, c, height, width, backend=backend, capacity=capacity)
+        lambda m, q, c: render_with_stats(
+            gaussians.Projected(m, q, c), height, width, backend=backend, capacity=capacity
+        )
     )
 
 
@@ -148,8 +151,8 @@ def render_projected(
     """Renders projected Gaussians at (height, width), band by band past ``BAND_PIXELS``: [H, W, 3].
 
     Each band is a shifted render of the same Gaussians (means moved up by
-    the band's first row) with the pair capacity the band needs, so no band
-    falls onto a dense fallback and memory stays bounded.
+    the band's first row) through ``render_with_stats``, with the pair
+    capacity the band needs: one pass per band, memory bounded.
     """
     means, conics, colors = projected
     band = max(BAND_ALIGN, (BAND_PIXELS // max(width, 1)) // BAND_ALIGN * BAND_ALIGN)
@@ -157,7 +160,7 @@ def render_projected(
     rows = []
     for top in range(0, height, band):
         shifted = means - jnp.asarray([0.0, float(top)], means.dtype)
-        capacity = pair_capacity(shifted, conics, colors, band, width, backend=backend)
+        capacity = pair_capacity(gaussians.Projected(shifted, conics, colors), band, width, backend=backend)
         image, stats = _band_program(band, width, backend, capacity)(shifted, conics, colors)
         if bool(stats.overflow):  # the capacity was counted from these Gaussians: cannot happen
             raise Gauss2dError(f"render overflowed its pair capacity {capacity} at band row {top}")

@@ -32,12 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d import gaussians, metrics, render
+from gauss2d import gaussians, metrics
 from gauss2d.errors import Gauss2dError, ImageError
 from gauss2d.io import checkpoint, runrecord
 from gauss2d.io import images as data
-from gauss2d.render import pair_capacity, tiling
-from gauss2d.render.blend import render_blended
+from gauss2d.render import pair_capacity, registry, render_with_stats
 from gauss2d.runner import distributed
 from gauss2d.train import batch as fit_batch
 from gauss2d.train import engine as train
@@ -75,7 +74,7 @@ def check_memory(name: str, capacity: int, height: int, width: int, config: Mapp
     ``capacity`` is ``pair_capacity``'s for the configured backend (which
     also registers a lazily imported backend's tile size).
     """
-    tile = render.TILE_SIZES.get(config["render"]["backend"], 0)  # the dense reference has no pairs
+    tile = registry.lookup(config["render"]["backend"]).tile or 0  # the dense reference has no pairs
     estimate = capacity * tile * tile * BYTES_PER_PAIR_PIXEL + height * width * 3 * 4 * 16
     limit = float(config["memory_limit_gb"]) * 2**30
     if estimate > limit:
@@ -99,7 +98,7 @@ INIT_PAIRS_PER_GAUSSIAN = 8
 def init_pairs_estimate(height: int, width: int, config: Mapping) -> int:
     """Pair slots the configured initialisation is expected to need: an upper estimate."""
     backend = config["render"]["backend"]
-    tile = render.TILE_SIZES.get(backend, tiling.TILE) if backend != "reference" else 8
+    tile = registry.lookup(backend).tile or 8
     area = (8 / tile) ** 2
     per_pixel = 0.0 if config["model"]["init"] == "random" else INIT_PAIRS_PER_PIXEL * area
     per_gaussian = max(1.0, INIT_PAIRS_PER_GAUSSIAN * area)
@@ -126,14 +125,14 @@ def check_image_before_loading(path: pathlib.Path, config: Mapping) -> None:
 @functools.lru_cache(maxsize=16)
 def render_program(height: int, width: int, backend: str, capacity: int) -> Callable:
     """The jitted render of a params pytree at a fixed capacity, compiled once per size and blend."""
-    return jax.jit(lambda p: render_blended(p, height, width, backend=backend, capacity=capacity)[0])
+    return jax.jit(lambda p: render_with_stats(p, height, width, backend=backend, capacity=capacity)[0])
 
 
 def time_render(params: gaussians.Params, height: int, width: int, config: Mapping) -> float:
     """Render FPS: jitted render at fixed capacity, warm-up, median of repeats."""
     backend = config["render"]["backend"]
     capacity = pair_capacity(
-        *gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend=backend
+        gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend=backend
     )
     fn = render_program(height, width, backend, capacity)
     jax.block_until_ready(fn(params))  # compile + warm-up
@@ -157,7 +156,7 @@ def final_metrics(
     height, width = target.shape[:2]
     backend = config["render"]["backend"]
     capacity = pair_capacity(
-        *gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend=backend
+        gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend=backend
     )
     image = render_program(height, width, backend, capacity)(params)
     image = data.from_landscape(np.asarray(jnp.clip(image, 0.0, 1.0)), transposed)
@@ -214,7 +213,7 @@ def prepare(path: pathlib.Path, config: Mapping, workdir: pathlib.Path, label: s
     key = jax.random.key(int(config["seed"]))
     params = fit.initial_params(config, target, key)
     capacity = pair_capacity(
-        *gaussians.project(params, fitted_height=height, fitted_width=width),
+        gaussians.project(params, fitted_height=height, fitted_width=width),
         height,
         width,
         backend=config["render"]["backend"],

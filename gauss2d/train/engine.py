@@ -45,7 +45,7 @@ Plugging in a new objective (e.g. rate-aware fine-tuning, D + lambda R):
    runs with the same key share one compilation). ``constrain`` projects the
    parameters after each update (QAT keeps LSQ scales positive).
 4. ``state = init_state(params, optimizer, extra)``, ``capacity =
-   needed_capacity(params, height, width, backend)``, then ``run_image(
+   capacity_for(params, height, width, backend=backend)``, then ``run_image(
    objective, state, target, capacity, iterations, log_every)``; read
    ``Run.state`` (``.extra`` included), ``Run.histories[0]``,
    ``Run.stopped[0]``. For a batch, ``fit_batch.batch_chunks`` and ``run``
@@ -67,10 +67,9 @@ import numpy as np
 import optax
 from absl import logging
 
-from gauss2d.render import RenderStats, tiling
+from gauss2d.render import RenderStats, capacity_bucket
 
 # Re-exported: what callers size a run's first pair buffer with.
-from gauss2d.render.params import needed_capacity as needed_capacity
 
 HISTORY_KEYS = ("step", "loss", "psnr")
 # Divergence (DESIGN.md section 4): an image whose training PSNR stays this
@@ -439,7 +438,7 @@ def run(
         state, metrics = chunk(state, inputs[0], total, *inputs[1:])
         flags = _read_flags(state)
         if flags.overflow.any():
-            capacity = tiling.capacity_bucket(int(flags.max_pairs.max()))
+            capacity = capacity_bucket(int(flags.max_pairs.max()))
             logging.info(
                 "pair buffer overflow near step %d: capacity -> %d, re-running chunk", steps.max(), capacity
             )

@@ -22,8 +22,7 @@ import optax
 from gauss2d import gaussians
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
-from gauss2d.render.alpha import ALPHA_BACKENDS
-from gauss2d.render.blend import render_blended
+from gauss2d.render import capacity_for, registry, render_with_stats
 from gauss2d.train import engine as train
 from gauss2d.train import losses, optim
 from gauss2d.train.engine import TrainState
@@ -65,10 +64,10 @@ def validate_config(config: Mapping) -> None:
         if not ok(value):
             raise Gauss2dError(f"config {key}={value!r} is invalid: expected {expected}")
     if config["model"].get("blend", "sum") == "alpha":
-        if config["render"]["backend"] not in ALPHA_BACKENDS:
+        if config["render"]["backend"] not in registry.names():
             raise Gauss2dError(
                 f"config render.backend={config['render']['backend']!r} has no alpha-compositing kernel: "
-                f"with model.blend='alpha' use one of {ALPHA_BACKENDS}"
+                f"with model.blend='alpha' use one of {registry.names()}"
             )
 
 
@@ -88,7 +87,7 @@ def objective(
 
     def loss(capacity: int) -> train.LossFn:
         def fn(params, extra, target, mask):
-            image, stats = render_blended(params, height, width, backend=backend, capacity=capacity)
+            image, stats = render_with_stats(params, height, width, backend=backend, capacity=capacity)
             image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
             value, _ = loss_fn(image, target, mask)
             return value, train.Aux(stats, losses.l2(image, target, mask))
@@ -162,7 +161,7 @@ def fit_image(
         state = train.init_state(params, optimizer)
     else:
         optimizer = optim.make_optimizer(config["optim"], state.params)
-    capacity = train.needed_capacity(state.params, height, width, config["render"]["backend"])
+    capacity = capacity_for(state.params, height, width, backend=config["render"]["backend"])
     goal = objective(config, optimizer, height, width, state.params)
     out = train.run_image(goal, state, target, capacity, iterations, log_every, on_chunk)
     return FitResult(out.state.params, out.state, out.histories[0], out.seconds, out.capacity, out.stopped[0])

@@ -1,4 +1,4 @@
-"""The sum model's tiled renderer in plain jnp (DESIGN.md section 2): portable (CPU, GPU, TPU) and differentiable.
+"""The sum model's tiled renderer in plain jnp (DESIGN.md section 2): portable and differentiable.
 
 Work is pair-major: each (tile, Gaussian) slot of the pair buffer evaluates
 its Gaussian on the tile's 8x8 pixel centres and is scatter-added into its
