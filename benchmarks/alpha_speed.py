@@ -22,10 +22,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from gauss2d.render import pair_capacity, render_with_stats
 
 from gauss2d import gaussians
 from gauss2d.io import runrecord
+from gauss2d.render import pair_capacity, render_with_stats
 
 BACKENDS = ("xla", "pallas")
 
