@@ -33,7 +33,7 @@ def sample() -> np.ndarray:  # [H, W, 3]
 
 def first_render_psnr(params, target) -> float:
     h, w = target.shape[:2]
-    image = render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w)
+    image = render(params, h, w)
     return float(metrics.psnr(jnp.clip(image, 0.0, 1.0), jnp.asarray(target)))
 
 

@@ -11,7 +11,7 @@ from configs import codec as codec_config
 from gauss2d import gaussians, metrics
 from gauss2d.codec import codec_v2, decode
 from gauss2d.compress import rdo, targets
-from gauss2d.render.params import render_params
+from gauss2d.render import render_clamped
 
 H, W = 32, 48
 
@@ -78,7 +78,7 @@ def test_removal_cost_matches_a_real_removal(scene):
     def sq_error(mask):
         hat, _, _ = codec_v2.fake_quantize_v2(params, rdo._from_log(trainable.quant), H, W, settings, "round")
         hat = hat._replace(color=hat.color * mask[:, None])
-        im = render_params(hat, H, W)
+        im = render_clamped(hat, H, W)
         return float(jnp.sum((im - target) ** 2))
 
     base = sq_error(alive)
@@ -105,7 +105,7 @@ def test_target_psnr_is_met_by_the_smallest_found(scene):
     state = codec_v2.init_v2_state(params, settings)
 
     def render(p, h, w):
-        return render_params(p, h, w)
+        return render_clamped(p, h, w)
 
     fine = targets.to_psnr(params, H, W, state, settings, -100.0, image, render)
     finest = codec_v2.encode_v2(params, H, W, targets.scaled_state(state, targets.MIN_SCALE), settings)
@@ -139,7 +139,7 @@ def test_rd_search_follows_lambda(scene):
     state = codec_v2.init_v2_state(params, settings)
 
     def render(p, h, w):
-        return render_params(p, h, w)
+        return render_clamped(p, h, w)
 
     _, cheap = targets.rd_search(params, H, W, state, settings, 1.0, image, render)
     _, sharp = targets.rd_search(params, H, W, state, settings, 1e-7, image, render)
@@ -157,7 +157,7 @@ def test_rd_search_scales_only_its_groups_and_tries_position_grids(scene):
     state = codec_v2.init_v2_state(params, settings)
 
     def render(p, h, w):
-        return render_params(p, h, w)
+        return render_clamped(p, h, w)
 
     groups = ("color_chroma", "chol_off")
     best, info = targets.rd_search(
@@ -175,7 +175,7 @@ def test_rd_search_scales_only_its_groups_and_tries_position_grids(scene):
     assert info["position_step"] in (0.125, 0.25, 0.5)
     at = dataclasses.replace(settings, position_step=info["position_step"])
     data = codec_v2.encode_v2(params, H, W, best, at)
-    mse = float(jnp.mean((render_params(decode(data).params, H, W) - image) ** 2))
+    mse = float(jnp.mean((render_clamped(decode(data).params, H, W) - image) ** 2))
     assert info["objective"] == pytest.approx(mse + 8.0 * len(data) / (H * W), rel=1e-6)
     with pytest.raises(ValueError, match="unknown step-search groups"):
         targets.rd_search(params, H, W, state, settings, 1.0, image, render, groups=("colour",))

@@ -102,9 +102,7 @@ def lattice(spacing: float, sigma: float, size: int):
 def test_flat_region_keeps_its_brightness_and_loses_its_aliasing():
     size = 64
     params = lattice(1.3, 0.6, size)  # a flat ~0.57 made of sub-pixel-spaced Gaussians
-    full = np.asarray(render(*gaussians.project(params, fitted_height=size, fitted_width=size), size, size))[
-        8:-8, 8:-8, 0
-    ]
+    full = np.asarray(render(params, size, size))[8:-8, 8:-8, 0]
     for s in (2, 4):
         out = size // s
         aa = np.asarray(resolution.render_at(params, size, size, out, out, antialias=True))
@@ -126,9 +124,7 @@ def test_default_antialias_is_on_only_when_shrinking():
         np.testing.assert_array_equal(default, explicit)
     # At the fitted size without the filter it is the ordinary render (to float rounding: jitted).
     same = resolution.render_at(params, H, W, H, W)
-    np.testing.assert_allclose(
-        same, render(*gaussians.project(params, fitted_height=H, fitted_width=W), H, W), rtol=1e-6, atol=1e-6
-    )
+    np.testing.assert_allclose(same, render(params, H, W), rtol=1e-6, atol=1e-6)
 
 
 def test_bands_give_the_same_image(monkeypatch):
