@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from gauss2d.render import alpha_common, tiling
-from gauss2d.render.passes import Geometry, RenderStats
+from gauss2d.render.passes import Geometry, RenderStats, batch_all
 
 # stop_pass of a pixel that never stops.
 _NEVER = 2**30
@@ -81,11 +81,8 @@ def fold_windows(step, carry, lo, extent, counts, operands, geo: Geometry, *, re
 
     @run.def_vmap
     def _run_batched(axis_size, in_batched, carry, lo, extent, counts, operands):
-        def batched(x, is_batched=False):
-            return x if is_batched else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
-
-        carry, lo, extent, counts, operands = jax.tree.map(
-            batched, (carry, lo, extent, counts, operands), tuple(in_batched)
+        carry, lo, extent, counts, operands = batch_all(
+            axis_size, (carry, lo, extent, counts, operands), in_batched
         )
         num = jnp.max(jax.vmap(lambda c: tiling.num_windows(c, geo.capacity))(counts))
         each = jax.vmap(one, in_axes=(0, None, 0, 0, 0, 0))

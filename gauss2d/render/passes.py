@@ -81,6 +81,22 @@ class Geometry(NamedTuple):
         return tiles_y * tiles_x
 
 
+def batch_all(axis_size: int, values, in_batched=None):
+    """``values`` (a tuple of pytrees) with every unbatched leaf broadcast to a leading batch axis.
+
+    A pass loop's batching rule (``custom_vmap``) runs one loop for the whole
+    batch, so every operand needs the batch axis; ``in_batched`` says which
+    leaves have it already (None: none of them).
+    """
+
+    def batched(x, is_batched=False):
+        return x if is_batched else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
+
+    if in_batched is None:
+        return jax.tree.map(batched, values)
+    return jax.tree.map(batched, values, tuple(in_batched))
+
+
 def _sum_passes(lo, extent, counts, geo: Geometry, add_pass, init, operands):
     """Folds ``add_pass(acc, pairs, operands)`` over every window of ``geo.capacity`` pairs.
 
@@ -114,13 +130,10 @@ def _sum_passes(lo, extent, counts, geo: Geometry, add_pass, init, operands):
 
     @run.def_vmap
     def _run_batched(axis_size, in_batched, init, lo, extent, counts, operands):
-        def batched(x, is_batched=False):
-            return x if is_batched else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
-
-        init, lo, extent, counts, operands = jax.tree.map(
-            batched, (init, lo, extent, counts, operands), tuple(in_batched)
+        init, lo, extent, counts, operands = batch_all(
+            axis_size, (init, lo, extent, counts, operands), in_batched
         )
-        window = jax.tree.map(batched, tiling.first_window())
+        window = batch_all(axis_size, tiling.first_window())
         active = jnp.ones((axis_size,), bool)
         acc = loop(init, window, active, lo, extent, counts, operands, jax.vmap(one_pass))
         return acc, jax.tree.map(lambda _: True, acc)
