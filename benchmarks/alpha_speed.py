@@ -1,4 +1,4 @@
-"""The alpha model's render speed: the xla backend against the Pallas kernels (render/alpha_pallas.py).
+"""The alpha model's render speed: the xla backend against the Pallas kernels (render/kernels/alpha.py).
 
     python -m benchmarks.alpha_speed                        # on a GPU: 768x512, 10k and 70k Gaussians
     python -m benchmarks.alpha_speed --smoke                # CPU, tiny (interpret mode: checks it runs)

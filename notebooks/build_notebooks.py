@@ -96,10 +96,8 @@ import numpy as np
 from configs import default
 from gauss2d import gaussians, metrics
 from gauss2d.io import images as data
-from gauss2d.train import fit
-from gauss2d.train import optim
-from gauss2d.render import resolution
-from gauss2d.render import render
+from gauss2d.render import render, resolution
+from gauss2d.train import fit, optim
 
 SMOKE = os.environ.get("GAUSS2D_NOTEBOOK_SMOKE") == "1"
 config = default.get_config("smoke" if SMOKE else "")  # locked: an unknown key is an error

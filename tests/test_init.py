@@ -140,7 +140,7 @@ def test_content_init_covers_the_image(sample, seed):
     h, w = sample.shape[:2]
     content = init_lib.init_content(jax.random.PRNGKey(seed), sample, N, color_iterations=0)
     proj = gaussians.project(content, fitted_height=h, fitted_width=w)
-    coverage = render(proj.means, proj.conics, jnp.ones_like(proj.colors), h, w)[..., 0]
+    coverage = render(proj._replace(colors=jnp.ones_like(proj.colors)), h, w)[..., 0]
     # No holes: every pixel is under some Gaussian. Before the stratified base
     # layer, seed 2 left a corner at 0.0 (means drawn from |grad| cluster on edges).
     assert float(coverage.min()) > 0.2

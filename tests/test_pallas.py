@@ -30,7 +30,7 @@ import oracle
 import pytest
 
 from gauss2d.gaussians import Projected
-from gauss2d.render import capacity, pair_capacity, render, render_with_stats
+from gauss2d.render import capacity, capacity_for, pair_capacity, render, render_with_stats
 from gauss2d.render import kernels as pallas
 
 TOL = {
@@ -301,7 +301,7 @@ def test_interpret_mode_follows_the_platform_lowered_for():
     config.render.backend = "pallas"
     params = gaussians.init_random(jax.random.key(0), 64)
     tx = optim.make_optimizer(config.optim, params)
-    capacity = train.needed_capacity(params, H, W, "pallas")
+    capacity = capacity_for(params, H, W, backend="pallas")
     step = fit.make_train_step(config, tx, H, W, capacity)
     args = (train.init_state(params, tx), jnp.zeros((H, W, 3)), jnp.int32(10))
     assert export_text(step, *args).count(TRITON) == 2  # forward and backward

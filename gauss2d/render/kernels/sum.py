@@ -243,7 +243,7 @@ def render_tiled_pallas(
     Args:
       means, conics, colors: the projected Gaussians (see ``gauss2d.render.render``).
       height, width: image size in pixels (any; need not be tile multiples).
-      capacity: pairs per pass (static; see ``tiling.capacity_bucket``).
+      capacity: pairs per pass (static; see ``capacity.capacity_bucket``).
       config: static kernel knobs.
       interpret: run the kernels in Pallas interpret mode (True) or compiled
         (False); None decides by the platform the program is lowered for:
