@@ -47,6 +47,11 @@ def _blend_inputs(gs, height: int, width: int, blend: str | None) -> tuple[str, 
 
 
 def _dispatch(gs, height, width, *, blend, backend, background, capacity_, options):
+    """(image, RenderStats) from the backend's renderer for the Gaussians' blend.
+
+    ``capacity_`` (None: ``capacity.default_capacity``) is named apart from
+    the ``capacity`` module it is sized by.
+    """
     own, arrays = _blend_inputs(gs, height, width, blend)
     impl = registry.lookup(backend)
     common.check_inputs(*arrays[:3], height, width)
