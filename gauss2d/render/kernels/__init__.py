@@ -5,8 +5,9 @@ any capacity. ``alpha``'s kernels composite one pass: the registered alpha
 renderer runs them when the pairs fit the capacity and otherwise renders the
 image with the xla backend's pass loop (``alpha_passes``: exact, carried T),
 chosen on device by ``lax.cond`` from the overflow flag, so no input ever
-gets a truncated or a dense image (docs/alpha.md, "Pallas"). Imported by the
-registry on first use (Pallas pulls in a lot).
+gets a truncated or a dense image (docs/alpha.md, "Pallas"). Under vmap that
+cond is a select, so a batch also pays the xla pass loop (docs/alpha.md).
+Imported by the registry on first use (Pallas pulls in a lot).
 """
 
 from __future__ import annotations
