@@ -28,7 +28,7 @@ from gauss2d import metrics
 from gauss2d.codec import AlphaSettings, format_settings, streams
 from gauss2d.codec.v2.sections import quantize_v2
 from gauss2d.codec.v2.state import init_state
-from gauss2d.render.params import render_params
+from gauss2d.render import render_clamped
 
 # The v2 settings the figures in benchmarks/RESULTS.md were measured with
 # (raw Cholesky factors, one colour step for every size).
@@ -53,7 +53,7 @@ def measure(params, target: np.ndarray, opacity_steps: list[float]) -> dict:
     true_order = q.params._replace(depth=jnp.asarray(depth[:, None]))
 
     def psnr(p) -> float:
-        return float(metrics.psnr(render_params(p, h, w), target))
+        return float(metrics.psnr(render_clamped(p, h, w), target))
 
     exact = psnr(true_order)
     order = np.lexsort((q.source, depth))

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import base, default, kodak
+from gauss2d import render
 from gauss2d.io import images as data
 from gauss2d.io import runrecord
 from gauss2d.runner import measure
@@ -80,7 +81,7 @@ def seconds_per_step(targets: np.ndarray, settings: Settings, steps: int, repeat
     height, width = targets.shape[1:3]
     params = [fit.initial_params(settings, t, jax.random.key(i)) for i, t in enumerate(targets)]
     optimizer = optim.make_optimizer(settings.optim, params[0])
-    capacity = max(train.needed_capacity(p, height, width, settings.render.backend) for p in params)
+    capacity = max(render.capacity_for(p, height, width, backend=settings.render.backend) for p in params)
     step = fit.make_train_step(settings, optimizer, height, width, capacity)
     chunk = fit_batch.make_batch_chunk(step, steps, mesh=None, masked=False)
     state = fit_batch.stack_trees([train.init_state(p, optimizer) for p in params])

@@ -39,7 +39,7 @@ from gauss2d import compress, gaussians, metrics
 from gauss2d.codec import bits_by_attribute, decode, encode, format_settings
 from gauss2d.io import images as data
 from gauss2d.io import runrecord
-from gauss2d.render.params import render_params
+from gauss2d.render import render_clamped
 from gauss2d.runner import measure
 from gauss2d.settings import resolve
 from gauss2d.train import fit
@@ -89,7 +89,7 @@ def coded(params, target: np.ndarray) -> dict:
         params, h, w, version=2, settings=format_settings(2, cov_space="cholesky", color_by_size=False)
     )
     decoded = decode(data).params
-    image = render_params(decoded, h, w)
+    image = render_clamped(decoded, h, w)
     return {
         "num_gaussians": gaussians.num_gaussians(decoded),
         "bits": 8 * len(data),

@@ -41,7 +41,7 @@ from gauss2d import codec, compress, gaussians, metrics
 from gauss2d.codec import quantize
 from gauss2d.codec.v2.sections import quantize_v2
 from gauss2d.io import checkpoint
-from gauss2d.render.params import render_params
+from gauss2d.render import render_clamped
 from gauss2d.runner import inputs
 from gauss2d.settings import resolve
 
@@ -54,7 +54,7 @@ _DECODE_ONLY = flags.DEFINE_bool("decode_only", False, "Only the 768x512 decode 
 
 def _psnr(params, target):
     h, w = target.shape[:2]
-    return float(metrics.psnr(render_params(params, h, w), jnp.asarray(target)))
+    return float(metrics.psnr(render_clamped(params, h, w), jnp.asarray(target)))
 
 
 def _v1_order(params, h, w, step):

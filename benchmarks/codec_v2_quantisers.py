@@ -37,8 +37,8 @@ from gauss2d import codec, metrics
 from gauss2d.codec import streams
 from gauss2d.codec.v2.state import from_space, init_state, to_space
 from gauss2d.compress import targets
-from gauss2d.compress.decode_render import render_decoded
 from gauss2d.io import checkpoint
+from gauss2d.render import render_clamped
 from gauss2d.runner import inputs
 from gauss2d.settings import resolve
 
@@ -92,7 +92,7 @@ def _from_cov_space(u: np.ndarray, kind: str) -> np.ndarray:
 def cov_rows(name, params, image) -> list[dict]:
     h, w = image.shape[:2]
     n = params.xy.shape[0]
-    fit = float(metrics.psnr(render_decoded(params, h, w), image))
+    fit = float(metrics.psnr(render_clamped(params, h, w), image))
     chol = np.asarray(params.chol)
     rows = []
     for kind in ("raw", "log", "logrel"):
@@ -102,7 +102,7 @@ def cov_rows(name, params, image) -> list[dict]:
             q = np.round((u - med) / (sd * rel)).astype(np.int64)
             back = _from_cov_space(q * sd * rel + med, kind).astype(np.float32)
             lost = fit - float(
-                metrics.psnr(render_decoded(params._replace(chol=jnp.asarray(back)), h, w), image)
+                metrics.psnr(render_clamped(params._replace(chol=jnp.asarray(back)), h, w), image)
             )
             rows.append(
                 {
@@ -119,7 +119,7 @@ def cov_rows(name, params, image) -> list[dict]:
 def color_rows(name, params, image) -> list[dict]:
     h, w = image.shape[:2]
     n = params.xy.shape[0]
-    fit = float(metrics.psnr(render_decoded(params, h, w), image))
+    fit = float(metrics.psnr(render_clamped(params, h, w), image))
     lower = np.asarray(params.chol, np.float64) + OFFSET
     area = np.abs(lower[:, 0] * lower[:, 2])
     ycc = to_space(np.asarray(params.color, np.float64), "ycbcr")
@@ -132,7 +132,7 @@ def color_rows(name, params, image) -> list[dict]:
             q = np.round((ycc - med) / step).astype(np.int64)
             color = from_space(q * step + med, "ycbcr").astype(np.float32)
             lost = fit - float(
-                metrics.psnr(render_decoded(params._replace(color=jnp.asarray(color)), h, w), image)
+                metrics.psnr(render_clamped(params._replace(color=jnp.asarray(color)), h, w), image)
             )
             rows.append(
                 {
@@ -164,13 +164,13 @@ def search_rows(name, params, image) -> list[dict]:
             settings,
             _LMBDA.value,
             image,
-            lambda p, hh, ww: render_decoded(p, hh, ww),
+            lambda p, hh, ww: render_clamped(p, hh, ww),
             **options,
         )
         at_grid = dataclasses.replace(settings, position_step=info["position_step"])
         data = codec.encode(params, h, w, version=2, state=best, settings=at_grid)
         decoded = codec.decode(data).params
-        psnr = float(metrics.psnr(render_decoded(decoded, h, w), image))
+        psnr = float(metrics.psnr(render_clamped(decoded, h, w), image))
         rows.append(
             {
                 "image": name,

@@ -34,9 +34,9 @@ from gauss2d.train import fit
 try:  # this checkout's layout
     from gauss2d import compress
     from gauss2d.compress import qat
-    from gauss2d.render.params import render_params
+    from gauss2d.render import render_clamped
 except ImportError:  # before the training engine: the workflow lived in codec/
-    from gauss2d.codec.qat import render_params
+    from gauss2d.render.params import render_params as render_clamped
 
     from gauss2d.codec import compress, qat
 
@@ -51,7 +51,7 @@ except ImportError:  # before them, the library took the config
 
 def psnr_of(params, target) -> float:
     height, width = target.shape[:2]
-    return float(metrics.psnr(render_params(params, height, width), target))
+    return float(metrics.psnr(render_clamped(params, height, width), target))
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import base
-from gauss2d import gaussians
+from gauss2d import gaussians, render
 from gauss2d.io import runrecord
 from gauss2d.settings import resolve
 from gauss2d.train import engine as train
@@ -34,7 +34,7 @@ def step_function(backend: str, height: int, width: int, params, target):
     config.render.backend = backend
     settings = resolve(config)
     tx = optim.make_optimizer(settings.optim, params)
-    capacity = train.needed_capacity(params, height, width, backend)
+    capacity = render.capacity_for(params, height, width, backend=backend)
     step = jax.jit(fit.make_train_step(settings, tx, height, width, capacity))
     state = train.init_state(params, tx)
     total = jnp.asarray(10**9, jnp.int32)

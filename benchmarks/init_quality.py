@@ -40,8 +40,8 @@ import jax
 import numpy as np
 
 from configs import base, kodak
-from gauss2d import gaussians, metrics, render
 from gauss2d import init as init_lib
+from gauss2d import metrics, render
 from gauss2d.init import superpixel as init_superpixel
 from gauss2d.io import images as data
 from gauss2d.io import runrecord
@@ -124,7 +124,7 @@ def first_render(image: np.ndarray, args: argparse.Namespace, variant: str) -> t
     seconds = init_seconds(image, config, key)
     params = init_lib.initialize(key, jax.numpy.asarray(image), resolve(config).model)
     h, w = image.shape[:2]
-    rendered = render.render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w)
+    rendered = render.render(params, h, w)
     return float(metrics.psnr(jax.numpy.clip(rendered, 0.0, 1.0), image)), seconds
 
 

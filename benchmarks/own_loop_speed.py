@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gauss2d.gaussians import Projected
 from gauss2d.io import runrecord
 from gauss2d.render import pair_capacity, render, render_with_stats
 from gauss2d.settings import resolve
@@ -92,16 +93,18 @@ def grad_case(height: int, width: int, n: int, cfg: dict, seed: int = 0, dense: 
     rng = np.random.default_rng(seed)
     sets = [random_gaussians(rng, n, height, width) for _ in range(NUM_SETS)]
     target = jnp.asarray(rng.uniform(size=(height, width, 3)), jnp.float32)
-    capacity = max(pair_capacity(*s, height, width, backend="xla") for s in sets)
+    capacity = max(pair_capacity(s, height, width, backend="xla") for s in sets)
 
     def public(m, q, c):
-        return _loss(render(m, q, c, height, width), target)
+        return _loss(render(Projected(m, q, c), height, width), target)
 
     def managed(m, q, c):
-        return _loss(render_with_stats(m, q, c, height, width, backend="xla", capacity=capacity)[0], target)
+        return _loss(
+            render_with_stats(Projected(m, q, c), height, width, backend="xla", capacity=capacity)[0], target
+        )
 
     def dense_loss(m, q, c):
-        return _loss(render(m, q, c, height, width, backend="reference"), target)
+        return _loss(render(Projected(m, q, c), height, width, backend="reference"), target)
 
     fns = {}
     variants = (("public", public), ("managed", managed), ("dense", dense_loss))
@@ -132,8 +135,8 @@ def vmap_case(height: int, width: int, n: int, cfg: dict, seed: int = 1) -> dict
     for _ in range(NUM_SETS):
         images = [random_gaussians(rng, n, height, width) for _ in range(batch)]
         sets.append(tuple(jnp.stack(parts) for parts in zip(*images)))
-    one = jax.jit(lambda m, q, c: render(m, q, c, height, width))
-    batched = jax.jit(jax.vmap(lambda m, q, c: render(m, q, c, height, width)))
+    one = jax.jit(lambda m, q, c: render(Projected(m, q, c), height, width))
+    batched = jax.jit(jax.vmap(lambda m, q, c: render(Projected(m, q, c), height, width)))
 
     def singles(i):
         m, q, c = sets[i % NUM_SETS]

@@ -18,8 +18,8 @@ from gauss2d.codec.v2 import sections
 from gauss2d.codec.v2.header import parse_header
 from gauss2d.codec.v2.state import init_state
 from gauss2d.errors import Gauss2dError
-from gauss2d.render.alpha import render_alpha
-from gauss2d.render.params import render_params
+from gauss2d.gaussians import ProjectedAlpha
+from gauss2d.render import render, render_clamped
 
 H, W = 40, 56
 
@@ -73,7 +73,7 @@ def _render(params, h, w, scale=1):
     geometry = gaussians.rescale(gaussians.geometry(params), scale) if scale != 1 else params
     params = gaussians.with_alpha(geometry, params.opacity, params.depth) if scale != 1 else params
     proj, opacity, depth = gaussians.project_alpha(params, fitted_height=h * scale, fitted_width=w * scale)
-    return render_alpha(*proj, opacity, depth, h * scale, w * scale, background=None, backend="xla")
+    return render(ProjectedAlpha(*proj, opacity, depth), h * scale, w * scale, background=None, backend="xla")
 
 
 @pytest.mark.parametrize("n", [1, 7, 300])
@@ -165,10 +165,10 @@ def test_decoded_render_equals_the_plain_quantised_render(scale):
 
 def test_decoded_psnr_close_to_the_unquantised_model():
     params = _params(300, seed=6, opacity_sd=1.0)
-    target = np.asarray(render_params(params, H, W))
+    target = np.asarray(render_clamped(params, H, W))
     out = decode(encode_v2(params, H, W)).params
-    plain = render_params(_with_original_depth(_quantize(params), params), H, W)
-    decoded = render_params(out, H, W)
+    plain = render_clamped(_with_original_depth(_quantize(params), params), H, W)
+    decoded = render_clamped(out, H, W)
     assert abs(float(metrics.psnr(decoded, target)) - float(metrics.psnr(plain, target))) < 1e-3
     assert float(metrics.psnr(decoded, target)) > 30.0
 
@@ -269,7 +269,7 @@ def test_compress_image_of_an_alpha_fit_end_to_end():
         log_every=10,
         codec=dataclasses.replace(base.codec, version=2),
     )
-    target = np.asarray(render_params(_params(80, seed=11, h=24, w=32, opacity_sd=1.0), 24, 32))
+    target = np.asarray(render_clamped(_params(80, seed=11, h=24, w=32, opacity_sd=1.0), 24, 32))
     result = compress.compress_image(target, settings, jax.random.key(0))
     s = result.summary
     assert s["blend"] == "alpha" and "gaussianimage" not in s
@@ -277,7 +277,7 @@ def test_compress_image_of_an_alpha_fit_end_to_end():
     assert s["bits"]["opacity"] > 0 and s["bits"]["depth"] > 0
     decoded = decode(result.data).params
     assert isinstance(decoded, gaussians.CholeskyAlphaParams)
-    assert abs(s["psnr"] - float(metrics.psnr(render_params(decoded, 24, 32), target))) < 1e-4
+    assert abs(s["psnr"] - float(metrics.psnr(render_clamped(decoded, 24, 32), target))) < 1e-4
     assert s["psnr"] > s["fit_psnr"] - 3.0  # plain quantisation costs little at these steps
     with pytest.raises(Gauss2dError, match="codec.version=1 cannot store"):
         v1 = settings.replace(codec=dataclasses.replace(settings.codec, version=1))
@@ -346,7 +346,7 @@ def test_codec_cli_encodes_and_decodes_an_alpha_fit(tmp_path):
     png = tmp_path / "decoded.png"
     proc = run("experiments.codec", "decode", str(out), str(png))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    expected = np.round(np.asarray(render_params(decoded.params, 40, 52)) * 255.0).astype(np.uint8)
+    expected = np.round(np.asarray(render_clamped(decoded.params, 40, 52)) * 255.0).astype(np.uint8)
     np.testing.assert_array_equal(np.asarray(Image.open(png).convert("RGB")), expected)
     proc = run("experiments.codec", "decode", str(out), str(tmp_path / "big.png"), "--scale=2")
     assert_one_line_error(proc, "model.blend='alpha' at another size")

@@ -10,10 +10,10 @@ import pytest
 from configs import default
 from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
+from gauss2d.gaussians import ProjectedAlpha
 from gauss2d.io import checkpoint
 from gauss2d.io import images as data
-from gauss2d.render.alpha import render_alpha
-from gauss2d.render.blend import render_blended
+from gauss2d.render import render, render_with_stats
 from gauss2d.runner import dataset as runner
 from gauss2d.settings import resolve
 from gauss2d.train import batch as fit_batch
@@ -60,7 +60,7 @@ def test_alpha_fit_learns_opacity_and_leaves_depth_alone(target):
     proj, o, z = gaussians.project_alpha(
         result.params, fitted_height=target.shape[0], fitted_width=target.shape[1]
     )
-    image, _ = render_blended(result.params, *target.shape[:2], backend="xla", capacity=result.capacity)
+    image, _ = render_with_stats(result.params, *target.shape[:2], backend="xla", capacity=result.capacity)
     assert oracle.rel_err(image, oracle.render_alpha(*proj, o, z, *target.shape[:2])) <= 1e-5
 
 
@@ -115,7 +115,7 @@ def test_alpha_params_npz_round_trip_and_transpose(tmp_path, parameterization):
     up = gaussians.project_alpha(params, fitted_height=h, fitted_width=w)
     tr = gaussians.project_alpha(fit_batch.transpose_params(params), fitted_height=w, fitted_width=h)
     ref = oracle.render_alpha(*up[0], up[1], up[2], h, w)
-    assert oracle.rel_err(render_alpha(*tr[0], tr[1], tr[2], w, h), ref.transpose(1, 0, 2)) <= 1e-5
+    assert oracle.rel_err(render(ProjectedAlpha(*tr[0], tr[1], tr[2]), w, h), ref.transpose(1, 0, 2)) <= 1e-5
 
 
 def test_alpha_dataset_writes_and_resumes(target, tmp_path, capsys):
@@ -130,7 +130,7 @@ def test_alpha_dataset_writes_and_resumes(target, tmp_path, capsys):
     params = checkpoint.load_params_npz(workdir / "a" / "params.npz")
     assert isinstance(params, gaussians.CholeskyAlphaParams)
     proj, o, z = gaussians.project_alpha(params, fitted_height=32, fitted_width=48)
-    rendered = np.clip(np.asarray(render_alpha(*proj, o, z, 32, 48)), 0, 1)
+    rendered = np.clip(np.asarray(render(ProjectedAlpha(*proj, o, z), 32, 48)), 0, 1)
     assert np.abs(rendered - data.load_image(workdir / "a" / "render.png")).max() <= 1.0 / 255 + 1e-4
     (workdir / "a" / "result.json").unlink()  # as if stopped after its last checkpoint
     capsys.readouterr()

@@ -16,7 +16,7 @@ from gauss2d import gaussians, metrics
 from gauss2d.codec import decode
 from gauss2d.io import checkpoint
 from gauss2d.io import images as data
-from gauss2d.render.params import render_params
+from gauss2d.render import render_clamped
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def test_encode_then_decode_round_trip(source, encoded, tmp_path):
     proc = run("experiments.codec", "decode", str(out), str(png))
     assert proc.returncode == 0, proc.stderr[-3000:]
     # The PNG is the decoder's render of the file, rounded to 8 bits.
-    expected = np.round(np.asarray(render_params(decoded.params, 40, 52)) * 255.0).astype(np.uint8)
+    expected = np.round(np.asarray(render_clamped(decoded.params, 40, 52)) * 255.0).astype(np.uint8)
     np.testing.assert_array_equal(np.asarray(Image.open(png).convert("RGB")), expected)
     # The reported PSNR is that render's (before 8-bit rounding; 30 steps from a
     # random init: a low PSNR, the plumbing is what is tested here).

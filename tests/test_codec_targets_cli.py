@@ -22,13 +22,13 @@ from gauss2d.codec import decode
 from gauss2d.compress import targets
 from gauss2d.io import checkpoint
 from gauss2d.io import images as data
-from gauss2d.render.params import render_params
+from gauss2d.render import render_clamped
 
 H, W = 40, 52
 
 
 def _psnr(params, image) -> float:
-    return float(10 * np.log10(1.0 / np.mean((np.asarray(render_params(params, H, W)) - image) ** 2)))
+    return float(10 * np.log10(1.0 / np.mean((np.asarray(render_clamped(params, H, W)) - image) ** 2)))
 
 
 @pytest.fixture(scope="module")

@@ -55,14 +55,14 @@ def test_compress_params_names_bad_arguments(fitted):
 def test_encode_warns_without_the_fine_tuning_state_and_measures_the_cost(fitted):
     """codec.encode (v1 and v2) with state=None: the quantisers are initialised there, not fine-tuned."""
     from gauss2d import codec  # noqa: PLC0415
-    from gauss2d.render.params import render_params  # noqa: PLC0415
+    from gauss2d.render import render_clamped  # noqa: PLC0415
 
     params, target = fitted
     params = gaussians.to_cholesky(params)
     h, w = target.shape[:2]
 
     def psnr(p):
-        return float(10 * np.log10(1.0 / np.mean((np.asarray(render_params(p, h, w)) - target) ** 2)))
+        return float(10 * np.log10(1.0 / np.mean((np.asarray(render_clamped(p, h, w)) - target) ** 2)))
 
     # With the image: the message gives both PSNRs and their difference, measured.
     with pytest.warns(codec.NotFineTunedWarning) as record:

@@ -13,9 +13,9 @@ from configs import base
 from gauss2d import gaussians, metrics
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
+from gauss2d.gaussians import ProjectedAlpha
 from gauss2d.io import images as data
 from gauss2d.render import render
-from gauss2d.render.alpha import render_alpha
 from gauss2d.settings import resolve
 from gauss2d.train import densify, fit, optim
 
@@ -36,7 +36,7 @@ def half_parked(parameterization: str) -> tuple[gaussians.Params, np.ndarray]:
 
 def dense_loss(params, target):
     h, w = target.shape[:2]
-    image = render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w, backend="reference")
+    image = render(params, h, w, backend="reference")
     return jnp.mean((jnp.clip(image, 0.0, 1.0) - target) ** 2)
 
 
@@ -48,11 +48,11 @@ def test_parked_slots_render_nothing_and_get_exactly_zero_gradient(parameterizat
     params, parked = half_parked(parameterization)
     h, w = sample.shape[:2]
     np.testing.assert_array_equal(densify.active_mask(params), ~parked)
-    full = render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w, backend="reference")
+    full = render(params, h, w, backend="reference")
     active_only = jax.tree_util.tree_map(lambda x: x[~parked], params)
     np.testing.assert_array_equal(
         full,
-        render(*gaussians.project(active_only, fitted_height=h, fitted_width=w), h, w, backend="reference"),
+        render(active_only, h, w, backend="reference"),
     )
     grads = dense_grad(params, jnp.asarray(sample))
     for g in grads:
@@ -126,7 +126,7 @@ def test_allocate_adds_gaussians_where_the_error_is(sample):
 
 def first_psnr(params, target) -> float:
     h, w = target.shape[:2]
-    image = render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w)
+    image = render(params, h, w)
     return float(metrics.psnr(jnp.clip(image, 0.0, 1.0), jnp.asarray(target)))
 
 
@@ -194,7 +194,7 @@ def test_fit_in_rounds_resumes_and_fills_the_budget(sample):
 def alpha_psnr(params, target) -> float:
     h, w = target.shape[:2]
     proj, o, z = gaussians.project_alpha(params, fitted_height=h, fitted_width=w)
-    image = render_alpha(*proj, o, z, h, w)
+    image = render(ProjectedAlpha(*proj, o, z), h, w)
     return float(metrics.psnr(jnp.clip(image, 0.0, 1.0), jnp.asarray(target)))
 
 
@@ -206,7 +206,7 @@ def test_alpha_parked_slots_render_nothing_and_get_exactly_zero_gradient(sample)
 
     def loss(p):
         proj, o, z = gaussians.project_alpha(p, fitted_height=h, fitted_width=w)
-        image = render_alpha(*proj, o, z, h, w, backend="reference")
+        image = render(ProjectedAlpha(*proj, o, z), h, w, backend="reference")
         return jnp.mean((jnp.clip(image, 0.0, 1.0) - sample) ** 2), image
 
     (_, full), grads = jax.value_and_grad(loss, has_aux=True)(params)
@@ -228,7 +228,7 @@ def test_alpha_allocate_puts_new_gaussians_in_front_where_the_error_is(sample):
     opacity = jnp.asarray(np.random.default_rng(0).uniform(-1.0, 2.0, (N, 1)), jnp.float32)
     params = params._replace(opacity=opacity)
     proj = gaussians.project(params, fitted_height=h, fitted_width=w)
-    capacity = densify.pair_capacity(*proj, h, w, backend="xla")
+    capacity = densify.pair_capacity(proj, h, w, backend="xla")
     free = densify.active_mask(params)
     params = params._replace(
         color=densify.solve_colors_blended(params, jnp.asarray(flat), free, capacity=capacity, iterations=30)

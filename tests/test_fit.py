@@ -10,7 +10,6 @@ from configs import default
 from gauss2d.errors import Gauss2dError
 from gauss2d.io import images as data
 from gauss2d.settings import resolve
-from gauss2d.train import engine as train
 from gauss2d.train import fit
 
 
@@ -62,7 +61,7 @@ def test_same_seed_same_result(target):
 def test_overflow_grows_capacity_and_reruns_the_chunk(target, monkeypatch):
     settings = small_settings()
     reference = fit.fit_image(target, settings, jax.random.key(1))
-    monkeypatch.setattr(train, "needed_capacity", lambda *a, **k: 256)  # far too small
+    monkeypatch.setattr(fit, "capacity_for", lambda *a, **k: 256)  # far too small
     result = fit.fit_image(target, settings, jax.random.key(1))
     assert result.capacity > 256
     # Overflowed chunks are re-run from the saved state: same result as a run that never overflowed.

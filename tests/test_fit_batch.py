@@ -33,7 +33,6 @@ from gauss2d.render import render
 from gauss2d.runner import dataset as runner
 from gauss2d.settings import resolve
 from gauss2d.train import batch as fit_batch
-from gauss2d.train import engine as train
 from gauss2d.train import fit
 
 PARAM_TOL = dict(rtol=1e-4, atol=2e-5)
@@ -101,7 +100,7 @@ def test_a_nan_image_stops_alone_and_the_others_continue(targets, singles):
 
 
 def test_overflow_of_any_image_regrows_and_reruns_the_chunk(targets, singles, monkeypatch):
-    monkeypatch.setattr(train, "needed_capacity", lambda *a, **k: 32)  # far too small for either image
+    monkeypatch.setattr(fit_batch, "capacity_for", lambda *a, **k: 32)  # far too small for either image
     chunks = []
     results = fit_batch.fit_batch(
         targets,
@@ -144,9 +143,7 @@ def test_masked_padding_stays_out_of_the_loss_and_the_psnr(targets):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     # The first step's PSNR is that of the initial render over the unpadded pixels only.
     initial = fit.initial_params(settings, noise, key)
-    first = np.clip(
-        np.asarray(render(*gaussians.project(initial, fitted_height=32, fitted_width=48), 32, 48)), 0, 1
-    )
+    first = np.clip(np.asarray(render(initial, 32, 48)), 0, 1)
     expected = -10 * np.log10(np.mean((first[:, :40] - image) ** 2))
     assert a.history["psnr"][0] == pytest.approx(expected, abs=1e-3)
 
@@ -209,9 +206,7 @@ def test_dataset_in_batches_upright_outputs_errors_and_resume(folder, tmp_path, 
     tall = data.load_image(folder / "b_tall.png")
     render_png = data.load_image(workdir / "b_tall" / "render.png")
     params = checkpoint.load_params_npz(workdir / "b_tall" / "params.npz")
-    rerendered = np.clip(
-        np.asarray(render(*gaussians.project(params, fitted_height=48, fitted_width=32), 48, 32)), 0, 1
-    )
+    rerendered = np.clip(np.asarray(render(params, 48, 32)), 0, 1)
     assert np.abs(rerendered - render_png).max() <= 1.0 / 255 + 1e-4  # params.npz is upright too
     assert rows["b_tall"]["psnr"] == pytest.approx(-10 * np.log10(np.mean((render_png - tall) ** 2)), abs=0.3)
 

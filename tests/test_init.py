@@ -34,7 +34,7 @@ def sample() -> np.ndarray:  # [H, W, 3]
 
 def first_render_psnr(params, target) -> float:
     h, w = target.shape[:2]
-    image = render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w)
+    image = render(params, h, w)
     return float(metrics.psnr(jnp.clip(image, 0.0, 1.0), jnp.asarray(target)))
 
 
@@ -141,7 +141,7 @@ def test_content_init_covers_the_image(sample, seed):
     h, w = sample.shape[:2]
     content = init_lib.init_content(jax.random.PRNGKey(seed), sample, N, color_iterations=0)
     proj = gaussians.project(content, fitted_height=h, fitted_width=w)
-    coverage = render(proj.means, proj.conics, jnp.ones_like(proj.colors), h, w)[..., 0]
+    coverage = render(proj._replace(colors=jnp.ones_like(proj.colors)), h, w)[..., 0]
     # No holes: every pixel is under some Gaussian. Before the stratified base
     # layer, seed 2 left a corner at 0.0 (means drawn from |grad| cluster on edges).
     assert float(coverage.min()) > 0.2

@@ -190,3 +190,55 @@ def test_cycle_finder_finds_a_cycle():
 def test_no_import_cycle_in_the_package():
     cycle = find_cycle(import_graph(PACKAGE))
     assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
+
+
+RENDER = PACKAGE / "render"
+# The render modules that the entry sits on: backends and what they share.
+# None of them may import the entry's layer (or the package's own names).
+RENDER_ABOVE_BACKENDS = ("gauss2d.render.entry", "gauss2d.render.display", "gauss2d.render.resolution")
+
+
+def _is_render_submodule(name: str) -> bool:
+    """Whether gauss2d.render.<name> is a module or package (not a name defined in __init__)."""
+    return (RENDER / f"{name}.py").is_file() or (RENDER / name / "__init__.py").is_file()
+
+
+def test_render_modules_never_import_back_up_into_the_package():
+    # DESIGN.md section 3: "one registry (never imports back up)". Before issue
+    # 22, render/pallas.py imported gauss2d.render (the package __init__) to
+    # register itself; now the registry imports the backends, never the reverse.
+    for path in sorted(RENDER.rglob("*.py")):
+        if path == RENDER / "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            where = f"{path.relative_to(PACKAGE.parent)}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Import):
+                assert all(a.name != "gauss2d.render" for a in node.names), where
+            elif isinstance(node, ast.ImportFrom) and node.module == "gauss2d.render":
+                bad = [a.name for a in node.names if not _is_render_submodule(a.name)]
+                assert not bad, f"{where} imports {bad} from the gauss2d.render package itself"
+
+
+def test_backends_and_the_registry_import_nothing_above_them():
+    lower = [
+        RENDER / "registry.py",
+        RENDER / "reference.py",
+        RENDER / "passes.py",
+        RENDER / "alpha_passes.py",
+    ]
+    lower += sorted((RENDER / "xla").rglob("*.py")) + sorted((RENDER / "kernels").rglob("*.py"))
+    for path in lower:
+        bad = sorted(
+            name
+            for name in gauss2d_imports(path)
+            if name in RENDER_ABOVE_BACKENDS or name.startswith("gauss2d.render.capacity")
+        )
+        assert not bad, f"{path.relative_to(PACKAGE.parent)} imports {bad}, which sit above the backends"
+    # The registry reaches the backends only by name, at lookup time.
+    assert gauss2d_imports(RENDER / "registry.py") == set()
+
+
+def test_render_sources_stay_small():
+    for path in sorted(RENDER.rglob("*.py")):
+        lines = len(path.read_text().splitlines())
+        assert lines <= 500, f"{path.relative_to(PACKAGE.parent)} has {lines} lines (house limit 500)"

@@ -13,7 +13,7 @@ from gauss2d import gaussians, metrics
 from gauss2d.codec import decode, v2
 from gauss2d.codec.v2.state import init_state
 from gauss2d.compress import rdo, targets
-from gauss2d.render.params import render_params
+from gauss2d.render import render_clamped
 
 H, W = 32, 48
 
@@ -75,7 +75,7 @@ def test_removal_cost_matches_a_real_removal(scene):
     def sq_error(mask):
         hat = v2.PLUGIN.fake_quantize(params, rdo._from_log(trainable.quant), H, W, settings, "round").params
         hat = hat._replace(color=hat.color * mask[:, None])
-        im = render_params(hat, H, W)
+        im = render_clamped(hat, H, W)
         return float(jnp.sum((im - target) ** 2))
 
     base = sq_error(alive)
@@ -102,7 +102,7 @@ def test_target_psnr_is_met_by_the_smallest_found(scene):
     state = init_state(params, settings)
 
     def render(p, h, w):
-        return render_params(p, h, w)
+        return render_clamped(p, h, w)
 
     fine = targets.to_psnr(params, H, W, state, settings, -100.0, image, render)
     finest = encode_v2(params, H, W, targets.scaled_state(state, targets.MIN_SCALE), settings)
@@ -136,7 +136,7 @@ def test_rd_search_follows_lambda(scene):
     state = init_state(params, settings)
 
     def render(p, h, w):
-        return render_params(p, h, w)
+        return render_clamped(p, h, w)
 
     _, cheap = targets.rd_search(params, H, W, state, settings, 1.0, image, render)
     _, sharp = targets.rd_search(params, H, W, state, settings, 1e-7, image, render)
@@ -154,7 +154,7 @@ def test_rd_search_scales_only_its_groups_and_tries_position_grids(scene):
     state = init_state(params, settings)
 
     def render(p, h, w):
-        return render_params(p, h, w)
+        return render_clamped(p, h, w)
 
     groups = ("color_chroma", "chol_off")
     best, info = targets.rd_search(
@@ -172,7 +172,7 @@ def test_rd_search_scales_only_its_groups_and_tries_position_grids(scene):
     assert info["position_step"] in (0.125, 0.25, 0.5)
     at = dataclasses.replace(settings, position_step=info["position_step"])
     data = encode_v2(params, H, W, best, at)
-    mse = float(jnp.mean((render_params(decode(data).params, H, W) - image) ** 2))
+    mse = float(jnp.mean((render_clamped(decode(data).params, H, W) - image) ** 2))
     assert info["objective"] == pytest.approx(mse + 8.0 * len(data) / (H * W), rel=1e-6)
     with pytest.raises(ValueError, match="unknown step-search groups"):
         targets.rd_search(params, H, W, state, settings, 1.0, image, render, groups=("colour",))

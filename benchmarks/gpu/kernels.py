@@ -18,7 +18,7 @@ from benchmarks import fit_speed, render_speed
 from benchmarks.gpu.plan import KNOBS, ROOT, Budget, log
 from gauss2d import gaussians
 from gauss2d.render import pair_capacity
-from gauss2d.render.pallas import PallasConfig, render_tiled_pallas
+from gauss2d.render.kernels import PallasConfig, render_tiled_pallas
 
 
 def pallas_tests(mode: dict, budget: Budget) -> dict:

@@ -23,7 +23,7 @@ from gauss2d import gaussians
 from gauss2d.codec import container, versions
 from gauss2d.codec.container import CodecError
 from gauss2d.codec.v1 import header as v1h
-from gauss2d.render import TILE_SIZES, pair_capacity
+from gauss2d.render import pair_capacity, registry
 
 # Every version's header has height, width and num_gaussians: all a cost here needs.
 Header = Any
@@ -130,7 +130,7 @@ def describe(header: Header) -> str:
 
 
 def _tile(backend: str) -> int:
-    return TILE_SIZES.get(backend, 16)
+    return registry.lookup(backend).tile or 16
 
 
 def check_file(data: bytes, limit_gb: float | None, backend: str, what: str, flag: str) -> Header:
@@ -163,7 +163,7 @@ def check_render(decoded, limit_gb: float | None, backend: str, what: str, flag:
     """
     params, height, width = decoded
     capacity = pair_capacity(
-        *gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend=backend
+        gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend=backend
     )
     n = int(params.xy.shape[0])
     needed = render_bytes(height, width, n, capacity, _tile(backend))

@@ -21,13 +21,12 @@ import jax
 from gauss2d import codec
 from gauss2d.codec import budget
 from gauss2d.compress import presets, rdo, targets
-from gauss2d.compress.decode_render import render_decoded
 from gauss2d.compress.image import CompressResult, ProgressFn, check_settings, compress_image, file_summary
 from gauss2d.io import checkpoint
 from gauss2d.io import images as data
+from gauss2d.render import capacity_for, render_clamped
 from gauss2d.runner import inputs, preflight
 from gauss2d.settings import Settings
-from gauss2d.train import engine as train
 
 NO_GOAL = targets.Goal()
 
@@ -71,7 +70,7 @@ def encode_file(
     target = inputs.load_target(source, settings)
     height, width = target.shape[:2]
     if params is not None:
-        capacity = train.needed_capacity(params, height, width, settings.render.backend)
+        capacity = capacity_for(params, height, width, backend=settings.render.backend)
         preflight.check_memory(source.name, capacity, height, width, settings)
     key = jax.random.key(settings.seed)
     result = compress_image(target, settings, key, params=params, progress=progress, baseline=baseline)
@@ -92,7 +91,7 @@ def _meet(result: CompressResult, settings: Settings, goal: targets.Goal, target
         rdo.v2_settings(settings),
         goal,
         target,
-        lambda p, h, w: render_decoded(p, h, w, backend),
+        lambda p, h, w: render_clamped(p, h, w, backend=backend),
     )
     summary = dict(result.summary, **file_summary(trial.data, target, backend))
     summary.update(num_gaussians=trial.kept, target_step_factor=trial.scale)
@@ -130,7 +129,9 @@ def decode_file(
         image = render(decoded)
     else:
         budget.check_render(decoded, limit_gb, backend, f"'{source}'", "--memory_limit_gb")  # pair buffer
-        image = jax.block_until_ready(render_decoded(decoded.params, decoded.height, decoded.width, backend))
+        image = jax.block_until_ready(
+            render_clamped(decoded.params, decoded.height, decoded.width, backend=backend)
+        )
     seconds = time.perf_counter() - start
     data.save_image(output, image)
     return image, seconds

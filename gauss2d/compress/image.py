@@ -26,8 +26,8 @@ from gauss2d.codec.v1 import quantizer as v1_quantizer
 from gauss2d.codec.v2 import alpha as v2_alpha
 from gauss2d.codec.v2 import state as v2_state
 from gauss2d.compress import qat, rdo, retrain, targets
-from gauss2d.compress.decode_render import render_decoded
 from gauss2d.errors import Gauss2dError
+from gauss2d.render import render_clamped
 from gauss2d.settings import Settings
 from gauss2d.train import densify, fit
 
@@ -47,7 +47,9 @@ def decode_and_render(data: bytes, backend: str = "xla") -> tuple[jax.Array, flo
     """
     t0 = time.perf_counter()
     decoded = decode(data)
-    image = render_decoded(decoded.params, decoded.height, decoded.width, backend)  # N bucketed: few compiles
+    image = render_clamped(
+        decoded.params, decoded.height, decoded.width, backend=backend
+    )  # N bucketed: few compiles
     image = jax.block_until_ready(image)
     return image, time.perf_counter() - t0
 
@@ -169,7 +171,7 @@ def compress_image(
     params = prune_inactive(params)
     summary["num_gaussians"] = gaussians.num_gaussians(params)
     summary["pruned_gaussians"] = fitted_count - summary["num_gaussians"]
-    summary["fit_psnr"] = float(metrics.psnr(render_decoded(params, height, width, backend), target))
+    summary["fit_psnr"] = float(metrics.psnr(render_clamped(params, height, width, backend=backend), target))
 
     if gaussians.blend_of(params) == "alpha":
         result = _compress_alpha(target, params, settings, summary)
@@ -308,7 +310,7 @@ def _compress_v2(target, params, settings: Settings, summary, on_chunk) -> Compr
             quantizers,
             lmbda,
             target,
-            lambda p, h, w: render_decoded(p, h, w, backend),
+            lambda p, h, w: render_clamped(p, h, w, backend=backend),
             **search_options(settings),
         )
         quantizers = dataclasses.replace(quantizers, position_step=found["position_step"])

@@ -36,8 +36,7 @@ from gauss2d.codec.v1.header import MODES as CODEC_MODES
 from gauss2d.codec.v1.quantizer import V1Settings, V1State
 from gauss2d.compress import retrain
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import render_with_stats
-from gauss2d.render.params import render_params
+from gauss2d.render import capacity_for, render_clamped, render_with_stats
 from gauss2d.settings import Settings
 from gauss2d.train import engine as train
 from gauss2d.train import losses
@@ -154,7 +153,7 @@ def objective(
                 "ste",
             )
             proj = gaussians.project(params_hat, fitted_height=height, fitted_width=width)
-            image, stats = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
+            image, stats = render_with_stats(proj, height, width, backend=backend, capacity=capacity)
             image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
             value, _ = loss_fn(image, target, mask)
             return value + commit_weight * commit, train.Aux(stats, losses.l2(image, target, mask))
@@ -255,7 +254,7 @@ def finetune(
     state = init_qat_state(params, optimizer, codec_state)
     # Sized for the quantised Gaussians (host quantiser: no eager op-by-op dispatch).
     q0 = quantizer.quantize_params(params, height, width, codec_state, quantizers).params
-    capacity = train.needed_capacity(q0, height, width, backend)
+    capacity = capacity_for(q0, height, width, backend=backend)
     goal = objective(settings, optimizer, height, width, quantizers)
     out = train.run_image(goal, state, target, capacity, steps, log_every, on_chunk)
     history, stopped = out.histories[0], out.stopped[0]
@@ -283,7 +282,7 @@ def _plain_quantisation(target, params, codec_state, quantizers, backend, start)
     """The result of no fine-tuning: the initial quantiser state, its file's PSNR."""
     height, width = target.shape[:2]
     q = quantizer.quantize_params(params, height, width, codec_state, quantizers).params
-    psnr = float(metrics.psnr(render_params(q, height, width, backend), target))
+    psnr = float(metrics.psnr(render_clamped(q, height, width, backend=backend), target))
     return QatResult(
         params, codec_state, psnr, psnr, 0, train.empty_history(), time.perf_counter() - start, 0
     )

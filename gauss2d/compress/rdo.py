@@ -54,7 +54,7 @@ from gauss2d.codec.v2 import state as v2_state
 from gauss2d.codec.v2.state import V2Settings, V2State
 from gauss2d.compress import retrain
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import render_with_stats
+from gauss2d.render import capacity_for, render_with_stats
 from gauss2d.settings import Settings
 from gauss2d.train import engine as train
 from gauss2d.train import losses
@@ -117,7 +117,7 @@ def make_loss(
             hat, alive = fq.params, extra.alive
             hat = hat._replace(color=hat.color * alive[:, None])
             proj = gaussians.project(hat, fitted_height=height, fitted_width=width)
-            image, stats = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
+            image, stats = render_with_stats(proj, height, width, backend=backend, capacity=capacity)
             image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
             loss, _ = loss_fn(image, target, mask)
             mse = losses.l2(image, target, mask)
@@ -169,7 +169,7 @@ def removal_costs(params: RdoParams, alive, target, *, height, width, settings, 
         hat = fake.fake_quantize(g._replace(color=color), quant, height, width, settings, "round").params
         hat = hat._replace(color=hat.color * alive[:, None])
         image, _ = render_with_stats(
-            *gaussians.project(hat, fitted_height=height, fitted_width=width),
+            gaussians.project(hat, fitted_height=height, fitted_width=width),
             height,
             width,
             backend=backend,
@@ -251,7 +251,7 @@ def finetune(
         RdoParams(params, _to_log(quant)), optimizer, RdoExtra(jnp.ones((n,), jnp.float32))
     )
     state = jax.tree_util.tree_map(jnp.copy, state)
-    capacity = train.needed_capacity(params, height, width, backend)
+    capacity = capacity_for(params, height, width, backend=backend)
     log_every = max(1, int(min(run.log_every, steps)))
     rounds = prune_every if (prune_every and lmbda > 0) else steps
     log_every = math.gcd(log_every, rounds)

@@ -27,8 +27,7 @@ import jax.numpy as jnp
 
 from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import pair_capacity, render_tiled
-from gauss2d.render.xla import render_xla
+from gauss2d.render import pair_capacity, render, render_with_stats
 from gauss2d.settings import ModelSettings
 
 # Defaults of the content initialiser: the settings' (ModelSettings.init_*), kept there only.
@@ -235,7 +234,10 @@ def concrete_capacity(means, conics, height: int, width: int) -> int | None:
     if isinstance(means, jax.core.Tracer) or isinstance(conics, jax.core.Tracer):
         return None
     return pair_capacity(
-        means, conics, jnp.zeros_like(means[:, :1]).repeat(3, 1), height, width, backend="xla"
+        gaussians.Projected(means, conics, jnp.zeros_like(means[:, :1]).repeat(3, 1)),
+        height,
+        width,
+        backend="xla",
     )
 
 
@@ -293,8 +295,8 @@ def _solve_colors(means, conics, colors, target, free, iterations, *, capacity: 
 
     def forward(c):  # [N, 3] -> [H, W, 3], linear in c
         if capacity is None:
-            return render_xla(means, conics, c, height, width)
-        return render_tiled(means, conics, c, height, width, capacity=capacity)[0]
+            return render(gaussians.Projected(means, conics, c), height, width)
+        return render_with_stats(gaussians.Projected(means, conics, c), height, width, capacity=capacity)[0]
 
     # Jacobi preconditioner sum_p w_n(p)^2 ~ integral of exp(-2 s) = pi sqrt(det Sigma)
     # = pi / sqrt(det conic); analytic (no extra render), floored at a quarter

@@ -16,11 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
 from gauss2d.io import checkpoint, runrecord
 from gauss2d.io import images as data
-from gauss2d.render import pair_capacity
+from gauss2d.render import capacity_for
 from gauss2d.runner import preflight
 from gauss2d.settings import Settings
 from gauss2d.train import engine as train
@@ -106,8 +105,7 @@ def prepare(path: pathlib.Path, settings: Settings, workdir: pathlib.Path, label
     height, width = target.shape[:2]
     key = jax.random.key(settings.seed)
     params = fit.initial_params(settings, target, key)
-    projected = gaussians.project(params, fitted_height=height, fitted_width=width)
-    capacity = pair_capacity(*projected, height, width, backend=settings.render.backend)
+    capacity = capacity_for(params, height, width, backend=settings.render.backend)
     preflight.check_memory(name, capacity, height, width, settings)
     template = train.init_state(params, optim.make_optimizer(settings.optim, params))
     ckpt_path = workdir / name / CHECKPOINT

@@ -16,20 +16,18 @@ import numpy as np
 
 from gauss2d import gaussians, metrics
 from gauss2d.io import images as data
-from gauss2d.render import pair_capacity
-from gauss2d.render.blend import render_blended
+from gauss2d.render import capacity_for, render_with_stats
 from gauss2d.settings import Settings
 
 
 @functools.lru_cache(maxsize=16)
 def render_program(height: int, width: int, backend: str, capacity: int) -> Callable:
     """The jitted render of a params pytree at a fixed capacity, compiled once per size and blend."""
-    return jax.jit(lambda p: render_blended(p, height, width, backend=backend, capacity=capacity)[0])
+    return jax.jit(lambda p: render_with_stats(p, height, width, backend=backend, capacity=capacity)[0])
 
 
 def _program(params: gaussians.Params, height: int, width: int, backend: str) -> Callable:
-    projected = gaussians.project(params, fitted_height=height, fitted_width=width)
-    capacity = pair_capacity(*projected, height, width, backend=backend)
+    capacity = capacity_for(params, height, width, backend=backend)
     return render_program(height, width, backend, capacity)
 
 

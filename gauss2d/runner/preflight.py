@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import pathlib
 
-from gauss2d import render
 from gauss2d.errors import Gauss2dError
 from gauss2d.io import checkpoint
 from gauss2d.io import images as data
-from gauss2d.render import tiling
+from gauss2d.render import registry
 from gauss2d.settings import Settings
 
 # Rough bytes per pair slot in one training step: a [tile * tile] float32
@@ -51,7 +50,7 @@ def check_memory(name: str, capacity: int, height: int, width: int, settings: Se
     Raises:
       Gauss2dError: over the limit, with what to change.
     """
-    tile = render.TILE_SIZES.get(settings.render.backend, 0)  # the dense reference has no pairs
+    tile = registry.lookup(settings.render.backend).tile or 0  # the dense reference has no pairs
     estimate = capacity * tile * tile * BYTES_PER_PAIR_PIXEL + height * width * 3 * 4 * 16
     limit = settings.memory_limit_gb * 2**30
     if estimate > limit:
@@ -65,7 +64,7 @@ def check_memory(name: str, capacity: int, height: int, width: int, settings: Se
 def init_pairs_estimate(height: int, width: int, settings: Settings) -> int:
     """Pair slots the configured initialisation is expected to need: an upper estimate."""
     backend = settings.render.backend
-    tile = render.TILE_SIZES.get(backend, tiling.TILE) if backend != "reference" else 8
+    tile = registry.lookup(backend).tile or 8
     area = (8 / tile) ** 2
     per_pixel = 0.0 if settings.model.init == "random" else INIT_PAIRS_PER_PIXEL * area
     per_gaussian = max(1.0, INIT_PAIRS_PER_GAUSSIAN * area)

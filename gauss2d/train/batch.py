@@ -43,6 +43,7 @@ from jax.sharding import PartitionSpec as P
 
 from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
+from gauss2d.render import capacity_for
 from gauss2d.settings import Settings
 from gauss2d.train import engine as train
 from gauss2d.train import fit, optim
@@ -187,7 +188,7 @@ def fit_batch(
     log_every = min(settings.log_every, iterations)
     states, optimizer = _initial_states(targets, settings, keys, states, batch)
     backend = settings.render.backend
-    capacity = max(train.needed_capacity(s.params, height, width, backend) for s in states)
+    capacity = max(capacity_for(s.params, height, width, backend=backend) for s in states)
 
     devices = list(devices) if devices else jax.local_devices()[:1]
     slots = padded_size(batch, pad_to, len(devices))

@@ -53,8 +53,7 @@ from absl import logging
 from gauss2d import gaussians
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import pair_capacity, render_tiled
-from gauss2d.render.alpha import render_alpha_with_stats
+from gauss2d.render import pair_capacity, render_with_stats
 from gauss2d.settings import Settings
 from gauss2d.train import engine as train
 from gauss2d.train import fit, optim
@@ -165,11 +164,16 @@ def _color_render(params: gaussians.Params, height: int, width: int, capacity: i
     """colours [N, 3] -> the unclamped render [H, W, 3] of ``params``' geometry (sum or alpha); linear."""
     if gaussians.blend_of(params) == "alpha":
         proj, opacities, depths = gaussians.project_alpha(params, fitted_height=height, fitted_width=width)
-        return lambda c: render_alpha_with_stats(
-            proj.means, proj.conics, c, opacities, depths, height, width, backend="xla", capacity=capacity
+        return lambda c: render_with_stats(
+            gaussians.ProjectedAlpha(proj.means, proj.conics, c, opacities, depths),
+            height,
+            width,
+            capacity=capacity,
         )[0]
     proj = gaussians.project(params, fitted_height=height, fitted_width=width)
-    return lambda c: render_tiled(proj.means, proj.conics, c, height, width, capacity=capacity)[0]
+    return lambda c: render_with_stats(
+        gaussians.Projected(proj.means, proj.conics, c), height, width, capacity=capacity
+    )[0]
 
 
 @functools.partial(jax.jit, static_argnames=("capacity", "iterations"))
@@ -314,7 +318,7 @@ def allocate(
     height, width = target.shape[:2]
     n = gaussians.num_gaussians(params)
     capacity = pair_capacity(
-        *gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend="xla"
+        gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend="xla"
     )
     error, contrib, solve_target = diagnose(params, target, capacity=capacity)
     active = np.asarray(active_mask(params))
@@ -335,7 +339,7 @@ def allocate(
     proj = gaussians.project(params, fitted_height=height, fitted_width=width)
     free = jnp.zeros((n,), bool).at[slots].set(True)
     if gaussians.blend_of(params) == "alpha":
-        capacity = pair_capacity(*proj, height, width, backend="xla")
+        capacity = pair_capacity(proj, height, width, backend="xla")
         colors = solve_colors_blended(
             params, solve_target, free, capacity=capacity, iterations=max(color_iterations, 0)
         )

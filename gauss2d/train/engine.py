@@ -43,7 +43,7 @@ Plugging in a new objective (e.g. rate-aware fine-tuning, D + lambda R):
    runs with the same key share one compilation). ``constrain`` projects the
    parameters after each update (QAT keeps LSQ scales positive).
 4. ``state = init_state(params, optimizer, extra)``, ``capacity =
-   needed_capacity(params, height, width, backend)``, then ``run_image(
+   capacity_for(params, height, width, backend=backend)``, then ``run_image(
    objective, state, target, capacity, iterations, log_every)``; read
    ``Run.state`` (``.extra`` included), ``Run.histories[0]``,
    ``Run.stopped[0]``. For a batch, ``fit_batch.batch_chunks`` and ``run``
@@ -65,8 +65,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from gauss2d.render import RenderStats, tiling
-from gauss2d.render.params import needed_capacity as needed_capacity  # re-exported: the first buffer
+from gauss2d.render import RenderStats, capacity_bucket
 from gauss2d.settings import Settings
 
 HISTORY_KEYS = ("step", "loss", "psnr")
@@ -434,7 +433,7 @@ def run(
         state, metrics = chunk(state, inputs[0], total, *inputs[1:])
         flags = _read_flags(state)
         if flags.overflow.any():
-            capacity = tiling.capacity_bucket(int(flags.max_pairs.max()))
+            capacity = capacity_bucket(int(flags.max_pairs.max()))
             logging.info(
                 "pair buffer overflow near step %d: capacity -> %d, re-running chunk", steps.max(), capacity
             )

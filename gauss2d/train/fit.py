@@ -22,8 +22,7 @@ import optax
 from gauss2d import gaussians
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
-from gauss2d.render.alpha import ALPHA_BACKENDS
-from gauss2d.render.blend import render_blended
+from gauss2d.render import capacity_for, registry, render_with_stats
 from gauss2d.settings import Settings
 from gauss2d.train import engine as train
 from gauss2d.train import losses, optim
@@ -60,10 +59,10 @@ def validate_settings(settings: Settings) -> None:
     for key, value, ok, expected in checks:
         if not ok(value):
             raise Gauss2dError(f"config {key}={value!r} is invalid: expected {expected}")
-    if settings.model.blend == "alpha" and settings.render.backend not in ALPHA_BACKENDS:
+    if settings.model.blend == "alpha" and settings.render.backend not in registry.names():
         raise Gauss2dError(
             f"config render.backend={settings.render.backend!r} has no alpha-compositing kernel: "
-            f"with model.blend='alpha' use one of {ALPHA_BACKENDS}"
+            f"with model.blend='alpha' use one of {registry.names()}"
         )
 
 
@@ -83,7 +82,7 @@ def objective(
 
     def loss(capacity: int) -> train.LossFn:
         def fn(params, extra, target, mask):
-            image, stats = render_blended(params, height, width, backend=backend, capacity=capacity)
+            image, stats = render_with_stats(params, height, width, backend=backend, capacity=capacity)
             image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
             value, _ = loss_fn(image, target, mask)
             return value, train.Aux(stats, losses.l2(image, target, mask))
@@ -156,7 +155,7 @@ def fit_image(
         state = train.init_state(params, optimizer)
     else:
         optimizer = optim.make_optimizer(settings.optim, state.params)
-    capacity = train.needed_capacity(state.params, height, width, settings.render.backend)
+    capacity = capacity_for(state.params, height, width, backend=settings.render.backend)
     goal = objective(settings, optimizer, height, width, state.params)
     out = train.run_image(goal, state, target, capacity, iterations, log_every, on_chunk)
     return FitResult(out.state.params, out.state, out.histories[0], out.seconds, out.capacity, out.stopped[0])

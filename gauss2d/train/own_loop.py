@@ -78,7 +78,7 @@ def objective(
         def fn(params, extra, target, mask):
             del extra
             proj = gaussians.project(params, fitted_height=height, fitted_width=width)
-            image, stats = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
+            image, stats = render_with_stats(proj, height, width, backend=backend, capacity=capacity)
             image = jnp.clip(image, 0.0, 1.0)
             value = loss(image, target, params)
             return value, engine.Aux(stats, losses.l2(image, target, mask))
@@ -144,4 +144,4 @@ def train(
 
 def _capacity(params, height: int, width: int, backend: str) -> int:
     proj = gaussians.project(params, fitted_height=height, fitted_width=width)
-    return pair_capacity(*proj, height, width, backend=backend)
+    return pair_capacity(proj, height, width, backend=backend)

@@ -1,4 +1,4 @@
-"""Tiled renderer in plain jnp: portable (CPU, GPU, TPU) and differentiable.
+"""The sum model's tiled renderer in plain jnp (DESIGN.md section 2): portable and differentiable.
 
 Work is pair-major: each (tile, Gaussian) slot of the pair buffer evaluates
 its Gaussian on the tile's 8x8 pixel centres and is scatter-added into its
@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from gauss2d.render import common, passes, tiling
 from gauss2d.render.passes import RenderStats
 
-__all__ = ["XLA_TILE", "RenderStats", "pair_colors", "render_tiled", "render_xla"]
+__all__ = ["XLA_TILE", "pair_colors", "render_tiled"]
 
 # 8x8 tiles: at the paper's ~1-3 px Gaussians a 16x16 tile evaluates mostly
 # pixels outside the cut-off. Measured on the 2-core CPU, loss + grad, same
@@ -143,10 +143,7 @@ def _blank(geo: passes.Geometry, dtype) -> jax.Array:
 
 def _to_image(canvas, geo: passes.Geometry) -> jax.Array:
     """The image [height, width, 3] of a tile canvas."""
-    tiles_y = geo.num_tiles // geo.tiles_x
-    t = geo.tile
-    image = canvas[: geo.num_tiles].reshape(tiles_y, geo.tiles_x, 3, t, t).transpose(0, 3, 1, 4, 2)
-    return image.reshape(tiles_y * t, geo.tiles_x * t, 3)[: geo.height, : geo.width]
+    return tiling.tiles_to_image(canvas[: geo.num_tiles], geo.height, geo.width, geo.tile, geo.tiles_x)
 
 
 TILE_CANVAS = passes.Canvas(_add_window, _blank, _to_image)
@@ -191,24 +188,3 @@ def render_tiled(
         tile=tile,
         max_pass=XLA_MAX_PASS,
     )
-
-
-def render_xla(
-    means: jax.Array,  # [N, 2] px
-    conics: jax.Array,  # [N, 3]
-    colors: jax.Array,  # [N, 3]
-    height: int,
-    width: int,
-    *,
-    capacity: int | None = None,
-    tile: int = XLA_TILE,
-) -> jax.Array:  # [height, width, 3]
-    """The public xla backend: always the exact image, tiled, under jit and vmap too.
-
-    ``capacity`` (pairs per pass) defaults to ``passes.default_capacity``:
-    the actual need for concrete inputs, a guess under a trace; inputs that
-    need more are rendered in several passes (exact; see passes.py).
-    """
-    if capacity is None:
-        capacity = passes.default_capacity(means, conics, colors, height, width, tile)
-    return render_tiled(means, conics, colors, height, width, capacity=capacity, tile=tile)[0]

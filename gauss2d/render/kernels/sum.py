@@ -22,15 +22,13 @@ The same function as every backend (DESIGN.md section 2), computed tile-major:
   uses ``program_id`` fails); ``vmap`` over a batch of images prepends a
   grid axis.
 
-Reference: ``gauss2d.render.reference.render_reference`` (dense, float64).
+Shared pallas_call setup: ``kernels.setup``. Reference: ``reference.render_reference`` (dense, float64).
 Docs: docs/pallas.md (usage, interpret mode, the lowering situation).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,94 +36,25 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
 from gauss2d.render import common, passes, tiling
+from gauss2d.render.kernels.setup import (
+    DEFAULT_CONFIG,
+    PallasConfig,
+    Static,
+    by_platform,
+    tile_call,
+    tile_pixels,
+    tile_spec,
+    whole_spec,
+)
 from gauss2d.render.passes import RenderStats
 
-__all__ = ["PallasConfig", "render_pallas", "render_tiled_pallas"]
+__all__ = ["PallasConfig", "render_tiled_pallas"]
 
 # Rows of the per-pair parameter table.
 _MX, _MY, _A, _B, _B_OVER_A, _DET_OVER_A, _CR, _CG, _CB = range(9)
 _NUM_PARAMS = 9
 # Rows of the per-pair gradient buffer: d mean (2), d conic (3), d colour (3).
 _NUM_PARTIALS = 8
-# Triton's limit on the elements of one in-kernel block value (its
-# TRITON_MAX_TENSOR_NUMEL); a [chunk, tile * tile] temporary above it fails
-# at lowering, far from the config that caused it.
-MAX_BLOCK_ELEMENTS = 2**20
-# Platforms on which the kernels compile; everywhere else they are interpreted.
-_COMPILED_PLATFORMS = ("cuda", "rocm")
-
-
-@dataclasses.dataclass(frozen=True)
-class PallasConfig:
-    """Static knobs of the Pallas kernels; changing one recompiles.
-
-    Attributes:
-      tile: tile side in pixels (power of two). 16 as in GaussianImage.
-      chunk: pairs processed per inner-loop step (power of two); each step
-        holds [chunk, tile * tile] values per temporary.
-      num_warps: Triton warps per program (GPU only).
-      num_stages: Triton software-pipelining stages (GPU only).
-      lowering: GPU lowering, "triton" (the only one implemented; see
-        ``_compiler_params``).
-    """
-
-    tile: int = 16
-    chunk: int = 16
-    num_warps: int = 4
-    num_stages: int = 2
-    lowering: str = "triton"
-
-    def __post_init__(self):
-        for name in ("tile", "chunk", "num_warps"):
-            value = getattr(self, name)
-            if value < 1 or value & (value - 1):
-                raise ValueError(f"{name}={value} must be a power of two (Triton shapes and warps)")
-        elements = self.tile * self.tile * self.chunk
-        if elements > MAX_BLOCK_ELEMENTS:
-            raise ValueError(
-                f"tile={self.tile}, chunk={self.chunk}: each temporary would hold tile*tile*chunk="
-                f"{elements} values; Triton allows at most {MAX_BLOCK_ELEMENTS} (2**20) per block"
-            )
-        if self.num_stages < 1:
-            raise ValueError(f"num_stages={self.num_stages} must be >= 1")
-        if self.lowering != "triton":
-            raise ValueError(f"lowering={self.lowering!r} is not implemented; expected 'triton'")
-
-
-DEFAULT_CONFIG = PallasConfig()
-
-
-def _compiler_params(config: PallasConfig):
-    """The one place that picks the GPU lowering.
-
-    Passing Triton compiler params makes ``pallas_call`` lower through Triton
-    even where Mosaic GPU is the default (JAX >= 0.10, Hopper and newer).
-    Triton is deprecated from JAX 0.11 (still present there; the GPU run
-    that confirms it on 0.11.2 is owed, docs/pallas.md). A Mosaic GPU kernel
-    would be a second backend (``pl.kernel`` style, which cannot be vmapped
-    today) registered beside this one, not a flag on this one.
-    """
-    if config.lowering == "triton":
-        return pltriton.CompilerParams(num_warps=config.num_warps, num_stages=config.num_stages)
-    raise AssertionError(config.lowering)  # PallasConfig validates lowering
-
-
-class _Static(NamedTuple):
-    """Hashable static arguments of the custom_vjp."""
-
-    config: PallasConfig
-    tiles_x: int
-    num_tiles: int
-    num_gaussians: int
-    interpret: bool | None  # None: chosen by the platform lowered for (``_by_platform``)
-
-
-def _tile_pixels(t, tile: int, tiles_x: int):
-    """Pixel-centre coordinates of tile t, pixels flattened row-major. 2 x [tile * tile]."""
-    pix = jax.lax.broadcasted_iota(jnp.int32, (tile * tile,), 0)
-    px = ((t % tiles_x) * tile + pix % tile).astype(jnp.float32) + 0.5
-    py = ((t // tiles_x) * tile + pix // tile).astype(jnp.float32) + 0.5
-    return px, py
 
 
 def _chunk_weights(params_ref, off, end, px, py, chunk: int):
@@ -150,12 +79,12 @@ def _chunk_weights(params_ref, off, end, px, py, chunk: int):
     return w, dx, dy, u, mask, rows
 
 
-def _forward_kernel(starts_ref, params_ref, out_r_ref, out_g_ref, out_b_ref, *, static: _Static):
+def _forward_kernel(starts_ref, params_ref, out_r_ref, out_g_ref, out_b_ref, *, static: Static):
     """One tile: sum c_n w_n over the tile's pairs. Outputs are [tile * tile] blocks."""
     config = static.config
     t = pl.program_id(0)
     start, end = starts_ref[t], starts_ref[t + 1]
-    px, py = _tile_pixels(t, config.tile, static.tiles_x)
+    px, py = tile_pixels(t, config.tile, static.tiles_x)
 
     def body(i, acc):
         w, _, _, _, _, rows = _chunk_weights(params_ref, start + i * config.chunk, end, px, py, config.chunk)
@@ -170,13 +99,13 @@ def _forward_kernel(starts_ref, params_ref, out_r_ref, out_g_ref, out_b_ref, *, 
         ref[...] = value
 
 
-def _backward_kernel(starts_ref, params_ref, cot_r_ref, cot_g_ref, cot_b_ref, *out_refs, static: _Static):
+def _backward_kernel(starts_ref, params_ref, cot_r_ref, cot_g_ref, cot_b_ref, *out_refs, static: Static):
     """One tile: each pair's 8 partial gradients, written to the pair's own slots of out_refs (8 x [P'])."""
     config = static.config
     chunk = config.chunk
     t = pl.program_id(0)
     start, end = starts_ref[t], starts_ref[t + 1]
-    px, py = _tile_pixels(t, config.tile, static.tiles_x)
+    px, py = tile_pixels(t, config.tile, static.tiles_x)
     cot = [ref[...] for ref in (cot_r_ref, cot_g_ref, cot_b_ref)]  # 3 x [t*t]
 
     def body(i, carry):
@@ -224,70 +153,46 @@ def _pair_table(means, conics, colors, gauss_ids, starts, chunk: int):
     return jnp.pad(table, ((0, 0), (0, chunk)))
 
 
-def _by_platform(call, static: _Static, *args):
-    """``call(*args, interpret=...)`` with interpret mode resolved for the platform being lowered for.
-
-    An explicit ``static.interpret`` wins. Otherwise ``lax.platform_dependent``
-    makes the choice when the program is lowered: the compiled kernels for
-    cuda / rocm, the interpreter for every other platform (Pallas cannot
-    compile for CPU). Deciding from the host's default backend at trace time
-    instead would put the interpreter into a program that a CPU host lowers or
-    exports for a GPU (DESIGN.md section 6).
-    """
-    if static.interpret is not None:
-        return call(*args, interpret=static.interpret)
-    compiled = functools.partial(call, interpret=False)
-    branches = {platform: compiled for platform in _COMPILED_PLATFORMS}
-    return jax.lax.platform_dependent(*args, **branches, default=functools.partial(call, interpret=True))
-
-
-def _forward_call(starts, table, static: _Static):
+def _forward_call(starts, table, static: Static):
     """Forward: (starts [T + 1], table [9, P']) -> 3 x [T, tile * tile] (r, g, b)."""
-    return _by_platform(functools.partial(_forward_pallas_call, static=static), static, starts, table)
+    return by_platform(functools.partial(_forward_pallas_call, static=static), static, starts, table)
 
 
-def _forward_pallas_call(starts, table, *, static: _Static, interpret: bool):
-    config = static.config
-    tt = config.tile * config.tile
-    whole = pl.no_block_spec
-    tile_block = pl.BlockSpec((None, tt), lambda t: (t, 0))
+def _forward_pallas_call(starts, table, *, static: Static, interpret: bool):
+    tt = static.config.tile * static.config.tile
     out = jax.ShapeDtypeStruct((static.num_tiles, tt), jnp.float32)
-    return pl.pallas_call(
-        functools.partial(_forward_kernel, static=static),
+    tile = tile_spec(static)
+    return tile_call(
+        _forward_kernel,
+        static,
         out_shape=(out, out, out),
-        grid=(static.num_tiles,),
-        in_specs=[whole, whole],
-        out_specs=(tile_block, tile_block, tile_block),
-        compiler_params=_compiler_params(config),
-        interpret=interpret,
+        in_specs=[whole_spec(), whole_spec()],
+        out_specs=(tile, tile, tile),
         name="gauss2d_render_fwd",
+        interpret=interpret,
     )(starts, table)
 
 
-def _backward_call(starts, table, cot, static: _Static):
+def _backward_call(starts, table, cot, static: Static):
     """Backward: (starts, table, 3 x [T, tile * tile] cotangent) -> 8 x [P'] partials."""
-    return _by_platform(functools.partial(_backward_pallas_call, static=static), static, starts, table, *cot)
+    return by_platform(functools.partial(_backward_pallas_call, static=static), static, starts, table, *cot)
 
 
-def _backward_pallas_call(starts, table, *cot, static: _Static, interpret: bool):
-    config = static.config
-    tt = config.tile * config.tile
-    whole = pl.no_block_spec
-    tile_block = pl.BlockSpec((None, tt), lambda t: (t, 0))
-    return pl.pallas_call(
-        functools.partial(_backward_kernel, static=static),
+def _backward_pallas_call(starts, table, *cot, static: Static, interpret: bool):
+    tile = tile_spec(static)
+    return tile_call(
+        _backward_kernel,
+        static,
         out_shape=(jax.ShapeDtypeStruct((table.shape[1],), jnp.float32),) * _NUM_PARTIALS,
-        grid=(static.num_tiles,),
-        in_specs=[whole, whole, tile_block, tile_block, tile_block],
-        out_specs=(whole,) * _NUM_PARTIALS,
-        compiler_params=_compiler_params(config),
-        interpret=interpret,
+        in_specs=[whole_spec(), whole_spec(), tile, tile, tile],
+        out_specs=(whole_spec(),) * _NUM_PARTIALS,
         name="gauss2d_render_bwd",
+        interpret=interpret,
     )(starts, table, *cot)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _rasterize(means, conics, colors, gauss_ids, starts, static: _Static):
+def _rasterize(means, conics, colors, gauss_ids, starts, static: Static):
     """Tiles [3, num_tiles, tile * tile] from tile-sorted pairs (see module doc)."""
     table = _pair_table(means, conics, colors, gauss_ids, starts, static.config.chunk)
     return jnp.stack(_forward_call(starts, table, static))
@@ -315,14 +220,11 @@ def _rasterize_bwd(static, residuals, cot_tiles):
 _rasterize.defvjp(_rasterize_fwd, _rasterize_bwd)
 
 
-def _rasterize_window(means, conics, colors, pairs: tiling.Pairs, geo: passes.Geometry, *, static: _Static):
+def _rasterize_window(means, conics, colors, pairs: tiling.Pairs, geo: passes.Geometry, *, static: Static):
     """One pass: the image [height, width, 3] of the pairs in one window (see passes.py)."""
     sorted_pairs, starts = tiling.sort_by_tile(pairs, static.num_tiles)
     tiles = _rasterize(means, conics, colors, sorted_pairs.gauss_ids, starts, static)  # [3, T, t*t]
-    t, tiles_x = geo.tile, geo.tiles_x
-    tiles_y = geo.num_tiles // tiles_x
-    image = tiles.reshape(3, tiles_y, tiles_x, t, t).transpose(1, 3, 2, 4, 0)  # [ty, t, tx, t, 3]
-    return image.reshape(tiles_y * t, tiles_x * t, 3)[: geo.height, : geo.width]
+    return tiling.tiles_to_image(jnp.moveaxis(tiles, 0, 1), geo.height, geo.width, geo.tile, geo.tiles_x)
 
 
 def render_tiled_pallas(
@@ -341,7 +243,7 @@ def render_tiled_pallas(
     Args:
       means, conics, colors: the projected Gaussians (see ``gauss2d.render.render``).
       height, width: image size in pixels (any; need not be tile multiples).
-      capacity: pairs per pass (static; see ``tiling.capacity_bucket``).
+      capacity: pairs per pass (static; see ``capacity.capacity_bucket``).
       config: static kernel knobs.
       interpret: run the kernels in Pallas interpret mode (True) or compiled
         (False); None decides by the platform the program is lowered for:
@@ -363,7 +265,7 @@ def render_tiled_pallas(
         )
     means, conics, colors = common.as_render_dtype(means, conics, colors)
     tiles_y, tiles_x = tiling.tile_grid(height, width, config.tile)
-    static = _Static(
+    static = Static(
         config, tiles_x, tiles_y * tiles_x, means.shape[0], None if interpret is None else bool(interpret)
     )
     return passes.render_in_passes(
@@ -376,34 +278,3 @@ def render_tiled_pallas(
         capacity=capacity,
         tile=config.tile,
     )
-
-
-def render_pallas(
-    means: jax.Array,  # [N, 2] px
-    conics: jax.Array,  # [N, 3]
-    colors: jax.Array,  # [N, 3]
-    height: int,
-    width: int,
-    *,
-    capacity: int | None = None,
-    config: PallasConfig = DEFAULT_CONFIG,
-    interpret: bool | None = None,
-) -> jax.Array:  # [height, width, 3] float32
-    """The public pallas backend: always the exact image, tiled, under jit and vmap too.
-
-    Capacity as in ``xla.render_xla`` (``passes.default_capacity``).
-    """
-    if capacity is None:
-        capacity = passes.default_capacity(means, conics, colors, height, width, config.tile)
-    return render_tiled_pallas(
-        means, conics, colors, height, width, capacity=capacity, config=config, interpret=interpret
-    )[0]
-
-
-def _register() -> None:
-    from gauss2d.render import register_backend  # noqa: PLC0415 (the registry imports this module lazily)
-
-    register_backend("pallas", render_pallas, tiled=render_tiled_pallas, tile=DEFAULT_CONFIG.tile)
-
-
-_register()

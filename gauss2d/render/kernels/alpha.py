@@ -29,7 +29,7 @@ The same function as ``alpha_xla`` and ``alpha_reference``, computed tile-major:
   XLA. The partials are put back in binning order and segment-summed into
   Gaussians (deterministic, as in ``alpha_xla``).
 - ``jax.custom_vjp`` joins the two; ``vmap`` prepends a grid axis; interpret
-  mode is chosen by the platform lowered for (``pallas._by_platform``).
+  mode is chosen by the platform lowered for (``kernels.setup.by_platform``).
 
 With the discrete choices fixed (order, counted, stop, 0.99 clamp):
 dI/dalpha_n = T_n c_n - (sum_{m>n} T_m alpha_m c_m + T_final bg) / (1 - alpha_n).
@@ -52,7 +52,15 @@ from jax.experimental.pallas import triton as pltriton
 
 from gauss2d.render import alpha_common, common, tiling
 from gauss2d.render.alpha_common import ALPHA_MAX, ALPHA_T_STOP
-from gauss2d.render.pallas import PallasConfig, _by_platform, _compiler_params, _Static, _tile_pixels
+from gauss2d.render.kernels.setup import (
+    PallasConfig,
+    Static,
+    by_platform,
+    tile_call,
+    tile_pixels,
+    tile_spec,
+    whole_spec,
+)
 from gauss2d.render.passes import RenderStats
 
 __all__ = ["DEFAULT_CONFIG", "render_alpha_tiled_pallas"]
@@ -89,7 +97,7 @@ def _pair_alpha(table_ref, slot, px, py):
     return dict(w=w, raw=raw, alpha=alpha, counted=counted, dx=dx, dy=dy, u=u), row
 
 
-def _forward_kernel(starts_ref, table_ref, out_r, out_g, out_b, out_final, out_last, *, static: _Static):
+def _forward_kernel(starts_ref, table_ref, out_r, out_g, out_b, out_final, out_last, *, static: Static):
     """One tile, front to back. Outputs are [tile * tile] blocks.
 
     Carry per pixel: the colour so far, ``product`` = prod (1 - alpha) over
@@ -103,7 +111,7 @@ def _forward_kernel(starts_ref, table_ref, out_r, out_g, out_b, out_final, out_l
     chunk = config.chunk
     t = pl.program_id(0)
     start, end = starts_ref[t], starts_ref[t + 1]
-    px, py = _tile_pixels(t, config.tile, static.tiles_x)
+    px, py = tile_pixels(t, config.tile, static.tiles_x)
 
     def step(slot, carry):
         acc_r, acc_g, acc_b, product, trans, last = carry
@@ -145,14 +153,14 @@ def _forward_kernel(starts_ref, table_ref, out_r, out_g, out_b, out_final, out_l
 
 
 def _backward_kernel(
-    starts_ref, table_ref, cot_r, cot_g, cot_b, cot_final, final_ref, last_ref, *out_refs, static: _Static
+    starts_ref, table_ref, cot_r, cot_g, cot_b, cot_final, final_ref, last_ref, *out_refs, static: Static
 ):
     """One tile, back to front from its last composited pair; 9 partials per pair into out_refs (9 x [P'])."""
     config = static.config
     chunk = config.chunk
     t = pl.program_id(0)
     start, end = starts_ref[t], starts_ref[t + 1]
-    px, py = _tile_pixels(t, config.tile, static.tiles_x)
+    px, py = tile_pixels(t, config.tile, static.tiles_x)
     g = [ref[...] for ref in (cot_r, cot_g, cot_b)]  # 3 x [t*t]
     last = last_ref[...]  # [t*t] int32
     final = final_ref[...]
@@ -216,51 +224,42 @@ def _pair_table(means, conics, colors, opacities, gauss_ids, starts, chunk: int)
     return jnp.pad(table, ((0, 0), (0, chunk)))
 
 
-def _forward_pallas_call(starts, table, *, static: _Static, interpret: bool):
-    config = static.config
-    tt = config.tile * config.tile
-    whole = pl.no_block_spec
-    tile_block = pl.BlockSpec((None, tt), lambda t: (t, 0))
+def _forward_pallas_call(starts, table, *, static: Static, interpret: bool):
+    tt = static.config.tile * static.config.tile
     floats = jax.ShapeDtypeStruct((static.num_tiles, tt), jnp.float32)
-    return pl.pallas_call(
-        functools.partial(_forward_kernel, static=static),
+    return tile_call(
+        _forward_kernel,
+        static,
         out_shape=(floats,) * 4 + (jax.ShapeDtypeStruct((static.num_tiles, tt), jnp.int32),),
-        grid=(static.num_tiles,),
-        in_specs=[whole, whole],
-        out_specs=(tile_block,) * 5,
-        compiler_params=_compiler_params(config),
-        interpret=interpret,
+        in_specs=[whole_spec(), whole_spec()],
+        out_specs=(tile_spec(static),) * 5,
         name=FORWARD_NAME,
+        interpret=interpret,
     )(starts, table)
 
 
-def _backward_pallas_call(starts, table, *blocks, static: _Static, interpret: bool):
-    config = static.config
-    tt = config.tile * config.tile
-    whole = pl.no_block_spec
-    tile_block = pl.BlockSpec((None, tt), lambda t: (t, 0))
-    return pl.pallas_call(
-        functools.partial(_backward_kernel, static=static),
+def _backward_pallas_call(starts, table, *blocks, static: Static, interpret: bool):
+    return tile_call(
+        _backward_kernel,
+        static,
         out_shape=(jax.ShapeDtypeStruct((table.shape[1],), jnp.float32),) * _NUM_PARTIALS,
-        grid=(static.num_tiles,),
-        in_specs=[whole, whole] + [tile_block] * 6,
-        out_specs=(whole,) * _NUM_PARTIALS,
-        compiler_params=_compiler_params(config),
-        interpret=interpret,
+        in_specs=[whole_spec(), whole_spec()] + [tile_spec(static)] * 6,
+        out_specs=(whole_spec(),) * _NUM_PARTIALS,
         name=BACKWARD_NAME,
+        interpret=interpret,
     )(starts, table, *blocks)
 
 
 def _forward(means, conics, colors, opacities, gauss_ids, starts, static):
     table = _pair_table(means, conics, colors, opacities, gauss_ids, starts, static.config.chunk)
-    r, g, b, final, last = _by_platform(
+    r, g, b, final, last = by_platform(
         functools.partial(_forward_pallas_call, static=static), static, starts, table
     )
     return (jnp.stack([r, g, b]), final), (table, last)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(8,))
-def _composite(means, conics, colors, opacities, tile_ids, gauss_ids, slots, starts, static: _Static):
+def _composite(means, conics, colors, opacities, tile_ids, gauss_ids, slots, starts, static: Static):
     """(colour [3, num_tiles, t*t], T_final [num_tiles, t*t]) from (tile, depth)-sorted pairs.
 
     ``tile_ids`` [P] sorted, ``gauss_ids`` [P] in compositing order within a
@@ -278,7 +277,7 @@ def _composite_fwd(means, conics, colors, opacities, tile_ids, gauss_ids, slots,
 def _composite_bwd(static, residuals, cotangents):
     table, last, final, tile_ids, gauss_ids, slots, starts = residuals
     cot_color, cot_final = cotangents  # [3, T, t*t], [T, t*t]
-    partials = _by_platform(
+    partials = by_platform(
         functools.partial(_backward_pallas_call, static=static),
         static,
         starts,
@@ -296,13 +295,7 @@ def _composite_bwd(static, residuals, cotangents):
     rows = jnp.minimum(tile_ids, static.num_tiles - 1)
     written = (tile_ids < static.num_tiles) & (jnp.arange(num, dtype=jnp.int32) <= tile_last[rows])
     per_pair = jnp.where(written[:, None], jnp.stack(partials)[:, :num].T, 0.0)  # [P, 9]
-    # Back to binning order (a permutation), where Gaussian ids ascend: the
-    # sorted segment-sum of alpha_xla, deterministic.
-    per_pair = jnp.zeros_like(per_pair).at[slots].set(per_pair, unique_indices=True)
-    binned_ids = jnp.zeros_like(gauss_ids).at[slots].set(gauss_ids, unique_indices=True)
-    per_gauss = jax.ops.segment_sum(
-        per_pair, binned_ids, num_segments=static.num_gaussians, indices_are_sorted=True
-    )  # [N, 9]
+    per_gauss = alpha_common.pairs_to_gaussians(per_pair, gauss_ids, slots, static.num_gaussians)  # [N, 9]
     grads = per_gauss[:, 0:2], per_gauss[:, 2:5], per_gauss[:, 5:8], per_gauss[:, 8]
     return (*grads, None, None, None, None)
 
@@ -328,22 +321,22 @@ def render_alpha_tiled_pallas(
     """Renders section 2b with the Pallas kernels and a fixed pair capacity; exact iff not overflow.
 
     Args:
-      means, conics, colors, opacities, depths: as ``alpha.render_alpha``
+      means, conics, colors, opacities, depths: as ``gaussians.ProjectedAlpha``
         (cast to float32: the kernels are float32).
       height, width: image size in pixels (any; need not be tile multiples).
       background: the colour behind everything, weighted by T_final.
-      capacity: pair-buffer slots (static; ``alpha.alpha_pair_capacity``).
+      capacity: pair-buffer slots (static; ``capacity.pair_capacity``).
       tile: tile side; None takes ``config.tile`` (given, it replaces it).
-      config: static kernel knobs (``pallas.PallasConfig``; ``chunk`` is the
+      config: static kernel knobs (``kernels.setup.PallasConfig``; ``chunk`` is the
         number of pairs unrolled per loop step here).
       interpret: True / False forces interpret mode / compiled kernels; None
         decides by the platform lowered for (compiled on cuda / rocm).
 
     Returns:
-      (image [height, width, 3] float32, RenderStats). On overflow (pairs
-      needed > capacity) the image misses the pairs past the buffer, exactly
-      like the xla alpha backend: ``alpha.render_alpha`` then falls back to
-      the dense reference and training regrows the buffer and re-runs.
+      (image [height, width, 3] float32, RenderStats). One pass only: on
+      overflow (pairs needed > capacity) the image misses the pairs past
+      the buffer. The registered backend (``kernels.render_alpha_pallas``)
+      never returns that image: it renders such inputs with the xla pass loop.
     """
     if tile is not None and tile != config.tile:
         config = dataclasses.replace(config, tile=tile)
@@ -368,13 +361,12 @@ def render_alpha_tiled_pallas(
     tiles_y, tiles_x = tiling.tile_grid(height, width, tile)
     num_tiles = tiles_y * tiles_x
     starts = jnp.searchsorted(tile_ids, jnp.arange(num_tiles + 1, dtype=jnp.int32), side="left")
-    static = _Static(
+    static = Static(
         config, tiles_x, num_tiles, means.shape[0], None if interpret is None else bool(interpret)
     )
     accum, final = _composite(
         means, conics, colors, opacities, tile_ids, gauss_ids, slots, starts.astype(jnp.int32), static
     )
     tiles = accum + final[None] * background[:, None, None]  # [3, T, t*t]
-    image = tiles.reshape(3, tiles_y, tiles_x, tile, tile).transpose(1, 3, 2, 4, 0)
-    image = image.reshape(tiles_y * tile, tiles_x * tile, 3)[:height, :width]
+    image = tiling.tiles_to_image(jnp.moveaxis(tiles, 0, 1), height, width, tile, tiles_x)
     return image, RenderStats(pairs.num_pairs, pairs.overflow)
