@@ -113,11 +113,18 @@ def main() -> None:
     parser.add_argument("--hlo", action="store_true", help="also compare the compiled programs")
     args = parser.parse_args()
     import gauss2d  # noqa: PLC0415 (this checkout's, from PYTHONPATH)
-    from gauss2d import gaussians, settings  # noqa: PLC0415
+    from gauss2d import gaussians, render, settings  # noqa: PLC0415
     from gauss2d.train import engine as train
     from gauss2d.train import fit, optim
 
-    new = {"fit": fit, "gaussians": gaussians, "optim": optim, "engine": train, "settings": settings}
+    new = {
+        "fit": fit,
+        "gaussians": gaussians,
+        "optim": optim,
+        "engine": train,
+        "settings": settings,
+        "render": render,
+    }
     old = load_renamed(args.old.resolve(), "gauss2d_old")
     print(f"new: {pathlib.Path(gauss2d.__file__).parent}, old: {args.old.resolve()}")
     print(
