@@ -309,12 +309,20 @@ def test_depth_levels_merge_layers_and_still_round_trip():
         AlphaSettings(depth_levels=-1)
 
 
-def test_an_alpha_file_at_another_size_is_refused_not_rendered_as_a_sum():
-    from gauss2d.render import resolution
+def test_an_alpha_file_renders_at_another_size_as_the_alpha_model_not_as_a_sum():
+    # render_at composites the alpha model at any size (issue 22; tests/test_resolution.py checks
+    # it against the float64 oracle); a decoded alpha file must take that path, not the sum's.
+    from gauss2d.render import render, resolution
 
     out = decode(encode_v2(_params(20, seed=14), H, W)).params
-    with pytest.raises(Gauss2dError, match="model.blend='alpha' at another size is not built"):
-        resolution.render_at(out, H, W, 2 * H, 2 * W)
+    same = np.asarray(resolution.render_at(out, H, W, H, W, antialias=False))
+    np.testing.assert_allclose(same, np.asarray(render(out, H, W)), atol=1e-5)
+    big = np.asarray(resolution.render_at(out, H, W, 2 * H, 2 * W))
+    as_sum = np.asarray(
+        resolution.render_at(gaussians.CholeskyParams(out.xy, out.chol, out.color), H, W, 2 * H, 2 * W)
+    )
+    assert big.shape == (2 * H, 2 * W, 3)
+    assert np.max(np.abs(big - as_sum)) > 0.05
 
 
 @pytest.mark.slow
