@@ -357,4 +357,5 @@ def test_codec_cli_encodes_and_decodes_an_alpha_fit(tmp_path):
     expected = np.round(np.asarray(render_clamped(decoded.params, 40, 52)) * 255.0).astype(np.uint8)
     np.testing.assert_array_equal(np.asarray(Image.open(png).convert("RGB")), expected)
     proc = run("experiments.codec", "decode", str(out), str(tmp_path / "big.png"), "--scale=2")
-    assert_one_line_error(proc, "model.blend='alpha' at another size")
+    assert proc.returncode == 0, proc.stderr[-3000:]  # the alpha model renders at any size now
+    assert Image.open(tmp_path / "big.png").size == (104, 80)
