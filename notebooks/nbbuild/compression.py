@@ -47,24 +47,24 @@ from gauss2d.io import images as data
 from gauss2d.rd import baselines
 
 SMOKE = os.environ.get("GAUSS2D_NOTEBOOK_SMOKE") == "1"
-config = codec_config.get_config("smoke" if SMOKE else "")
+settings = codec_config.get_settings("smoke" if SMOKE else "")  # frozen typed settings
 print(f"SMOKE={SMOKE}, devices: {jax.devices()}")
 print(
-    f"format version {config.codec.version}: {config.model.num_points} Gaussians, "
-    f"{config.optim.iterations} fit steps, {config.codec.qat_steps} rate-aware fine-tuning steps "
-    f"(lambda {config.codec.lmbda}), step search {config.codec.step_search}"
+    f"format version {settings.codec.version}: {settings.model.num_points} Gaussians, "
+    f"{settings.optim.iterations} fit steps, {settings.codec.qat_steps} rate-aware fine-tuning steps "
+    f"(lambda {settings.codec.lmbda}), step search {settings.codec.step_search}"
 )
 
 target = data.load_image(data.sample_image_path())  # [H, W, 3] in [0, 1]: kodim23 at 384x256
 height, width = target.shape[:2]
-key = jax.random.key(config.seed)""",
+key = jax.random.key(settings.seed)""",
     ),
     (
         "md",
         """\
 ## Fit, fine-tune for rate and distortion, encode
 
-`compress.compress_image(target, config, key)` runs the codec's whole pipeline:
+`compress.compress_image(target, settings, key)` runs the codec's whole pipeline:
 
 1. fit `model.num_points` Gaussians (as in the quickstart);
 2. drop Gaussians that render nothing (they would cost bits);
@@ -85,12 +85,13 @@ It returns a `CompressResult`: `data` (the file's bytes) and `summary` (every me
         "code",
         """\
 def progress(stage, info):
-    total = config.optim.iterations if stage == "fit" else config.codec.qat_steps
+    total = settings.optim.iterations if stage == "fit" else settings.codec.qat_steps
     if info["step"] % 100 == 0 or info["step"] == total:
         print(f"{stage:3s} step {info['step']:5d}/{total}  PSNR {info['psnr']:.2f} dB")
 
 
-result = compress.compress_image(target, config, key, progress=progress)
+# baseline=True: also encode the same Gaussians in the paper's layout, for comparison below.
+result = compress.compress_image(target, settings, key, progress=progress, baseline=True)
 path = pathlib.Path("kodim23.g2d")
 path.write_bytes(result.data)
 
@@ -111,9 +112,9 @@ print(
 `summary["bits"]` splits the file by section: `header` (sizes, colour space, the quantiser steps
 and offsets, and the container: magic, version, section lengths, CRC), `positions`,
 `covariance` (the three Cholesky channels) and `color` (Y, Cb, Cr). `codec.bits_by_attribute`
-does the same for any file. For scale, `summary["gaussianimage"]` holds the same Gaussians in
-the paper's fixed-length layout (a version-1 file: FP16 positions, 6-bit Cholesky, 2 x 8
-residual-VQ colours, plainly quantised).""",
+does the same for any file. For scale, `summary["gaussianimage"]` (there with `baseline=True`)
+holds the same Gaussians in the paper's fixed-length layout (a version-1 file: FP16 positions,
+6-bit Cholesky, 2 x 8 residual-VQ colours, plainly quantised).""",
     ),
     (
         "code",

@@ -40,15 +40,17 @@ import numpy as np
 from configs import default
 from gauss2d import gaussians, metrics
 from gauss2d.io import images as data
-from gauss2d.render import render, resolution
+from gauss2d.render import render_clamped, resolution
+from gauss2d.settings import resolve
 from gauss2d.train import fit, optim
 
 SMOKE = os.environ.get("GAUSS2D_NOTEBOOK_SMOKE") == "1"
 config = default.get_config("smoke" if SMOKE else "")  # locked: an unknown key is an error
+settings = resolve(config)  # frozen typed settings: what every library function takes
 print(f"SMOKE={SMOKE}, devices: {jax.devices()}")
 print(
     f"{config.model.num_points} Gaussians, {config.optim.iterations} {config.optim.name} steps, "
-    f"rates {optim.group_learning_rates(config.optim)} ({config.optim.schedule}), "
+    f"rates {optim.group_learning_rates(settings.optim)} ({config.optim.schedule}), "
     f"init {config.model.init!r}"
 )""",
     ),
@@ -81,9 +83,11 @@ Each Gaussian n has 8 numbers (GaussianImage's Cholesky parameterisation, `gauss
 
 The image is the plain sum `I(p) = sum_n color_n exp(-0.5 (p - mu_n)^T Sigma_n^-1 (p - mu_n))`,
 cut off at weight 1/255: no depth sorting and no alpha blending, so the order of the Gaussians
-does not matter. `gaussians.project` maps the raw parameters to what the renderers take,
-`(means [N, 2], conics [N, 3], colors [N, 3])` with conic `Sigma^-1 = [[a, b], [b, c]]`, and
-`render` draws them (tiled XLA by default; `backend="pallas"` on a GPU).
+does not matter. `gaussians.project` maps the raw parameters to what the renderers take, a
+`gaussians.Projected(means [N, 2], conics [N, 3], colors [N, 3])` with conic
+`Sigma^-1 = [[a, b], [b, c]]`. `render.render(gs, height, width)` draws either form (raw
+parameters are projected at the fitted frame; tiled XLA by default, `backend="pallas"` on a GPU),
+and `render.render_clamped` is the clamped image for display.
 
 **Why content-aware initialisation.** The paper starts from random ~1 px Gaussians with random
 colours; with a budget of a few hundred steps that barely moves. `init="content"` places means
@@ -96,13 +100,12 @@ so step 0 already resembles the image (docs/init.md).""",
         """\
 key = jax.random.key(config.seed)
 random_init = gaussians.init_random(key, config.model.num_points)
-content_init = fit.initial_params(config, target, key)  # what fit_image starts from
+content_init = fit.initial_params(settings, target, key)  # what fit_image starts from
 
 
 def show(params):
     \"\"\"The clamped render [H, W, 3] of raw parameters, as a NumPy array.\"\"\"
-    projected = gaussians.project(params, fitted_height=height, fitted_width=width)  # the fitted frame
-    return np.clip(np.asarray(render(*projected, height, width)), 0.0, 1.0)
+    return np.asarray(render_clamped(params, height, width))  # projected at the fitted frame
 
 
 panels = [("target", target), ("random init", show(random_init)), ("content init", show(content_init))]
@@ -120,7 +123,7 @@ plt.show()""",
         """\
 ## Fit
 
-`fit.fit_image(target, config, key)` runs the whole optimisation: the loss (MSE on the
+`fit.fit_image(target, settings, key)` runs the whole optimisation: the loss (MSE on the
 clamped render here) is minimised with Adan, in jitted `lax.scan` chunks of `log_every` steps;
 `on_chunk` is called after each chunk. It returns a `FitResult` with `params` (the raw
 parameters), `history` (per-step `step`, `loss`, `psnr` arrays) and `seconds` (wall time,
@@ -136,7 +139,7 @@ def progress(state, info):
     )
 
 
-result = fit.fit_image(target, config, key, on_chunk=progress)
+result = fit.fit_image(target, settings, key, on_chunk=progress)
 print(f"{result.seconds:.1f} s (compilation included)")""",
     ),
     (
