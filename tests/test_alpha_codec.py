@@ -330,7 +330,7 @@ def test_codec_cli_encodes_and_decodes_an_alpha_fit(tmp_path):
     import json
 
     from PIL import Image
-    from test_codec_cli import TINY, assert_one_line_error, run
+    from test_codec_cli import TINY, run
 
     from gauss2d.io import images as data
 
