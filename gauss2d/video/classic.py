@@ -81,13 +81,9 @@ class VideoPoint:
     decode_fps: float
 
 
-def _av():
-    return frames_lib._av()
-
-
 def unavailable(encoders: Sequence[Encoder] = ENCODERS) -> dict[str, str]:
     """Encoder name -> why it cannot run here (its encoder or decoder is not in the FFmpeg build)."""
-    av = _av()
+    av = frames_lib.require_av()
     missing = {}
     for enc in encoders:
         for name, mode in ((enc.codec, "w"), (enc.decoder, "r")):
@@ -104,7 +100,7 @@ def encode_sequence(
     frames_u8: np.ndarray, enc: Encoder, crf: int, pix_fmt: str, fps: int = 25
 ) -> tuple[list[bytes], float]:
     """Encodes uint8 [T, H, W, 3] frames; returns (the packets' payloads, seconds)."""
-    av = _av()
+    av = frames_lib.require_av()
     height, width = frames_u8.shape[1:3]
     ctx = av.CodecContext.create(enc.codec, "w")
     ctx.width, ctx.height, ctx.pix_fmt = width, height, pix_fmt
@@ -123,7 +119,7 @@ def encode_sequence(
 
 def decode_packets(packets: list[bytes], enc: Encoder) -> tuple[np.ndarray, float]:
     """Decodes an elementary stream's packets -> (uint8 [T, H, W, 3] in display order, seconds)."""
-    av = _av()
+    av = frames_lib.require_av()
     ctx = av.CodecContext.create(enc.decoder, "r")
     out = []
     t0 = time.perf_counter()

@@ -34,7 +34,7 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".y4m", ".m4v", ".ivf
 INSTALL_HINT = "reading or writing a video file needs PyAV: pip install 'gauss2d[video]' (or: pip install av)"
 
 
-def _av():
+def require_av():
     """The PyAV module, or a Gauss2dError with the install line."""
     try:
         import av
@@ -92,7 +92,7 @@ def read_video(
       ImageError: a missing file, no video stream, a file FFmpeg cannot
         decode, no frames, or frames over ``memory_limit_gb``.
     """
-    av = _av()
+    av = require_av()
     path = pathlib.Path(path)
     if not path.is_file():
         raise ImageError(
@@ -168,7 +168,7 @@ def write_video(
     Raises:
       Gauss2dError: PyAV missing, an encoder the build lacks, bad frames or sizes.
     """
-    av = _av()
+    av = require_av()
     data = to_uint8(frames)
     height, width = data.shape[1:3]
     if pix_fmt == "yuv420p" and (height % 2 or width % 2):
