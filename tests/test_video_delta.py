@@ -25,6 +25,7 @@ def _state(n: int, seed: int = 0) -> FrameState:
 def _delta(n=10) -> PFrameDelta:
     return PFrameDelta(
         n,
+        np.zeros(6, np.int64),
         np.asarray([1, 4, 7]),
         np.asarray([[1, -2], [0, 3], [5, 0]]),
         np.asarray([[1, 0, 0], [0, -1, 0], [0, 0, 2]]),
@@ -38,7 +39,7 @@ def _delta(n=10) -> PFrameDelta:
 
 def test_apply_delta_matches_an_independent_float64_computation():
     ref, d = _state(10), _delta()
-    out = delta_lib.apply_delta(ref, d, STEPS)
+    out = delta_lib.apply_delta(ref, d, STEPS, 30, 40)
     keep = [0, 1, 3, 4, 5, 6, 7, 9]
     expect = [np.asarray(a, np.float64).copy() for a in ref]
     for row, i in enumerate([1, 4, 7]):
@@ -54,10 +55,40 @@ def test_apply_delta_matches_an_independent_float64_computation():
         np.testing.assert_array_equal(got[[0, 2, 4, 5]], want[[0, 3, 5, 6]])
 
 
+@pytest.mark.parametrize("cov_space", ["log", "cholesky"])
+def test_the_global_motion_warps_means_and_covariances_as_an_affine_map(cov_space):
+    steps = DeltaSteps(cov_space=cov_space)
+    rng = np.random.default_rng(3)
+    chol = (
+        rng.random((12, 3)) * [2, 1, 2] + [0.3, -0.5, 0.3] - np.asarray(gaussians.CHOLESKY_OFFSET)
+    ).astype(np.float32)
+    ref = _state(12)._replace(cov=np.asarray(delta_lib.to_cov_space(chol, cov_space), np.float32))
+    motion = np.asarray([40, -25, 12, 61, 96, -33])  # a small zoom, shear, rotation and a shift
+    out = delta_lib.warp(ref, motion, 30, 40, steps)
+    # float64 oracle: A = I + motion[:4] / 4096, t = motion[4:] / 64, about the centre (20, 15).
+    a = np.eye(2) + np.asarray(motion[:4], np.float64).reshape(2, 2) / 4096
+    t = np.asarray(motion[4:], np.float64) / 64
+    means = (ref.means.astype(np.float64) - [20, 15]) @ a.T + [20, 15] + t
+    np.testing.assert_allclose(out.means, means, rtol=1e-6, atol=1e-4)
+
+    def sigma(cov):
+        raw = np.asarray(delta_lib.from_cov_space(np.asarray(cov, np.float32), cov_space), np.float64)
+        lower = raw + np.asarray(gaussians.CHOLESKY_OFFSET)
+        factor = np.zeros((len(raw), 2, 2))
+        factor[:, 0, 0], factor[:, 1, 0], factor[:, 1, 1] = lower[:, 0], lower[:, 1], lower[:, 2]
+        return factor @ factor.transpose(0, 2, 1)
+
+    np.testing.assert_allclose(sigma(out.cov), a @ sigma(ref.cov) @ a.T, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(out.color, ref.color)
+    # Zero motion leaves the state bit for bit (no centre round trip).
+    same = delta_lib.warp(ref, np.zeros(6, np.int64), 30, 40, steps)
+    assert all(x is y for x, y in zip(same, ref, strict=True))
+
+
 def test_apply_is_deterministic_and_leaves_the_reference_alone():
     ref, d = _state(10), _delta()
     copy = [a.copy() for a in ref]
-    a, b = delta_lib.apply_delta(ref, d, STEPS), delta_lib.apply_delta(ref, d, STEPS)
+    a, b = delta_lib.apply_delta(ref, d, STEPS, 30, 40), delta_lib.apply_delta(ref, d, STEPS, 30, 40)
     for x, y, r, c in zip(a, b, ref, copy, strict=True):
         np.testing.assert_array_equal(x, y)
         np.testing.assert_array_equal(r, c)
@@ -116,6 +147,7 @@ def test_stream_bytes_count_the_real_streams():
         (dict(changed=np.asarray([4, 1, 7])), r"changed indices"),
         (dict(removed=np.asarray([4])), "both changed and removed"),
         (dict(d_cov=np.zeros((2, 3), np.int64)), r"d_cov has shape \(2, 3\)"),
+        (dict(motion=np.zeros(5, np.int64)), r"motion has shape \(5,\)"),
         (
             dict(
                 num_reference=2,
@@ -135,7 +167,7 @@ def test_stream_bytes_count_the_real_streams():
 def test_inconsistent_deltas_are_refused(change, message):
     d = _delta()._replace(**change)
     with pytest.raises(ValueError, match=message):
-        delta_lib.apply_delta(_state(d.num_reference), d, STEPS)
+        delta_lib.apply_delta(_state(d.num_reference), d, STEPS, 30, 40)
 
 
 def test_steps_are_validated():

@@ -5,6 +5,10 @@ domain*: means in pixels, covariances in the codec's covariance space
 (``cov_space``: "log" or "cholesky"), colours in its colour space. A P-frame
 changes the previous decoded state by a ``PFrameDelta``:
 
+* ``motion``: one global affine warp of every reference Gaussian first
+  (``warp``: means about the frame centre, covariances ``A Sigma A^T``), six
+  integers; a camera pan or zoom moves every Gaussian, and six numbers
+  say it instead of N mean deltas;
 * ``changed``: reference indices whose attributes moved, with integer deltas
   in units of ``DeltaSteps`` (``value += q * step``, float32);
 * ``removed``: reference indices dropped (after the changes);
@@ -25,9 +29,12 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
+from gauss2d import gaussians
 from gauss2d.codec import codec_v2, streams
+from gauss2d.codec.bitstream import put_varint
 from gauss2d.codec.cov_space import COV_SPACES, from_cov_space, to_cov_space
 from gauss2d.gaussians import CholeskyParams
 
@@ -39,6 +46,11 @@ SAME, CHANGED, REMOVED = 0, 1, 2
 PFRAME_OVERHEAD_BYTES = 24
 # Means are kept this far inside the frame (as gaussians.raw_from_means clips them).
 _EDGE = 1e-4
+# Global motion quantiser steps: the matrix's entries (minus the identity)
+# in 1/4096 (0.05 px at 200 px from the centre), the shift in 1/64 px.
+MOTION_MATRIX_STEP = 1.0 / 4096
+MOTION_SHIFT_STEP = 1.0 / 64
+MOTION_STEPS = np.asarray([MOTION_MATRIX_STEP] * 4 + [MOTION_SHIFT_STEP] * 2, np.float32)
 
 
 class FrameState(NamedTuple):
@@ -129,6 +141,7 @@ class PFrameDelta(NamedTuple):
     """What changed between the reference frame and this one (every array int64)."""
 
     num_reference: int  # N, Gaussians in the reference
+    motion: np.ndarray  # [6] (a11 - 1, a12, a21, a22 - 1) / MOTION_MATRIX_STEP, (tx, ty) / MOTION_SHIFT_STEP
     changed: np.ndarray  # [C] sorted reference indices with a non-zero delta
     d_means: np.ndarray  # [C, 2] in units of DeltaSteps.position
     d_cov: np.ndarray  # [C, 3] in units of DeltaSteps.cov
@@ -163,6 +176,7 @@ def check_delta(delta: PFrameDelta) -> None:
         "added_cov": (delta.added_cov, (a, 3)),
         "added_color": (delta.added_color, (a, 3)),
     }
+    shapes["motion"] = (np.asarray(delta.motion), (6,))
     for name, (array, shape) in shapes.items():
         if array.shape != shape:
             raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
@@ -175,8 +189,52 @@ def check_delta(delta: PFrameDelta) -> None:
         raise ValueError(f"the frame would hold no Gaussian ({n} - {r} removed + {a} added)")
 
 
-def apply_delta(reference: FrameState, delta: PFrameDelta, steps: DeltaSteps) -> FrameState:
-    """The decoder's reconstruction: reference + changes, minus removed, plus added (NumPy float32).
+def motion_matrix(motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer motion [6] -> (A [2, 2], t [2]) float32."""
+    v = np.asarray(motion, np.int64).astype(np.float32) * MOTION_STEPS
+    a = np.asarray([[1.0 + v[0], v[1]], [v[2], 1.0 + v[3]]], np.float32)
+    return a, v[4:6].astype(np.float32)
+
+
+def warp(state: FrameState, motion: np.ndarray, height: int, width: int, steps: DeltaSteps) -> FrameState:
+    """Every Gaussian moved by the global affine motion (NumPy float32); zero motion returns ``state`` as is.
+
+    Means: ``A (m - c) + c + t`` with c the frame centre; covariances
+    ``A Sigma A^T``, refactored (Cholesky) into the covariance space.
+    """
+    if not np.any(np.asarray(motion)):
+        return state
+    a, t = motion_matrix(motion)
+    centre = np.asarray([width / 2, height / 2], np.float32)
+    means = ((state.means - centre) @ a.T + centre + t).astype(np.float32)
+    chol = np.asarray(from_cov_space(np.asarray(state.cov, np.float32), steps.cov_space), np.float32)
+    chol = warp_cholesky(chol, a)
+    cov = np.asarray(to_cov_space(chol, steps.cov_space), np.float32)
+    return FrameState(means, cov, state.color)
+
+
+def warp_cholesky(chol, a):
+    """Raw Cholesky factors [N, 3] of ``A Sigma A^T``; NumPy or JAX (the same formula)."""
+    xp = np if isinstance(chol, np.ndarray) else jnp
+    offset = xp.asarray(gaussians.CHOLESKY_OFFSET, chol.dtype)
+    lower = chol + offset
+    l11, l21, l22 = lower[:, 0], lower[:, 1], lower[:, 2]
+    # Sigma = L L^T; M = A L has columns A (l11, l21) and A (0, l22); Sigma' = M M^T.
+    m11, m21 = a[0, 0] * l11 + a[0, 1] * l21, a[1, 0] * l11 + a[1, 1] * l21
+    m12, m22 = a[0, 1] * l22, a[1, 1] * l22
+    s11 = m11 * m11 + m12 * m12
+    s21 = m21 * m11 + m22 * m12
+    s22 = m21 * m21 + m22 * m22
+    n11 = xp.sqrt(xp.maximum(s11, 1e-12))
+    n21 = s21 / n11
+    n22 = xp.sqrt(xp.maximum(s22 - n21 * n21, 1e-12))
+    return (xp.stack([n11, n21, n22], axis=-1) - offset).astype(chol.dtype)
+
+
+def apply_delta(
+    reference: FrameState, delta: PFrameDelta, steps: DeltaSteps, height: int, width: int
+) -> FrameState:
+    """The decoder's reconstruction: reference warped, + changes, minus removed, plus added (NumPy float32).
 
     Raises:
       ValueError: a delta inconsistent with itself or with ``reference``.
@@ -187,6 +245,7 @@ def apply_delta(reference: FrameState, delta: PFrameDelta, steps: DeltaSteps) ->
             f"delta is for {delta.num_reference} Gaussians, reference has {reference.means.shape[0]}"
         )
     pos, cov_step, color_step = steps.arrays()
+    reference = warp(reference, delta.motion, height, width, steps)
     means, cov, color = (np.array(a, np.float32, copy=True) for a in reference)
     i = delta.changed
     means[i] += delta.d_means.astype(np.float32) * pos
@@ -212,6 +271,7 @@ def status(delta: PFrameDelta) -> np.ndarray:
 def stream_bytes(delta: PFrameDelta) -> dict[str, int]:
     """Bytes of each part coded with the still codec's stream coder (``codec.streams``), and their sum.
 
+    motion: the six integers as zigzag varints;
     status: one stream of SAME / CHANGED / REMOVED per reference Gaussian;
     means, cov, color: one stream per channel over the changed Gaussians;
     added: one stream per channel of the added Gaussians' means (cells on
@@ -233,6 +293,7 @@ def stream_bytes(delta: PFrameDelta) -> dict[str, int]:
         "cov": coded(delta.d_cov),
         "color": coded(delta.d_color),
         "added": coded(delta.added_means) + coded(delta.added_cov) + coded(delta.added_color),
+        "motion": sum(len(put_varint(streams.zigzag(int(v)))) for v in np.asarray(delta.motion)),
         "overhead": PFRAME_OVERHEAD_BYTES,
     }
     out["total"] = sum(out.values())

@@ -56,6 +56,11 @@ from gauss2d.video import delta as delta_lib
 from gauss2d.video.delta import DeltaSteps, FrameState, PFrameDelta
 
 sg = jax.lax.stop_gradient
+# Adam's eps for the six motion numbers: Adam scales every gradient to about
+# one step, so float noise (1e-9 on a frame the reference already renders
+# exactly) would move the motion by whole steps; a real misalignment's
+# gradient is >= 1e-6 per step unit at these sizes (1/64 px of a 1 px shift).
+MOTION_EPS = 1e-7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +71,9 @@ class PFrameSettings:
       lmbda: MSE per bit per pixel (as ``codec.lmbda``).
       iterations: optimiser steps.
       lr: Adam's learning rate, in quantiser steps per update.
+      motion_lr: the same for the global motion (its steps are finer: 1/4096, 1/64 px;
+        8 of them move the shift by 1/8 px per update, the local rate's 0.1 x 1/8 px x 10).
+      motion_warmup: steps in which only the global motion trains (``make_optimizer``).
       dead_zone: |delta| below this many steps codes as 0 (>= 0.5; 0.5 is plain rounding).
       add_fraction: Gaussians proposed, as a share of the reference's N.
       prune_every: steps between removal rounds (0: no removal).
@@ -78,6 +86,8 @@ class PFrameSettings:
     lmbda: float = 0.01
     iterations: int = 100
     lr: float = 0.1
+    motion_lr: float = 8.0
+    motion_warmup: int = 25
     dead_zone: float = 1.0
     add_fraction: float = 0.05
     prune_every: int = 25
@@ -91,6 +101,8 @@ class PFrameSettings:
             self.lmbda >= 0
             and self.iterations >= 0
             and self.lr > 0
+            and self.motion_lr >= 0
+            and self.motion_warmup >= 0
             and self.dead_zone >= 0.5
             and 0 <= self.add_fraction <= 1
             and self.prune_every >= 0
@@ -107,6 +119,7 @@ class PFrameSettings:
 class PParams(NamedTuple):
     """What the optimiser trains, every value in units of its quantiser step."""
 
+    motion: jax.Array  # [6] global affine motion / delta.MOTION_STEPS
     d_means: jax.Array  # [N, 2]
     d_cov: jax.Array  # [N, 3]
     d_color: jax.Array  # [N, 3]
@@ -137,6 +150,18 @@ def _to_raw(means, cov, color, height, width, steps: DeltaSteps) -> gaussians.Ch
     )
 
 
+def warp_reference(
+    ref: FrameState, motion: jax.Array, height: int, width: int, steps: DeltaSteps
+) -> FrameState:
+    """Training's twin of ``delta.warp`` (JAX; ``motion`` [6] integer-valued, straight-through)."""
+    v = motion * jnp.asarray(delta_lib.MOTION_STEPS)
+    a = jnp.stack([jnp.stack([1.0 + v[0], v[1]]), jnp.stack([v[2], 1.0 + v[3]])])
+    centre = jnp.asarray([width / 2, height / 2], jnp.float32)
+    means = (ref.means - centre) @ a.T + centre + v[4:6]
+    chol = delta_lib.warp_cholesky(from_cov_space(ref.cov, steps.cov_space), a)
+    return FrameState(means, to_cov_space(chol, steps.cov_space), ref.color)
+
+
 def reconstruct(p: PParams, e: PExtra, height: int, width: int, steps: DeltaSteps, dead_zone: float):
     """Training's twin of ``apply_delta`` (removed Gaussians are zero-colour, not dropped).
 
@@ -146,7 +171,7 @@ def reconstruct(p: PParams, e: PExtra, height: int, width: int, steps: DeltaStep
     pos, cov_step, color_step = e.steps
     q = (_snap(p.d_means, dead_zone), _snap(p.d_cov, dead_zone), _snap(p.d_color, dead_zone))
     a = (_snap(p.a_means, 0.5), _snap(p.a_cov, 0.5), _snap(p.a_color, 0.5))
-    ref = e.reference
+    ref = warp_reference(e.reference, _snap(p.motion, 0.5), height, width, steps)
     means = jnp.concatenate([ref.means + q[0] * pos, a[0] * pos])
     cov = jnp.concatenate([ref.cov + q[1] * cov_step, a[1] * cov_step])
     color = jnp.concatenate([ref.color + q[2] * color_step, a[2] * color_step])
@@ -164,6 +189,15 @@ def _bits(q, a, e: PExtra, height: int, width: int, position_step: float):
     return ref_bits, add_bits + e.alive_add * positions / live
 
 
+def motion_bits(motion: jax.Array) -> jax.Array:
+    """A smooth stand-in for the six motion integers' bits, ~log2 |m| each (they are varints).
+
+    ``log2(1 + m^2) / 2`` rather than ``log2(1 + |m|)``: JAX's gradient of
+    ``abs`` at 0 is 1, which would push every component off 0 one way.
+    """
+    return 0.5 * jnp.sum(jnp.log2(1.0 + motion * motion))
+
+
 def objective(settings: PFrameSettings, steps: DeltaSteps, height: int, width: int) -> train.Objective:
     """D + lmbda R_delta as an engine ``Objective``; the history keeps ``bits`` per step."""
     pixels = float(height * width)
@@ -178,7 +212,7 @@ def objective(settings: PFrameSettings, steps: DeltaSteps, height: int, width: i
             image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
             mse = losses.l2(image, target, mask)
             ref_bits, add_bits = _bits(q, a, e, height, width, steps.position)
-            bits = ref_bits.sum() + add_bits.sum()
+            bits = ref_bits.sum() + add_bits.sum() + motion_bits(_snap(p.motion, 0.5))
             return mse + settings.lmbda * bits / pixels, train.Aux(stats, mse, {"bits": bits})
 
         return f
@@ -186,9 +220,31 @@ def objective(settings: PFrameSettings, steps: DeltaSteps, height: int, width: i
     return train.Objective(
         name="pframe",
         loss=loss,
-        optimizer=optax.adam(settings.lr),
+        optimizer=make_optimizer(settings),
         key=(settings, steps, height, width),
         lr_key="video.p_lr",
+    )
+
+
+def make_optimizer(settings: PFrameSettings) -> optax.GradientTransformation:
+    """Adam on the motion from step 0; on the per-Gaussian values after ``motion_warmup`` steps.
+
+    The warm-up lets the six global numbers take the camera's motion before
+    N local deltas can (each local delta moves as fast as the shift, and
+    they would share the motion out at a far higher rate). Both rates decay
+    (cosine, to 10% for the local values and 5% for the motion) so the last
+    steps settle instead of dithering by a whole step.
+    """
+    total = max(settings.iterations, 1)
+    warm = min(settings.motion_warmup, total - 1)
+    local = optax.join_schedules(
+        [optax.constant_schedule(0.0), optax.cosine_decay_schedule(settings.lr, max(total - warm, 1), 0.1)],
+        [warm],
+    )
+    motion = optax.cosine_decay_schedule(settings.motion_lr, total, 0.05)
+    return optax.multi_transform(
+        {"local": optax.adam(local), "motion": optax.adam(motion, eps=MOTION_EPS)},
+        PParams("motion", *["local"] * 6),
     )
 
 
@@ -298,7 +354,9 @@ def _describe(p: PParams, e: PExtra, dead_zone: float, num_reference: int) -> PF
         np.round(np.asarray(x, np.float32)[alive_add]).astype(np.int64)
         for x in (p.a_means, p.a_cov, p.a_color)
     ]
-    return PFrameDelta(num_reference, changed, *(x[changed] for x in q), np.flatnonzero(~alive_ref), *added)
+    motion = np.round(np.asarray(p.motion, np.float32)).astype(np.int64)
+    removed = np.flatnonzero(~alive_ref)
+    return PFrameDelta(num_reference, motion, changed, *(x[changed] for x in q), removed, *added)
 
 
 def code_pframe(
@@ -335,6 +393,7 @@ def code_pframe(
     pos, cov_step, color_step = (jnp.asarray(s) for s in steps.arrays())
     zeros = lambda c: jnp.zeros((slots, c), jnp.float32)  # noqa: E731
     params = PParams(
+        jnp.zeros((6,), jnp.float32),
         zeros(2),
         zeros(3),
         zeros(3),
@@ -365,7 +424,7 @@ def code_pframe(
             state = _prune(state, target, height, width, steps, settings, capacity)
     final = jax.device_get(state)
     description = _describe(final.params, final.extra, settings.dead_zone, n)
-    decoded = delta_lib.apply_delta(reference, description, steps)
+    decoded = delta_lib.apply_delta(reference, description, steps, height, width)
     decoded_params = delta_lib.params_from_state(decoded, height, width, steps)
     image = render_decoded(gaussians.CholeskyParams(*(jnp.asarray(a) for a in decoded_params)), height, width)
     history = {
