@@ -54,6 +54,9 @@ _LMBDAS = flags.DEFINE_list("lmbdas", ["0.002", "0.01", "0.05"], "codec.lmbda of
 _PFRAME_JSON = flags.DEFINE_string(
     "pframe_json", None, "benchmarks.video_pframe's JSON: its I+P chain points."
 )
+_REUSE = flags.DEFINE_string(
+    "reuse", None, "An earlier video_rd.json: take its all-I Gaussian curves instead of coding them again."
+)
 
 
 def make_sequence(name: str, frames: int, height: int, width: int) -> np.ndarray:
@@ -125,7 +128,9 @@ def main(argv):
     out_dir = pathlib.Path(_OUT.value)
     t, h, w = _FRAMES.value, _HEIGHT.value, _WIDTH.value
     report = {"frames": t, "height": h, "width": w, "sequences": {}, "skipped": classic.unavailable()}
-    chain = {}
+    chain, reused = {}, {}
+    if _REUSE.value:
+        reused = json.loads(pathlib.Path(_REUSE.value).read_text())["sequences"]
     if _PFRAME_JSON.value:
         chain = json.loads(pathlib.Path(_PFRAME_JSON.value).read_text()).get("chain_points", {})
     for name in _SEQUENCES.value:
@@ -137,7 +142,13 @@ def main(argv):
             curves.setdefault(p.method, []).append(dataclasses.asdict(p))
             print(f"{name} {p.method} crf {p.crf}: {p.bpp:.4f} bpp {p.psnr:.2f} dB", flush=True)
         entry = {"classic": curves}
-        if name in _GAUSSIAN.value:
+        if name in reused and "gaussian_all_i" in reused[name]:
+            for key in ("gaussian_all_i", "gaussian_seconds"):
+                entry[key] = reused[name][key]
+            entry["gaussian_reused_from"] = _REUSE.value
+            entry["bd_rate_all_i_vs"] = bd_table(entry["gaussian_all_i"], curves)
+            curves = {**curves, "gaussian all-I (.g2d per frame)": entry["gaussian_all_i"]}
+        elif name in _GAUSSIAN.value:
             t0 = time.perf_counter()
             coded = intra.code_all_intra(
                 seq, still_config(), [float(x) for x in _LMBDAS.value], jax.random.PRNGKey(0), progress=print
