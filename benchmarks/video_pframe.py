@@ -14,8 +14,9 @@ overhead: an estimate until the ``.g2v`` container exists.
 The comparison: frames ``--compare`` are also coded as I-frames (their own
 fit, one file per ``--i_lmbdas``), and the I-frame bytes at the P-frame's
 PSNR are interpolated (log bytes, linear in PSNR; flagged when the P-frame's
-PSNR lies outside the I points, then the nearest I point is used). The ratio
-P / I is what issue 24's target (<= 30%) is about.
+PSNR lies outside the I points: then the nearest I point is used, which
+overstates the I bytes, and so understates P / I, when the P-frame is below
+them). The ratio P / I is what issue 24's target (<= 30%) is about.
 
 Also: the decode rate of the chain (apply the deltas + render, warm) at this size.
 Writes ``<out>/pframe.json``.
