@@ -2,8 +2,10 @@
 
 Given the reference (the previous frame's Gaussians *as the decoder holds
 them*, a ``delta.FrameState``) and the new target, the trainable parameters
-are per-Gaussian deltas in units of the quantiser steps (``DeltaSteps``),
-all starting at zero, plus a few added Gaussians. The loss, on the training
+are one global affine motion (six numbers, ``delta.warp``; it trains alone
+for the first ``motion_warmup`` steps) and per-Gaussian deltas in units of
+the quantiser steps (``DeltaSteps``), all starting at zero, plus a few
+added Gaussians. The loss, on the training
 engine (``gauss2d.train.engine``: one host loop; this is only an objective)::
 
     MSE(clamped render of reference + Q(deltas), plus added, target)
