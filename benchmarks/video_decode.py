@@ -69,7 +69,7 @@ def main(argv):
         jax.block_until_ready(image)
 
     def decode_p():
-        new = delta_lib.apply_delta(state, p.delta, steps)
+        new = delta_lib.apply_delta(state, p.delta, steps, 256, 384)
         params = delta_lib.params_from_state(new, 256, 384, steps)
         jax.block_until_ready(render_decoded(gaussians.CholeskyParams(*map(jnp.asarray, params)), 256, 384))
 

@@ -105,7 +105,7 @@ def decode_rate(data_i, deltas, steps, h, w) -> float:
         state = delta_lib.state_from_params(decoded.params, h, w, steps)
         jax.block_until_ready(render_decoded(decoded.params, h, w))
         for d in deltas:
-            state = delta_lib.apply_delta(state, d, steps)
+            state = delta_lib.apply_delta(state, d, steps, h, w)
             params = delta_lib.params_from_state(state, h, w, steps)
             jax.block_until_ready(render_decoded(gaussians.CholeskyParams(*map(jnp.asarray, params)), h, w))
 
