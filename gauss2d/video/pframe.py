@@ -378,7 +378,7 @@ def code_pframe(
       key: PRNG key (where the added Gaussians are proposed).
 
     Returns:
-      A ``PFrameResult``; its ``state`` is ``apply_delta(reference, delta, steps)``.
+      A ``PFrameResult``; its ``state`` is ``apply_delta(reference, delta, steps, height, width)``.
     """
     target = jnp.asarray(target, jnp.float32)
     height, width = target.shape[:2]
