@@ -19,7 +19,7 @@ overstates the I bytes, and so understates P / I, when the P-frame is below
 them). The ratio P / I is what issue 24's target (<= 30%) is about.
 
 Also: the decode rate of the chain (apply the deltas + render, warm) at this size.
-Writes ``<out>/pframe.json``.
+Writes ``<out>/pframe.json`` (``pframe_<sequence>.json`` for ``--sequence`` other than pan).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from gauss2d.train import fit
 from gauss2d.video import delta as delta_lib
 from gauss2d.video import intra, pframe
 
+_SEQUENCE = flags.DEFINE_string("sequence", "pan", "Which test sequence (benchmarks.video_rd.make_sequence).")
 _I_LMBDA = flags.DEFINE_float("i_lmbda", 0.01, "codec.lmbda of the chain's I-frame.")
 _P_LMBDAS = flags.DEFINE_list("p_lmbdas", ["0.002", "0.01"], "P-frame lmbda of each chain.")
 _P_ITERATIONS = flags.DEFINE_integer("p_iterations", 100, "Fine-tuning steps per P-frame.")
@@ -118,7 +119,8 @@ def decode_rate(data_i, deltas, steps, h, w) -> float:
 def main(argv):
     del argv
     out_dir = pathlib.Path(video_rd._OUT.value)  # the same folder as video_rd's outputs
-    seq = video_rd.make_sequence("pan", video_rd._FRAMES.value, video_rd._HEIGHT.value, video_rd._WIDTH.value)
+    name = _SEQUENCE.value
+    seq = video_rd.make_sequence(name, video_rd._FRAMES.value, video_rd._HEIGHT.value, video_rd._WIDTH.value)
     t, h, w = seq.shape[:3]
     config = video_rd.still_config()
     pos, cov, color = (float(x) for x in _DELTA_STEPS.value)
@@ -145,7 +147,8 @@ def main(argv):
         chain_points.append(point)
         report["chains"][str(lm)] = {"frames": records, **point, "settings": dataclasses.asdict(settings)}
         print(f"chain lmbda {lm}: {point}", flush=True)
-    report["chain_points"] = {"pan": chain_points}
+    report["sequence"] = name
+    report["chain_points"] = {name: chain_points}
 
     comparisons = []
     i_lmbdas = [float(x) for x in _I_LMBDAS.value]
@@ -181,7 +184,7 @@ def main(argv):
             )
     report["comparisons"] = comparisons
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out_dir / "pframe.json") as f:
+    with atomic_write(out_dir / ("pframe.json" if name == "pan" else f"pframe_{name}.json")) as f:
         f.write(json.dumps(report, indent=1).encode())
 
 

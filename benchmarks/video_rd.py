@@ -51,8 +51,8 @@ _NUM_POINTS = flags.DEFINE_integer("num_points", 800, "Gaussians per I-frame fit
 _ITERATIONS = flags.DEFINE_integer("iterations", 300, "Fit steps per frame.")
 _QAT_STEPS = flags.DEFINE_integer("qat_steps", 100, "Rate-aware fine-tuning steps per file.")
 _LMBDAS = flags.DEFINE_list("lmbdas", ["0.002", "0.01", "0.05"], "codec.lmbda of the all-I points.")
-_PFRAME_JSON = flags.DEFINE_string(
-    "pframe_json", None, "benchmarks.video_pframe's JSON: its I+P chain points."
+_PFRAME_JSON = flags.DEFINE_list(
+    "pframe_json", [], "benchmarks.video_pframe's JSONs: their I+P chain points."
 )
 _REUSE = flags.DEFINE_string(
     "reuse", None, "An earlier video_rd.json: take its all-I Gaussian curves instead of coding them again."
@@ -131,8 +131,8 @@ def main(argv):
     chain, reused = {}, {}
     if _REUSE.value:
         reused = json.loads(pathlib.Path(_REUSE.value).read_text())["sequences"]
-    if _PFRAME_JSON.value:
-        chain = json.loads(pathlib.Path(_PFRAME_JSON.value).read_text()).get("chain_points", {})
+    for path in _PFRAME_JSON.value:
+        chain.update(json.loads(pathlib.Path(path).read_text()).get("chain_points", {}))
     for name in _SEQUENCES.value:
         seq = make_sequence(name, t, h, w)
         points, skipped = classic.sweep(seq)
