@@ -43,21 +43,40 @@ def load_renamed(tree: pathlib.Path, name: str):
         text = path.read_text()
         path.write_text(re.sub(r"\bgauss2d\b(?=[. ])", name, text))
     sys.path.insert(0, str(folder))
-    mods = {m: importlib.import_module(f"{name}.{m}") for m in ("fit", "gaussians", "optim")}
-    try:
-        mods["engine"] = importlib.import_module(f"{name}.train")  # init_state, needed_capacity
+    try:  # the regrouped layout: gauss2d/train/, typed settings
+        mods = {m: importlib.import_module(f"{name}.train.{m}") for m in ("fit", "optim", "engine")}
+        mods["gaussians"] = importlib.import_module(f"{name}.gaussians")
+        mods["settings"] = importlib.import_module(f"{name}.settings")
+        mods["render"] = importlib.import_module(f"{name}.render")
     except ImportError:
-        mods["engine"] = mods["fit"]  # before the training engine they were fit's
+        mods = {m: importlib.import_module(f"{name}.{m}") for m in ("fit", "gaussians", "optim")}
+        try:
+            mods["engine"] = importlib.import_module(f"{name}.train")  # init_state, needed_capacity
+        except ImportError:
+            mods["engine"] = mods["fit"]  # before the training engine they were fit's
     return mods
+
+
+def capacity_of(mods: dict, params, height: int, width: int) -> int:
+    """The xla pair capacity, by whichever name the checkout has (needed_capacity before issue 22)."""
+    if hasattr(mods["engine"], "needed_capacity"):
+        return mods["engine"].needed_capacity(params, height, width, "xla")
+    return mods["render"].capacity_for(params, height, width, backend="xla")
+
+
+def base_settings(mods: dict):
+    """The base config as that checkout's fit takes it: typed settings, or a ConfigDict before them."""
+    config = base.get_base_config()
+    return mods["settings"].resolve(config) if "settings" in mods else config
 
 
 def step_of(mods: dict, height: int, width: int, n: int):
     """A jitted fit step and its state, as benchmarks.fit_speed builds them."""
-    config = base.get_base_config()
+    config = base_settings(mods)
     params = mods["gaussians"].init_random(jax.random.key(0), n)
     tx = mods["optim"].make_optimizer(config.optim, params)
     owner = mods["engine"]
-    capacity = owner.needed_capacity(params, height, width, "xla")
+    capacity = capacity_of(mods, params, height, width)
     step = jax.jit(mods["fit"].make_train_step(config, tx, height, width, capacity))
     target = jax.random.uniform(jax.random.key(1), (height, width, 3))
     total = jnp.asarray(10**9, jnp.int32)
@@ -66,10 +85,10 @@ def step_of(mods: dict, height: int, width: int, n: int):
 
 def compiled_ops(mods: dict, height: int, width: int, n: int) -> collections.Counter:
     """The optimised HLO instructions of the step, names and metadata stripped (a multiset)."""
-    config = base.get_base_config()
+    config = base_settings(mods)
     params = mods["gaussians"].init_random(jax.random.key(0), n)
     tx = mods["optim"].make_optimizer(config.optim, params)
-    capacity = mods["engine"].needed_capacity(params, height, width, "xla")
+    capacity = capacity_of(mods, params, height, width)
     step = jax.jit(mods["fit"].make_train_step(config, tx, height, width, capacity))
     state = mods["engine"].init_state(params, tx)
     text = step.lower(state, jnp.zeros((height, width, 3)), jnp.asarray(10, jnp.int32)).compile().as_text()
@@ -94,11 +113,11 @@ def main() -> None:
     parser.add_argument("--hlo", action="store_true", help="also compare the compiled programs")
     args = parser.parse_args()
     import gauss2d  # noqa: PLC0415 (this checkout's, from PYTHONPATH)
-    from gauss2d import gaussians  # noqa: PLC0415
+    from gauss2d import gaussians, settings  # noqa: PLC0415
     from gauss2d.train import engine as train
     from gauss2d.train import fit, optim
 
-    new = {"fit": fit, "gaussians": gaussians, "optim": optim, "engine": train}
+    new = {"fit": fit, "gaussians": gaussians, "optim": optim, "engine": train, "settings": settings}
     old = load_renamed(args.old.resolve(), "gauss2d_old")
     print(f"new: {pathlib.Path(gauss2d.__file__).parent}, old: {args.old.resolve()}")
     print(

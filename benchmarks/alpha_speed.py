@@ -1,4 +1,4 @@
-"""The alpha model's render speed: the xla backend against the Pallas kernels (render/alpha_pallas.py).
+"""The alpha model's render speed: the xla backend against the Pallas kernels (render/kernels/alpha.py).
 
     python -m benchmarks.alpha_speed                        # on a GPU: 768x512, 10k and 70k Gaussians
     python -m benchmarks.alpha_speed --smoke                # CPU, tiny (interpret mode: checks it runs)
@@ -25,7 +25,7 @@ import numpy as np
 
 from gauss2d import gaussians
 from gauss2d.io import runrecord
-from gauss2d.render.alpha import alpha_pair_capacity, render_alpha_with_stats
+from gauss2d.render import pair_capacity, render_with_stats
 
 BACKENDS = ("xla", "pallas")
 
@@ -53,10 +53,12 @@ def measure(height: int, width: int, n: int, repeats: int, iters: int) -> list[d
     cot = jax.random.normal(jax.random.key(2), (height, width, 3))
     rows = []
     for backend in BACKENDS:
-        capacity = alpha_pair_capacity(means, conics, colors, height, width, backend=backend)
+        capacity = pair_capacity(gaussians.Projected(means, conics, colors), height, width, backend=backend)
 
         def render(*a, backend=backend, capacity=capacity):
-            return render_alpha_with_stats(*a, height, width, backend=backend, capacity=capacity)[0]
+            return render_with_stats(
+                gaussians.ProjectedAlpha(*a), height, width, backend=backend, capacity=capacity
+            )[0]
 
         forward = jax.jit(render)
         grad = jax.jit(

@@ -39,9 +39,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import base, default, kodak
+from gauss2d import render
 from gauss2d.io import images as data
 from gauss2d.io import runrecord
-from gauss2d.runner import dataset as runner
+from gauss2d.runner import measure
+from gauss2d.settings import Settings, resolve
 from gauss2d.train import batch as fit_batch
 from gauss2d.train import engine as train
 from gauss2d.train import fit, optim
@@ -74,13 +76,13 @@ def recipe(num_points: int, iterations: int, steps: int):
     return config
 
 
-def seconds_per_step(targets: np.ndarray, config, steps: int, repeats: int) -> tuple[float, int]:
+def seconds_per_step(targets: np.ndarray, settings: Settings, steps: int, repeats: int) -> tuple[float, int]:
     """Median seconds per batched step of a chunk, and the pair capacity used."""
     height, width = targets.shape[1:3]
-    params = [fit.initial_params(config, t, jax.random.key(i)) for i, t in enumerate(targets)]
-    optimizer = optim.make_optimizer(config.optim, params[0])
-    capacity = max(train.needed_capacity(p, height, width, config.render.backend) for p in params)
-    step = fit.make_train_step(config, optimizer, height, width, capacity)
+    params = [fit.initial_params(settings, t, jax.random.key(i)) for i, t in enumerate(targets)]
+    optimizer = optim.make_optimizer(settings.optim, params[0])
+    capacity = max(render.capacity_for(p, height, width, backend=settings.render.backend) for p in params)
+    step = fit.make_train_step(settings, optimizer, height, width, capacity)
     chunk = fit_batch.make_batch_chunk(step, steps, mesh=None, masked=False)
     state = fit_batch.stack_trees([train.init_state(p, optimizer) for p in params])
     images = jnp.asarray(targets)
@@ -97,17 +99,17 @@ def seconds_per_step(targets: np.ndarray, config, steps: int, repeats: int) -> t
     return statistics.median(times), capacity
 
 
-def quality(targets: np.ndarray, config) -> list[tuple[float, float]]:
+def quality(targets: np.ndarray, settings: Settings) -> list[tuple[float, float]]:
     """(PSNR alone, PSNR in one batch) of each image's final render, same keys."""
     keys = [jax.random.key(i) for i in range(len(targets))]
-    batch = fit_batch.fit_batch(targets, config, keys)
+    batch = fit_batch.fit_batch(targets, settings, keys)
     out = []
     for target, key, in_batch in zip(targets, keys, batch):
-        alone = fit.fit_image(target, config, key)
+        alone = fit.fit_image(target, settings, key)
         out.append(
             (
-                runner.final_metrics(alone.params, target, config)[1],
-                runner.final_metrics(in_batch.params, target, config)[1],
+                measure.final_metrics(alone.params, target, settings)[1],
+                measure.final_metrics(in_batch.params, target, settings)[1],
             )
         )
     return out
@@ -125,7 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = SMALL if args.small else FULL
     sizes = [int(b) for b in args.batch_sizes.split(",")]
-    config = recipe(settings["num_points"], settings["iterations"], settings["steps"])
+    config = resolve(recipe(settings["num_points"], settings["iterations"], settings["steps"]))
     targets = kodak_targets(max(sizes), settings["downscale"])
     height, width = targets.shape[1:3]
     device = runrecord.device_description()
@@ -153,7 +155,7 @@ def main() -> None:
         with qconfig.unlocked():
             qconfig.model.num_points = settings["num_points"]
             qconfig.optim.iterations = args.quality_iterations
-        pairs = quality(targets[: args.quality_images], qconfig)
+        pairs = quality(targets[: args.quality_images], resolve(qconfig))
         print(f"\nPSNR alone vs in one batch of {len(pairs)} ({args.quality_iterations} steps, same keys):\n")
         print("| image | PSNR alone (dB) | PSNR in batch (dB) | difference (dB) |")
         print("|---|---|---|---|")

@@ -14,10 +14,10 @@ meaningful on a noisy machine. Seconds per step: median over the chunks
 after the first (the first holds the compilation). PSNR: the clamped final
 render against the target.
 
-Bits: each fit is written to a real version-2 file (``codec_v2.encode_v2``,
+Bits: each fit is written to a real version-2 file (``codec.encode(version=2)``,
 configs/codec.py's default quantisers, plain quantisation, no fine-tuning
 for either model; the alpha file adds opacity and depth,
-gauss2d/codec/alpha_streams.py); the rate is the file's bytes, the PSNR the
+gauss2d/codec/v2/alpha.py); the rate is the file's bytes, the PSNR the
 decoder's render. For the alpha fits it also measures the depth codings
 (layers, as stored; the rank; depth values on 16 and 256 levels) and the
 opacity step (``--opacity-steps``): bits from real streams, PSNR of the
@@ -36,11 +36,12 @@ import numpy as np
 from benchmarks import alpha_coding
 from configs import default, kodak
 from gauss2d import compress, gaussians, metrics
-from gauss2d.codec import codec_v2, decode
+from gauss2d.codec import bits_by_attribute, decode, encode, format_settings
 from gauss2d.io import images as data
 from gauss2d.io import runrecord
-from gauss2d.render.params import render_params
-from gauss2d.runner import dataset as runner
+from gauss2d.render import render_clamped
+from gauss2d.runner import measure
+from gauss2d.settings import resolve
 from gauss2d.train import fit
 
 
@@ -60,13 +61,14 @@ def run(target: np.ndarray, blend: str, num_points: int, steps: int, log_every: 
         config.model.num_points = num_points
         config.optim.iterations = steps
         config.log_every = log_every
+    settings = resolve(config)
     rates = []
     t0 = time.perf_counter()
     result = fit.fit_image(
-        target, config, jax.random.key(0), on_chunk=lambda s, i: rates.append(i["steps_per_second"])
+        target, settings, jax.random.key(0), on_chunk=lambda s, i: rates.append(i["steps_per_second"])
     )
     wall = time.perf_counter() - t0
-    _, psnr, _ = runner.final_metrics(result.params, target, config)
+    _, psnr, _ = measure.final_metrics(result.params, target, settings)
     later = rates[1:] or rates
     row = {
         "blend": blend,
@@ -82,14 +84,17 @@ def coded(params, target: np.ndarray) -> dict:
     """Writes ``params`` to a v2 file (plain quantisation) and measures it: bits from its bytes."""
     h, w = target.shape[:2]
     params = compress.prune_inactive(params)
-    data = codec_v2.encode_v2(params, h, w)
+    # The v2 settings of the measured figures (raw Cholesky factors, one colour step).
+    data = encode(
+        params, h, w, version=2, settings=format_settings(2, cov_space="cholesky", color_by_size=False)
+    )
     decoded = decode(data).params
-    image = render_params(decoded, h, w)
+    image = render_clamped(decoded, h, w)
     return {
         "num_gaussians": gaussians.num_gaussians(decoded),
         "bits": 8 * len(data),
         "bpp": 8 * len(data) / (h * w),
-        "bits_by_section": codec_v2.section_bits(data),
+        "bits_by_section": bits_by_attribute(data),
         "decoded_psnr": float(metrics.psnr(image, target)),
     }
 

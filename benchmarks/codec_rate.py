@@ -35,9 +35,10 @@ import numpy as np
 
 from configs import codec as codec_config
 from configs import kodak
-from gauss2d import compress
+from gauss2d import compress, settings
 from gauss2d.io import images as data
 from gauss2d.io import runrecord
+from gauss2d.settings import resolve
 from gauss2d.train import fit
 
 ATTRIBUTES = ("header", "positions", "covariance", "color", "total")
@@ -52,6 +53,7 @@ def make_config(args: argparse.Namespace, mode: str, position_step: float):
         config.optim.iterations = args.iterations
         config.log_every = min(100, args.iterations)
         config.codec.qat_steps = args.qat_steps
+        config.codec.version = 1  # the v1 modes this benchmark compares
         config.codec.mode = mode
         config.codec.position_step = position_step
     return config
@@ -60,8 +62,10 @@ def make_config(args: argparse.Namespace, mode: str, position_step: float):
 def run_mode(target, params, args, mode: str, position_step: float) -> dict:
     """The library's compress path on the fitted Gaussians in ``mode``: prune, fine-tune, encode, measure."""
     config = make_config(args, mode, position_step)
-    result = compress.compress_image(target, config, jax.random.key(args.seed), params=params)
-    summary = {k: v for k, v in result.summary.items() if k != "gaussianimage"}  # that copy is unused
+    result = compress.compress_image(
+        target, settings.resolve(config), jax.random.key(args.seed), params=params
+    )
+    summary = dict(result.summary)
     summary.update(position_step=position_step if mode == "entropy" else None)
     return summary
 
@@ -72,7 +76,7 @@ def bench_image(path: pathlib.Path, args: argparse.Namespace) -> dict:
         target = data.downscale(target, args.downscale)
     config = make_config(args, "entropy", args.position_step)
     t0 = time.perf_counter()
-    fitted = fit.fit_image(target, config, jax.random.key(args.seed))
+    fitted = fit.fit_image(target, resolve(config), jax.random.key(args.seed))
     fit_psnr = float(fitted.history["psnr"][-1])
     print(
         f"{path.stem}: fitted {target.shape[1]}x{target.shape[0]}, {fit_psnr:.2f} dB "

@@ -37,11 +37,13 @@ import numpy as np
 from absl import app, flags
 
 from configs import rd_kodak
-from gauss2d import compress, gaussians, metrics
-from gauss2d.codec import codec, codec_v2, quantize
+from gauss2d import codec, compress, gaussians, metrics
+from gauss2d.codec import quantize
+from gauss2d.codec.v2.sections import quantize_v2
 from gauss2d.io import checkpoint
-from gauss2d.render.params import render_params
-from gauss2d.runner import dataset as runner
+from gauss2d.render import render_clamped
+from gauss2d.runner import inputs
+from gauss2d.settings import resolve
 
 _FITS = flags.DEFINE_string("fits", "runs/rd_v2/gauss2d/n2250/fit", "Folder of fits (<image>/params.npz).")
 _DATA = flags.DEFINE_string("data", "../shared/data/kodak", "Folder of the images the fits are of.")
@@ -52,7 +54,7 @@ _DECODE_ONLY = flags.DEFINE_bool("decode_only", False, "Only the 768x512 decode 
 
 def _psnr(params, target):
     h, w = target.shape[:2]
-    return float(metrics.psnr(render_params(params, h, w), jnp.asarray(target)))
+    return float(metrics.psnr(render_clamped(params, h, w), jnp.asarray(target)))
 
 
 def _v1_order(params, h, w, step):
@@ -66,20 +68,22 @@ def breakdown(params, target) -> dict:
     n = gaussians.num_gaussians(params)
     out = {"num_gaussians": n, "fit_psnr": _psnr(params, target)}
     # v1: plain quantisation, entropy mode.
-    v1_state = codec.init_codec_state(params)  # plain quantisation on purpose: no fine-tuning warning
-    v1_data = codec.encode(params, h, w, state=v1_state)
-    q1 = codec.quantize_for_encoding(params, h, w, state=v1_state)
-    order = _v1_order(params, h, w, codec.CodecSettings().position_step)
+    v1 = codec.format_settings(1, mode="entropy")
+    v1_state = codec.init_state(params, version=1, settings=v1)  # plain quantisation, no warning
+    v1_data = codec.encode(params, h, w, version=1, state=v1_state, settings=v1)
+    q1 = codec.quantize_for_encoding(params, h, w, version=1, state=v1_state, settings=v1)
+    order = _v1_order(params, h, w, v1.position_step)
     # v2: plain quantisation, session 1's settings (raw Cholesky factors, one
     # colour step per channel) and session 2's (log covariance, colour by size).
     variants = [("v1", v1_data, q1, order)]
     for name, settings in (
-        ("v2", codec_v2.V2Settings()),
-        ("v2_log_size", codec_v2.V2Settings(cov_space="log", color_by_size=True)),
+        ("v2", codec.format_settings(2, cov_space="cholesky", color_by_size=False)),
+        ("v2_log_size", codec.format_settings(2, cov_space="log", color_by_size=True)),
     ):
-        state = codec_v2.init_v2_state(params, settings)
-        q2 = codec_v2.quantize_v2(params, h, w, state, settings)
-        variants.append((name, codec_v2.encode_v2(params, h, w, state, settings), q2.params, q2.source))
+        state = codec.init_state(params, version=2, settings=settings)
+        q2 = quantize_v2(params, h, w, state, settings)
+        data_ = codec.encode(params, h, w, version=2, state=state, settings=settings)
+        variants.append((name, data_, q2.params, q2.source))
     for name, data_, qp, src in variants:
         exact = gaussians.CholeskyParams(*(jnp.asarray(np.asarray(a)[src]) for a in params))
         lost = {}
@@ -146,13 +150,15 @@ def main(argv):
     rows, fits = {}, []
     for d in sorted(p for p in fits_dir.iterdir() if (p / "params.npz").exists()):
         params = checkpoint.load_params_npz(d / "params.npz")
-        image = np.asarray(runner.load_target(pathlib.Path(_DATA.value) / f"{d.name}.png", config))
+        image = np.asarray(inputs.load_target(pathlib.Path(_DATA.value) / f"{d.name}.png", resolve(config)))
         if not _DECODE_ONLY.value:
             rows[d.name] = breakdown(params, image)
             print(d.name, json.dumps(rows[d.name]), flush=True)
         fits.append((params, image.shape[0], image.shape[1]))
     big, h, w = mosaic(fits)
-    blob = codec_v2.encode_v2(big, h, w, codec_v2.init_v2_state(big))
+    session1 = codec.format_settings(2, cov_space="cholesky", color_by_size=False)
+    state = codec.init_state(big, version=2, settings=session1)
+    blob = codec.encode(big, h, w, version=2, state=state, settings=session1)
     cold = compress.decode_and_render(blob)[1]  # this process's first: compilation included
     times = [compress.decode_and_render(blob)[1] for _ in range(5)]
     t0 = time.perf_counter()

@@ -33,12 +33,14 @@ import numpy as np
 from absl import app, flags
 
 from configs import rd_kodak
-from gauss2d import metrics
-from gauss2d.codec import codec_v2, streams
+from gauss2d import codec, metrics
+from gauss2d.codec import streams
+from gauss2d.codec.v2.state import from_space, init_state, to_space
 from gauss2d.compress import targets
-from gauss2d.compress.decode_render import render_decoded
 from gauss2d.io import checkpoint
-from gauss2d.runner import dataset as runner
+from gauss2d.render import render_clamped
+from gauss2d.runner import inputs
+from gauss2d.settings import resolve
 
 _STUDY = flags.DEFINE_enum("study", "search", ["cov", "color", "search"], "What to measure.")
 _FITS = flags.DEFINE_string("fits", "runs/rdcpu/gauss2d/n2250/fit", "Folder of fits (<image>/params.npz).")
@@ -90,7 +92,7 @@ def _from_cov_space(u: np.ndarray, kind: str) -> np.ndarray:
 def cov_rows(name, params, image) -> list[dict]:
     h, w = image.shape[:2]
     n = params.xy.shape[0]
-    fit = float(metrics.psnr(render_decoded(params, h, w), image))
+    fit = float(metrics.psnr(render_clamped(params, h, w), image))
     chol = np.asarray(params.chol)
     rows = []
     for kind in ("raw", "log", "logrel"):
@@ -100,7 +102,7 @@ def cov_rows(name, params, image) -> list[dict]:
             q = np.round((u - med) / (sd * rel)).astype(np.int64)
             back = _from_cov_space(q * sd * rel + med, kind).astype(np.float32)
             lost = fit - float(
-                metrics.psnr(render_decoded(params._replace(chol=jnp.asarray(back)), h, w), image)
+                metrics.psnr(render_clamped(params._replace(chol=jnp.asarray(back)), h, w), image)
             )
             rows.append(
                 {
@@ -117,10 +119,10 @@ def cov_rows(name, params, image) -> list[dict]:
 def color_rows(name, params, image) -> list[dict]:
     h, w = image.shape[:2]
     n = params.xy.shape[0]
-    fit = float(metrics.psnr(render_decoded(params, h, w), image))
+    fit = float(metrics.psnr(render_clamped(params, h, w), image))
     lower = np.asarray(params.chol, np.float64) + OFFSET
     area = np.abs(lower[:, 0] * lower[:, 2])
-    ycc = codec_v2.to_space(np.asarray(params.color, np.float64), "ycbcr")
+    ycc = to_space(np.asarray(params.color, np.float64), "ycbcr")
     med = np.median(ycc, 0)
     rows = []
     for alpha in (0.0, 0.25, 0.5):
@@ -128,9 +130,9 @@ def color_rows(name, params, image) -> list[dict]:
         for base in (1 / 128, 1 / 64, 1 / 32, 1 / 16):
             step = base * factor[:, None]
             q = np.round((ycc - med) / step).astype(np.int64)
-            color = codec_v2.from_space(q * step + med, "ycbcr").astype(np.float32)
+            color = from_space(q * step + med, "ycbcr").astype(np.float32)
             lost = fit - float(
-                metrics.psnr(render_decoded(params._replace(color=jnp.asarray(color)), h, w), image)
+                metrics.psnr(render_clamped(params._replace(color=jnp.asarray(color)), h, w), image)
             )
             rows.append(
                 {
@@ -149,8 +151,10 @@ def search_rows(name, params, image) -> list[dict]:
     rows = []
     for variant in _VARIANTS.value:
         overrides, options = VARIANTS[variant]
-        settings = dataclasses.replace(codec_v2.V2Settings(), **overrides)
-        state = codec_v2.init_v2_state(params, settings)
+        # Session 1's v2 settings (raw Cholesky factors, one colour step), then the variant's.
+        plain = codec.format_settings(2, cov_space="cholesky", color_by_size=False)
+        settings = dataclasses.replace(plain, **overrides)
+        state = init_state(params, settings)
         t0 = time.perf_counter()
         best, info = targets.rd_search(
             params,
@@ -160,14 +164,13 @@ def search_rows(name, params, image) -> list[dict]:
             settings,
             _LMBDA.value,
             image,
-            lambda p, hh, ww: render_decoded(p, hh, ww),
+            lambda p, hh, ww: render_clamped(p, hh, ww),
             **options,
         )
-        data = codec_v2.encode_v2(
-            params, h, w, best, dataclasses.replace(settings, position_step=info["position_step"])
-        )
-        decoded = codec_v2.decode_v2(data)[0]
-        psnr = float(metrics.psnr(render_decoded(decoded, h, w), image))
+        at_grid = dataclasses.replace(settings, position_step=info["position_step"])
+        data = codec.encode(params, h, w, version=2, state=best, settings=at_grid)
+        decoded = codec.decode(data).params
+        psnr = float(metrics.psnr(render_clamped(decoded, h, w), image))
         rows.append(
             {
                 "image": name,
@@ -191,7 +194,7 @@ def main(argv):
         if _IMAGES.value and d.name not in _IMAGES.value:
             continue
         params = checkpoint.load_params_npz(d / "params.npz")
-        image = jnp.asarray(runner.load_target(pathlib.Path(_DATA.value) / f"{d.name}.png", config))
+        image = jnp.asarray(inputs.load_target(pathlib.Path(_DATA.value) / f"{d.name}.png", resolve(config)))
         for row in study(d.name, params, image):
             print(json.dumps(row), flush=True)
             rows.append(row)

@@ -27,22 +27,31 @@ from configs import codec as codec_config
 from configs import default
 from gauss2d import metrics
 from gauss2d.io import images as data
+from gauss2d.settings import resolve
 from gauss2d.train import batch as fit_batch
 from gauss2d.train import fit
 
 try:  # this checkout's layout
     from gauss2d import compress
     from gauss2d.compress import qat
-    from gauss2d.render.params import render_params
+    from gauss2d.render import render_clamped
 except ImportError:  # before the training engine: the workflow lived in codec/
-    from gauss2d.codec.qat import render_params
+    from gauss2d.render.params import render_params as render_clamped
 
     from gauss2d.codec import compress, qat
 
 
+try:  # typed settings below the binaries (issue 22)
+    from gauss2d.settings import resolve as _typed
+except ImportError:  # before them, the library took the config
+
+    def _typed(config):
+        return config
+
+
 def psnr_of(params, target) -> float:
     height, width = target.shape[:2]
-    return float(metrics.psnr(render_params(params, height, width), target))
+    return float(metrics.psnr(render_clamped(params, height, width), target))
 
 
 def main() -> None:
@@ -55,19 +64,19 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     sample = data.load_image(data.sample_image_path())
     target = data.downscale(sample, 4)  # 64 x 96, as the smoke configs' tests use
-    config = default.get_config("smoke")
+    settings = resolve(default.get_config("smoke"))
     rows = {}
 
-    fitted = fit.fit_image(target, config, jax.random.key(0))
+    fitted = fit.fit_image(target, settings, jax.random.key(0))
     rows["fit_psnr"] = psnr_of(fitted.params, target)
     rows["fit_history_psnr_last"] = float(fitted.history["psnr"][-1])
 
     crops = np.stack([sample[:64, :96], sample[64:128, 96:192]])
-    batch = fit_batch.fit_batch(crops, config, [jax.random.key(1), jax.random.key(2)])
+    batch = fit_batch.fit_batch(crops, settings, [jax.random.key(1), jax.random.key(2)])
     rows["batch_psnr"] = [psnr_of(r.params, t) for r, t in zip(batch, crops, strict=True)]
 
     codec = codec_config.get_config("smoke")
-    tuned = qat.finetune(target, fitted.params, codec, jax.random.key(3))
+    tuned = qat.finetune(target, fitted.params, _typed(codec), jax.random.key(3))
     rows["qat_psnr"] = tuned.psnr
     rows["qat_initial_psnr"] = tuned.initial_psnr
     rows["qat_best_step"] = tuned.best_step
@@ -75,7 +84,7 @@ def main() -> None:
     for mode in ("entropy", "gaussianimage"):
         with codec.unlocked():
             codec.codec.mode = mode
-        result = compress.compress_image(target, codec, jax.random.key(0))
+        result = compress.compress_image(target, _typed(codec), jax.random.key(0))
         (out / f"smoke_{mode}.g2d").write_bytes(result.data)
         rows[f"g2d_{mode}"] = {
             "bytes": len(result.data),

@@ -37,6 +37,7 @@ import numpy as np
 from benchmarks.init_quality import load, stored_results
 from configs import kodak, kodak_fast
 from gauss2d.io import runrecord
+from gauss2d.settings import resolve
 from gauss2d.train import densify
 
 # name -> (config module, model.init override). "paper+content" is the paper's
@@ -141,8 +142,9 @@ def main() -> None:
             steps = args.fast_steps if recipe == "fast" else args.paper_steps
             config = make_config(recipe, args.downscale, steps)
             t0 = time.perf_counter()
-            result = densify.fit_function(config)(
-                image, config, jax.random.PRNGKey(args.seed), on_chunk=progress(key, args.progress_every)
+            run = resolve(config)
+            result = densify.fit_function(run)(
+                image, run, jax.random.PRNGKey(args.seed), on_chunk=progress(key, args.progress_every)
             )
             results[key] = {
                 "psnr": [float(v) for v in result.history["psnr"]],

@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import base
-from gauss2d import gaussians
+from gauss2d import gaussians, render
 from gauss2d.io import runrecord
+from gauss2d.settings import resolve
 from gauss2d.train import engine as train
 from gauss2d.train import fit, optim
 
@@ -31,9 +32,10 @@ SIZES = [(256, 256, 2000), (512, 768, 10000)]  # (height, width, Gaussians)
 def step_function(backend: str, height: int, width: int, params, target):
     config = base.get_base_config()
     config.render.backend = backend
-    tx = optim.make_optimizer(config.optim, params)
-    capacity = train.needed_capacity(params, height, width, backend)
-    step = jax.jit(fit.make_train_step(config, tx, height, width, capacity))
+    settings = resolve(config)
+    tx = optim.make_optimizer(settings.optim, params)
+    capacity = render.capacity_for(params, height, width, backend=backend)
+    step = jax.jit(fit.make_train_step(settings, tx, height, width, capacity))
     state = train.init_state(params, tx)
     total = jnp.asarray(10**9, jnp.int32)
     return lambda s: step(s, target, total)[0], state, capacity

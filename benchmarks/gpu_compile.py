@@ -48,7 +48,7 @@ PROGRAMS = {
     "render_vmapped_forward_backward": 2,
     "train_chunk": 2,
     "batch_chunk": 2,
-    # The alpha-composited model's kernels (render/alpha_pallas.py, model.blend="alpha").
+    # The alpha-composited model's kernels (render/kernels/alpha.py, model.blend="alpha").
     "alpha_vmapped_forward_backward": 2,
     "alpha_train_chunk": 2,
 }
@@ -263,7 +263,9 @@ def build_programs(names, config_fields: dict, device) -> dict:
 
     from configs import base  # noqa: PLC0415
     from gauss2d import gaussians  # noqa: PLC0415
-    from gauss2d.render import pallas  # noqa: PLC0415
+    from gauss2d.render import capacity_for  # noqa: PLC0415
+    from gauss2d.render import kernels as pallas  # noqa: PLC0415
+    from gauss2d.settings import resolve  # noqa: PLC0415
     from gauss2d.train import batch as fit_batch
     from gauss2d.train import engine as train
     from gauss2d.train import fit, optim
@@ -272,7 +274,7 @@ def build_programs(names, config_fields: dict, device) -> dict:
     pconfig = pallas.PallasConfig(**config_fields)
     params = gaussians.init_random(jax.random.key(0), num)
     proj = gaussians.project(params, fitted_height=height, fitted_width=width)
-    capacity = train.needed_capacity(params, height, width, "pallas")
+    capacity = capacity_for(params, height, width, backend="pallas")
 
     def render(m, q, c):
         return pallas.render_tiled_pallas(m, q, c, height, width, capacity=capacity, config=pconfig)
@@ -291,6 +293,7 @@ def build_programs(names, config_fields: dict, device) -> dict:
         cfg = base.get_base_config()
         cfg.render.backend = "pallas"
         cfg.model.num_points = num
+        cfg = resolve(cfg)
         tx = optim.make_optimizer(cfg.optim, params)
         state = train.init_state(params, tx)
         target = jnp.zeros((height, width, 3), jnp.float32)
@@ -320,7 +323,9 @@ def _alpha_programs(config_fields: dict, height: int, width: int, num: int) -> d
 
     from configs import base  # noqa: PLC0415
     from gauss2d import gaussians  # noqa: PLC0415
-    from gauss2d.render import alpha_pallas  # noqa: PLC0415
+    from gauss2d.render import capacity_for  # noqa: PLC0415
+    from gauss2d.render.kernels import alpha as alpha_pallas  # noqa: PLC0415
+    from gauss2d.settings import resolve  # noqa: PLC0415
     from gauss2d.train import engine as train
     from gauss2d.train import fit, optim
 
@@ -328,7 +333,7 @@ def _alpha_programs(config_fields: dict, height: int, width: int, num: int) -> d
 
     params = gaussians.init_alpha(gaussians.init_random(jax.random.key(0), num), jax.random.key(1))
     proj, opacities, depths = gaussians.project_alpha(params, fitted_height=height, fitted_width=width)
-    capacity = train.needed_capacity(params, height, width, "pallas")
+    capacity = capacity_for(params, height, width, backend="pallas")
 
     def loss(m, q, c, o, z):
         image, _ = alpha_pallas.render_alpha_tiled_pallas(
@@ -342,6 +347,7 @@ def _alpha_programs(config_fields: dict, height: int, width: int, num: int) -> d
     cfg.render.backend = "pallas"
     cfg.model.blend = "alpha"
     cfg.model.num_points = num
+    cfg = resolve(cfg)
     tx = optim.make_optimizer(cfg.optim, params)
     state = train.init_state(params, tx)
     target = jnp.zeros((height, width, 3), jnp.float32)

@@ -103,7 +103,8 @@ def format_rows(results: list[dict]) -> str:
     """Markdown: one row per (config, kernel)."""
     import dataclasses  # noqa: PLC0415
 
-    from gauss2d.render import alpha_pallas, pallas  # noqa: PLC0415
+    from gauss2d.render import kernels as pallas  # noqa: PLC0415
+    from gauss2d.render.kernels import alpha as alpha_pallas  # noqa: PLC0415
 
     lines = [
         "| tile | chunk | num_warps | kernel | registers / thread | spill stores B | spill loads B "

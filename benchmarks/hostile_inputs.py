@@ -44,9 +44,9 @@ def _random_params(n: int, seed: int = 0):
 
 def large_side_file(side: int, n: int = 8) -> bytes:
     """A valid ~240-byte file of ``n`` Gaussians that declares a side x side image."""
-    from gauss2d.codec import encode  # noqa: PLC0415
+    from gauss2d.codec import encode, format_settings  # noqa: PLC0415
 
-    return encode(_random_params(n), side, side, mode="gaussianimage")
+    return encode(_random_params(n), side, side, version=1, settings=format_settings(1, mode="gaussianimage"))
 
 
 def many_gaussians_file(n: int, height: int = 256, width: int = 256, seed: int = 0) -> bytes:
@@ -55,21 +55,23 @@ def many_gaussians_file(n: int, height: int = 256, width: int = 256, seed: int =
     Built from the format's parts (the encoder's k-means would take minutes
     at n = 2^24): positions, Cholesky and colour indices that are mostly 0.
     """
-    from gauss2d.codec import bitstream, entropy  # noqa: PLC0415
-    from gauss2d.codec import codec as codec_lib  # noqa: PLC0415
+    from gauss2d.codec import entropy, format_settings, quantized  # noqa: PLC0415
+    from gauss2d.codec.v1 import header as v1h  # noqa: PLC0415
+    from gauss2d.codec.v1 import quantizer, sections  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
-    header = codec_lib._quantize(_random_params(64, seed), height, width, "entropy", None, None).header
+    v1 = format_settings(1, mode="entropy")
+    header = quantized(_random_params(64, seed), height, width, version=1, settings=v1).header
     header = dataclasses.replace(header, num_gaussians=n, content_crc=0)
     keys = np.cumsum(rng.random(n) < 0.02).astype(np.int64)
     chol = (rng.random((n, 3)) < 0.01).astype(np.int64)
     color = (rng.random((n, header.rvq_stages)) < 0.01).astype(np.int64)
-    pos = entropy.encode_positions(keys, codec_lib._num_cells(header))
+    pos = entropy.encode_positions(keys, quantizer.num_cells(header))
     cov = entropy.symbols_section([(chol[:, c], 2**header.chol_bits) for c in range(3)])
     col = entropy.symbols_section([(color[:, s], header.codebook_size) for s in range(header.rvq_stages)])
-    crc = bitstream.content_crc(bitstream.pack_header(header), keys.astype("<u8"), chol, color)
+    crc = v1h.content_crc(v1h.pack_header(header), keys.astype("<u8"), chol, color)
     header = dataclasses.replace(header, content_crc=crc)
-    return bitstream.pack_file([bitstream.pack_header(header), pos, cov, col])
+    return sections.pack([v1h.pack_header(header), pos, cov, col])
 
 
 def _png_chunk(tag: bytes, body: bytes) -> bytes:

@@ -40,11 +40,12 @@ import jax
 import numpy as np
 
 from configs import base, kodak
-from gauss2d import gaussians, metrics, render
 from gauss2d import init as init_lib
+from gauss2d import metrics, render
 from gauss2d.init import superpixel as init_superpixel
 from gauss2d.io import images as data
 from gauss2d.io import runrecord
+from gauss2d.settings import resolve
 from gauss2d.train import densify
 
 VARIANTS = {  # name -> (model.init, model.densify)
@@ -97,7 +98,7 @@ def init_seconds(image: np.ndarray, config, key) -> list[float]:
     times = []
     for _ in range(2):
         t0 = time.perf_counter()
-        jax.block_until_ready(init_lib.initialize(key, jax.numpy.asarray(image), config.model))
+        jax.block_until_ready(init_lib.initialize(key, jax.numpy.asarray(image), resolve(config).model))
         times.append(time.perf_counter() - t0)
     return times
 
@@ -106,7 +107,8 @@ def run(image: np.ndarray, args: argparse.Namespace, variant: str) -> dict:
     config = make_config(args, variant)
     seconds = init_seconds(image, config, jax.random.PRNGKey(args.seed))
     t0 = time.perf_counter()
-    result = densify.fit_function(config)(image, config, jax.random.PRNGKey(args.seed))
+    settings = resolve(config)
+    result = densify.fit_function(settings)(image, settings, jax.random.PRNGKey(args.seed))
     return {
         "psnr": [float(v) for v in result.history["psnr"]],
         "seconds": time.perf_counter() - t0,
@@ -120,9 +122,9 @@ def first_render(image: np.ndarray, args: argparse.Namespace, variant: str) -> t
     config = make_config(args, variant)
     key = jax.random.PRNGKey(args.seed)
     seconds = init_seconds(image, config, key)
-    params = init_lib.initialize(key, jax.numpy.asarray(image), config.model)
+    params = init_lib.initialize(key, jax.numpy.asarray(image), resolve(config).model)
     h, w = image.shape[:2]
-    rendered = render.render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w)
+    rendered = render.render(params, h, w)
     return float(metrics.psnr(jax.numpy.clip(rendered, 0.0, 1.0), image)), seconds
 
 

@@ -42,8 +42,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gauss2d.gaussians import Projected
 from gauss2d.io import runrecord
 from gauss2d.render import pair_capacity, render, render_with_stats
+from gauss2d.settings import resolve
 
 FULL = dict(cases=((256, 256, 2000), (512, 768, 10000)), repeats=5, iters=3, dense_repeats=2, batch=4)
 QUICK = dict(cases=((128, 128, 500),), repeats=3, iters=2, dense_repeats=1, batch=4)
@@ -91,16 +93,18 @@ def grad_case(height: int, width: int, n: int, cfg: dict, seed: int = 0, dense: 
     rng = np.random.default_rng(seed)
     sets = [random_gaussians(rng, n, height, width) for _ in range(NUM_SETS)]
     target = jnp.asarray(rng.uniform(size=(height, width, 3)), jnp.float32)
-    capacity = max(pair_capacity(*s, height, width, backend="xla") for s in sets)
+    capacity = max(pair_capacity(s, height, width, backend="xla") for s in sets)
 
     def public(m, q, c):
-        return _loss(render(m, q, c, height, width), target)
+        return _loss(render(Projected(m, q, c), height, width), target)
 
     def managed(m, q, c):
-        return _loss(render_with_stats(m, q, c, height, width, backend="xla", capacity=capacity)[0], target)
+        return _loss(
+            render_with_stats(Projected(m, q, c), height, width, backend="xla", capacity=capacity)[0], target
+        )
 
     def dense_loss(m, q, c):
-        return _loss(render(m, q, c, height, width, backend="reference"), target)
+        return _loss(render(Projected(m, q, c), height, width, backend="reference"), target)
 
     fns = {}
     variants = (("public", public), ("managed", managed), ("dense", dense_loss))
@@ -131,8 +135,8 @@ def vmap_case(height: int, width: int, n: int, cfg: dict, seed: int = 1) -> dict
     for _ in range(NUM_SETS):
         images = [random_gaussians(rng, n, height, width) for _ in range(batch)]
         sets.append(tuple(jnp.stack(parts) for parts in zip(*images)))
-    one = jax.jit(lambda m, q, c: render(m, q, c, height, width))
-    batched = jax.jit(jax.vmap(lambda m, q, c: render(m, q, c, height, width)))
+    one = jax.jit(lambda m, q, c: render(Projected(m, q, c), height, width))
+    batched = jax.jit(jax.vmap(lambda m, q, c: render(Projected(m, q, c), height, width)))
 
     def singles(i):
         m, q, c = sets[i % NUM_SETS]
@@ -165,7 +169,7 @@ def own_loop_case(repeats: int) -> dict:
             scope["params"], scope["target"], scope["my_loss"], optimizer=scope["optimizer"], iterations=steps
         ),
         "fit_image": lambda: scope["fit"].fit_image(
-            scope["target"], scope["config"], scope["jax"].random.key(0)
+            scope["target"], resolve(scope["config"]), scope["jax"].random.key(0)
         ),
     }
     seconds: dict[str, list[float]] = {k: [] for k in rerun}

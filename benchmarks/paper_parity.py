@@ -29,6 +29,7 @@ from benchmarks.fast_recipe import progress
 from benchmarks.init_quality import load, stored_results
 from configs import kodak
 from gauss2d.io import runrecord
+from gauss2d.settings import resolve
 from gauss2d.train import fit
 
 # Published PSNR (dB) of the official code with its default recipe, full-size
@@ -83,14 +84,17 @@ def main() -> None:
     settings = {"num_points": num_points, "steps": steps, "downscale": downscale, "seed": args.seed}
     results = stored_results(json_path, settings)
     print(f"device: {runrecord.device_description()}, jax {jax.__version__}, commit {runrecord.git_commit()}")
-    config = make_config(num_points, steps)
+    recipe = resolve(make_config(num_points, steps))
     for name in args.images.split(","):
         if name in results:
             continue
         image = load(name, 0, downscale)
         t0 = time.perf_counter()
         result = fit.fit_image(
-            image, config, jax.random.PRNGKey(args.seed), on_chunk=progress(name, args.progress_every)
+            image,
+            recipe,
+            jax.random.PRNGKey(args.seed),
+            on_chunk=progress(name, args.progress_every),
         )
         curve = np.asarray(result.history["psnr"])
         results[name] = {"psnr": [float(v) for v in curve], "seconds": time.perf_counter() - t0}

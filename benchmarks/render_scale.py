@@ -37,6 +37,7 @@ from gauss2d import metrics
 from gauss2d.io import images as data
 from gauss2d.io import runrecord
 from gauss2d.render import resolution
+from gauss2d.settings import resolve
 from gauss2d.train import fit
 
 
@@ -64,7 +65,7 @@ def fit_at(full: np.ndarray, factor: int, num_points: int, steps: int, seed: int
     config.model.num_points = num_points
     config.optim.iterations = steps
     config.optim.lr_means = factor * kodak_fast.LR_MEANS_AT_SMOKE_SCALE / 4  # full size's x factor
-    result = fit.fit_image(target, config, jax.random.key(seed))
+    result = fit.fit_image(target, resolve(config), jax.random.key(seed))
     return result.params, target
 
 

@@ -41,7 +41,8 @@ import jax.numpy as jnp
 
 from configs import base
 from gauss2d import gaussians
-from gauss2d.render import pair_capacity, render_with_stats
+from gauss2d.render import capacity_for, render_with_stats
+from gauss2d.settings import resolve
 from gauss2d.train import engine as train
 from gauss2d.train import fit, optim
 
@@ -65,14 +66,7 @@ def _capacity(params: gaussians.Params, height: int, width: int, backend: str) -
     caps = []
     for i in range(jax.tree_util.tree_leaves(params)[0].shape[0]):
         one = jax.tree_util.tree_map(lambda x, i=i: x[i], params)
-        caps.append(
-            pair_capacity(
-                *gaussians.project(one, fitted_height=height, fitted_width=width),
-                height,
-                width,
-                backend=backend,
-            )
-        )
+        caps.append(capacity_for(one, height, width, backend=backend))
     return max(caps)
 
 
@@ -103,7 +97,9 @@ def _render_fns(key, n, batch, height, width) -> dict[str, Callable[[int], objec
         cap = max(_capacity(s, height, width, backend) for s in sets)
 
         def one(m, q, c, backend=backend, cap=cap):
-            return render_with_stats(m, q, c, height, width, backend=backend, capacity=cap)[0]
+            return render_with_stats(
+                gaussians.Projected(m, q, c), height, width, backend=backend, capacity=cap
+            )[0]
 
         jitted = jax.jit(jax.vmap(one))
         fns[backend] = lambda i, f=jitted: f(*projected[i % NUM_INPUT_SETS])
@@ -118,6 +114,7 @@ def _train_fns(key, n, batch, height, width, steps) -> dict[str, Callable[[int],
     for backend in BACKENDS:
         config = base.get_base_config()
         config.render.backend = backend
+        config = resolve(config)
         optimizer = optim.make_optimizer(config.optim, params)
         cap = _capacity(params, height, width, backend)
         step = fit.make_train_step(config, optimizer, height, width, cap)

@@ -24,10 +24,10 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from configs import codec as codec_config
-from gauss2d import compress, gaussians
+from gauss2d import compress, gaussians, render
 from gauss2d.codec import decode
-from gauss2d.compress.decode_render import render_decoded
 from gauss2d.io import images
+from gauss2d.settings import resolve
 from gauss2d.video import delta as delta_lib
 from gauss2d.video import pframe, sequences
 
@@ -56,7 +56,7 @@ def main(argv):
         config.optim.iterations = _ITERATIONS.value
         config.codec.qat_steps = 50
         config.codec.step_search = False
-    first = compress.compress_image(seq[0], config, jax.random.PRNGKey(0))
+    first = compress.compress_image(seq[0], resolve(config), jax.random.PRNGKey(0))
     decoded = decode(first.data)
     steps = delta_lib.DeltaSteps(cov_space="log", color_space="ycbcr")
     state = delta_lib.state_from_params(decoded.params, 256, 384, steps)
@@ -71,7 +71,9 @@ def main(argv):
     def decode_p():
         new = delta_lib.apply_delta(state, p.delta, steps, 256, 384)
         params = delta_lib.params_from_state(new, 256, 384, steps)
-        jax.block_until_ready(render_decoded(gaussians.CholeskyParams(*map(jnp.asarray, params)), 256, 384))
+        jax.block_until_ready(
+            render.render_clamped(gaussians.CholeskyParams(*map(jnp.asarray, params)), 256, 384)
+        )
 
     out = {
         "num_gaussians_i": int(decoded.params.xy.shape[0]),

@@ -35,9 +35,8 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import video_rd
-from gauss2d import compress, gaussians, metrics
+from gauss2d import compress, gaussians, metrics, render
 from gauss2d.codec import decode
-from gauss2d.compress.decode_render import render_decoded
 from gauss2d.io.checkpoint import atomic_write
 from gauss2d.train import fit
 from gauss2d.video import delta as delta_lib
@@ -67,7 +66,7 @@ def code_chain(seq, data_i, steps, settings) -> tuple[list[dict], list[delta_lib
     h, w = seq.shape[1:3]
     decoded = decode(data_i)
     state = delta_lib.state_from_params(decoded.params, h, w, steps)
-    image = render_decoded(decoded.params, h, w)
+    image = render.render_clamped(decoded.params, h, w)
     records = [{"index": 0, "type": "I", "bytes": len(data_i), "psnr": float(metrics.psnr(image, seq[0]))}]
     deltas = []
     for k in range(1, seq.shape[0]):
@@ -104,11 +103,13 @@ def decode_rate(data_i, deltas, steps, h, w) -> float:
     def once():
         decoded = decode(data_i)
         state = delta_lib.state_from_params(decoded.params, h, w, steps)
-        jax.block_until_ready(render_decoded(decoded.params, h, w))
+        jax.block_until_ready(render.render_clamped(decoded.params, h, w))
         for d in deltas:
             state = delta_lib.apply_delta(state, d, steps, h, w)
             params = delta_lib.params_from_state(state, h, w, steps)
-            jax.block_until_ready(render_decoded(gaussians.CholeskyParams(*map(jnp.asarray, params)), h, w))
+            jax.block_until_ready(
+                render.render_clamped(gaussians.CholeskyParams(*map(jnp.asarray, params)), h, w)
+            )
 
     once()  # compiles each bucket
     t0 = time.perf_counter()
@@ -122,10 +123,10 @@ def main(argv):
     name = _SEQUENCE.value
     seq = video_rd.make_sequence(name, video_rd._FRAMES.value, video_rd._HEIGHT.value, video_rd._WIDTH.value)
     t, h, w = seq.shape[:3]
-    config = video_rd.still_config()
+    still = video_rd.still_settings()
     pos, cov, color = (float(x) for x in _DELTA_STEPS.value)
     t0 = time.perf_counter()
-    first = compress.compress_image(seq[0], intra.with_lmbda(config, _I_LMBDA.value), jax.random.PRNGKey(0))
+    first = compress.compress_image(seq[0], intra.with_lmbda(still, _I_LMBDA.value), jax.random.PRNGKey(0))
     i_seconds = time.perf_counter() - t0
     header = delta_lib.steps_from_v2_file(first.data)
     steps = delta_lib.DeltaSteps(pos, (cov,) * 3, (color,) * 3, header.cov_space, header.color_space)
@@ -153,11 +154,11 @@ def main(argv):
     comparisons = []
     i_lmbdas = [float(x) for x in _I_LMBDAS.value]
     for k in (int(x) for x in _COMPARE.value if int(x) < t):
-        fitted = fit.fit_image(seq[k], config, jax.random.fold_in(jax.random.PRNGKey(0), k))
+        fitted = fit.fit_image(seq[k], still, jax.random.fold_in(jax.random.PRNGKey(0), k))
         points = []
         for lm in i_lmbdas:
             r = compress.compress_image(
-                seq[k], intra.with_lmbda(config, lm), jax.random.PRNGKey(k), params=fitted.params
+                seq[k], intra.with_lmbda(still, lm), jax.random.PRNGKey(k), params=fitted.params
             )
             points.append((r.summary["psnr"], r.summary["bytes"]))
         for lm, chain in report["chains"].items():

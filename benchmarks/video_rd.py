@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from configs import codec as codec_config  # noqa: E402
+from gauss2d import settings as settings_lib  # noqa: E402
 from gauss2d.io import images  # noqa: E402
 from gauss2d.io.checkpoint import atomic_write  # noqa: E402
 from gauss2d.rd import bjontegaard  # noqa: E402
@@ -81,6 +82,11 @@ def still_config():
         config.codec.step_search = False
         config.log_every = 50
     return config
+
+
+def still_settings() -> settings_lib.Settings:
+    """``still_config()`` resolved: the typed settings the library functions take."""
+    return settings_lib.resolve(still_config())
 
 
 def _curve(points: list[dict]) -> tuple[list[float], list[float]]:
@@ -151,7 +157,11 @@ def main(argv):
         elif name in _GAUSSIAN.value:
             t0 = time.perf_counter()
             coded = intra.code_all_intra(
-                seq, still_config(), [float(x) for x in _LMBDAS.value], jax.random.PRNGKey(0), progress=print
+                seq,
+                still_settings(),
+                [float(x) for x in _LMBDAS.value],
+                jax.random.PRNGKey(0),
+                progress=print,
             )
             rows = [
                 {

@@ -22,8 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.own_loop_speed import NUM_SETS, _loss, _time, random_gaussians
+from gauss2d.gaussians import Projected
 from gauss2d.io import runrecord
-from gauss2d.render import pair_capacity, render_with_stats, xla
+from gauss2d.render import pair_capacity, render_with_stats
+from gauss2d.render.xla import sum as xla
 
 CASES = ((256, 256, 2000), (512, 768, 10000))
 
@@ -32,7 +34,9 @@ def _step(height: int, width: int, capacity: int, max_pass: int, target: jax.Arr
     """A jitted value_and_grad with the pass cap fixed at trace time."""
 
     def loss(m, q, c):
-        return _loss(render_with_stats(m, q, c, height, width, backend="xla", capacity=capacity)[0], target)
+        return _loss(
+            render_with_stats(Projected(m, q, c), height, width, backend="xla", capacity=capacity)[0], target
+        )
 
     step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
 
@@ -64,8 +68,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         rng = np.random.default_rng(0)
         sets = [random_gaussians(rng, n, height, width) for _ in range(NUM_SETS)]
         target = jnp.asarray(rng.uniform(size=(height, width, 3)), jnp.float32)
-        capacity = max(pair_capacity(*s, height, width, backend="xla") for s in sets)
-        pairs = int(render_with_stats(*sets[0], height, width, backend="xla", capacity=capacity)[1].num_pairs)
+        capacity = max(pair_capacity(s, height, width, backend="xla") for s in sets)
+        pairs = int(
+            render_with_stats(Projected(*sets[0]), height, width, backend="xla", capacity=capacity)[
+                1
+            ].num_pairs
+        )
         sizes = {name: (capacity if name == "one" else int(name)) for name in args.passes.split(",")}
         sizes.setdefault(str(default), default)
         fns = {}

@@ -9,7 +9,7 @@ Images 0801x2 .. 0900x2 (about 1020x678); same optimiser as Kodak.
 
 from __future__ import annotations
 
-from configs import base
+from configs import base, kodak
 
 
 def get_config(arg: str = ""):
@@ -17,13 +17,7 @@ def get_config(arg: str = ""):
     config = base.get_base_config()
     config.data.dir = "data/DIV2K_valid_LR_bicubic/X2"
     if arg == "smoke":
-        config.data.limit = 1
-        config.data.downscale = 8
-        config.model.num_points = 1000
-        config.optim.iterations = 100
-        config.optim.lr = 1e-2
-        config.log_every = 50
-        config.fps_repeats = 5
+        kodak.smoke(config, limit=1, downscale=8)
     elif arg:
         raise ValueError(f"unknown config argument {arg!r}; expected '' or 'smoke'")
     return base.finalize(config)

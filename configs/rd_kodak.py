@@ -26,25 +26,15 @@ from __future__ import annotations
 import ml_collections
 
 from configs import base, codec, kodak_fast
+from gauss2d import settings
 
 PAPER_POINTS = (800, 1000, 3000, 5000, 7000, 9000)
 
 
 def rd_section(num_points: tuple[int, ...]) -> ml_collections.ConfigDict:
-    """The ``rd`` keys: operating points, baselines and published curves."""
-    rd = ml_collections.ConfigDict()
+    """The ``rd`` keys (gauss2d/settings.py ``RDSettings``: what each means) at these operating points."""
+    rd = base.section(settings.RDSettings())
     rd.num_points = num_points
-    rd.chol_bits = ()  # one per point, or () for codec.chol_bits at every point
-    # codec.lmbda per point (version 2): one per point, several with one
-    # num_points (a lambda sweep at fixed N), or () for codec.lmbda everywhere.
-    rd.lmbda = ()
-    # Pillow codecs measured on the same images (gauss2d/rd/baselines.py);
-    # a codec the installed Pillow lacks is reported and skipped.
-    rd.baselines = "jpeg,jpeg444,webp,jpeg2000,avif,heif"
-    # Published Kodak curves overlaid on the plots and compared by BD-rate
-    # (gauss2d/rd/published.py); they are for full-size Kodak only.
-    rd.published = "gaussianimage,jpeg,webp,jpeg2000,bpg444,c3,coin,vtm,av1,coolchic"
-    rd.max_bpp = 2.0  # x-axis limit of the plots; 0 = fit everything
     return rd
 
 

@@ -9,8 +9,9 @@ mid-fit), or takes the fitted Gaussians of an experiments.fit work directory
 (``--fitted_dir``: its <image>/params.npz). Then per image
 WORKDIR/<image>/ holds <image>.g2d, decoded.png and result.json; WORKDIR/results.json
 gathers every image (name, height, width, num_gaussians, bytes, bpp, psnr,
-ms_ssim, encode / decode seconds, bits by attribute, and the same model's
-gaussianimage-mode file) and their means. Rerunning skips finished images.
+ms_ssim, encode / decode seconds, bits by attribute and, with --baseline,
+the same model's gaussianimage-mode file) and their means. Rerunning skips
+finished images.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import cli
+from gauss2d import settings
 from gauss2d.compress import dataset
 from gauss2d.errors import Gauss2dError
 from gauss2d.io import runrecord
@@ -30,6 +32,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: runs
 _FITTED_DIR = flags.DEFINE_string(
     "fitted_dir", None, "An experiments.fit work directory whose <image>/params.npz to compress (no fitting)."
 )
+_BASELINE = flags.DEFINE_bool("baseline", False, "Also measure each image's gaussianimage-mode file.")
 
 
 def main(argv):
@@ -43,9 +46,8 @@ def main(argv):
         logging.info("config:\n%s", config)
         logging.info("devices: %s", jax.devices())
         print(f"gauss2d: compressing into {workdir} on {runrecord.device_description()}", flush=True)
-        dataset.compress_dataset(
-            config, workdir, pathlib.Path(_FITTED_DIR.value) if _FITTED_DIR.value else None
-        )
+        fitted_dir = pathlib.Path(_FITTED_DIR.value) if _FITTED_DIR.value else None
+        dataset.compress_dataset(settings.resolve(config), workdir, fitted_dir, baseline=_BASELINE.value)
     except (Gauss2dError, OSError) as err:  # CodecError is a Gauss2dError
         cli.fail(err)
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import cli
+from gauss2d import settings
 from gauss2d.errors import Gauss2dError
 from gauss2d.io import runrecord
 from gauss2d.runner import dataset as runner
@@ -46,6 +47,7 @@ def main(argv):
     workdir = _WORKDIR.value or cli.default_workdir(flags.FLAGS["config"].config_filename, "default")
     try:
         config = cli.load_config(_CONFIG)
+        run = settings.resolve(config)  # the one place a config becomes typed settings
         process, processes = distributed.initialize(
             _COORDINATOR.value,
             _NUM_PROCESSES.value,
@@ -57,7 +59,7 @@ def main(argv):
         logging.info("devices: %s", jax.local_devices())
         where = f" (process {process} of {processes})" if processes > 1 else ""
         print(f"gauss2d: fitting into {workdir} on {runrecord.device_description()}{where}", flush=True)
-        runner.fit_dataset(config, workdir, densify.fit_function(config))
+        runner.fit_dataset(run, workdir, densify.fit_function(run))
     except Gauss2dError as err:
         cli.fail(err)
     except KeyboardInterrupt:

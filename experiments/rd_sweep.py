@@ -19,6 +19,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import cli
+from gauss2d import settings
 from gauss2d.errors import Gauss2dError
 from gauss2d.io import runrecord
 from gauss2d.rd import sweep
@@ -38,7 +39,7 @@ def main(argv):
         print(
             f"gauss2d: rate-distortion study into {workdir} on {runrecord.device_description()}", flush=True
         )
-        sweep.run_sweep(config, workdir)
+        sweep.run_sweep(settings.resolve(config), workdir)
     except (Gauss2dError, OSError) as err:
         cli.fail(err)
     except KeyboardInterrupt:

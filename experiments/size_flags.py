@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
 from gauss2d import codec, gaussians
 from gauss2d.render import resolution
+from gauss2d.runner import fitted
 
 SCALE = flags.DEFINE_float("scale", None, "Output size = the fitted size x SCALE (e.g. 0.25 or 4).")
 HEIGHT = flags.DEFINE_integer("height", None, "Output height, px (alone: the width keeps the aspect ratio).")
@@ -46,15 +45,9 @@ def render(
 ) -> tuple[np.ndarray, bool, float]:
     """Renders at the flags' size: (clamped image [H, W, 3], anti-aliased or not, seconds)."""
     out_height, out_width = output_size(fit_height, fit_width)
-    antialias = ANTIALIAS.value
-    if antialias is None:
-        antialias = out_height < fit_height or out_width < fit_width
-    t0 = time.perf_counter()
-    image = resolution.render_at(
-        params, fit_height, fit_width, out_height, out_width, antialias=antialias, backend=backend
+    return fitted.render_resized(
+        params, fit_height, fit_width, out_height, out_width, ANTIALIAS.value, backend
     )
-    image = np.asarray(jax.block_until_ready(jnp.clip(image, 0.0, 1.0)))
-    return image, antialias, time.perf_counter() - t0
 
 
 def decode_and_render(blob: bytes, backend: str) -> tuple[np.ndarray, float]:

@@ -89,6 +89,16 @@ class Projected(NamedTuple):
     colors: jax.Array  # [N, 3]
 
 
+class ProjectedAlpha(NamedTuple):
+    """What the alpha model's renderers consume (DESIGN.md section 2b): ``Projected`` plus two fields."""
+
+    means: jax.Array  # [N, 2] pixels, (x, y), frame [0, W] x [0, H]
+    conics: jax.Array  # [N, 3] (a, b, c) with Sigma^-1 = [[a, b], [b, c]]
+    colors: jax.Array  # [N, 3]
+    opacities: jax.Array  # [N], alpha_n = min(0.99, o_n w_n)
+    depths: jax.Array  # [N], compositing order: ascending, ties by index
+
+
 def blend_of(params: Params) -> str:
     """ "alpha" for the alpha-composited pytrees, "sum" for the others."""
     if type(params) in _GEOMETRY_OF:

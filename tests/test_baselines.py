@@ -109,9 +109,12 @@ def test_jpeg444_costs_more_and_is_better_than_420(default_sweeps: dict) -> None
 
 @pytest.mark.skipif("jpeg2000" in _MISSING, reason=_MISSING.get("jpeg2000", ""))
 def test_jpeg2000_meets_target_rate(default_sweeps: dict) -> None:
-    # The knob is a bpp target; OpenJPEG's rate control meets it within ~1% (2% allowed).
+    # The knob is a bpp target; OpenJPEG's rate control meets it within ~1% (2% allowed),
+    # plus 16 bytes: at the lowest target (0.03 bpp, 368 bytes on the 384x256 sample) it
+    # wrote 384, its codestream's fixed marker segments rather than its rate control.
     for point in default_sweeps["jpeg2000"]:
-        assert point.bpp == pytest.approx(point.quality, rel=0.02)
+        pixels = 8 * point.num_bytes / point.bpp
+        assert point.bpp == pytest.approx(point.quality, abs=0.02 * point.quality + 8 * 16 / pixels)
 
 
 @pytest.mark.parametrize(

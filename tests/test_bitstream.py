@@ -1,14 +1,14 @@
-"""Container, header, varints and bit packing of the gauss2d file format."""
+"""Version 1's header and the fixed-width bit packing (the container: tests/test_container.py)."""
 
 import dataclasses
-import struct
-import zlib
 
 import numpy as np
 import pytest
 
-from gauss2d.codec import bitstream as B
-from gauss2d.codec.bitstream import CodecError
+from gauss2d.codec import bitpack
+from gauss2d.codec import container as C
+from gauss2d.codec.container import CodecError
+from gauss2d.codec.v1 import header as B
 
 
 def _header(**kw):
@@ -55,8 +55,8 @@ def test_header_round_trip(dtype):
     "field, value, match",
     [
         ("height", 0, "height"),
-        ("width", B.MAX_SIDE + 1, "width"),
-        ("num_gaussians", B.MAX_GAUSSIANS + 1, "num_gaussians"),
+        ("width", C.MAX_SIDE + 1, "width"),
+        ("num_gaussians", C.MAX_GAUSSIANS + 1, "num_gaussians"),
         ("chol_bits", 17, "chol_bits"),
         ("position_step_log2", 1, "position_step_log2"),
         ("chol_scale", np.asarray([0.1, 0.0, 0.3], np.float32), "chol_scale"),
@@ -105,82 +105,19 @@ def test_gaussianimage_header_requires_zero_step():
     _header(mode="gaussianimage", position_step_log2=0).validate()
 
 
-def _file(sections=(b"hdr", b"", b"pos" * 5, b"c")):
-    return B.pack_file(list(sections))
-
-
-def test_split_file_spans():
-    data = _file()
-    spans = B.split_file(data)
-    assert [data[a:b] for a, b in spans] == [b"hdr", b"", b"pos" * 5, b"c"]
-
-
-@pytest.mark.parametrize(
-    "mutate, match",
-    [
-        (lambda d: b"", "empty file"),
-        (lambda d: d[:3], "truncated"),
-        (lambda d: b"PNG\x00" + d[4:], "not a gauss2d file"),
-        (lambda d: d[:4] + b"\x02" + d[5:], "unsupported format version 2"),
-        (lambda d: d[:-1], "truncated"),
-        (lambda d: d[:8], "truncated"),
-        (lambda d: d + b"\x00", "trailing garbage"),
-        (lambda d: d[:-1] + b"d", "CRC mismatch in the color section"),
-        (lambda d: d[:5] + b"\x01" + d[6:], "section id 1"),
-        (lambda d: d[:6] + struct.pack("<I", 2**31) + d[10:], "claims 2147483648 bytes"),
-    ],
-)
-def test_split_file_errors(mutate, match):
-    with pytest.raises(CodecError, match=match):
-        B.split_file(mutate(_file()))
-
-
-def test_split_file_rejects_non_bytes():
-    with pytest.raises(CodecError, match="expected bytes"):
-        B.split_file("G2D")
-
-
-def test_crc_is_zlib_crc32_of_payload():
-    data = _file()
-    _, length, crc = struct.unpack_from("<BII", data, 5)
-    assert crc == zlib.crc32(data[14 : 14 + length])
-
-
-@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 2**21, 2**32 - 1])
-def test_varint_round_trip(value):
-    enc = B.put_varint(value)
-    assert B.get_varint(enc + b"xyz", 0, 2**32, "v") == (value, len(enc))
-
-
-def test_varint_errors():
-    with pytest.raises(CodecError, match="truncated"):
-        B.get_varint(b"\x80\x80", 0, 10**9, "v")
-    with pytest.raises(CodecError, match="longer than 5"):
-        B.get_varint(b"\x80" * 6 + b"\x01", 0, 2**60, "v")
-    with pytest.raises(CodecError, match="exceeds the limit"):
-        B.get_varint(B.put_varint(1000), 0, 999, "v")
-    with pytest.raises(ValueError):
-        B.put_varint(-1)
-
-
 def test_pack_bits_round_trip_and_layout():
     rng = np.random.default_rng(0)
     widths = rng.integers(0, 50, 500)
     values = rng.integers(0, 2**62, 500).astype(np.uint64) & ((np.uint64(1) << widths.astype(np.uint64)) - 1)
-    data = B.pack_bits(values, widths)
+    data = bitpack.pack_bits(values, widths)
     assert len(data) == (widths.sum() + 7) // 8
-    np.testing.assert_array_equal(B.unpack_bits(data, widths, "t"), values)
-    assert B.pack_bits(np.asarray([5, 1]), 3) == bytes([0b10100100])  # MSB first, zero padded
-    assert B.pack_bits(np.asarray([]), 3) == b""
+    np.testing.assert_array_equal(bitpack.unpack_bits(data, widths, "t"), values)
+    assert bitpack.pack_bits(np.asarray([5, 1]), 3) == bytes([0b10100100])  # MSB first, zero padded
+    assert bitpack.pack_bits(np.asarray([]), 3) == b""
 
 
 def test_unpack_bits_errors():
     with pytest.raises(CodecError, match="expected 1"):
-        B.unpack_bits(b"\x00\x00", np.full(2, 3), "t")
+        bitpack.unpack_bits(b"\x00\x00", np.full(2, 3), "t")
     with pytest.raises(CodecError, match="padding"):
-        B.unpack_bits(bytes([0b10100101]), np.full(2, 3), "t")
-
-
-def test_max_gaussians_for_size():
-    assert B.max_gaussians_for_size(10) == 10 * B.GAUSSIANS_PER_BYTE
-    assert B.max_gaussians_for_size(2**40) == B.MAX_GAUSSIANS
+        bitpack.unpack_bits(bytes([0b10100101]), np.full(2, 3), "t")

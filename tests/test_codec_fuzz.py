@@ -1,7 +1,9 @@
-"""Seeded mutation fuzzing of ``decode``: only ``CodecError`` (or a valid decode), fast.
+"""Seeded mutation fuzzing of ``decode`` over every format version: only ``CodecError`` (or a valid decode).
 
-Half the mutants get their section CRCs recomputed, so the header parser and
-the entropy decoders see consistent garbage rather than stopping at the CRC.
+v1 files (framed sections, a CRC per section) and v2 files (a section table,
+one CRC of the file) go through the one container and decoder. Half the
+mutants get their CRCs recomputed, so the header parsers and the entropy
+decoders see consistent garbage rather than stopping at the CRC.
 """
 
 import collections
@@ -9,41 +11,19 @@ import struct
 import time
 import zlib
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from codec_helpers import H, W, encode_v1, encode_v2, mutate, v1_settings, v2_settings
+from codec_helpers import random_params as _params
 
-from gauss2d.codec import CodecError, CodecSettings, decode, encode
-from gauss2d.gaussians import CholeskyParams
+from gauss2d.codec import CodecError, container, decode
 
-MUTANTS_PER_FILE = 2000
+MUTANTS_PER_FILE = 1500
 _FRAME = struct.Struct("<BII")
 
 
-def _params(n, seed):
-    rng = np.random.default_rng(seed)
-    xy = np.arctanh(rng.uniform(-0.95, 0.95, (n, 2)))
-    chol = rng.laplace([0.8, 0.0, 0.8], [0.3, 0.15, 0.3], (n, 3))
-    color = rng.uniform(-0.2, 1.0, (6, 3))[rng.integers(0, 6, n)] + rng.normal(0, 0.05, (n, 3))
-    return CholeskyParams(*(jnp.asarray(a, jnp.float32) for a in (xy, chol, color)))
-
-
-@pytest.fixture(scope="module")
-def valid_files():
-    small = CodecSettings(
-        chol_bits=4, rvq_stages=3, codebook_size=5, codebook_dtype="float32", kmeans_iters=5
-    )
-    return [
-        encode(_params(50, 0), 24, 32, mode="entropy"),
-        encode(_params(200, 1), 40, 56, mode="entropy"),
-        encode(_params(120, 2), 17, 29, mode="entropy", settings=small),
-        encode(_params(100, 3), 40, 56, mode="gaussianimage"),
-        encode(_params(60, 4), 31, 20, mode="gaussianimage", settings=small),
-    ]
-
-
-def _sections(data):
-    """(frame start, payload end) of each parseable section frame."""
+def _v1_sections(data):
+    """(frame start, payload end) of each parseable v1 section frame."""
     pos, out = 5, []
     while pos + _FRAME.size <= len(data):
         _, length, _ = _FRAME.unpack_from(data, pos)
@@ -55,57 +35,73 @@ def _sections(data):
     return out
 
 
-def _fix_crcs(data):
+def _fix_v1(data):
     data = bytearray(data)
-    for start, end in _sections(data):
+    for start, end in _v1_sections(data):
         sid, length, _ = _FRAME.unpack_from(data, start)
         _FRAME.pack_into(data, start, sid, length, zlib.crc32(bytes(data[start + _FRAME.size : end])))
     return bytes(data)
 
 
-def _mutate(data, rng):
-    data = bytearray(data)
-    kind = rng.choice(["flip", "byte", "truncate", "insert", "delete", "duplicate", "header", "payload"])
-    n = len(data)
-    if kind == "flip":
-        for _ in range(rng.integers(1, 4)):
-            i = rng.integers(0, n)
-            data[i] ^= 1 << rng.integers(0, 8)
-    elif kind == "byte":
-        data[rng.integers(0, n)] = rng.integers(0, 256)
-    elif kind == "truncate":
-        data = data[: rng.integers(0, n)]
-    elif kind == "insert":
-        i = rng.integers(0, n + 1)
-        data[i:i] = rng.bytes(int(rng.integers(1, 9)))
-    elif kind == "delete":
-        i = rng.integers(0, n)
-        del data[i : i + rng.integers(1, 9)]
-    elif kind == "duplicate":  # a whole section twice
-        start, end = _sections(bytes(data))[rng.integers(0, 4)]
-        data[end:end] = data[start:end]
-    elif kind == "header":  # a fixed header field (sizes, enums) set to an arbitrary value
-        i = 5 + _FRAME.size + rng.integers(0, 24)
-        data[i] = rng.choice([0, 1, 2, 255, rng.integers(0, 256)])
-    else:  # bytes of an attribute payload: what the entropy decoder reads
-        start, end = _sections(bytes(data))[rng.integers(1, 4)]
-        if end - start > _FRAME.size:
-            for _ in range(rng.integers(1, 4)):
-                data[rng.integers(start + _FRAME.size, end)] = rng.integers(0, 256)
-    return kind, bytes(data)
+def _fix_v2(data):
+    return data[:-4] + struct.pack("<I", zlib.crc32(data[:-4])) if len(data) >= 4 else data
 
 
-def test_decode_fuzz(valid_files):
-    rng = np.random.default_rng(20240917)
+def _v1_layout(data):
+    spans = _v1_sections(data)
+    # The header's fixed fields, and the attribute payloads (past their frames).
+    return (5 + _FRAME.size, 5 + _FRAME.size + 24), [(s + _FRAME.size, e) for s, e in spans[1:]]
+
+
+def _v2_layout(data):
+    # The section lengths and fixed header fields; the streams are past the header.
+    return (5, 35), [(min(len(data) - 5, 100), len(data) - 4)]
+
+
+@pytest.fixture(scope="module")
+def valid_files():
+    small = dict(chol_bits=4, rvq_stages=3, codebook_size=5, codebook_dtype="float32", kmeans_iters=5)
+    v1 = [
+        encode_v1(_params(50, 0), 24, 32, mode="entropy"),
+        encode_v1(_params(200, 1), H, W, mode="entropy"),
+        encode_v1(_params(120, 2), 17, 29, settings=v1_settings("entropy", **small)),
+        encode_v1(_params(100, 3), H, W, mode="gaussianimage"),
+        encode_v1(_params(60, 4), 31, 20, settings=v1_settings("gaussianimage", **small)),
+    ]
+    v2 = [
+        encode_v2(_params(60, 0), 24, 32),
+        encode_v2(_params(300, 1), H, W, settings=v2_settings("laplace", color_space="rgb", predict="on")),
+        encode_v2(
+            _params(150, 2), 17, 29, settings=v2_settings("categorical", predict="off", position_step=0.25)
+        ),
+        encode_v2(_params(120, 3), 24, 32, settings=v2_settings(cov_space="log")),
+        encode_v2(_params(120, 4), 24, 32, settings=v2_settings(cov_space="log", color_by_size=True)),
+    ]
+    return {1: v1, 2: v2}
+
+
+KINDS = {
+    1: ("flip", "byte", "truncate", "insert", "delete", "duplicate", "header", "payload"),
+    2: ("flip", "byte", "truncate", "insert", "delete", "header", "payload"),
+}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_decode_fuzz(valid_files, version):
+    rng = np.random.default_rng(20240917 + version)
+    layout, fix = (_v1_layout, _fix_v1) if version == 1 else (_v2_layout, _fix_v2)
     messages = collections.Counter()
-    valid = 0
+    valid = deep = 0
     slowest = 0.0
-    for data in valid_files:
-        decode(data)  # the base files are valid
-        for _ in range(MUTANTS_PER_FILE):
-            kind, mutant = _mutate(data, rng)
-            if rng.random() < 0.5:
-                mutant = _fix_crcs(mutant)
+    files = valid_files[version]
+    for data in files:
+        assert decode(data).params.xy.shape[0] >= 1  # the base files are valid
+        header, payloads = layout(data)
+        for i in range(MUTANTS_PER_FILE):
+            kind, mutant = mutate(data, rng, KINDS[version], header, payloads)
+            fixed = i % 2 == 1  # half get valid CRCs: the parsers see consistent garbage
+            if fixed:
+                mutant = fix(mutant)
             t0 = time.perf_counter()
             try:
                 out = decode(mutant)
@@ -114,26 +110,30 @@ def test_decode_fuzz(valid_files):
                 # The catch-all in decode() means a check is missing: every error should be explicit.
                 assert not message.startswith("corrupt gauss2d file:"), (kind, message)
                 messages[message.split(" ")[0]] += 1
+                deep += fixed and "CRC" not in message
             else:
-                valid += mutant != data  # a mutant that changed nothing is trivially valid
+                assert fixed or mutant == data, kind  # the CRCs catch every unfixed damage
+                valid += mutant != data
                 n = out.params.xy.shape[0]
                 assert out.params.chol.shape == (n, 3) and out.params.color.shape == (n, 3)
                 assert all(np.isfinite(np.asarray(a)).all() for a in out.params)
                 assert 1 <= out.height <= 65536 and 1 <= out.width <= 65536
             slowest = max(slowest, time.perf_counter() - t0)
-    total = len(valid_files) * MUTANTS_PER_FILE
+    total = len(files) * MUTANTS_PER_FILE
     assert slowest < 1.0, f"slowest decode took {slowest:.3f} s"
     # The fuzz must reach past the container checks, into headers and entropy decoding.
-    shallow = sum(messages[w] for w in ("CRC", "truncated", "not", "unsupported", "section"))
-    assert total - valid - shallow > 0.15 * total, messages.most_common(20)
-    assert valid <= 0.005 * total  # the content checksum catches consistent garbage
+    assert deep > 0.2 * total / 2, messages.most_common(20)
+    if version == 1:  # v1's content checksum catches consistent garbage; v2 has only the file CRC
+        assert valid <= 0.005 * total
 
 
-def test_random_bytes_never_crash():
-    rng = np.random.default_rng(1)
+@pytest.mark.parametrize("version", [1, 2])
+def test_random_bytes_never_crash(version):
+    rng = np.random.default_rng(version)
     for i in range(300):
         junk = rng.bytes(int(rng.integers(0, 400)))
         if i % 2:
-            junk = b"G2D\x00\x01" + junk  # past the magic, into the section frames
+            junk = container.preamble(version) + junk  # past the magic, into the sections
+            junk = _fix_v2(junk) if version == 2 else junk
         with pytest.raises(CodecError):
             decode(junk)

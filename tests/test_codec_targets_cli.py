@@ -17,18 +17,18 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-from gauss2d import gaussians
-from gauss2d.codec import codec_v2, decode
+from gauss2d import codec, gaussians
+from gauss2d.codec import decode
 from gauss2d.compress import targets
 from gauss2d.io import checkpoint
 from gauss2d.io import images as data
-from gauss2d.render.params import render_params
+from gauss2d.render import render_clamped
 
 H, W = 40, 52
 
 
 def _psnr(params, image) -> float:
-    return float(10 * np.log10(1.0 / np.mean((np.asarray(render_params(params, H, W)) - image) ** 2)))
+    return float(10 * np.log10(1.0 / np.mean((np.asarray(render_clamped(params, H, W)) - image) ** 2)))
 
 
 @pytest.fixture(scope="module")
@@ -88,16 +88,21 @@ def test_target_bpp_writes_a_file_in_the_window(scene):
 
 def test_target_psnr_writes_the_smallest_file_found_that_reaches_it(scene):
     folder, params, image = scene
-    state = codec_v2.init_v2_state(params)  # the fast preset's quantisers (no fine-tuning)
-    plain = decode(codec_v2.encode_v2(params, H, W, state)).params
+    settings = codec.format_settings(2)  # configs/codec.py's v2 settings (CodecSettings defaults)
+    state = codec.init_state(params, version=2, settings=settings)  # the fast preset's: no fine-tuning
+
+    def encode_v2(st):
+        return codec.encode(params, H, W, version=2, state=st, settings=settings)
+
+    plain = decode(encode_v2(state)).params
     goal = round(_psnr(plain, image) - 1.0, 2)  # reachable, with files smaller than the plain one
     blob, summary = encode(folder, "psnr.g2d", f"--target_psnr={goal}")
     decoded_db = _psnr(decode(blob).params, image)
     assert decoded_db >= goal and summary["psnr"] == pytest.approx(decoded_db, abs=1e-3)
-    assert len(blob) < len(codec_v2.encode_v2(params, H, W, state))  # it spent fewer bits than plain
+    assert len(blob) < len(encode_v2(state))  # it spent fewer bits than plain
     # No smaller file on a fine grid of step factors reaches the goal (the
     # command bisects the same factor, so it found the boundary).
     for s in 2.0 ** np.linspace(-3, 6, 37):
-        other = codec_v2.encode_v2(params, H, W, targets.scaled_state(state, s))
+        other = encode_v2(targets.scaled_state(state, s))
         if len(other) < len(blob):
             assert _psnr(decode(other).params, image) < goal, s

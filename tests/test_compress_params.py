@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gauss2d import compress, gaussians
-from gauss2d.codec.codec import decode
+from gauss2d.codec import decode
 from gauss2d.errors import Gauss2dError
 from gauss2d.io import images as data
 from gauss2d.train import own_loop
@@ -53,21 +53,20 @@ def test_compress_params_names_bad_arguments(fitted):
 
 
 def test_encode_warns_without_the_fine_tuning_state_and_measures_the_cost(fitted):
-    """codec.encode / encode_v2 with state=None: the quantisers are initialised there, not fine-tuned."""
+    """codec.encode (v1 and v2) with state=None: the quantisers are initialised there, not fine-tuned."""
     from gauss2d import codec  # noqa: PLC0415
-    from gauss2d.codec import codec_v2  # noqa: PLC0415
-    from gauss2d.render.params import render_params  # noqa: PLC0415
+    from gauss2d.render import render_clamped  # noqa: PLC0415
 
     params, target = fitted
     params = gaussians.to_cholesky(params)
     h, w = target.shape[:2]
 
     def psnr(p):
-        return float(10 * np.log10(1.0 / np.mean((np.asarray(render_params(p, h, w)) - target) ** 2)))
+        return float(10 * np.log10(1.0 / np.mean((np.asarray(render_clamped(p, h, w)) - target) ** 2)))
 
     # With the image: the message gives both PSNRs and their difference, measured.
     with pytest.warns(codec.NotFineTunedWarning) as record:
-        blob = codec.encode(params, h, w, target=target)
+        blob = codec.encode(params, h, w, version=1, target=target)
     (message,) = [str(r.message) for r in record]
     fit_db, decoded_db = psnr(params), psnr(decode(blob).params)
     assert f"decodes at {decoded_db:.2f} dB against the unquantised {fit_db:.2f} dB" in message
@@ -75,13 +74,13 @@ def test_encode_warns_without_the_fine_tuning_state_and_measures_the_cost(fitted
     assert fit_db - decoded_db > 0.5  # v1's 2 x 8 colour VQ without fine-tuning: a real loss
     # Without the image it still says so, and how to measure it.
     with pytest.warns(codec.NotFineTunedWarning, match=r"state=None.*not fine-tuned.*pass target="):
-        codec_v2.encode_v2(params, h, w)
+        codec.encode(params, h, w, version=2)
     # The same warning class and text from compress_params (one source).
     with pytest.warns(codec.NotFineTunedWarning, match=r"compress_params\(qat_steps=0\): these Gaussians"):
         compress.compress_params(params, target, qat_steps=0)
     # With the fine-tuning's state: no warning.
-    state = codec.init_codec_state(params)
     with warnings.catch_warnings():
         warnings.simplefilter("error", codec.NotFineTunedWarning)
-        codec.encode(params, h, w, state=state, target=target)
-        codec_v2.encode_v2(params, h, w, codec_v2.init_v2_state(params))
+        for version in codec.VERSIONS:
+            state = codec.init_state(params, version=version)
+            codec.encode(params, h, w, version=version, state=state, target=target)

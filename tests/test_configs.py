@@ -11,6 +11,7 @@ import pytest
 from conftest import REPO_ROOT
 
 from gauss2d.gaussians import init_random
+from gauss2d.settings import resolve
 from gauss2d.train import fit, optim
 
 ARGS = {
@@ -27,8 +28,9 @@ ARGS = {
 @pytest.mark.parametrize("name, arg", [(n, a) for n, args in ARGS.items() for a in args])
 def test_config_loads_and_validates(name, arg):
     config = importlib.import_module(f"configs.{name}").get_config(arg)
-    fit.validate_config(config)
-    optim.make_optimizer(config.optim, init_random(jax.random.key(0), 2))
+    settings = resolve(config)  # every key known and of its field's type
+    fit.validate_settings(settings)
+    optim.make_optimizer(settings.optim, init_random(jax.random.key(0), 2))
     with pytest.raises(AttributeError):  # locked: a typo in an override is an error
         config.modle = 1
 
@@ -62,17 +64,17 @@ def test_optim_lr_scales_the_group_rates_it_does_not_silently_do_nothing(name, a
     # Issue 15: every shipped config that tunes the groups set them as plain
     # values, so --config.optim.lr changed nothing. They follow lr now.
     config = importlib.import_module(f"configs.{name}").get_config(arg)
-    before = optim.group_learning_rates(config.optim)
+    before = optim.group_learning_rates(resolve(config).optim)
     lr = config.optim.lr
     config.optim.lr = lr / 10
-    after = optim.group_learning_rates(config.optim)
+    after = optim.group_learning_rates(resolve(config).optim)
     for group in optim.GROUPS:
         assert after[group] == pytest.approx(before[group] / 10, rel=1e-12), group
     # A group's own key still wins, and stays put when lr moves again.
     config.optim.lr_cov = 0.123
     config.optim.lr = lr
-    assert optim.group_learning_rates(config.optim)["cov"] == 0.123
-    assert optim.group_learning_rates(config.optim)["means"] == before["means"]
+    assert optim.group_learning_rates(resolve(config).optim)["cov"] == 0.123
+    assert optim.group_learning_rates(resolve(config).optim)["means"] == before["means"]
 
 
 def test_optim_lr_override_reaches_the_group_rates_through_the_flag_parser():

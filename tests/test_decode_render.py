@@ -1,17 +1,20 @@
-"""Rendering decoded files: padded to a bucket, one compiled count, the same pixels as render_params."""
+"""Rendering decoded files (render.render_clamped): N padded to a bucket, one compiled count, same pixels."""
 
 import os
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from codec_helpers import encode_v2, v2_settings
 
 from gauss2d import gaussians
-from gauss2d.codec import codec_v2, decode
+from gauss2d.codec import decode
+from gauss2d.codec.v2.state import init_state
 from gauss2d.compress import decode_render
-from gauss2d.render.params import needed_capacity, render_params
+from gauss2d.render import capacity, display, pair_capacity, render, render_clamped
 
 H, W = 48, 64
 
@@ -28,42 +31,46 @@ def _params(n, seed=0):
 def _decoded(n, seed):
     """A decoded v2 file of ``_params(n, seed)`` (plain quantisation, given explicitly: no warning)."""
     params = _params(n, seed)
-    return decode(codec_v2.encode_v2(params, H, W, codec_v2.init_v2_state(params))).params
+    return decode(encode_v2(params, H, W, init_state(params, v2_settings()))).params
 
 
 @pytest.mark.parametrize("n", [1, 63, 64, 65, 80, 81, 9000, 2**20 + 1])
 def test_bucket_holds_n_with_at_most_a_quarter_padding(n):
-    b = decode_render.num_gaussians_bucket(n)
+    b = capacity.num_gaussians_bucket(n)
     assert b >= n and b >= 64
     if n > 64:
         assert b <= 1.25 * n  # buckets 2^k x {1, 1.25, 1.5, 1.75}
-    assert decode_render.num_gaussians_bucket(b) == b  # a bucket is its own bucket
+    assert capacity.num_gaussians_bucket(b) == b  # a bucket is its own bucket
 
 
 @pytest.mark.parametrize("n", [1, 70, 300])
 def test_padded_render_is_the_same_image_bit_for_bit(n):
     params = _decoded(n, seed=n)
-    padded = decode_render.pad_to_bucket(params)
-    assert gaussians.num_gaussians(padded) == decode_render.num_gaussians_bucket(n)
+    padded = capacity.pad_to_bucket(params)
+    assert gaussians.num_gaussians(padded) == capacity.num_gaussians_bucket(n)
     np.testing.assert_array_equal(np.asarray(padded.xy[:n]), np.asarray(params.xy))  # originals first
-    # The padding adds no tile pairs: the same capacity bucket as the real Gaussians.
-    cap = decode_render.capacity_for(padded, H, W, "xla")
-    assert cap == needed_capacity(params, H, W, "xla")
-    image = np.asarray(decode_render.render_decoded(params, H, W))
-    np.testing.assert_array_equal(image, np.asarray(render_params(params, H, W)))
+    # The padding adds no tile pairs: the same capacity bucket as the real
+    # Gaussians, counted here in one compiled call and there op by op.
+    cap = capacity.capacity_for(padded, H, W, backend="xla")
+    assert cap == pair_capacity(
+        gaussians.project(params, fitted_height=H, fitted_width=W), H, W, backend="xla"
+    )
+    image = np.asarray(render_clamped(params, H, W))
+    unpadded = jax.jit(lambda p: jnp.clip(render(p, H, W, capacity=cap), 0.0, 1.0))(params)  # as a program
+    np.testing.assert_array_equal(image, unpadded)
     assert image.shape == (H, W, 3) and np.isfinite(image).all() and image.max() > 0
 
 
 def test_files_of_nearby_sizes_share_one_compiled_render():
     """Two decoded files of different N in one bucket: the render compiles once."""
     a, b = _decoded(100, seed=1), _decoded(110, seed=2)
-    assert decode_render.num_gaussians_bucket(100) == decode_render.num_gaussians_bucket(110)
-    decode_render.render_decoded(a, H, W).block_until_ready()
-    before = decode_render._render_clamped._cache_size()
-    cap_a = decode_render.capacity_for(decode_render.pad_to_bucket(a), H, W, "xla")
-    cap_b = decode_render.capacity_for(decode_render.pad_to_bucket(b), H, W, "xla")
-    decode_render.render_decoded(b, H, W).block_until_ready()
-    assert decode_render._render_clamped._cache_size() == before + (cap_a != cap_b)
+    assert capacity.num_gaussians_bucket(100) == capacity.num_gaussians_bucket(110)
+    render_clamped(a, H, W).block_until_ready()
+    before = display._render_clamped._cache_size()
+    cap_a = capacity.capacity_for(capacity.pad_to_bucket(a), H, W, backend="xla")
+    cap_b = capacity.capacity_for(capacity.pad_to_bucket(b), H, W, backend="xla")
+    render_clamped(b, H, W).block_until_ready()
+    assert display._render_clamped._cache_size() == before + (cap_a != cap_b)
 
 
 # JAX initialises its persistent cache once per process: turned on here, it

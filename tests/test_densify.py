@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,9 +13,10 @@ from configs import base
 from gauss2d import gaussians, metrics
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
+from gauss2d.gaussians import ProjectedAlpha
 from gauss2d.io import images as data
 from gauss2d.render import render
-from gauss2d.render.alpha import render_alpha
+from gauss2d.settings import resolve
 from gauss2d.train import densify, fit, optim
 
 N = 120  # slots; fits start with N // 2 = 60 active, as test_init.py uses
@@ -33,7 +36,7 @@ def half_parked(parameterization: str) -> tuple[gaussians.Params, np.ndarray]:
 
 def dense_loss(params, target):
     h, w = target.shape[:2]
-    image = render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w, backend="reference")
+    image = render(params, h, w, backend="reference")
     return jnp.mean((jnp.clip(image, 0.0, 1.0) - target) ** 2)
 
 
@@ -45,11 +48,11 @@ def test_parked_slots_render_nothing_and_get_exactly_zero_gradient(parameterizat
     params, parked = half_parked(parameterization)
     h, w = sample.shape[:2]
     np.testing.assert_array_equal(densify.active_mask(params), ~parked)
-    full = render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w, backend="reference")
+    full = render(params, h, w, backend="reference")
     active_only = jax.tree_util.tree_map(lambda x: x[~parked], params)
     np.testing.assert_array_equal(
         full,
-        render(*gaussians.project(active_only, fitted_height=h, fitted_width=w), h, w, backend="reference"),
+        render(active_only, h, w, backend="reference"),
     )
     grads = dense_grad(params, jnp.asarray(sample))
     for g in grads:
@@ -68,9 +71,9 @@ def test_parked_slots_render_nothing_and_get_exactly_zero_gradient(parameterizat
     ids=["adan", "adam", "adan-groups"],
 )
 def test_parked_slots_get_no_updates_and_moments_reset_only_chosen_rows(optim_cfg, sample):
-    cfg = {**dict(base.get_base_config().optim), "lr": 1e-2, **optim_cfg}
+    optim_settings = dataclasses.replace(resolve(base.get_base_config()).optim, lr=1e-2, **optim_cfg)
     params, parked = half_parked("cholesky")
-    optimizer = optim.make_optimizer(cfg, params)
+    optimizer = optim.make_optimizer(optim_settings, params)
     opt_state = optimizer.init(params)
     update = jax.jit(optimizer.update)
     start = params
@@ -123,11 +126,11 @@ def test_allocate_adds_gaussians_where_the_error_is(sample):
 
 def first_psnr(params, target) -> float:
     h, w = target.shape[:2]
-    image = render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w)
+    image = render(params, h, w)
     return float(metrics.psnr(jnp.clip(image, 0.0, 1.0), jnp.asarray(target)))
 
 
-def small_config(**model):
+def small_settings(iterations: int = 40, log_every: int = 20, **model):
     config = base.get_base_config()
     config.model.num_points = N
     config.model.init = "content"
@@ -136,38 +139,33 @@ def small_config(**model):
     config.model.densify_every = 20
     config.model.densify_initial_fraction = 0.5
     config.optim.lr = 1e-2
-    config.optim.iterations = 40
-    config.log_every = 20
+    config.optim.iterations = iterations
+    config.log_every = log_every
     for k, v in model.items():
         config.model[k] = v
-    return config
+    return resolve(config)
 
 
 def test_schedule_rounds_to_chunks_and_splits_the_budget():
-    config = small_config(densify_rounds=3, densify_every=250, densify_initial_fraction=0.4)
-    config.model.num_points = 100
-    config.optim.iterations = 1000
-    config.log_every = 100
-    plan = densify.schedule(config)
-    assert plan.round_ends == (300, 500, 800)
-    assert plan.active_after == (40, 60, 80, 100)
-    config.optim.iterations = 500  # rounds ending at or after the last step are dropped
-    assert densify.schedule(config).round_ends == (300,)
-    config.model.densify_rounds = 0
-    assert densify.schedule(config) == densify.Schedule((), (100,))
-    config.model.densify_rounds = 2
-    config.model.densify_initial_fraction = 0.0
+    def plan(iterations=1000, **model):
+        given = dict(densify_rounds=3, densify_every=250, densify_initial_fraction=0.4, num_points=100)
+        return densify.schedule(small_settings(iterations, 100, **{**given, **model}))
+
+    assert plan().round_ends == (300, 500, 800)
+    assert plan().active_after == (40, 60, 80, 100)
+    assert plan(500).round_ends == (300,)  # rounds ending at or after the last step are dropped
+    assert plan(500, densify_rounds=0) == densify.Schedule((), (100,))
     with pytest.raises(Gauss2dError, match="densify_initial_fraction=0.0"):
-        densify.schedule(config)
+        plan(500, densify_rounds=2, densify_initial_fraction=0.0)
 
 
 def test_fit_function_dispatches_on_config():
-    assert densify.fit_function(small_config()) is densify.fit_image_densified
-    assert densify.fit_function(small_config(densify=False)) is fit.fit_image
+    assert densify.fit_function(small_settings()) is densify.fit_image_densified
+    assert densify.fit_function(small_settings(densify=False)) is fit.fit_image
 
 
 def test_fit_in_rounds_resumes_and_fills_the_budget(sample):
-    config = small_config()
+    settings = small_settings()
     seen = []
 
     def stop_after_first_chunk(state, info):
@@ -175,13 +173,13 @@ def test_fit_in_rounds_resumes_and_fills_the_budget(sample):
         return "stop"
 
     first = densify.fit_image_densified(
-        sample, config, jax.random.PRNGKey(0), on_chunk=stop_after_first_chunk
+        sample, settings, jax.random.PRNGKey(0), on_chunk=stop_after_first_chunk
     )
     assert first.stopped_early and seen == [(20, N // 2)]
     # Resume from the round's end: the round's allocation happens first.
     record = lambda state, info: seen.append((info["step"], int(densify.active_mask(state.params).sum())))  # noqa: E731
     result = densify.fit_image_densified(
-        sample, config, jax.random.PRNGKey(0), state=first.state, on_chunk=record
+        sample, settings, jax.random.PRNGKey(0), state=first.state, on_chunk=record
     )
     assert result.stopped_early is None
     assert seen == [(20, N // 2), (40, N)]
@@ -196,7 +194,7 @@ def test_fit_in_rounds_resumes_and_fills_the_budget(sample):
 def alpha_psnr(params, target) -> float:
     h, w = target.shape[:2]
     proj, o, z = gaussians.project_alpha(params, fitted_height=h, fitted_width=w)
-    image = render_alpha(*proj, o, z, h, w)
+    image = render(ProjectedAlpha(*proj, o, z), h, w)
     return float(metrics.psnr(jnp.clip(image, 0.0, 1.0), jnp.asarray(target)))
 
 
@@ -208,7 +206,7 @@ def test_alpha_parked_slots_render_nothing_and_get_exactly_zero_gradient(sample)
 
     def loss(p):
         proj, o, z = gaussians.project_alpha(p, fitted_height=h, fitted_width=w)
-        image = render_alpha(*proj, o, z, h, w, backend="reference")
+        image = render(ProjectedAlpha(*proj, o, z), h, w, backend="reference")
         return jnp.mean((jnp.clip(image, 0.0, 1.0) - sample) ** 2), image
 
     (_, full), grads = jax.value_and_grad(loss, has_aux=True)(params)
@@ -230,7 +228,7 @@ def test_alpha_allocate_puts_new_gaussians_in_front_where_the_error_is(sample):
     opacity = jnp.asarray(np.random.default_rng(0).uniform(-1.0, 2.0, (N, 1)), jnp.float32)
     params = params._replace(opacity=opacity)
     proj = gaussians.project(params, fitted_height=h, fitted_width=w)
-    capacity = densify.pair_capacity(*proj, h, w, backend="xla")
+    capacity = densify.pair_capacity(proj, h, w, backend="xla")
     free = densify.active_mask(params)
     params = params._replace(
         color=densify.solve_colors_blended(params, jnp.asarray(flat), free, capacity=capacity, iterations=30)
@@ -262,11 +260,10 @@ def test_alpha_new_opacity_is_at_least_the_initial_one():
 
 
 def test_alpha_fit_in_rounds_fills_the_budget_and_improves(sample):
-    config = small_config()
-    config.model.blend = "alpha"
+    settings = small_settings(blend="alpha")
     seen = []
     record = lambda state, info: seen.append((info["step"], int(densify.active_mask(state.params).sum())))  # noqa: E731
-    result = densify.fit_image_densified(sample, config, jax.random.PRNGKey(0), on_chunk=record)
+    result = densify.fit_image_densified(sample, settings, jax.random.PRNGKey(0), on_chunk=record)
     assert isinstance(result.params, gaussians.CholeskyAlphaParams) and result.stopped_early is None
     assert seen == [(20, N // 2), (40, N)]
     assert result.history["psnr"][-1] > result.history["psnr"][19] + 0.5

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gauss2d.codec import entropy as E
-from gauss2d.codec.bitstream import CodecError
+from gauss2d.codec.container import CodecError
 
 
 def _entropy_bits(symbols):

@@ -31,15 +31,15 @@ from gauss2d.io import checkpoint
 from gauss2d.io import images as data
 from gauss2d.render import render
 from gauss2d.runner import dataset as runner
+from gauss2d.settings import resolve
 from gauss2d.train import batch as fit_batch
-from gauss2d.train import engine as train
 from gauss2d.train import fit
 
 PARAM_TOL = dict(rtol=1e-4, atol=2e-5)
 PSNR_TOL_DB = 2e-3
 
 
-def small_config(**overrides):
+def small_settings(**overrides):
     config = default.get_config("smoke")
     with config.unlocked():
         config.model.init = "random"  # no init compile: keeps the tests quick
@@ -50,7 +50,7 @@ def small_config(**overrides):
         for key, value in overrides.items():
             section, _, name = key.rpartition(".")
             (config[section] if section else config)[name] = value
-    return config
+    return resolve(config)
 
 
 def two_images() -> np.ndarray:
@@ -65,8 +65,8 @@ def targets():
 
 @pytest.fixture(scope="module")
 def singles(targets):
-    config = small_config()
-    return [fit.fit_image(t, config, jax.random.key(b)) for b, t in enumerate(targets)]
+    settings = small_settings()
+    return [fit.fit_image(t, settings, jax.random.key(b)) for b, t in enumerate(targets)]
 
 
 def assert_same_fit(batched: fit.FitResult, alone: fit.FitResult):
@@ -78,7 +78,7 @@ def assert_same_fit(batched: fit.FitResult, alone: fit.FitResult):
 
 
 def test_a_batch_equals_separate_fits_with_the_same_keys(targets, singles):
-    results = fit_batch.fit_batch(targets, small_config(), [jax.random.key(0), jax.random.key(1)])
+    results = fit_batch.fit_batch(targets, small_settings(), [jax.random.key(0), jax.random.key(1)])
     assert len(results) == 2
     for batched, alone in zip(results, singles):
         assert_same_fit(batched, alone)
@@ -89,21 +89,22 @@ def test_a_batch_equals_separate_fits_with_the_same_keys(targets, singles):
 def test_a_nan_image_stops_alone_and_the_others_continue(targets, singles):
     bad = targets[1].copy()
     bad[3, 5, 1] = np.nan
-    config = small_config()
-    results = fit_batch.fit_batch(np.stack([targets[0], bad]), config, [jax.random.key(0), jax.random.key(1)])
+    settings = small_settings()
+    keys = [jax.random.key(0), jax.random.key(1)]
+    results = fit_batch.fit_batch(np.stack([targets[0], bad]), settings, keys)
     assert_same_fit(results[0], singles[0])
     assert "non-finite" in results[1].stopped_early and int(results[1].state.step) == 0
-    initial = fit.initial_params(config, bad, jax.random.key(1))
+    initial = fit.initial_params(settings, bad, jax.random.key(1))
     for x, y in zip(jax.tree_util.tree_leaves(results[1].params), jax.tree_util.tree_leaves(initial)):
         np.testing.assert_array_equal(x, y)  # the last good parameters: the initial ones
 
 
 def test_overflow_of_any_image_regrows_and_reruns_the_chunk(targets, singles, monkeypatch):
-    monkeypatch.setattr(train, "needed_capacity", lambda *a, **k: 32)  # far too small for either image
+    monkeypatch.setattr(fit_batch, "capacity_for", lambda *a, **k: 32)  # far too small for either image
     chunks = []
     results = fit_batch.fit_batch(
         targets,
-        small_config(),
+        small_settings(),
         [jax.random.key(0), jax.random.key(1)],
         on_chunk=lambda state, infos: chunks.append((state.step.shape, [i["step"] for i in infos])),
     )
@@ -114,11 +115,11 @@ def test_overflow_of_any_image_regrows_and_reruns_the_chunk(targets, singles, mo
 
 
 def test_resumed_and_fresh_images_share_a_batch(targets, singles):
-    config = small_config()
+    settings = small_settings()
     keys = [jax.random.key(0), jax.random.key(1)]
-    half = fit_batch.fit_batch(targets, config, keys, on_chunk=lambda state, infos: "stop")
+    half = fit_batch.fit_batch(targets, settings, keys, on_chunk=lambda state, infos: "stop")
     assert [int(r.state.step) for r in half] == [10, 10] and "stopped by the caller" in half[0].stopped_early
-    results = fit_batch.fit_batch(targets, config, keys, states=[half[0].state, None])  # image 1 restarts
+    results = fit_batch.fit_batch(targets, settings, keys, states=[half[0].state, None])  # image 1 restarts
     np.testing.assert_array_equal(results[0].history["step"], np.arange(11, 31))
     for batched, alone in zip(results, singles):
         for x, y in zip(jax.tree_util.tree_leaves(batched.params), jax.tree_util.tree_leaves(alone.params)):
@@ -134,17 +135,15 @@ def test_masked_padding_stays_out_of_the_loss_and_the_psnr(targets):
     mask = np.zeros((2, 32, 48), np.float32)
     mask[:, :, :40] = 1.0
     key = jax.random.key(7)
-    config = small_config()
-    a, b = fit_batch.fit_batch(np.stack([zeros, noise]), config, [key, key], masks=mask)
+    settings = small_settings()
+    a, b = fit_batch.fit_batch(np.stack([zeros, noise]), settings, [key, key], masks=mask)
     # Only the padding differs, so equal results mean it entered neither loss, gradients nor PSNR.
     np.testing.assert_allclose(a.history["psnr"], b.history["psnr"], atol=1e-5)
     for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     # The first step's PSNR is that of the initial render over the unpadded pixels only.
-    initial = fit.initial_params(config, noise, key)
-    first = np.clip(
-        np.asarray(render(*gaussians.project(initial, fitted_height=32, fitted_width=48), 32, 48)), 0, 1
-    )
+    initial = fit.initial_params(settings, noise, key)
+    first = np.clip(np.asarray(render(initial, 32, 48)), 0, 1)
     expected = -10 * np.log10(np.mean((first[:, :40] - image) ** 2))
     assert a.history["psnr"][0] == pytest.approx(expected, abs=1e-3)
 
@@ -173,9 +172,9 @@ def test_transposed_params_render_the_transposed_image(parameterization):
 
 def test_bad_batch_inputs_are_named(targets):
     with pytest.raises(Gauss2dError, match="got 1 keys for 2 images"):
-        fit_batch.fit_batch(targets, small_config(), [jax.random.key(0)])
+        fit_batch.fit_batch(targets, small_settings(), [jax.random.key(0)])
     with pytest.raises(Gauss2dError, match=r"targets must be \[B, H, W, 3\]"):
-        fit_batch.fit_batch(targets[0], small_config(), [jax.random.key(0)])
+        fit_batch.fit_batch(targets[0], small_settings(), [jax.random.key(0)])
     assert [
         fit_batch.padded_size(b, p, d) for b, p, d in [(3, None, 1), (3, 8, 1), (3, None, 4), (5, 8, 4)]
     ] == [3, 8, 4, 8]
@@ -194,10 +193,10 @@ def folder(tmp_path):
 
 
 def test_dataset_in_batches_upright_outputs_errors_and_resume(folder, tmp_path, capsys):
-    config = small_config(**{"batch_size": 4, "data.dir": str(folder), "checkpoint_every": 10})
+    settings = small_settings(**{"batch_size": 4, "data.dir": str(folder), "checkpoint_every": 10})
     workdir = tmp_path / "run"
     with pytest.raises(Gauss2dError, match="d_broken.png"):
-        runner.fit_dataset(config, workdir)
+        runner.fit_dataset(settings, workdir)
     results = json.loads((workdir / "results.json").read_text())
     rows = {r["name"]: r for r in results["images"]}
     assert [r["name"] for r in results["images"]] == ["a_wide", "b_tall", "c_other"]  # dataset order
@@ -207,16 +206,14 @@ def test_dataset_in_batches_upright_outputs_errors_and_resume(folder, tmp_path, 
     tall = data.load_image(folder / "b_tall.png")
     render_png = data.load_image(workdir / "b_tall" / "render.png")
     params = checkpoint.load_params_npz(workdir / "b_tall" / "params.npz")
-    rerendered = np.clip(
-        np.asarray(render(*gaussians.project(params, fitted_height=48, fitted_width=32), 48, 32)), 0, 1
-    )
+    rerendered = np.clip(np.asarray(render(params, 48, 32)), 0, 1)
     assert np.abs(rerendered - render_png).max() <= 1.0 / 255 + 1e-4  # params.npz is upright too
     assert rows["b_tall"]["psnr"] == pytest.approx(-10 * np.log10(np.mean((render_png - tall) ** 2)), abs=0.3)
 
     for name in ("a_wide", "b_tall"):  # as if the batch had stopped after its last checkpoint
         (workdir / name / "result.json").unlink()
     capsys.readouterr()
-    again = small_config(**{"batch_size": 4, "data.dir": str(folder), "optim.iterations": 40})
+    again = small_settings(**{"batch_size": 4, "data.dir": str(folder), "optim.iterations": 40})
     with pytest.raises(Gauss2dError, match="d_broken.png"):
         runner.fit_dataset(again, workdir)
     out = capsys.readouterr().out
@@ -232,12 +229,12 @@ SHARDED = textwrap.dedent(
     import os, sys
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     import jax, numpy as np
-    from test_fit_batch import small_config, two_images
+    from test_fit_batch import small_settings, two_images
     from gauss2d.train import batch as fit_batch
     assert len(jax.local_devices()) == 4
     placed = []
     cb = lambda state, infos: placed.append(len(state.params.xy.sharding.device_set))
-    results = fit_batch.fit_batch(two_images(), small_config(), [jax.random.key(0), jax.random.key(1)],
+    results = fit_batch.fit_batch(two_images(), small_settings(), [jax.random.key(0), jax.random.key(1)],
                                   devices=jax.local_devices(), on_chunk=cb)  # 2 images + 2 fillers
     assert placed == [4, 4, 4], placed
     np.savez(sys.argv[1], **{f"{b}_{i}": x for b, r in enumerate(results)

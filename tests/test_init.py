@@ -13,6 +13,7 @@ from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
 from gauss2d.io import images as data
 from gauss2d.render import render
+from gauss2d.settings import ModelSettings
 
 N = 60  # test_densify.py starts its fits from 60 too: shared compilations
 H, W = 32, 48  # the sample downscaled 8x: one compilation serves every test
@@ -33,14 +34,14 @@ def sample() -> np.ndarray:  # [H, W, 3]
 
 def first_render_psnr(params, target) -> float:
     h, w = target.shape[:2]
-    image = render(*gaussians.project(params, fitted_height=h, fitted_width=w), h, w)
+    image = render(params, h, w)
     return float(metrics.psnr(jnp.clip(image, 0.0, 1.0), jnp.asarray(target)))
 
 
 def test_initialize_dispatches_and_random_is_the_papers():
     key = jax.random.PRNGKey(3)
-    cfg = {"init": "random", "num_points": 50, "parameterization": "cholesky"}
-    params = init_lib.initialize(key, jnp.zeros((H, W, 3)), cfg)
+    model = ModelSettings(init="random", num_points=50, parameterization="cholesky")
+    params = init_lib.initialize(key, jnp.zeros((H, W, 3)), model)
     expected = gaussians.init_random(key, 50, "cholesky")
     for got, want in zip(params, expected):
         np.testing.assert_array_equal(got, want)
@@ -50,16 +51,16 @@ def test_initialize_dispatches_and_random_is_the_papers():
 
 
 @pytest.mark.parametrize(
-    "cfg, match",
+    "model, match",
     [
-        ({"init": "kmeans", "num_points": 5, "parameterization": "cholesky"}, "model.init='kmeans'"),
-        ({"init": "content", "num_points": 0, "parameterization": "cholesky"}, "num_points=0"),
-        ({"init": "content", "num_points": 5, "parameterization": "polar"}, "polar"),
+        (ModelSettings(init="kmeans", num_points=5), "model.init='kmeans'"),
+        (ModelSettings(init="content", num_points=0), "num_points=0"),
+        (ModelSettings(init="content", num_points=5, parameterization="polar"), "polar"),
     ],
 )
-def test_initialize_rejects_bad_config(cfg, match):
+def test_initialize_rejects_bad_settings(model, match):
     with pytest.raises(Gauss2dError, match=match):
-        init_lib.initialize(jax.random.PRNGKey(0), jnp.full((H, W, 3), 0.5), cfg)
+        init_lib.initialize(jax.random.PRNGKey(0), jnp.full((H, W, 3), 0.5), model)
 
 
 def test_box_blur_matches_numpy():
@@ -140,7 +141,7 @@ def test_content_init_covers_the_image(sample, seed):
     h, w = sample.shape[:2]
     content = init_lib.init_content(jax.random.PRNGKey(seed), sample, N, color_iterations=0)
     proj = gaussians.project(content, fitted_height=h, fitted_width=w)
-    coverage = render(proj.means, proj.conics, jnp.ones_like(proj.colors), h, w)[..., 0]
+    coverage = render(proj._replace(colors=jnp.ones_like(proj.colors)), h, w)[..., 0]
     # No holes: every pixel is under some Gaussian. Before the stratified base
     # layer, seed 2 left a corner at 0.0 (means drawn from |grad| cluster on edges).
     assert float(coverage.min()) > 0.2

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks import init_quality
+from gauss2d.settings import resolve
 from gauss2d.train import optim
 
 
@@ -32,7 +33,7 @@ def test_variants_share_everything_but_init_and_allocation():
 def test_cosine_schedule_reaches_the_decay_rate():
     config = init_quality.make_config(_args(schedule="cosine", decay_rate=0.01, steps=100), "content")
     assert config.optim.schedule == "cosine" and config.optim.decay_rate == 0.01
-    schedule = optim.make_schedule(config.optim, config.optim.lr)
+    schedule = optim.make_schedule(resolve(config).optim, config.optim.lr)
     assert float(schedule(0)) == pytest.approx(1e-2)
     assert float(schedule(100)) == pytest.approx(1e-4)
 

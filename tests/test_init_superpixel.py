@@ -15,6 +15,7 @@ from gauss2d.errors import Gauss2dError
 from gauss2d.init import superpixel as sp
 from gauss2d.io import images as data
 from gauss2d.render import render
+from gauss2d.settings import ModelSettings
 
 pytest.importorskip("skimage", reason="scikit-image is not installed (pip install -e '.[superpixel]')")
 
@@ -130,9 +131,7 @@ def test_raw_parameters_project_back_to_the_covariances(parameterization):
 def test_flat_image_keeps_its_brightness_without_the_colour_solve():
     img = np.full((64, 64, 3), 0.5, np.float32)
     params = sp.init_superpixel(None, img, 64, color_iterations=0)
-    out = np.asarray(render(*gaussians.project(params, fitted_height=64, fitted_width=64), 64, 64))[
-        8:-8, 8:-8
-    ]
+    out = np.asarray(render(params, 64, 64))[8:-8, 8:-8]
     # Mass-normalised mean colours: the interior averages the flat value (a peak-1
     # colour per segment would render it ~1.5-2x too bright with this overlap).
     assert abs(float(out.mean()) - 0.5) < 0.01
@@ -144,7 +143,7 @@ def test_first_render_is_close_and_far_above_random(sample):
     params = sp.init_superpixel(key, sample, 60)
 
     def psnr(p):
-        image = render(*gaussians.project(p, fitted_height=H, fitted_width=W), H, W)
+        image = render(p, H, W)
         return float(metrics.psnr(jnp.clip(image, 0.0, 1.0), jnp.asarray(sample)))
 
     got, random = psnr(params), psnr(gaussians.init_random(key, 60))
@@ -152,8 +151,8 @@ def test_first_render_is_close_and_far_above_random(sample):
 
 
 def test_initialize_dispatches_to_superpixel(sample):
-    cfg = {"init": "superpixel", "num_points": 40, "parameterization": "rs", "init_color_iterations": 0}
-    params = init_lib.initialize(jax.random.PRNGKey(0), jnp.asarray(sample), cfg)
+    model = ModelSettings(init="superpixel", num_points=40, parameterization="rs", init_color_iterations=0)
+    params = init_lib.initialize(jax.random.PRNGKey(0), jnp.asarray(sample), model)
     want = sp.init_superpixel(None, sample, 40, "rs", color_iterations=0)
     assert isinstance(params, gaussians.RSParams)
     for x, y in zip(params, want):

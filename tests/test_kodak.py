@@ -9,6 +9,7 @@ import pytest
 from configs import kodak
 from gauss2d.io import images as data
 from gauss2d.runner import dataset as runner
+from gauss2d.settings import resolve
 
 pytestmark = [pytest.mark.slow, pytest.mark.kodak]
 
@@ -29,7 +30,7 @@ def test_kodak_smoke_recipe_fits_a_real_image(kodak_dir, tmp_path):
         config.data.limit = 1
         config.model.init = "content"
         config.optim.iterations = 100
-    results = runner.fit_dataset(config, tmp_path)
+    results = runner.fit_dataset(resolve(config), tmp_path)
     row = results["images"][0]
     assert (row["name"], row["height"], row["width"], row["iterations"]) == ("kodim01", 128, 192, 100)
     assert row["psnr"] > 20.0  # content init + 100 steps on a 4x-downscaled kodim01

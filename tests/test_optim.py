@@ -1,6 +1,8 @@
-"""Optimiser chains from config: schedule values and per-group rates."""
+"""Optimiser chains from the optim settings: schedule values and per-group rates."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -10,17 +12,16 @@ import pytest
 from configs import base
 from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
+from gauss2d.settings import resolve
 from gauss2d.train import optim
 
 
-def optim_cfg(**overrides):
-    cfg = base.get_base_config().optim
-    cfg.update(overrides)
-    return cfg
+def optim_settings(**overrides):
+    return dataclasses.replace(resolve(base.get_base_config()).optim, **overrides)
 
 
 def test_step_schedule_halves_every_20000_steps():
-    schedule = optim.make_schedule(optim_cfg(), 1e-3)
+    schedule = optim.make_schedule(optim_settings(), 1e-3)
     for step, expected in [(0, 1e-3), (19999, 1e-3), (20000, 5e-4), (40000, 2.5e-4), (49999, 2.5e-4)]:
         assert float(schedule(step)) == pytest.approx(expected, rel=1e-6)
 
@@ -28,7 +29,7 @@ def test_step_schedule_halves_every_20000_steps():
 def test_per_group_rates_scale_the_first_adam_step():
     # Adam's first update is -lr * g / (|g| + eps) = -lr * sign(g): a direct read of each group's rate.
     params = gaussians.init_random(jax.random.key(0), 4)
-    cfg = optim_cfg(name="adam", schedule="constant", lr=1.0, lr_means=0.1, lr_cov=0.01, lr_color=0.001)
+    cfg = optim_settings(name="adam", schedule="constant", lr=1.0, lr_means=0.1, lr_cov=0.01, lr_color=0.001)
     tx = optim.make_optimizer(cfg, params)
     grads = jax.tree_util.tree_map(lambda x: jnp.full_like(x, 2.0), params)
     updates, _ = tx.update(grads, tx.init(params), params)
@@ -70,7 +71,7 @@ def test_adan_matches_the_official_code_under_random_gradients(scale):
     params = gaussians.init_random(jax.random.key(1), 5)
     rng = np.random.default_rng(0)
     steps = [jax.tree_util.tree_map(lambda x: scale * rng.standard_normal(x.shape), params) for _ in range(6)]
-    tx = optim.make_optimizer(optim_cfg(), params)
+    tx = optim.make_optimizer(optim_settings(), params)
     state = tx.init(params)
     ours = []
     for grads in steps:
@@ -90,7 +91,7 @@ def test_adan_step_length_does_not_depend_on_the_gradient_scale():
     # Adan (like Adam) is invariant to rescaling the loss while |g| >> eps: an
     # image's pixel count must not change how far a Gaussian moves per step.
     params = gaussians.init_random(jax.random.key(2), 4)
-    tx = optim.make_optimizer(optim_cfg(), params)
+    tx = optim.make_optimizer(optim_settings(), params)
     # |g| >= 0.5 x scale, so eps (1e-8) is under 2e-4 of the denominator at scale 1e-4.
     signs = lambda x: jnp.where(jnp.arange(x.size) % 3 == 0, -1.0, 1.0)  # noqa: E731
     grads = jax.tree_util.tree_map(
@@ -113,8 +114,8 @@ def test_adan_step_length_does_not_depend_on_the_gradient_scale():
 def test_bad_optimiser_settings_name_the_key():
     params = gaussians.init_random(jax.random.key(0), 2)
     with pytest.raises(Gauss2dError, match="optim.name 'sgdx'"):
-        optim.make_optimizer(optim_cfg(name="sgdx"), params)
+        optim.make_optimizer(optim_settings(name="sgdx"), params)
     with pytest.raises(Gauss2dError, match="optim.schedule 'linear'"):
-        optim.make_optimizer(optim_cfg(schedule="linear"), params)
+        optim.make_optimizer(optim_settings(schedule="linear"), params)
     with pytest.raises(Gauss2dError, match="learning rate must be > 0"):
-        optim.make_optimizer(optim_cfg(lr=-1.0), params)
+        optim.make_optimizer(optim_settings(lr=-1.0), params)

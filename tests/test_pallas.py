@@ -29,7 +29,9 @@ import numpy as np
 import oracle
 import pytest
 
-from gauss2d.render import pair_capacity, pallas, render, render_with_stats, tiling
+from gauss2d.gaussians import Projected
+from gauss2d.render import capacity, capacity_for, pair_capacity, render, render_with_stats
+from gauss2d.render import kernels as pallas
 
 TOL = {
     "forward/oracle": 1e-5,
@@ -66,7 +68,7 @@ def runner(backend: str, capacity: int = CAPACITY):
 
     def run(m, q, c, cot):
         def loss(m, q, c):
-            image, stats = render_with_stats(m, q, c, H, W, backend=backend, capacity=capacity)
+            image, stats = render_with_stats(Projected(m, q, c), H, W, backend=backend, capacity=capacity)
             return jnp.sum(cot * image), (image, stats)
 
         grads, (image, stats) = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(m, q, c)
@@ -196,14 +198,14 @@ def test_vmap_over_a_batch_of_images_is_a_grid_axis():
 def test_public_entry_sizes_its_capacity_and_picks_interpret_mode():
     m, q, c = case(60, seed=30)
     h, w = 20, 27
-    out = render(m, q, c, h, w, backend="pallas")  # concrete inputs: capacity from the pair count
+    out = render(Projected(m, q, c), h, w, backend="pallas")  # concrete inputs: capacity from the pair count
     assert out.shape == (h, w, 3) and out.dtype == jnp.float32
     assert oracle.rel_err(out, oracle.render(m, q, c, h, w)) <= TOL["forward/oracle"]
-    needed = tiling.count_pairs(jnp.asarray(m), jnp.asarray(q), jnp.asarray(c), h, w, 16)
-    assert pair_capacity(m, q, c, h, w, backend="pallas") == tiling.capacity_bucket(int(needed))
+    needed = capacity.count_pairs(jnp.asarray(m), jnp.asarray(q), jnp.asarray(c), h, w, 16)
+    assert pair_capacity(Projected(m, q, c), h, w, backend="pallas") == capacity.capacity_bucket(int(needed))
     if jax.default_backend() != "gpu":
         with pytest.raises(ValueError, match="interpret"):  # Pallas cannot compile for CPU
-            render(m, q, c, h, w, backend="pallas", interpret=False)
+            render(Projected(m, q, c), h, w, backend="pallas", interpret=False)
 
 
 def test_result_does_not_depend_on_kernel_knobs():
@@ -292,14 +294,16 @@ def test_interpret_mode_follows_the_platform_lowered_for():
     # interpreter (no Triton call).
     from configs import base  # noqa: PLC0415
     from gauss2d import gaussians  # noqa: PLC0415
+    from gauss2d.settings import resolve  # noqa: PLC0415
     from gauss2d.train import engine as train
     from gauss2d.train import fit, optim
 
     config = base.get_base_config()
     config.render.backend = "pallas"
+    config = resolve(config)
     params = gaussians.init_random(jax.random.key(0), 64)
     tx = optim.make_optimizer(config.optim, params)
-    capacity = train.needed_capacity(params, H, W, "pallas")
+    capacity = capacity_for(params, H, W, backend="pallas")
     step = fit.make_train_step(config, tx, H, W, capacity)
     args = (train.init_state(params, tx), jnp.zeros((H, W, 3)), jnp.int32(10))
     assert export_text(step, *args).count(TRITON) == 2  # forward and backward
@@ -309,7 +313,9 @@ def test_interpret_mode_follows_the_platform_lowered_for():
     m, q, c = pad(*case(30, seed=51), n=64)
 
     def render_sum(m, q, c, **options):
-        return jnp.sum(render_with_stats(m, q, c, H, W, backend="pallas", capacity=1024, **options)[0])
+        return jnp.sum(
+            render_with_stats(Projected(m, q, c), H, W, backend="pallas", capacity=1024, **options)[0]
+        )
 
     assert export_text(jax.value_and_grad(render_sum), m, q, c).count(TRITON) == 2
     interpreted = jax.value_and_grad(functools.partial(render_sum, interpret=True))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -97,3 +99,76 @@ def test_gaussianimage_loses_to_jpeg():
     assert math.isfinite(rate_mid) and rate_mid > 0
     assert math.isfinite(rate_all) and rate_all > 0
     assert bj.bd_psnr(jpeg.bpp, jpeg.psnr, gi.bpp[mid], gi.psnr[mid]) < 0
+
+
+def test_data_file_is_package_data():
+    # The curves are read from a file beside the module: a wheel without it would fail at import.
+    assert published.DATA_FILE.name == "published.json" and published.DATA_FILE.is_file()
+    text = (pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert '"rd/published.json"' in text
+    assert published.load() == published.KODAK
+
+
+def test_every_curve_in_the_file_has_a_source_and_monotone_rates():
+    # Read the raw file, not the loaded curves, so a check dropped from the loader is caught here.
+    entries = json.loads(published.DATA_FILE.read_text())["curves"]
+    assert [e["method"] for e in entries] == list(published.KODAK)
+    for e in entries:
+        assert e["source"].strip() and e["note"].strip(), e["method"]
+        for rates in (e["bpp"], e.get("ms_ssim_bpp")):
+            if rates is not None:
+                assert all(b > a > 0 for a, b in zip(rates, rates[1:])), e["method"]
+
+
+def _write(tmp_path, curves):
+    path = tmp_path / "curves.json"
+    path.write_text(json.dumps({"curves": curves}))
+    return path
+
+
+def _good():
+    return {
+        "method": "x",
+        "label": "X",
+        "source": "a figure",
+        "note": "n",
+        "bpp": [0.1, 0.2],
+        "psnr": [20.0, 21.0],
+    }
+
+
+def test_load_reads_a_good_file(tmp_path):
+    curves = published.load(_write(tmp_path, [_good()]))
+    assert curves["x"].psnr_points() == ((0.1, 0.2), (20.0, 21.0)) and curves["x"].ms_ssim is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"psnr": [20.0]}, r"curve 1 \('x'\): x: 2 bpp values but 1 PSNR values"),
+        ({"bpp": [0.2, 0.1]}, r"curve 1 \('x'\): PSNR rates are not strictly increasing"),
+        ({"psnr": [21.0, 20.0]}, r"curve 1 \('x'\): PSNR values do not increase"),
+        ({"source": " "}, r"curve 1 \('x'\): 'source' must be a non-empty string"),
+        ({"bpp": [0.1, "0.2"]}, r"curve 1 \('x'\): 'bpp' must be a list of finite numbers"),
+        ({"psnr": None}, r"curve 1 \('x'\): neither 'psnr' nor 'ms_ssim'"),
+        ({"ms_ssim_bpp": [0.1, 0.2]}, r"curve 1 \('x'\): x: ms_ssim_bpp given without ms_ssim"),
+        ({"year": 2024}, r"curve 1 \('x'\): unknown field\(s\) year"),
+        ({"method": "y0", "bpp": [0.0, 0.2]}, r"curve 1 \('y0'\): PSNR curve needs >= 2 points at positive"),
+    ],
+)
+def test_load_names_the_malformed_entry(tmp_path, change, message):
+    good = dict(_good(), method="y")
+    with pytest.raises(Gauss2dError, match=message):
+        published.load(_write(tmp_path, [good, {**_good(), **change}]))
+
+
+def test_load_refuses_a_duplicate_or_broken_file(tmp_path):
+    with pytest.raises(Gauss2dError, match=r"curve 1: method 'x' appears twice"):
+        published.load(_write(tmp_path, [_good(), _good()]))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(Gauss2dError, match="cannot read published curves"):
+        published.load(bad)
+    bad.write_text('{"curves": []}')
+    with pytest.raises(Gauss2dError, match="non-empty list 'curves'"):
+        published.load(bad)

@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 
 from configs import codec as codec_config
-from gauss2d import compress, metrics
-from gauss2d.codec import decode, encode
-from gauss2d.codec.codec import fake_quantize, init_codec_state, quantize_for_encoding
+from gauss2d import codec, compress, metrics
+from gauss2d import settings as settings_lib
+from gauss2d.codec import decode
+from gauss2d.codec.v1.quantizer import init_state as init_codec_state
 from gauss2d.compress import qat
 from gauss2d.errors import Gauss2dError
 from gauss2d.gaussians import CholeskyParams, RSParams
 from gauss2d.io import images as data
-from gauss2d.render.params import render_params
-from gauss2d.train import engine as train
+from gauss2d.render import render_clamped
+from gauss2d.settings import resolve
 from gauss2d.train import fit
 
 
@@ -40,6 +41,19 @@ def small_config(**overrides):
     return config
 
 
+def small_settings(**overrides):
+    """``small_config`` resolved: what the codec's fine-tuning takes (the fit still takes the config)."""
+    return settings_lib.resolve(small_config(**overrides))
+
+
+def encode(params, h, w, *, state, settings):
+    return codec.encode(params, h, w, version=1, state=state, settings=settings)
+
+
+def quantize_for_encoding(params, h, w, *, state, settings):
+    return codec.quantize_for_encoding(params, h, w, version=1, state=state, settings=settings)
+
+
 @pytest.fixture(scope="module")
 def target():
     return data.downscale(data.load_image(data.sample_image_path()), 8)  # 32 x 48: not a tile multiple
@@ -47,13 +61,13 @@ def target():
 
 @pytest.fixture(scope="module")
 def fitted(target):
-    return fit.fit_image(target, small_config(), jax.random.key(0)).params
+    return fit.fit_image(target, resolve(small_config()), jax.random.key(0)).params
 
 
 @pytest.fixture(scope="module")
 def tuned(target, fitted):
     """Entropy-mode QAT of the shared fit."""
-    return qat.finetune(target, fitted, small_config(), jax.random.key(1))
+    return qat.finetune(target, fitted, small_settings(), jax.random.key(1))
 
 
 def file_psnr(data_bytes, target):
@@ -70,7 +84,7 @@ def assert_bit_equal(a, b):
 
 def test_qat_beats_plain_quantisation(target, fitted, tuned):
     h, w = target.shape[:2]
-    settings = qat.settings_from_config(small_config())
+    settings = qat.v1_settings(small_settings())
     # Plain quantisation: the same initial quantiser state QAT starts from.
     plain = encode(
         fitted, h, w, state=init_codec_state(fitted, settings, jax.random.key(1)), settings=settings
@@ -90,12 +104,12 @@ def test_qat_beats_plain_quantisation(target, fitted, tuned):
 
 def test_decoded_file_renders_exactly_what_qat_measured(target, tuned):
     h, w = target.shape[:2]
-    settings = qat.settings_from_config(small_config())
+    settings = qat.v1_settings(small_settings())
     data_bytes = encode(tuned.params, h, w, state=tuned.codec_state, settings=settings)
     decoded = decode(data_bytes)
     expected = quantize_for_encoding(tuned.params, h, w, state=tuned.codec_state, settings=settings)
     assert_bit_equal(decoded.params, expected)
-    np.testing.assert_array_equal(render_params(decoded.params, h, w), render_params(expected, h, w))
+    np.testing.assert_array_equal(render_clamped(decoded.params, h, w), render_clamped(expected, h, w))
     # The best PSNR QAT recorded is the file's (entropy mode: the grid xy may differ by an ulp).
     assert file_psnr(data_bytes, target) == pytest.approx(tuned.psnr, abs=1e-3)
 
@@ -106,7 +120,7 @@ def test_best_state_survives_divergence_and_overflow(target, fitted, monkeypatch
     # state (the fitted model, plainly quantised) must be what comes back. A pair
     # buffer far too small makes the first chunk overflow: it is re-run with a
     # larger one, and no step is lost or repeated.
-    config = small_config(
+    config = small_settings(
         **{
             "codec.mode": "gaussianimage",
             "codec.qat_lr": 3.0,
@@ -115,7 +129,7 @@ def test_best_state_survives_divergence_and_overflow(target, fitted, monkeypatch
             "log_every": 10,
         }
     )
-    monkeypatch.setattr(train, "needed_capacity", lambda *a, **k: 256)
+    monkeypatch.setattr(qat, "capacity_for", lambda *a, **k: 256)
     result = qat.finetune(target, fitted, config, jax.random.key(1))
     monkeypatch.undo()  # the decoder below sizes its buffer properly
     assert result.capacity > 256
@@ -125,22 +139,21 @@ def test_best_state_survives_divergence_and_overflow(target, fitted, monkeypatch
     for a, b in zip(result.params, fitted, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # Gaussianimage mode: the training forward pass saw the decoder's parameters bit for bit.
-    settings = qat.settings_from_config(config)
-    data_bytes = encode(
-        result.params, h, w, mode="gaussianimage", state=result.codec_state, settings=settings
-    )
-    seen, _ = fake_quantize(
-        result.params, result.codec_state, h, w, mode="gaussianimage", settings=settings, quant_mode="round"
-    )
+    settings = qat.v1_settings(config)
+    assert settings.mode == "gaussianimage"
+    data_bytes = encode(result.params, h, w, state=result.codec_state, settings=settings)
+    seen = codec.fake_quantize(
+        result.params, result.codec_state, h, w, version=1, settings=settings, quant_mode="round"
+    ).params
     assert_bit_equal(decode(data_bytes).params, seen)
     assert file_psnr(data_bytes, target) == pytest.approx(result.psnr, abs=1e-3)
 
 
 def test_zero_steps_is_plain_quantisation(target, fitted):
     h, w = target.shape[:2]
-    config = small_config(**{"codec.qat_steps": 0})
+    config = small_settings(**{"codec.qat_steps": 0})
     result = qat.finetune(target, fitted, config, jax.random.key(1))
-    settings = qat.settings_from_config(config)
+    settings = qat.v1_settings(config)
     data_bytes = encode(result.params, h, w, state=result.codec_state, settings=settings)
     assert result.history["psnr"].size == 0 and result.best_step == 0
     assert file_psnr(data_bytes, target) == pytest.approx(result.psnr, abs=1e-4)
@@ -160,13 +173,13 @@ def test_zero_steps_is_plain_quantisation(target, fitted):
 )
 def test_bad_config_values_name_the_key(overrides, match):
     with pytest.raises(Gauss2dError, match=match):
-        qat.settings_from_config(small_config(**overrides))
+        qat.v1_settings(small_settings(**overrides))
 
 
 def test_rs_model_is_refused(target):
     rs = RSParams(jnp.zeros((4, 2)), jnp.zeros((4, 2)), jnp.zeros((4, 1)), jnp.zeros((4, 3)))
     with pytest.raises(Gauss2dError, match="cholesky"):
-        qat.finetune(target, rs, small_config(), jax.random.key(0))
+        qat.finetune(target, rs, small_settings(), jax.random.key(0))
 
 
 def test_prune_drops_gaussians_that_render_nothing():

@@ -13,6 +13,7 @@ import pytest
 from conftest import REPO_ROOT
 
 from configs import rd_kodak
+from gauss2d import settings
 from gauss2d.errors import Gauss2dError
 from gauss2d.io import images as data
 from gauss2d.rd import sweep
@@ -32,6 +33,7 @@ def image_dir(tmp_path_factory) -> pathlib.Path:
 
 
 def tiny_config(image_dir: pathlib.Path, **changes):
+    """The smoke study's settings on two crops, with ``section__key=value`` changes."""
     config = rd_kodak.get_config("smoke")
     with config.unlocked():
         config.data.dir = str(image_dir)
@@ -46,7 +48,7 @@ def tiny_config(image_dir: pathlib.Path, **changes):
         for dotted, value in changes.items():
             section, key = dotted.split("__")
             config[section][key] = value
-    return config
+    return settings.resolve(config)
 
 
 @pytest.fixture(scope="module")

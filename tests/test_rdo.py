@@ -6,12 +6,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from codec_helpers import encode_v2, v2_settings
 
 from configs import codec as codec_config
 from gauss2d import gaussians, metrics
-from gauss2d.codec import codec_v2, decode
+from gauss2d.codec import decode, v2
+from gauss2d.codec.v2.state import init_state
 from gauss2d.compress import rdo, targets
-from gauss2d.render.params import render_params
+from gauss2d.render import render_clamped
 
 H, W = 32, 48
 
@@ -32,17 +34,12 @@ def scene():
 
 
 def _config(**codec):
-    config = codec_config.get_config("smoke")
-    with config.unlocked():
-        config.codec.qat_steps = 40
-        config.log_every = 20
-        for k, v in codec.items():
-            config.codec[k] = v
-    return config
+    settings = codec_config.get_settings("smoke")
+    return settings.replace(log_every=20, codec=dataclasses.replace(settings.codec, qat_steps=40, **codec))
 
 
 def _file_bits(result):
-    return 8 * len(codec_v2.encode_v2(result.params, H, W, result.state, codec_v2.V2Settings()))
+    return 8 * len(encode_v2(result.params, H, W, result.state, rdo.v2_settings(_config())))
 
 
 def test_rate_term_lowers_the_bits(scene):
@@ -60,15 +57,15 @@ def test_pruning_keeps_only_survivors(scene):
     result = rdo.finetune(image, params, _config(lmbda=1.0, prune_every=10, prune_fraction=0.2))
     n = gaussians.num_gaussians(result.params)
     assert result.pruned > 0 and n == 120 - result.pruned
-    decoded = decode(codec_v2.encode_v2(result.params, H, W, result.state, codec_v2.V2Settings()))
+    decoded = decode(encode_v2(result.params, H, W, result.state, rdo.v2_settings(_config())))
     assert decoded.params.xy.shape == (n, 2)
 
 
 def test_removal_cost_matches_a_real_removal(scene):
     """The first-order removal cost against re-rendering without the Gaussian."""
     image, params = scene
-    settings = codec_v2.V2Settings()
-    trainable = rdo.RdoParams(params, rdo._to_log(codec_v2.init_v2_state(params, settings)))
+    settings = v2_settings()
+    trainable = rdo.RdoParams(params, rdo._to_log(init_state(params, settings)))
     alive = jnp.ones((120,), jnp.float32)
     target = jnp.asarray(image)
     kw = dict(height=H, width=W, settings=settings, backend="xla", capacity=2**14)
@@ -76,9 +73,9 @@ def test_removal_cost_matches_a_real_removal(scene):
     assert np.all(np.asarray(bits) > 0)
 
     def sq_error(mask):
-        hat, _, _ = codec_v2.fake_quantize_v2(params, rdo._from_log(trainable.quant), H, W, settings, "round")
+        hat = v2.PLUGIN.fake_quantize(params, rdo._from_log(trainable.quant), H, W, settings, "round").params
         hat = hat._replace(color=hat.color * mask[:, None])
-        im = render_params(hat, H, W)
+        im = render_clamped(hat, H, W)
         return float(jnp.sum((im - target) ** 2))
 
     base = sq_error(alive)
@@ -90,8 +87,8 @@ def test_removal_cost_matches_a_real_removal(scene):
 
 def test_target_bpp_lands_in_the_window(scene):
     _, params = scene
-    settings = codec_v2.V2Settings()
-    state = codec_v2.init_v2_state(params, settings)
+    settings = v2_settings()
+    state = init_state(params, settings)
     # 1.0 needs dropping Gaussians (85 header bytes alone are 0.44 bpp); the finest steps give ~7 bpp here.
     for bpp in (1.0, 3.0, 6.0):
         t = targets.to_bpp(params, H, W, state, settings, bpp)
@@ -101,14 +98,14 @@ def test_target_bpp_lands_in_the_window(scene):
 
 def test_target_psnr_is_met_by_the_smallest_found(scene):
     image, params = scene
-    settings = codec_v2.V2Settings()
-    state = codec_v2.init_v2_state(params, settings)
+    settings = v2_settings()
+    state = init_state(params, settings)
 
     def render(p, h, w):
-        return render_params(p, h, w)
+        return render_clamped(p, h, w)
 
     fine = targets.to_psnr(params, H, W, state, settings, -100.0, image, render)
-    finest = codec_v2.encode_v2(params, H, W, targets.scaled_state(state, targets.MIN_SCALE), settings)
+    finest = encode_v2(params, H, W, targets.scaled_state(state, targets.MIN_SCALE), settings)
     best_possible = float(metrics.psnr(render(decode(finest).params, H, W), image))
     goal = best_possible - 1.0
     t = targets.to_psnr(params, H, W, state, settings, goal, image, render)
@@ -121,12 +118,12 @@ def test_target_psnr_is_met_by_the_smallest_found(scene):
 
 def test_jax_rate_is_differentiable_in_the_steps(scene):
     _, params = scene
-    settings = codec_v2.V2Settings()
-    state = codec_v2.init_v2_state(params, settings)
+    settings = v2_settings()
+    state = init_state(params, settings)
 
     def bits(log_color_step):
         st = state._replace(color=state.color._replace(scale=jnp.exp(log_color_step)))
-        _, cq, kq = codec_v2.fake_quantize_v2(params, st, H, W, settings)
+        kq = v2.PLUGIN.fake_quantize(params, st, H, W, settings).symbols["color"]
         return rdo.rate.symbol_bits(kq).sum()
 
     g = jax.grad(bits)(jnp.log(state.color.scale))
@@ -135,11 +132,11 @@ def test_jax_rate_is_differentiable_in_the_steps(scene):
 
 def test_rd_search_follows_lambda(scene):
     image, params = scene
-    settings = codec_v2.V2Settings()
-    state = codec_v2.init_v2_state(params, settings)
+    settings = v2_settings()
+    state = init_state(params, settings)
 
     def render(p, h, w):
-        return render_params(p, h, w)
+        return render_clamped(p, h, w)
 
     _, cheap = targets.rd_search(params, H, W, state, settings, 1.0, image, render)
     _, sharp = targets.rd_search(params, H, W, state, settings, 1e-7, image, render)
@@ -153,11 +150,11 @@ def test_rd_search_follows_lambda(scene):
 
 def test_rd_search_scales_only_its_groups_and_tries_position_grids(scene):
     image, params = scene
-    settings = codec_v2.V2Settings()
-    state = codec_v2.init_v2_state(params, settings)
+    settings = v2_settings()
+    state = init_state(params, settings)
 
     def render(p, h, w):
-        return render_params(p, h, w)
+        return render_clamped(p, h, w)
 
     groups = ("color_chroma", "chol_off")
     best, info = targets.rd_search(
@@ -174,8 +171,24 @@ def test_rd_search_scales_only_its_groups_and_tries_position_grids(scene):
     # The position grid is one of those tried, and the file it names is the objective's.
     assert info["position_step"] in (0.125, 0.25, 0.5)
     at = dataclasses.replace(settings, position_step=info["position_step"])
-    data = codec_v2.encode_v2(params, H, W, best, at)
-    mse = float(jnp.mean((render_params(decode(data).params, H, W) - image) ** 2))
+    data = encode_v2(params, H, W, best, at)
+    mse = float(jnp.mean((render_clamped(decode(data).params, H, W) - image) ** 2))
     assert info["objective"] == pytest.approx(mse + 8.0 * len(data) / (H * W), rel=1e-6)
     with pytest.raises(ValueError, match="unknown step-search groups"):
         targets.rd_search(params, H, W, state, settings, 1.0, image, render, groups=("colour",))
+
+
+def test_progress_shows_the_stage_total_across_pruning_segments(scene):
+    """Pruning splits the steps into segments; the progress info still counts the whole stage."""
+    image, params = scene
+    infos = []
+    rdo.finetune(
+        image,
+        params,
+        _config(lmbda=1.0, prune_every=10, prune_fraction=0.2),
+        on_chunk=lambda state, info: infos.append(dict(info)),
+    )
+    assert [i["step"] for i in infos] == [10, 20, 30, 40]  # four segments of prune_every steps
+    assert all(i["iterations"] == 40 for i in infos)  # not 10, 20, 30, 40 (each segment's end)
+    for i in infos:
+        assert i["eta_seconds"] == pytest.approx((40 - i["step"]) / i["steps_per_second"])

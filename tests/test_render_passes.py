@@ -18,13 +18,14 @@ import numpy as np
 import oracle
 import pytest
 
+from gauss2d.gaussians import Projected
 from gauss2d.render import (
     call_with_capacity,
+    capacity_bucket,
     grow_capacity,
+    kernels,
     pair_capacity,
-    pallas,
     render,
-    render_tiled,
     render_with_stats,
     tiling,
 )
@@ -74,7 +75,7 @@ def test_any_capacity_gives_the_exact_image_and_gradients(capacity):
     cot = np.random.default_rng(2).normal(size=(H, W, 3)).astype(np.float32)
 
     def loss(m, q, c):
-        image, stats = render_tiled(m, q, c, H, W, capacity=capacity)
+        image, stats = render_with_stats(Projected(m, q, c), H, W, capacity=capacity)
         return jnp.sum(cot * image), (image, stats)
 
     grads, (image, stats) = jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True))(m, q, c)
@@ -114,17 +115,22 @@ def test_jit_grad_and_vmap_of_the_public_render_compile_no_dense_path():
     # pixels), and no cond (the old overflow switch).
     n = 50
     m, q, c = case(n, seed=3)
-    loss = lambda m, q, c: jnp.sum(render(m, q, c, H, W) ** 2)
+    loss = lambda m, q, c: jnp.sum(render(Projected(m, q, c), H, W) ** 2)
     for fn, args in (
         (jax.grad(loss, argnums=(0, 1, 2)), (m, q, c)),
-        (jax.vmap(lambda m, q, c: render(m, q, c, H, W)), tuple(np.stack([x, x]) for x in (m, q, c))),
+        (
+            jax.vmap(lambda m, q, c: render(Projected(m, q, c), H, W)),
+            tuple(np.stack([x, x]) for x in (m, q, c)),
+        ),
     ):
         jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
         names = _primitives(jaxpr)
         assert "while" in names and "cond" not in names, names
         assert n not in _contracted_sizes(jaxpr)
     # The check can fail: the dense reference contracts over N.
-    dense = jax.make_jaxpr(lambda m, q, c: render(m, q, c, H, W, backend="reference"))(m, q, c).jaxpr
+    dense = jax.make_jaxpr(lambda m, q, c: render(Projected(m, q, c), H, W, backend="reference"))(
+        m, q, c
+    ).jaxpr
     assert n in _contracted_sizes(dense)
 
 
@@ -134,9 +140,9 @@ def test_vmap_over_images_that_need_different_numbers_of_passes():
     huge = case(60, seed=5, min_scale=40.0, max_scale=100.0)
     m, q, c = (np.stack(parts) for parts in zip(small, huge))
     cot = np.random.default_rng(5).normal(size=(2, H, W, 3)).astype(np.float32)
-    loss = lambda m, q, c, g: jnp.sum(g * render(m, q, c, H, W))
+    loss = lambda m, q, c, g: jnp.sum(g * render(Projected(m, q, c), H, W))
     grads = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1, 2))))(m, q, c, cot)
-    images = jax.jit(jax.vmap(lambda m, q, c: render(m, q, c, H, W)))(m, q, c)
+    images = jax.jit(jax.vmap(lambda m, q, c: render(Projected(m, q, c), H, W)))(m, q, c)
     for k, parts in enumerate((small, huge)):
         assert oracle.rel_err(images[k], oracle.render(*parts, H, W)) <= TOL_F32
         ref = oracle.render_vjp(*parts, H, W, cot[k])
@@ -152,13 +158,13 @@ def test_vmap_with_shared_inputs_and_nested_vmap():
     m1 = np.asarray(case(80, seed=9)[0])
     means = np.stack([m0, m1])
     cot = np.random.default_rng(8).normal(size=(2, H, W, 3)).astype(np.float32)
-    loss = lambda m, q, c, g: jnp.sum(g * render(m, q, c, H, W, capacity=64))
+    loss = lambda m, q, c, g: jnp.sum(g * render(Projected(m, q, c), H, W, capacity=64))
     grads = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1, 2)), in_axes=(0, None, None, 0)))(means, q, c, cot)
     for k in range(2):
         ref = oracle.render_vjp(means[k], q, c, H, W, cot[k])
         for g, r in zip(grads, ref):
             assert oracle.rel_err(g[k], r) <= TOL_GRAD_F32
-    nested = jax.jit(jax.vmap(jax.vmap(lambda m: render(m, q, c, H, W, capacity=64))))(
+    nested = jax.jit(jax.vmap(jax.vmap(lambda m: render(Projected(m, q, c), H, W, capacity=64))))(
         np.stack([means, means[::-1]])
     )
     for i, j in ((0, 0), (0, 1), (1, 0)):
@@ -172,15 +178,15 @@ def test_grow_capacity_and_call_with_capacity():
 
     def fn(capacity):
         calls.append(capacity)
-        return render_with_stats(m, q, c, H, W, backend="xla", capacity=capacity)
+        return render_with_stats(Projected(m, q, c), H, W, backend="xla", capacity=capacity)
 
     image, stats, capacity = call_with_capacity(fn, 256)
     assert calls[0] == 256 and len(calls) == 2 and capacity == calls[1]
-    assert not bool(stats.overflow) and capacity == pair_capacity(m, q, c, H, W, backend="xla")
+    assert not bool(stats.overflow) and capacity == pair_capacity(Projected(m, q, c), H, W, backend="xla")
     assert oracle.rel_err(image, oracle.render(m, q, c, H, W)) <= TOL_F32
     # Batched stats (vmap / a scan of steps) grow to the largest need.
     batched = type(stats)(jnp.asarray([10, int(stats.num_pairs), 5]), jnp.asarray([False, True, False]))
-    assert grow_capacity(batched, 256) == tiling.capacity_bucket(int(stats.num_pairs))
+    assert grow_capacity(batched, 256) == capacity_bucket(int(stats.num_pairs))
     assert grow_capacity(stats, capacity) == capacity  # nothing overflowed: unchanged
     with pytest.raises(RuntimeError, match="still overflows"):
         call_with_capacity(fn, 256, max_calls=1)
@@ -189,7 +195,7 @@ def test_grow_capacity_and_call_with_capacity():
 def test_pallas_renders_in_passes_too():
     # Interpret mode on CPU: small and few passes keep it quick.
     m, q, c = case(30, seed=7, min_scale=2.0, max_scale=12.0)
-    image, stats = pallas.render_tiled_pallas(m, q, c, H, W, capacity=16)
+    image, stats = kernels.render_tiled_pallas(m, q, c, H, W, capacity=16)
     assert bool(stats.overflow)
     assert oracle.rel_err(image, oracle.render(m, q, c, H, W)) <= TOL_F32
 
@@ -197,29 +203,33 @@ def test_pallas_renders_in_passes_too():
 def test_backends_agree_on_dtype_and_float64_works_or_is_refused():
     m, q, c = case(40, seed=8)
     for backend in ("xla", "reference"):
-        assert render(m, q, c, H, W, backend=backend).dtype == jnp.float32
-        image, _ = render_with_stats(m, q, c, H, W, backend=backend, capacity=4096)
+        assert render(Projected(m, q, c), H, W, backend=backend).dtype == jnp.float32
+        image, _ = render_with_stats(Projected(m, q, c), H, W, backend=backend, capacity=4096)
         assert image.dtype == jnp.float32
     half = [jnp.asarray(x, jnp.bfloat16) for x in (m, q, c)]
-    assert render(*half, H, W).dtype == render(*half, H, W, backend="reference").dtype == jnp.float32
+    assert (
+        render(Projected(*half), H, W).dtype
+        == render(Projected(*half), H, W, backend="reference").dtype
+        == jnp.float32
+    )
     m64, q64, c64 = (x.astype(np.float64) for x in (m, q, c))
     cot = np.random.default_rng(8).normal(size=(H, W, 3))
     with jax.enable_x64(True):
         for backend in ("xla", "reference"):
-            image = render(m64, q64, c64, H, W, backend=backend)
+            image = render(Projected(m64, q64, c64), H, W, backend=backend)
             assert image.dtype == jnp.float64
-            managed, _ = render_with_stats(m64, q64, c64, H, W, backend=backend, capacity=64)
+            managed, _ = render_with_stats(Projected(m64, q64, c64), H, W, backend=backend, capacity=64)
             assert managed.dtype == jnp.float64
             assert oracle.rel_err(image, oracle.render(m64, q64, c64, H, W)) <= 1e-12
-        loss = lambda *a: jnp.sum(cot * render(*a, H, W))
+        loss = lambda *a: jnp.sum(cot * render(Projected(*a), H, W))
         grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(m64, q64, c64)
         for g, r in zip(grads, oracle.render_vjp(m64, q64, c64, H, W, cot)):
             assert g.dtype == jnp.float64 and oracle.rel_err(g, r) <= 1e-10
         with pytest.raises(ValueError, match="pallas backend renders float32 only"):
-            render(m64, q64, c64, H, W, backend="pallas")
+            render(Projected(m64, q64, c64), H, W, backend="pallas")
 
 
 def test_batch_shaped_input_names_vmap():
     m, q, c = (np.stack([x, x]) for x in case(3, seed=9))
     with pytest.raises(ValueError, match=r"jax\.vmap"):
-        render(m, q, c, H, W)
+        render(Projected(m, q, c), H, W)

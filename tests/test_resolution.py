@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import oracle
@@ -102,9 +103,7 @@ def lattice(spacing: float, sigma: float, size: int):
 def test_flat_region_keeps_its_brightness_and_loses_its_aliasing():
     size = 64
     params = lattice(1.3, 0.6, size)  # a flat ~0.57 made of sub-pixel-spaced Gaussians
-    full = np.asarray(render(*gaussians.project(params, fitted_height=size, fitted_width=size), size, size))[
-        8:-8, 8:-8, 0
-    ]
+    full = np.asarray(render(params, size, size))[8:-8, 8:-8, 0]
     for s in (2, 4):
         out = size // s
         aa = np.asarray(resolution.render_at(params, size, size, out, out, antialias=True))
@@ -126,9 +125,7 @@ def test_default_antialias_is_on_only_when_shrinking():
         np.testing.assert_array_equal(default, explicit)
     # At the fitted size without the filter it is the ordinary render (to float rounding: jitted).
     same = resolution.render_at(params, H, W, H, W)
-    np.testing.assert_allclose(
-        same, render(*gaussians.project(params, fitted_height=H, fitted_width=W), H, W), rtol=1e-6, atol=1e-6
-    )
+    np.testing.assert_allclose(same, render(params, H, W), rtol=1e-6, atol=1e-6)
 
 
 def test_bands_give_the_same_image(monkeypatch):
@@ -182,3 +179,25 @@ def test_render_at_rejects_bad_sizes_before_allocating():
         resolution.render_at(params, H, W, 100000, 100000)
     with pytest.raises(Gauss2dError, match="fit_height=0"):
         resolution.render_at(params, 0, W, 10, 10)
+
+
+@pytest.mark.parametrize("out_h, out_w", [(12, 20), (48, 80)])
+def test_alpha_model_at_any_size_matches_the_float64_oracle(out_h, out_w):
+    # DESIGN.md section 2b: the same rescaling, and the prefilter's factor
+    # scales the opacity (not the colour) of the alpha model.
+    params = gaussians.init_alpha(random_params(1), jax.random.key(2))
+    means, conics, colors = oracle_scaled(gaussians.geometry(params), out_h, out_w)
+    _, opacities, depths = gaussians.project_alpha(params, fitted_height=H, fitted_width=W)
+    for antialias in (False, True):
+        got = np.asarray(resolution.render_at(params, H, W, out_h, out_w, antialias=antialias))
+        o = np.asarray(opacities, np.float64)
+        if antialias:
+            q, c = conics, np.ones_like(colors)
+            means, conics, factor = oracle_prefiltered(means, q, c, resolution.PIXEL_VARIANCE)
+            o = o * factor[:, 0]
+        want = oracle.render_alpha(means, conics, colors, o, depths, out_h, out_w)
+        assert got.shape == (out_h, out_w, 3)
+        np.testing.assert_allclose(got, want, atol=2e-4, rtol=1e-4)
+    # At the fitted size without the prefilter it is the entry's image.
+    same = resolution.render_at(params, H, W, H, W, antialias=False)
+    np.testing.assert_allclose(same, render(params, H, W), rtol=1e-6, atol=1e-6)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from gauss2d import gaussians
-from gauss2d.codec import codec_v2, streams
+from gauss2d.codec import streams
+from gauss2d.codec.v2.state import to_space
 from gauss2d.video import delta as delta_lib
 from gauss2d.video.delta import DeltaSteps, FrameState, PFrameDelta
 
@@ -115,7 +116,7 @@ def test_state_and_params_round_trip(cov_space):
     np.testing.assert_allclose(
         0.5 * (np.tanh(back.xy.astype(np.float64)) + 1) * [40, 30], means, rtol=1e-4, atol=1e-3
     )
-    np.testing.assert_allclose(state.color, codec_v2.to_space(params.color, "ycbcr"), atol=1e-6)
+    np.testing.assert_allclose(state.color, to_space(params.color, "ycbcr"), atol=1e-6)
 
 
 def test_stream_bytes_count_the_real_streams():

@@ -8,6 +8,7 @@ import pytest
 
 from configs import codec as codec_config
 from gauss2d import compress
+from gauss2d.settings import resolve
 from gauss2d.video import intra, sequences
 
 
@@ -21,6 +22,7 @@ def coded():
         config.codec.qat_steps = 10
         config.codec.step_search = False
         config.log_every = 10
+    config = resolve(config)
     lines = []
     points = intra.code_all_intra(frames, config, [0.001, 0.2], jax.random.PRNGKey(0), progress=lines.append)
     return frames, config, points, lines

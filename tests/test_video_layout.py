@@ -18,6 +18,7 @@ ALLOWED = (
     "gauss2d.gaussians",
     "gauss2d.metrics",
     "gauss2d.errors",
+    "gauss2d.settings",  # the bottom of the stack (DESIGN.md section 3): typed settings
 )
 
 

@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gauss2d import gaussians, metrics
-from gauss2d.compress.decode_render import render_decoded
+from gauss2d import gaussians, metrics, render
 from gauss2d.video import delta as delta_lib
 from gauss2d.video import pframe
 from gauss2d.video.delta import DeltaSteps, FrameState
@@ -28,7 +27,7 @@ def _reference() -> FrameState:
 
 def _render(state: FrameState) -> np.ndarray:
     params = delta_lib.params_from_state(state, H, W, STEPS)
-    return np.asarray(render_decoded(gaussians.CholeskyParams(*map(jnp.asarray, params)), H, W))
+    return np.asarray(render.render_clamped(gaussians.CholeskyParams(*map(jnp.asarray, params)), H, W))
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The warnings the codec gives when it is asked to encode Gaussians that were not fine-tuned for it.
 
-One source for the text, used by ``codec.encode`` (v1), ``codec_v2.encode_v2``
+One source for the text, used by ``codec.encode`` (every version)
 and ``compress.compress_params`` (issue 16): encoding freshly fitted
 Gaussians without fine-tuning with the quantisers costs a lot (issue 16
 measured 33.90 dB fitted, 23.75 dB decoded with v1's colour VQ), and an
@@ -20,7 +20,7 @@ import warnings
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d.render.params import render_params
+from gauss2d.render import render_clamped
 
 # What recovers the loss, named in every warning.
 REMEDY = (
@@ -36,7 +36,7 @@ class NotFineTunedWarning(UserWarning):
 def psnr_of(params, target: np.ndarray) -> float:
     """PSNR in dB of the clamped render of ``params`` against ``target`` [H, W, 3] in [0, 1]."""
     target = jnp.asarray(target, jnp.float32)
-    image = render_params(params, int(target.shape[0]), int(target.shape[1]))
+    image = render_clamped(params, int(target.shape[0]), int(target.shape[1]))
     mse = float(jnp.mean((image - target) ** 2))
     return float("inf") if mse == 0 else float(10.0 * np.log10(1.0 / mse))
 

@@ -17,12 +17,16 @@ upper bound of what the code does today, not a guess at a lower one.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
 from gauss2d import gaussians
-from gauss2d.codec import bitstream
-from gauss2d.codec.bitstream import CodecError, Header
-from gauss2d.render import TILE_SIZES, pair_capacity
+from gauss2d.codec import container, versions
+from gauss2d.codec.container import CodecError
+from gauss2d.codec.v1 import header as v1h
+from gauss2d.render import pair_capacity, registry
+
+# Every version's header has height, width and num_gaussians: all a cost here needs.
+Header = Any
 
 # As configs/base.py's memory_limit_gb (the fit's limit), so a file a fit
 # could have produced on this machine decodes with the defaults.
@@ -52,8 +56,8 @@ RENDER_BYTES_PER_PAIR_PIXEL = 24
 # MAX_GAUSSIANS (gaussianimage mode, 16-bit Cholesky, 8 stages of 4096
 # codewords) plus the largest header. A longer file is refused unread.
 MAX_FILE_BYTES = (
-    bitstream.MAX_GAUSSIANS * (4 + (3 * bitstream.MAX_CHOL_BITS + bitstream.MAX_STAGES * 12 + 7) // 8)
-    + bitstream.MAX_STAGES * bitstream.MAX_CODEBOOK * 3 * 4
+    container.MAX_GAUSSIANS * (4 + (3 * v1h.MAX_CHOL_BITS + v1h.MAX_STAGES * 12 + 7) // 8)
+    + v1h.MAX_STAGES * v1h.MAX_CODEBOOK * 3 * 4
     + 4096
 )
 
@@ -111,13 +115,13 @@ def check_decode(header: Header, file_bytes: int, limit_gb: float | None) -> Non
 
 
 def read_header(data: bytes) -> Header:
-    """The validated header of a file (container and CRCs checked), allocating nothing that scales.
+    """The validated header of a file of any version (container, CRCs), allocating nothing that scales.
 
     Raises:
       CodecError: as ``codec.decode`` for a damaged file.
     """
-    spans = bitstream.split_file(data)
-    return bitstream.parse_header(bytes(data[slice(*spans[0])]))
+    plugin = versions.for_file(data)
+    return plugin.parse_header(plugin.split(bytes(data)))
 
 
 def describe(header: Header) -> str:
@@ -125,37 +129,20 @@ def describe(header: Header) -> str:
     return f"{header.width}x{header.height}, {header.num_gaussians} Gaussians"
 
 
-def stack_u16(streams: list[np.ndarray]) -> np.ndarray:
-    """[S] streams of [N] symbols (< 2^16) -> [N, S] uint16, freeing each stream once copied.
-
-    The entropy decoder returns int64; keeping S of those and their int64
-    stack alive at once cost 2 x 8 x S bytes per Gaussian.
-    """
-    out = np.empty((streams[0].shape[0], len(streams)), np.uint16)
-    for i in range(len(streams)):
-        out[:, i] = streams[i]
-        streams[i] = None  # the caller's list no longer keeps the int64 stream alive
-    return out
-
-
 def _tile(backend: str) -> int:
-    return TILE_SIZES.get(backend, 16)
+    return registry.lookup(backend).tile or 16
 
 
-def check_file(data: bytes, limit_gb: float | None, backend: str, what: str, flag: str) -> Header | None:
+def check_file(data: bytes, limit_gb: float | None, backend: str, what: str, flag: str) -> Header:
     """Header-only check that decoding and rendering ``data`` fit the budget; returns the header.
 
-    Only the version-1 layout is known here; a file of another version is
-    left to its own decoder (which must check its header the same way, with
-    ``check``) and gives None. The pair-buffer check (``check_render``) runs
-    for every version once the parameters are decoded.
+    Every registered version's header is read through its plugin
+    (``versions.for_file``). The pair-buffer check (``check_render``) runs
+    once the parameters are decoded.
 
     Raises:
       CodecError: a damaged file; ``MemoryBudgetError`` over the budget.
     """
-    if len(data) > len(bitstream.MAGIC) and data[: len(bitstream.MAGIC)] == bitstream.MAGIC:
-        if data[len(bitstream.MAGIC)] != bitstream.VERSION:
-            return None
     h = read_header(data)
     # Every Gaussian that renders at all touches at least one tile: N slots
     # is a lower bound of the pair buffer, known before decoding.
@@ -176,7 +163,7 @@ def check_render(decoded, limit_gb: float | None, backend: str, what: str, flag:
     """
     params, height, width = decoded
     capacity = pair_capacity(
-        *gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend=backend
+        gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend=backend
     )
     n = int(params.xy.shape[0])
     needed = render_bytes(height, width, n, capacity, _tile(backend))

@@ -29,7 +29,8 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-from gauss2d.codec.bitstream import CodecError, get_varint, pack_bits, put_varint, unpack_bits
+from gauss2d.codec.bitpack import pack_bits, unpack_bits
+from gauss2d.codec.container import CodecError, get_varint, join_inline, put_varint, split_inline
 
 MAX_ALPHABET = 2**16
 MAX_QCOUNT = 2**24  # constriction's categorical precision is 24 bits
@@ -209,23 +210,13 @@ def _decode_raw(data: bytes, count: int, alphabet_size: int) -> np.ndarray:
 
 def symbols_section(streams: list[tuple[np.ndarray, int]]) -> bytes:
     """Several symbol streams, each prefixed with its byte length (varint)."""
-    out = []
-    for symbols, alphabet_size in streams:
-        blob = encode_symbols(symbols, alphabet_size)
-        out += [put_varint(len(blob)), blob]
-    return b"".join(out)
+    return join_inline([encode_symbols(symbols, alphabet_size) for symbols, alphabet_size in streams])
 
 
 def read_symbols_section(data: bytes, count: int, alphabets: list[int], what: str) -> list[np.ndarray]:
     """Inverse of ``symbols_section``; the section must be consumed exactly."""
-    pos, out = 0, []
-    for i, alphabet_size in enumerate(alphabets):
-        length, pos = get_varint(data, pos, len(data) - pos, f"{what} stream {i} length")
-        out.append(decode_symbols(data[pos : pos + length], count, alphabet_size))
-        pos += length
-    if pos != len(data):
-        raise CodecError(f"{what} section has {len(data) - pos} unread bytes")
-    return out
+    blobs = split_inline(data, len(alphabets), what)
+    return [decode_symbols(blob, count, k) for blob, k in zip(blobs, alphabets, strict=True)]
 
 
 # ----------------------------------------------------------------------------- positions as a set

@@ -138,7 +138,7 @@ def _check_bits(bits: int) -> None:
         raise ValueError(f"{bits=} must be in [1, 16]")
 
 
-def _grad_scale(x: jax.Array, g: float) -> jax.Array:
+def scale_gradient(x: jax.Array, g: float) -> jax.Array:
     """Value x, gradient g * dL/dx (LSQ's step-size gradient scaling)."""
     return sg(x - x * g) + x * g
 
@@ -171,7 +171,7 @@ def lsq_quantize(
     scale, offset = params.scale, params.offset
     if grad_scale:
         g = 1.0 / float(np.sqrt(max(x.shape[0], 1) * qmax))
-        scale, offset = _grad_scale(scale, g), _grad_scale(offset, g)
+        scale, offset = scale_gradient(scale, g), scale_gradient(offset, g)
     if mode == "round":
         x, scale, offset = sg(x), sg(scale), sg(offset)
     v = jnp.clip((x - offset) / scale, 0.0, qmax)

@@ -1,6 +1,6 @@
 """Differentiable rate of a v2 file: the bits its coder would spend, as a JAX function.
 
-The v2 coder (codec_v2, streams) codes each channel of the quantised
+The v2 coder (codec/v2, streams) codes each channel of the quantised
 Cholesky factors and colours as signed integers under a unit-bin
 discretised Laplace whose location (the median) and scale (searched on a
 log grid) it stores, or under a histogram when that is smaller. This module
@@ -11,7 +11,7 @@ computes the Laplace code length of the same integers in JAX:
 with ``mu`` and ``b`` chosen as the encoder chooses them (the median, and
 the scale of the same grid with the fewest bits), held constant for the
 gradient (``stop_gradient``), as a coder would re-fit them after the step.
-The indices come from ``codec_v2.fake_quantize_v2``: integer-valued in the
+The indices come from ``v2.fake.fake_quantize``: integer-valued in the
 forward pass, straight-through in the backward pass (the STE proxy of C3
 and Cool-chic's late training), so the gradient of the rate reaches the
 Gaussians and the quantisers' steps: a larger step makes smaller indices
@@ -98,26 +98,3 @@ def position_bits(num_gaussians, height: int, width: int, position_step: float):
     n = jnp.asarray(num_gaussians, jnp.float32)
     lgamma = jax.scipy.special.gammaln
     return (lgamma(cells + 1.0) - lgamma(n + 1.0) - lgamma(cells - n + 1.0)) / math.log(2.0)
-
-
-def file_bits(chol_q: jax.Array, color_q: jax.Array, height: int, width: int, position_step: float) -> dict:
-    """Estimated bits of a v2 file by section (no prediction), differentiable in the indices.
-
-    Args:
-      chol_q: [N, 3] Cholesky indices (``fake_quantize_v2``).
-      color_q: [N, 3] colour indices.
-      height, width: image size in pixels.
-      position_step: the grid step in pixels.
-
-    Returns:
-      {"positions", "covariance", "color", "header", "total"}: scalar bits.
-    """
-    n = chol_q.shape[0]
-    out = {
-        "positions": position_bits(n, height, width, position_step),
-        "covariance": symbol_bits(chol_q).sum() + 8.0 * SECTION_BYTES,
-        "color": symbol_bits(color_q).sum() + 8.0 * SECTION_BYTES,
-        "header": jnp.asarray(8.0 * HEADER_BYTES),
-    }
-    out["total"] = sum(out.values())
-    return out

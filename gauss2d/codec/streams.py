@@ -31,7 +31,7 @@ import constriction
 import numpy as np
 
 from gauss2d.codec import entropy
-from gauss2d.codec.bitstream import CodecError, get_varint, put_varint
+from gauss2d.codec.container import CodecError, get_varint, join_inline, put_varint, split_inline
 
 KIND_CATEGORICAL, KIND_LAPLACE = 0, 1
 KINDS = ("categorical", "laplace")
@@ -187,23 +187,16 @@ def decode_stream(data: bytes, count: int, what: str) -> np.ndarray:
     return sym.astype(np.int64) + lo
 
 
-# Symbols are indices of signed quantisers clipped to +-MAX_SCALE_INDEX (codec_v2.MAX_INDEX),
+# Symbols are indices of signed quantisers clipped to +-MAX_SCALE_INDEX (codec/v2/header.py MAX_INDEX),
 # and predicted residuals of them: |lo| <= 2 * MAX_SCALE_INDEX.
 MAX_SCALE_INDEX = 2**16
 
 
 def streams_section(streams: list[bytes]) -> bytes:
     """Concatenates encoded streams, each prefixed with its byte length (varint)."""
-    return b"".join(put_varint(len(s)) + s for s in streams)
+    return join_inline(streams)
 
 
 def split_streams(data: bytes, num_streams: int, what: str) -> list[bytes]:
     """Inverse of ``streams_section``; the section must be consumed exactly."""
-    pos, out = 0, []
-    for i in range(num_streams):
-        length, pos = get_varint(data, pos, len(data) - pos, f"{what} stream {i} length")
-        out.append(data[pos : pos + length])
-        pos += length
-    if pos != len(data):
-        raise CodecError(f"{what} section has {len(data) - pos} unread bytes")
-    return out
+    return split_inline(data, num_streams, what)

@@ -1,7 +1,9 @@
 """Fit, fine-tune, encode, decode, measure: the library call behind the codec binaries.
 
 ``compress_image`` is what ``experiments.codec encode`` and
-``experiments.compress`` run for one image. Every figure it reports is
+``experiments.compress`` run for one image. The same Gaussians in v1's
+GaussianImage layout (the paper's accounting) are encoded only when asked
+(``baseline=True``: the RD study does). Every figure it reports is
 measured from the bytes of the file and from what the decoder renders from
 them (DESIGN.md section 5): ``bpp = 8 * len(file) / (H * W)``, header
 included; PSNR and MS-SSIM of the decoded render.
@@ -19,11 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from gauss2d import gaussians, metrics
-from gauss2d.codec import alpha_streams, codec_v2
-from gauss2d.codec.codec import CodecState, bits_by_attribute, decode, encode, init_codec_state
-from gauss2d.compress import qat, rdo, targets
-from gauss2d.compress.decode_render import render_decoded
+from gauss2d.codec import V1State, V2State, bits_by_attribute, container, decode, encode
+from gauss2d.codec.v1 import quantizer as v1_quantizer
+from gauss2d.codec.v2 import alpha as v2_alpha
+from gauss2d.codec.v2 import state as v2_state
+from gauss2d.compress import qat, rdo, retrain, targets
 from gauss2d.errors import Gauss2dError
+from gauss2d.render import render_clamped
+from gauss2d.settings import Settings
 from gauss2d.train import densify, fit
 
 # Receives (stage, info) after every training chunk; stage is "fit" or "qat",
@@ -42,7 +47,9 @@ def decode_and_render(data: bytes, backend: str = "xla") -> tuple[jax.Array, flo
     """
     t0 = time.perf_counter()
     decoded = decode(data)
-    image = render_decoded(decoded.params, decoded.height, decoded.width, backend)  # N bucketed: few compiles
+    image = render_clamped(
+        decoded.params, decoded.height, decoded.width, backend=backend
+    )  # N bucketed: few compiles
     image = jax.block_until_ready(image)
     return image, time.perf_counter() - t0
 
@@ -91,7 +98,7 @@ def prune_inactive(params: gaussians.Params) -> gaussians.Params:
     """
     active = np.asarray(densify.active_mask(params))
     if gaussians.blend_of(params) == "alpha":
-        active = active & (np.asarray(jax.nn.sigmoid(params.opacity[:, 0])) >= alpha_streams.ALPHA_MIN)
+        active = active & (np.asarray(jax.nn.sigmoid(params.opacity[:, 0])) >= v2_alpha.ALPHA_MIN)
     if active.all():
         return params
     keep = np.flatnonzero(active) if active.any() else np.arange(1)
@@ -102,58 +109,60 @@ def prune_inactive(params: gaussians.Params) -> gaussians.Params:
 class CompressResult:
     """What ``compress_image`` returns: the file and its measurements."""
 
-    data: bytes  # the encoded file, in codec.mode
-    params: gaussians.CholeskyParams  # the fine-tuned continuous Gaussians
-    codec_state: CodecState | codec_v2.V2State  # the fine-tuned quantiser state the file stores
+    data: bytes  # the encoded file
+    params: gaussians.Params  # the fine-tuned continuous Gaussians
+    codec_state: V1State | V2State  # the fine-tuned quantiser state the file stores
     summary: dict[str, Any]  # JSON-able; see compress_image
 
 
 def compress_image(
     target: np.ndarray,  # [H, W, 3] float in [0, 1]
-    config: Mapping,
+    settings: Settings,
     key: jax.Array,
     *,
     params: gaussians.Params | None = None,
     fit_fn: Callable[..., fit.FitResult] | None = None,
     progress: ProgressFn | None = None,
+    baseline: bool = False,
 ) -> CompressResult:
     """Fits (unless ``params`` is given), fine-tunes with quantisation, encodes, decodes, measures.
 
     Args:
       target: the image.
-      config: the full config: ``fit.fit_image``'s sections plus ``codec``.
+      settings: the run's settings: ``fit.fit_image``'s sections plus ``codec``.
       key: PRNG key; the fit uses it as ``experiments.fit`` does (so a fit
         here equals that binary's), the codebook k-means a key folded from it.
       params: already fitted Gaussians for ``target`` (skips the fit).
       fit_fn: the fitting function; None for experiments.fit's choice
-        (``densify.fit_function(config)``).
+        (``densify.fit_function``).
       progress: called with ("fit" | "qat", info) after every chunk.
+      baseline: also encode the fine-tuned Gaussians in v1's GaussianImage
+        layout (the paper's accounting) under ``summary["gaussianimage"]``:
+        an RD study's comparison, which costs an encode, a decode and a render.
 
     Returns:
       A ``CompressResult``. Its summary holds height, width, num_gaussians,
       mode, bytes, bpp, psnr, ms_ssim, encode_seconds, decode_seconds (the
-      ``codec.mode`` file, measured from its decoded render), bits and
-      bits_per_gaussian by attribute, fit_psnr (the unquantised fitted
-      model), quantized_psnr_before_qat, QAT figures, and under
-      "gaussianimage" the same fine-tuned model encoded in gaussianimage mode.
+      file, measured from its decoded render), bits and bits_per_gaussian by
+      attribute, fit_psnr (the unquantised fitted model),
+      quantized_psnr_before_qat, the fine-tuning's figures and, with
+      ``baseline``, "gaussianimage".
 
     Raises:
-      Gauss2dError: bad config values, a non-Cholesky model, or Gaussians
-        the codec cannot store.
+      Gauss2dError: bad settings, a non-Cholesky model, or Gaussians the codec cannot store.
     """
-    settings = qat.settings_from_config(config)
-    mode = config["codec"]["mode"]
-    backend = config["render"]["backend"]
+    codec = check_settings(settings)
+    backend = settings.render.backend
     target = np.asarray(target, np.float32)
     height, width = target.shape[:2]
-    summary: dict[str, Any] = {"height": height, "width": width, "mode": mode}
+    summary: dict[str, Any] = {"height": height, "width": width, "mode": codec.mode}
 
     def on_chunk(stage: str):
         return None if progress is None else (lambda state, info: progress(stage, info))
 
     if params is None:
-        fit_fn = densify.fit_function(config) if fit_fn is None else fit_fn
-        fitted = fit_fn(target, config, key, on_chunk=on_chunk("fit"))
+        fit_fn = densify.fit_function(settings) if fit_fn is None else fit_fn
+        fitted = fit_fn(target, settings, key, on_chunk=on_chunk("fit"))
         params = fitted.params
         summary.update(fit_seconds=fitted.seconds, fit_stopped_early=fitted.stopped_early)
     if not isinstance(params, (gaussians.CholeskyParams, gaussians.CholeskyAlphaParams)):
@@ -162,94 +171,127 @@ def compress_image(
     params = prune_inactive(params)
     summary["num_gaussians"] = gaussians.num_gaussians(params)
     summary["pruned_gaussians"] = fitted_count - summary["num_gaussians"]
-    summary["fit_psnr"] = float(metrics.psnr(render_decoded(params, height, width, backend), target))
+    summary["fit_psnr"] = float(metrics.psnr(render_clamped(params, height, width, backend=backend), target))
 
     if gaussians.blend_of(params) == "alpha":
-        return _compress_alpha(target, params, config, summary, backend)
-    if int(config["codec"].get("version", 1)) == 2:
-        return _compress_v2(target, params, config, summary, backend, on_chunk("qat"))
-    result = qat.finetune(target, params, config, jax.random.fold_in(key, 1), on_chunk=on_chunk("qat"))
+        result = _compress_alpha(target, params, settings, summary)
+    elif codec.version == 2:
+        result = _compress_v2(target, params, settings, summary, on_chunk("qat"))
+    else:
+        result = _compress_v1(target, params, settings, summary, jax.random.fold_in(key, 1), on_chunk("qat"))
+    if baseline:
+        if gaussians.blend_of(result.params) == "alpha":
+            raise Gauss2dError("the gaussianimage baseline cannot store the alpha model (version 1)")
+        result.summary["gaussianimage"] = gaussianimage_baseline(result, settings, target)
+    return result
+
+
+def check_settings(settings: Settings):
+    """The codec section, every key checked whatever the version (before any fitting).
+
+    Raises:
+      Gauss2dError: a value either version's quantisers cannot use, or an unknown version.
+    """
+    codec = retrain.check_codec(settings.codec)
+    if codec.version not in (1, 2):
+        raise Gauss2dError(f"config codec.version={codec.version} is invalid: expected 1 or 2")
+    qat.v1_settings(settings)
+    rdo.v2_settings(settings)
+    search_options(settings)
+    return codec
+
+
+def _encoded(params, height, width, version, state, quantizers) -> tuple[bytes, float]:
+    """(the file, encode seconds); a ValueError (a property of the input) as a Gauss2dError."""
+    t0 = time.perf_counter()
+    try:
+        data = encode(params, height, width, version=version, state=state, settings=quantizers)
+    except ValueError as e:  # e.g. (near-)duplicate Gaussians
+        raise Gauss2dError(f"cannot encode the fitted Gaussians: {e}") from None
+    return data, time.perf_counter() - t0
+
+
+def _compress_v1(target, params, settings: Settings, summary, key, on_chunk) -> CompressResult:
+    """codec.version 1: QAT (qat.py), then a v1 file in ``codec.mode``."""
+    height, width = target.shape[:2]
+    result = qat.finetune(target, params, settings, key, on_chunk=on_chunk)
     summary.update(
-        qat_steps=int(config["codec"]["qat_steps"]),
+        qat_steps=int(settings.codec.qat_steps),
         qat_seconds=result.seconds,
         qat_best_step=result.best_step,
         qat_stopped_early=result.stopped_early,
         quantized_psnr_before_qat=result.initial_psnr,  # plain quantisation, training-time render
     )
-
-    def encode_as(m: str) -> tuple[bytes, float]:
-        t0 = time.perf_counter()
-        try:
-            data = encode(result.params, height, width, mode=m, state=result.codec_state, settings=settings)
-        except ValueError as e:  # e.g. (near-)duplicate Gaussians: a property of the input
-            raise Gauss2dError(f"cannot encode the fitted Gaussians: {e}") from None
-        return data, time.perf_counter() - t0
-
-    data, seconds = encode_as(mode)
-    summary.update(file_summary(data, target, backend), encode_seconds=seconds)
-    baseline, seconds = encode_as("gaussianimage")
-    summary["gaussianimage"] = dict(file_summary(baseline, target, backend), encode_seconds=seconds)
+    data, seconds = _encoded(result.params, height, width, 1, result.codec_state, qat.v1_settings(settings))
+    summary.update(file_summary(data, target, settings.render.backend), encode_seconds=seconds)
     return CompressResult(data, result.params, result.codec_state, summary)
 
 
-def _compress_alpha(target, params, config, summary, backend) -> CompressResult:
+def gaussianimage_baseline(result: CompressResult, settings: Settings, target: np.ndarray) -> dict[str, Any]:
+    """The fine-tuned Gaussians in v1's GaussianImage layout: its ``file_summary`` and encode time.
+
+    A v1 result keeps its fine-tuned quantisers; a v2 result (other
+    quantisers) gets v1's initial ones: plain quantisation, no fine-tuning.
+    """
+    height, width = target.shape[:2]
+    quantizers = qat.v1_settings(settings, mode="gaussianimage")
+    state = result.codec_state
+    if not isinstance(state, V1State):
+        state = v1_quantizer.init_state(result.params, quantizers)
+    data, seconds = _encoded(result.params, height, width, 1, state, quantizers)
+    return dict(file_summary(data, target, settings.render.backend), encode_seconds=seconds)
+
+
+def _compress_alpha(target, params, settings: Settings, summary) -> CompressResult:
     """The alpha model (``model.blend="alpha"``): plain v2 quantisation, opacity and depth included.
 
-    No fine-tuning (the rate-aware fine-tuning, ``rdo``, and QAT render the
-    sum model), and no gaussianimage-mode baseline: version 1 cannot store
-    opacity and depth.
+    No fine-tuning: the rate-aware fine-tuning (``rdo``) and QAT render the sum model.
     """
-    if int(config["codec"].get("version", 1)) != 2:
+    if settings.codec.version != 2:
         raise Gauss2dError("config codec.version=1 cannot store model.blend='alpha'; use codec.version=2")
     height, width = target.shape[:2]
-    settings = rdo.settings_from_config(config)
-    state = codec_v2.init_v2_state(gaussians.geometry(params), settings)
-    t0 = time.perf_counter()
-    try:
-        data = codec_v2.encode_v2(params, height, width, state, settings)
-    except ValueError as e:
-        raise Gauss2dError(f"cannot encode the fitted Gaussians: {e}") from None
-    summary.update(version=2, blend="alpha", qat_steps=0, encode_seconds=time.perf_counter() - t0)
-    summary.update(file_summary(data, target, backend))
+    quantizers = rdo.v2_settings(settings)
+    state = v2_state.init_state(gaussians.geometry(params), quantizers)
+    data, seconds = _encoded(params, height, width, 2, state, quantizers)
+    summary.update(version=2, blend="alpha", qat_steps=0, encode_seconds=seconds)
+    summary.update(file_summary(data, target, settings.render.backend))
     return CompressResult(data, params, state, summary)
 
 
-def search_options(config: Mapping) -> dict[str, Any]:
+def search_options(settings: Settings) -> dict[str, Any]:
     """``targets.rd_search``'s groups and position grids: ``codec.search_groups``, ``search_position_steps``.
 
     Raises:
       Gauss2dError: an unknown group or a position step the format cannot store.
     """
-    c = config["codec"]
-    groups = tuple(g.strip() for g in str(c.get("search_groups", "color,chol")).split(",") if g.strip())
+    c = settings.codec
+    groups = tuple(g.strip() for g in c.search_groups.split(",") if g.strip())
     unknown = sorted(set(groups) - set(targets.SEARCH_GROUPS))
     if unknown:
         raise Gauss2dError(
             f"config codec.search_groups has unknown group(s) {unknown}; expected some of "
             f"{sorted(targets.SEARCH_GROUPS)}"
         )
-    steps = tuple(float(s) for s in c.get("search_position_steps", ()))
+    steps = tuple(float(s) for s in c.search_position_steps)
     for step in steps:
         try:
-            codec_v2.V2Settings(position_step=step)
+            container.position_step_log2(step)
         except ValueError as e:
             raise Gauss2dError(f"config codec.search_position_steps: {e}") from None
     return {"groups": groups, "position_steps": steps}
 
 
-def _compress_v2(target, params, config, summary, backend, on_chunk) -> CompressResult:
-    """codec.version 2: rate-aware fine-tuning with pruning (rdo.py), then a v2 file.
-
-    The ``gaussianimage`` entry holds the fine-tuned survivors in v1's
-    GaussianImage layout with plain quantisation (no fine-tuning for it).
-    """
+def _compress_v2(target, params, settings: Settings, summary, on_chunk) -> CompressResult:
+    """codec.version 2: rate-aware fine-tuning with pruning (rdo.py), the step search, then a v2 file."""
     height, width = target.shape[:2]
-    settings = rdo.settings_from_config(config)
-    result = rdo.finetune(target, params, config, on_chunk=on_chunk)
+    backend = settings.render.backend
+    quantizers = rdo.v2_settings(settings)
+    result = rdo.finetune(target, params, settings, on_chunk=on_chunk)
+    lmbda = float(settings.codec.lmbda)
     summary.update(
         version=2,
-        lmbda=float(config["codec"].get("lmbda", 0.0)),
-        qat_steps=int(config["codec"]["qat_steps"]),
+        lmbda=lmbda,
+        qat_steps=int(settings.codec.qat_steps),
         qat_seconds=result.seconds,
         qat_best_step=result.best_step,
         qat_stopped_early=result.stopped_early,
@@ -259,39 +301,23 @@ def _compress_v2(target, params, config, summary, backend, on_chunk) -> Compress
     )
     t0 = time.perf_counter()
     state = result.state
-    if config["codec"].get("step_search", False) and summary["lmbda"] > 0:
+    if settings.codec.step_search and lmbda > 0:
         state, found = targets.rd_search(
             result.params,
             height,
             width,
             state,
-            settings,
-            summary["lmbda"],
+            quantizers,
+            lmbda,
             target,
-            lambda p, h, w: render_decoded(p, h, w, backend),
-            **search_options(config),
+            lambda p, h, w: render_clamped(p, h, w, backend=backend),
+            **search_options(settings),
         )
-        settings = dataclasses.replace(settings, position_step=found["position_step"])
+        quantizers = dataclasses.replace(quantizers, position_step=found["position_step"])
         summary["step_search"] = found
-    try:
-        data = codec_v2.encode_v2(result.params, height, width, state, settings)
-    except ValueError as e:
-        raise Gauss2dError(f"cannot encode the fitted Gaussians: {e}") from None
-    seconds = time.perf_counter() - t0
+    data, _ = _encoded(result.params, height, width, 2, state, quantizers)
+    seconds = time.perf_counter() - t0  # the step search's trial encodes included
     summary["pruned_gaussians"] += result.pruned
     summary["num_gaussians"] = gaussians.num_gaussians(result.params)
     summary.update(file_summary(data, target, backend), encode_seconds=seconds)
-    v1_settings = qat.settings_from_config(config)
-    t0 = time.perf_counter()
-    baseline = encode(
-        result.params,
-        height,
-        width,
-        mode="gaussianimage",
-        state=init_codec_state(result.params, v1_settings),
-        settings=v1_settings,
-    )
-    summary["gaussianimage"] = dict(
-        file_summary(baseline, target, backend), encode_seconds=time.perf_counter() - t0
-    )
     return CompressResult(data, result.params, state, summary)

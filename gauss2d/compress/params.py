@@ -11,6 +11,7 @@ freshly fitted Gaussians it is often 10 dB.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -20,24 +21,23 @@ from gauss2d import gaussians
 from gauss2d.codec import advice
 from gauss2d.compress.image import CompressResult, compress_image
 from gauss2d.errors import Gauss2dError
+from gauss2d.settings import RenderSettings, Settings
 
 
-def codec_config(**codec: Any):
-    """``configs/codec.py``'s config with ``codec.<key>=value`` overrides (a ConfigDict).
+def codec_settings(**codec: Any) -> Settings:
+    """``configs/codec.py``'s settings with ``codec.<key>=value`` overrides.
 
     Raises:
       Gauss2dError: an unknown codec key.
     """
     from configs import codec as codec_configs  # noqa: PLC0415 (the recipe lives with the configs)
 
-    config = codec_configs.get_config()
-    unknown = sorted(set(codec) - set(config.codec))
+    base = codec_configs.get_settings()
+    fields = {f.name: f for f in dataclasses.fields(base.codec)}
+    unknown = sorted(set(codec) - set(fields))
     if unknown:
-        raise Gauss2dError(f"unknown codec setting(s) {unknown}; expected some of {sorted(config.codec)}")
-    with config.unlocked():
-        for name, value in codec.items():
-            config.codec[name] = value
-    return config
+        raise Gauss2dError(f"unknown codec setting(s) {unknown}; expected some of {sorted(fields)}")
+    return base.replace(codec=dataclasses.replace(base.codec, **codec))
 
 
 def compress_params(
@@ -76,11 +76,10 @@ def compress_params(
         raise Gauss2dError(
             f"target must be a float [H, W, 3] image in [0, 1], got {target.dtype} {target.shape}"
         )
-    config = codec_config(qat_steps=int(qat_steps), mode=mode, **codec)
-    with config.unlocked():
-        config.render.backend = backend
+    settings = codec_settings(qat_steps=int(qat_steps), mode=mode, **codec)
+    settings = settings.replace(render=RenderSettings(backend=backend))
     key = jax.random.key(0) if key is None else key
-    result = compress_image(target, config, key, params=gaussians.to_cholesky(params))
+    result = compress_image(target, settings, key, params=gaussians.to_cholesky(params))
     summary = result.summary
     if qat_steps == 0:
         advice.warn_not_finetuned(

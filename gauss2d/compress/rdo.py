@@ -39,7 +39,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -48,12 +48,16 @@ import numpy as np
 import optax
 
 from gauss2d import gaussians
-from gauss2d.codec import codec_v2, quantize, rate
-from gauss2d.codec.codec_v2 import V2Settings, V2State
+from gauss2d.codec import quantize, rate, v2
+from gauss2d.codec.v2 import fake
+from gauss2d.codec.v2 import state as v2_state
+from gauss2d.codec.v2.state import V2Settings, V2State
+from gauss2d.compress import retrain
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import render_with_stats
+from gauss2d.render import capacity_for, render_with_stats
+from gauss2d.settings import Settings
 from gauss2d.train import engine as train
-from gauss2d.train import losses, optim
+from gauss2d.train import losses
 
 MIN_STEP = 1e-4  # quantiser steps are kept above this after each update
 
@@ -89,50 +93,37 @@ class RdoExtra(NamedTuple):
     alive: jax.Array  # [N] float32, 1 live, 0 pruned
 
 
-def settings_from_config(config: Mapping) -> V2Settings:
-    """``V2Settings`` from the ``codec`` section (Gauss2dError naming a bad key)."""
-    c = config["codec"]
+def v2_settings(settings: Settings) -> V2Settings:
+    """Version 2's quantiser and coder settings from ``settings.codec`` (Gauss2dError naming a bad key)."""
+    codec = retrain.check_codec(settings.codec)
     try:
-        return V2Settings(
-            position_step=float(c["position_step"]),
-            color_space=str(c.get("color_space", "ycbcr")),
-            chol_levels=int(c.get("chol_levels", 64)),
-            color_step=float(c.get("color_step", 1.0 / 64)),
-            predict=str(c.get("predict", "auto")),
-            model=str(c.get("entropy_model", "auto")),
-            cov_space=str(c.get("cov_space", "cholesky")),
-            color_by_size=bool(c.get("color_by_size", False)),
-        )
+        return v2.PLUGIN.settings(codec)
     except ValueError as e:
         raise Gauss2dError(f"config codec section is invalid: {e}") from None
 
 
 def make_loss(
-    config: Mapping, settings: V2Settings, height: int, width: int, lmbda: float
+    run: Settings, settings: V2Settings, height: int, width: int, lmbda: float
 ) -> Callable[[int], train.LossFn]:
     """``loss(capacity) -> f(params, extra, target, mask) -> (loss, train.Aux)``; Aux.metrics["bits"]."""
-    loss_fn = losses.make_loss(dict(config["loss"]))
-    backend = config["render"]["backend"]
+    loss_fn = retrain.loss_function(run)
+    backend = run.render.backend
     pixels = float(height * width)
 
     def build(capacity: int):
         def f(params: RdoParams, extra: RdoExtra, target, mask):
             g = params.gaussians
-            hat, chol_q, color_q = codec_v2.fake_quantize_v2(
-                g, _quantisers(params.quant), height, width, settings
-            )
-            alive = extra.alive
+            fq = fake.fake_quantize(g, _quantisers(params.quant), height, width, settings)
+            hat, alive = fq.params, extra.alive
             hat = hat._replace(color=hat.color * alive[:, None])
             proj = gaussians.project(hat, fitted_height=height, fitted_width=width)
-            image, stats = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
+            image, stats = render_with_stats(proj, height, width, backend=backend, capacity=capacity)
             image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
             loss, _ = loss_fn(image, target, mask)
             mse = losses.l2(image, target, mask)
-            bits = (
-                (rate.symbol_bits(chol_q, alive) * alive[:, None]).sum()
-                + (rate.symbol_bits(color_q, alive) * alive[:, None]).sum()
-                + rate.position_bits(alive.sum(), height, width, settings.position_step)
-            )
+            est = fake.rate_bits(fq, height, width, settings, alive)
+            # The symbols' and positions' bits (the header's are a constant): the loss's R.
+            bits = est["covariance"] + est["color"] + est["positions"]
             return loss + lmbda * bits / pixels, train.Aux(stats, mse, {"bits": bits})
 
         return f
@@ -140,12 +131,12 @@ def make_loss(
     return build
 
 
-def objective(config: Mapping, settings: V2Settings, height: int, width: int, lmbda: float, optimizer):
+def objective(run: Settings, settings: V2Settings, height: int, width: int, lmbda: float, optimizer):
     """The engine's ``Objective`` for D + lmbda R (pruning happens between ``train.run_image`` calls)."""
-    key = (train.config_key(config, ("optim", "loss", "render", "codec")), settings, lmbda)
+    key = (*retrain.objective_key(run), settings, lmbda)
     return train.Objective(
         name="rdo",
-        loss=make_loss(config, settings, height, width, lmbda),
+        loss=make_loss(run, settings, height, width, lmbda),
         optimizer=optimizer,
         key=key,
         constrain=_constrain,
@@ -153,15 +144,11 @@ def objective(config: Mapping, settings: V2Settings, height: int, width: int, lm
     )
 
 
-def make_optimizer(config: Mapping, params: gaussians.CholeskyParams) -> optax.GradientTransformation:
-    """The fit's optimiser at codec.qat_lr for the Gaussians; Adam at codec.quant_lr for the quantisers."""
-    c = config["codec"]
-    cfg = dict(config["optim"])
-    cfg.update(lr=float(c["qat_lr"]), iterations=max(1, int(c["qat_steps"])), schedule=str(c["qat_schedule"]))
-    cfg.update(lr_means=None, lr_cov=None, lr_color=None)
-    tx = optim.make_optimizer(cfg, params)
+def make_optimizer(run: Settings, params: gaussians.CholeskyParams) -> optax.GradientTransformation:
+    """The Gaussians' optimiser (``retrain``); Adam at codec.quant_lr for the quantiser steps."""
+    tx = retrain.gaussian_optimizer(run, params)
     return optax.multi_transform(
-        {"gaussians": tx, "quant": optax.adam(float(c.get("quant_lr", 1e-2)))},
+        {"gaussians": tx, "quant": optax.adam(float(run.codec.quant_lr))},
         RdoParams("gaussians", "quant"),
     )
 
@@ -179,12 +166,10 @@ def removal_costs(params: RdoParams, alive, target, *, height, width, settings, 
     quant = _from_log(params.quant)
 
     def sq_error(color):
-        hat, _, _ = codec_v2.fake_quantize_v2(
-            g._replace(color=color), quant, height, width, settings, "round"
-        )
+        hat = fake.fake_quantize(g._replace(color=color), quant, height, width, settings, "round").params
         hat = hat._replace(color=hat.color * alive[:, None])
         image, _ = render_with_stats(
-            *gaussians.project(hat, fitted_height=height, fitted_width=width),
+            gaussians.project(hat, fitted_height=height, fitted_width=width),
             height,
             width,
             backend=backend,
@@ -192,8 +177,9 @@ def removal_costs(params: RdoParams, alive, target, *, height, width, settings, 
         )
         return jnp.sum((jnp.clip(image, 0.0, 1.0) - target) ** 2)
 
-    hat, chol_q, color_q = codec_v2.fake_quantize_v2(g, quant, height, width, settings, "round")
-    color = hat.color
+    fq = fake.fake_quantize(g, quant, height, width, settings, "round")
+    chol_q, color_q = fq.symbols["covariance"], fq.symbols["color"]
+    color = fq.params.color
     grad = jax.grad(sq_error)(g.color)  # = 2 sum_p w e: the round mode's colour is straight-through
     l11 = g.chol[:, 0] + gaussians.CHOLESKY_OFFSET[0]
     l22 = g.chol[:, 2] + gaussians.CHOLESKY_OFFSET[2]
@@ -212,7 +198,7 @@ def removal_costs(params: RdoParams, alive, target, *, height, width, settings, 
 
 @dataclasses.dataclass
 class RdoResult:
-    params: gaussians.CholeskyParams  # survivors only, continuous (encode_v2 quantises them)
+    params: gaussians.CholeskyParams  # survivors only, continuous (codec.encode quantises them)
     state: V2State
     psnr: float  # quantised render of the final state, as trained (the last step's)
     bits: float  # estimated bits of the final state (the last step's)
@@ -226,7 +212,7 @@ class RdoResult:
 def finetune(
     target: np.ndarray,
     params: gaussians.CholeskyParams,
-    config: Mapping,
+    run: Settings,
     *,
     on_chunk: Callable[[Any, dict], Any] | None = None,
 ) -> RdoResult:
@@ -235,14 +221,15 @@ def finetune(
     The engine (``train.run_image``) runs the steps in segments of
     ``codec.prune_every``; between segments ``_prune`` zeroes the ``alive``
     weight of Gaussians not worth their bits. The result is the final state
-    (the engine keeps the last good one if a step goes non-finite).
+    (the engine keeps the last good one if a step goes non-finite). ``on_chunk``
+    sees the stage's total steps and ETA (``retrain.stage_progress``).
     """
-    c = config["codec"]
-    settings = settings_from_config(config)
-    lmbda = float(c.get("lmbda", 0.0))
-    steps = int(c["qat_steps"])
-    prune_every = int(c.get("prune_every", 0))
-    prune_fraction = float(c.get("prune_fraction", 0.1))
+    settings = v2_settings(run)
+    c = run.codec
+    lmbda = float(c.lmbda)
+    steps = int(c.qat_steps)
+    prune_every = int(c.prune_every)
+    prune_fraction = float(c.prune_fraction)
     if lmbda < 0 or steps < 0 or prune_every < 0 or not 0 <= prune_fraction <= 1:
         raise Gauss2dError(
             f"config codec.lmbda={lmbda}, qat_steps={steps}, prune_every={prune_every}, "
@@ -252,22 +239,23 @@ def finetune(
     target = jnp.asarray(target, jnp.float32)
     height, width = target.shape[:2]
     pixels = float(height * width)
-    backend = config["render"]["backend"]
+    backend = run.render.backend
     start = time.perf_counter()
     n = params.xy.shape[0]
-    quant = codec_v2.init_v2_state(params, settings)
+    quant = v2_state.init_state(params, settings)
     if steps == 0:
         return RdoResult(params, quant, float("nan"), float("nan"), 0, 0, _history([]), 0.0, None)
-    optimizer = make_optimizer(config, params)
-    goal = objective(config, settings, height, width, lmbda, optimizer)
+    optimizer = make_optimizer(run, params)
+    goal = objective(run, settings, height, width, lmbda, optimizer)
     state = train.init_state(
         RdoParams(params, _to_log(quant)), optimizer, RdoExtra(jnp.ones((n,), jnp.float32))
     )
     state = jax.tree_util.tree_map(jnp.copy, state)
-    capacity = train.needed_capacity(params, height, width, backend)
-    log_every = max(1, int(min(config["log_every"], steps)))
+    capacity = capacity_for(params, height, width, backend=backend)
+    log_every = max(1, int(min(run.log_every, steps)))
     rounds = prune_every if (prune_every and lmbda > 0) else steps
     log_every = math.gcd(log_every, rounds)
+    on_chunk = retrain.stage_progress(on_chunk, steps)
     histories, stopped, done = [], None, 0
     while done < steps and stopped is None:
         end = min(done + rounds, steps)

@@ -24,9 +24,9 @@ from collections.abc import Callable
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d import gaussians, metrics
-from gauss2d.codec import codec_v2, quantize
-from gauss2d.codec.codec_v2 import V2Settings, V2State
+from gauss2d import codec, gaussians, metrics
+from gauss2d.codec import quantize
+from gauss2d.codec.v2.state import V2Settings, V2State
 from gauss2d.errors import Gauss2dError
 
 MIN_SCALE, MAX_SCALE = 1.0 / 256, 256.0
@@ -60,7 +60,7 @@ def _encoder(params, height, width, state, settings, order) -> Callable[[float, 
 
     def trial(s: float, kept: int) -> Trial:
         sub = params if kept == len(order) else _subset(params, np.sort(order[:kept]))
-        data = codec_v2.encode_v2(sub, height, width, scaled_state(state, s), settings)
+        data = codec.encode(sub, height, width, version=2, state=scaled_state(state, s), settings=settings)
         return Trial(data, s, kept, 8.0 * len(data) / (height * width))
 
     return trial
@@ -78,7 +78,7 @@ def to_bpp(
     """The file closest below ``bpp`` (at least 0.9 ``bpp``).
 
     Args:
-      params, height, width, state, settings: as ``codec_v2.encode_v2``.
+      params, height, width, state, settings: as ``codec.encode`` (version 2).
       bpp: the target, bits per pixel (> 0).
       usefulness: [N] the order to drop Gaussians in when even the coarsest
         steps are too big (lowest first); None drops by colour energy.
@@ -167,7 +167,7 @@ def to_psnr(
 
     def measured(s: float) -> Trial:
         t = trial(s, n)
-        decoded = codec_v2.decode_v2(t.data)[0]
+        decoded = codec.decode(t.data).params
         t.psnr = float(metrics.psnr(render(decoded, height, width), jnp.asarray(target, jnp.float32)))
         return t
 
@@ -244,8 +244,8 @@ def rd_search(
 
     def objective(st: V2State, grid: float) -> float:
         at_grid = dataclasses.replace(settings, position_step=grid)
-        data = codec_v2.encode_v2(params, height, width, st, at_grid)
-        decoded = codec_v2.decode_v2(data)[0]
+        data = codec.encode(params, height, width, version=2, state=st, settings=at_grid)
+        decoded = codec.decode(data).params
         mse = float(jnp.mean((render(decoded, height, width) - target) ** 2))
         return mse + lmbda * 8.0 * len(data) / (height * width)
 
@@ -276,3 +276,57 @@ def rd_search(
         "objective": best_value,
         "trials": trials,
     }
+
+
+# ----------------------------------------------------------------------------- a size or quality goal
+
+
+@dataclasses.dataclass(frozen=True)
+class Goal:
+    """A requested file size (``bpp``) or decoded quality (``psnr``); at most one is set."""
+
+    bpp: float | None = None
+    psnr: float | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.bpp is not None or self.psnr is not None
+
+
+def check_goal(goal: Goal, version: int, blend: str) -> None:
+    """Refuses a goal the settings cannot meet, before any fitting (Gauss2dError, CLI wording)."""
+    if goal.bpp is not None and goal.psnr is not None:
+        raise Gauss2dError("give --target_bpp or --target_psnr, not both")
+    if goal.given and version != 2:
+        raise Gauss2dError("--target_bpp and --target_psnr need codec.version=2")
+    if goal.given and blend == "alpha":
+        raise Gauss2dError("--target_bpp and --target_psnr do not support model.blend='alpha' yet")
+    if goal.bpp is not None and not goal.bpp > 0:
+        raise Gauss2dError(f"--target_bpp={goal.bpp} must be > 0")
+
+
+def meet_goal(
+    params: gaussians.Params,
+    state: V2State,
+    settings: V2Settings,
+    goal: Goal,
+    target: np.ndarray,
+    render: Callable,
+) -> Trial:
+    """Re-encodes fine-tuned Gaussians for ``goal`` (``to_bpp`` or ``to_psnr``).
+
+    Args:
+      params: the fine-tuned Gaussians; state, settings: their v2 quantisers.
+      goal: a ``Goal`` with one value set.
+      target: [H, W, 3] the original image.
+      render: (decoded params, height, width) -> [H, W, 3] clamped image.
+
+    Raises:
+      QualityError: the goal is out of reach; Gauss2dError: alpha Gaussians.
+    """
+    if gaussians.blend_of(params) == "alpha":  # --params may hold an alpha fit
+        raise Gauss2dError("--target_bpp and --target_psnr do not support the alpha model yet")
+    height, width = target.shape[:2]
+    if goal.bpp is not None:
+        return to_bpp(params, height, width, state, settings, goal.bpp)
+    return to_psnr(params, height, width, state, settings, goal.psnr, target, render)

@@ -8,8 +8,6 @@ other's chooser (docs/init.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import jax
 
 from gauss2d import gaussians
@@ -32,6 +30,7 @@ from gauss2d.init.content import (
     stratified_means,
     uniform_grid,
 )
+from gauss2d.settings import ModelSettings
 
 __all__ = [
     "COLOR_ITERATIONS",
@@ -56,36 +55,34 @@ __all__ = [
 INITIALIZERS = ("random", "content", "superpixel")
 
 
-def initialize(key: jax.Array, target: jax.Array, model_cfg: Mapping) -> gaussians.Params:
-    """Initial raw parameters for ``target`` [H, W, 3] as the model config says.
+def initialize(key: jax.Array, target: jax.Array, model: ModelSettings) -> gaussians.Params:
+    """Initial raw parameters for ``target`` [H, W, 3] as the model settings say.
 
     Reads ``init``, ``num_points``, ``parameterization`` and, for
-    ``content``, the optional ``init_gradient_fraction``,
-    ``init_size_factor`` and ``init_color_iterations``.
+    ``content``, ``init_gradient_fraction``, ``init_size_factor`` and
+    ``init_color_iterations`` (``superpixel``: the last).
 
     Raises:
       Gauss2dError: unknown ``model.init`` or bad ``num_points``.
     """
-    name = model_cfg["init"]
-    num_points = int(model_cfg["num_points"])
+    name = model.init
+    num_points = model.num_points
     if num_points <= 0:
         raise Gauss2dError(f"config model.num_points={num_points} is invalid: expected > 0")
     if name == "random":
-        return gaussians.init_random(key, num_points, model_cfg["parameterization"])
+        return gaussians.init_random(key, num_points, model.parameterization)
     if name == "content":
-        get = lambda k, default: model_cfg[k] if k in model_cfg else default  # noqa: E731
         return content.init_content(
             key,
             target,
             num_points,
-            model_cfg["parameterization"],
-            gradient_fraction=float(get("init_gradient_fraction", content.GRADIENT_FRACTION)),
-            size_factor=float(get("init_size_factor", content.SIZE_FACTOR)),
-            color_iterations=int(get("init_color_iterations", content.COLOR_ITERATIONS)),
+            model.parameterization,
+            gradient_fraction=model.init_gradient_fraction,
+            size_factor=model.init_size_factor,
+            color_iterations=model.init_color_iterations,
         )
     if name == "superpixel":  # SLIC on the host (optional scikit-image): gauss2d/init/superpixel.py
-        steps = model_cfg["init_color_iterations"] if "init_color_iterations" in model_cfg else None
         return superpixel.init_superpixel(
-            key, target, num_points, model_cfg["parameterization"], color_iterations=steps
+            key, target, num_points, model.parameterization, color_iterations=model.init_color_iterations
         )
     raise Gauss2dError(f"unknown config model.init={name!r}; expected one of {INITIALIZERS}")

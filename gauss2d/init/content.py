@@ -27,10 +27,10 @@ import jax.numpy as jnp
 
 from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import pair_capacity, render_tiled
-from gauss2d.render.xla import render_xla
+from gauss2d.render import pair_capacity, render, render_with_stats
+from gauss2d.settings import ModelSettings
 
-# Defaults of the content initialiser (config.model.init_*; see configs/base.py).
+# Defaults of the content initialiser: the settings' (ModelSettings.init_*), kept there only.
 # Chosen with the optimiser before the Adan fix (gauss2d/train/optim.py), so the
 # figures below are from those runs (benchmarks/RESULTS.md, "init_quality").
 # Share of the means drawn by |grad|; the rest on the grid. 0.7 (Image-GS's
@@ -39,16 +39,17 @@ from gauss2d.render.xla import render_xla
 # (configs/codec.py) decodes at 27.10 vs 22.39 dB at the same rate: a denser
 # grid base layer keeps the fitted colours in a range that the 64-colour
 # residual VQ can hold (colour std 0.185 vs 0.234). docs/init.md.
-GRADIENT_FRACTION = 0.7
+GRADIENT_FRACTION = ModelSettings.init_gradient_fraction  # 0.7
 # sigma / local mean spacing. 0.4 fits best at equal steps (256^2 crops, 2000
 # Gaussians, 2000 steps: kodim23 0.3 / 0.4 / 0.6 -> 33.40 / 34.48 / 33.62 dB;
 # kodim01 0.4 -> 23.45, 0.6 -> 22.27): wider starts blur texture that the
 # optimiser is slow to sharpen. The grid layer keeps coverage (GRID_SIZE_FACTOR).
-SIZE_FACTOR = 0.4
+SIZE_FACTOR = ModelSettings.init_size_factor  # 0.4
 # The grid base layer's sigma / grid spacing, whatever size_factor: 0.6 keeps
 # every pixel above 0.2 of a peak with the grid alone (docs/init.md).
 GRID_SIZE_FACTOR = 0.6
-COLOR_ITERATIONS = 10  # least-squares colour steps (each one render + one transpose)
+# Least-squares colour steps (each one render + one transpose): 10.
+COLOR_ITERATIONS = ModelSettings.init_color_iterations
 # A Gaussian's weight is cut off below 1/255 (DESIGN.md sec. 2); smaller
 # ones would fall between pixel centres and receive no gradient.
 MIN_SIGMA = 0.5  # px
@@ -233,7 +234,10 @@ def concrete_capacity(means, conics, height: int, width: int) -> int | None:
     if isinstance(means, jax.core.Tracer) or isinstance(conics, jax.core.Tracer):
         return None
     return pair_capacity(
-        means, conics, jnp.zeros_like(means[:, :1]).repeat(3, 1), height, width, backend="xla"
+        gaussians.Projected(means, conics, jnp.zeros_like(means[:, :1]).repeat(3, 1)),
+        height,
+        width,
+        backend="xla",
     )
 
 
@@ -291,8 +295,8 @@ def _solve_colors(means, conics, colors, target, free, iterations, *, capacity: 
 
     def forward(c):  # [N, 3] -> [H, W, 3], linear in c
         if capacity is None:
-            return render_xla(means, conics, c, height, width)
-        return render_tiled(means, conics, c, height, width, capacity=capacity)[0]
+            return render(gaussians.Projected(means, conics, c), height, width)
+        return render_with_stats(gaussians.Projected(means, conics, c), height, width, capacity=capacity)[0]
 
     # Jacobi preconditioner sum_p w_n(p)^2 ~ integral of exp(-2 s) = pi sqrt(det Sigma)
     # = pi / sqrt(det conic); analytic (no extra render), floored at a quarter

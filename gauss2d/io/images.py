@@ -18,12 +18,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from gauss2d.errors import ImageError
+from gauss2d.io import svg
 from gauss2d.io.checkpoint import atomic_write
 
 PathLike = str | os.PathLike
 
-# Lower-case suffixes that ``list_images`` picks up.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# Lower-case suffixes that ``list_images`` picks up; SVGs are rasterised by io/svg.py.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp") + svg.SVG_SUFFIXES
 SAMPLE_IMAGE = "kodim23_384x256.png"
 # save_image converts this many float values at a time (16 MB of float32).
 _SAVE_BLOCK_VALUES = 2**22
@@ -193,7 +194,25 @@ def _decode(path: pathlib.Path, im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(arr, arr.shape[:2] + (3,)), dtype=np.float32)
 
 
-def load_image(path: PathLike, *, memory_limit_gb: float | None = DEFAULT_MEMORY_LIMIT_GB) -> np.ndarray:
+def _load_svg_image(path: PathLike, memory_limit_gb: float | None, svg_size: int, svg_supersample: int):
+    """The SVG hook of ``load_image``: io/svg.py's target at ``svg_size`` (0: the SVG's own size)."""
+    height, width = svg.target_size(path, svg_size)
+    return svg.load_svg(path, height, width, svg_supersample, memory_limit_gb=memory_limit_gb)
+
+
+def _svg_image_size(path: PathLike, svg_size: int, svg_supersample: int) -> tuple[int, int]:
+    """The SVG hook of ``image_size``: (width, height) of the target ``load_image`` makes."""
+    height, width = svg.target_size(path, svg_size)
+    return width * svg_supersample, height * svg_supersample
+
+
+def load_image(
+    path: PathLike,
+    *,
+    memory_limit_gb: float | None = DEFAULT_MEMORY_LIMIT_GB,
+    svg_size: int = 0,
+    svg_supersample: int = svg.DEFAULT_SUPERSAMPLE,
+) -> np.ndarray:
     """Reads an image file as RGB float32 in [0, 1].
 
     16-bit PNGs keep their precision (scaled by 1/65535); grayscale and
@@ -207,6 +226,10 @@ def load_image(path: PathLike, *, memory_limit_gb: float | None = DEFAULT_MEMORY
       path: image file (PNG, JPEG, or anything else Pillow reads).
       memory_limit_gb: refuse an image whose loading is estimated
         (``load_bytes``) to need more; None: no limit.
+      svg_size, svg_supersample: for an ``.svg`` only (``data.svg_size``,
+        ``data.svg_supersample``; gauss2d/io/svg.py): the fitted frame's
+        longer side (0: the SVG's own size) and the target's grid per
+        fitted pixel (the target is svg_supersample x the frame).
 
     Returns:
       float32 array [H, W, 3] in [0, 1].
@@ -214,8 +237,10 @@ def load_image(path: PathLike, *, memory_limit_gb: float | None = DEFAULT_MEMORY
     Raises:
       ImageError: naming the file, if it is missing, a directory, not an
         image, damaged, of an unsupported pixel type, has zero size, or
-        is too large for ``memory_limit_gb``.
+        is too large for ``memory_limit_gb``; for an SVG, see io/svg.py.
     """
+    if svg.is_svg(path):
+        return _load_svg_image(path, memory_limit_gb, svg_size, svg_supersample)
     path = pathlib.Path(path)
     if not path.exists():
         raise ImageError(f"cannot read image '{path}': no such file")
@@ -249,12 +274,20 @@ def load_image(path: PathLike, *, memory_limit_gb: float | None = DEFAULT_MEMORY
     return image
 
 
-def image_size(path: PathLike) -> tuple[int, int]:
+def image_size(
+    path: PathLike, *, svg_size: int = 0, svg_supersample: int = svg.DEFAULT_SUPERSAMPLE
+) -> tuple[int, int]:
     """(width, height) from an image file's header, decoding no pixels (to check memory first).
+
+    An SVG's is that of the target ``load_image`` makes of it, read from its
+    XML: the frame (``svg_size``, its longer side; 0: the size the SVG
+    declares) times ``svg_supersample``.
 
     Raises:
       ImageError: as ``load_image``, for a file that cannot be opened.
     """
+    if svg.is_svg(path):
+        return _svg_image_size(path, svg_size, svg_supersample)
     path = pathlib.Path(path)
     if not path.is_file():
         reason = "it is a directory, expected an image file" if path.is_dir() else "no such file"

@@ -8,6 +8,7 @@ training chunk that the binaries show.
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import subprocess
 import sys
@@ -56,12 +57,16 @@ def write_json(path: pathlib.Path, payload: Any) -> None:
         f.write(checkpoint.dumps_strict(payload, indent=2, sort_keys=False).encode())  # no NaN/Infinity
 
 
-def select(config: Mapping, dotted: str) -> Any:
-    """config['a']['b'] for 'a.b' (plain values: what a result records it was made with)."""
-    value = config
+def select(settings: Any, dotted: str) -> Any:
+    """``settings.a.b`` for 'a.b', as plain values (what a result records it was made with).
+
+    ``settings`` is a ``gauss2d.settings.Settings`` (any dataclass) or its
+    ``as_dict()``; a section comes back as a dict.
+    """
+    value = settings
     for part in dotted.split("."):
-        value = value[part]
-    return value.to_dict() if hasattr(value, "to_dict") else value
+        value = value[part] if isinstance(value, Mapping) else getattr(value, part)
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
 class Progress:

@@ -1,5 +1,9 @@
 """Published Kodak rate-distortion points, kept as data with their source so every plot can be rebuilt.
 
+The numbers live in ``published.json`` beside this module (shipped as package
+data), one entry per method with its source; this module loads and checks
+them once, at import.
+
 Rates are bits per pixel averaged over the 24 Kodak images; PSNR is in dB on
 RGB; MS-SSIM is the plain (not dB) score. The numbers are those in the
 project's reference notes (../shared/REFERENCE.md, "Published results to
@@ -17,14 +21,14 @@ than pairing the fields by hand.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import pathlib
+from typing import Any
 
 from gauss2d.errors import Gauss2dError
 
-_GAUSSIANIMAGE_PAPER = (
-    "Zhang et al., 'GaussianImage: 1000 FPS Image Representation and Compression by 2D Gaussian "
-    "Splatting', ECCV 2024 (arXiv:2403.08551)"
-)
-_FIGURE = f"as reported in the Kodak compression (rate-distortion) figure of {_GAUSSIANIMAGE_PAPER}"
+DATA_FILE = pathlib.Path(__file__).with_name("published.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +57,7 @@ class PublishedCurve:
     ms_ssim_bpp: tuple[float, ...] | None = None
 
     def __post_init__(self):
-        # Catch transcription slips (a dropped or extra number) when the module is imported.
+        # Catch transcription slips (a dropped or extra number) wherever a curve is built.
         if self.psnr is not None and len(self.psnr) != len(self.bpp):
             raise ValueError(f"{self.method}: {len(self.bpp)} bpp values but {len(self.psnr)} PSNR values")
         if self.ms_ssim is not None:
@@ -76,124 +80,92 @@ class PublishedCurve:
         return (self.bpp if self.ms_ssim_bpp is None else self.ms_ssim_bpp), self.ms_ssim
 
 
-# The classic codecs and the INR codecs were read at the same three rates.
-_RATES_3 = (0.25, 0.5, 1.0)
+_TEXT_FIELDS = ("method", "label", "source", "note")
+_SERIES_FIELDS = ("bpp", "psnr", "ms_ssim", "ms_ssim_bpp")
+_OPTIONAL_SERIES = ("psnr", "ms_ssim", "ms_ssim_bpp")
 
-KODAK: dict[str, PublishedCurve] = {
-    "gaussianimage": PublishedCurve(
-        method="gaussianimage",
-        label="GaussianImage",
-        bpp=(0.12, 0.25, 0.5, 1.0, 1.29),
-        psnr=(24.65, 26.2, 27.8, 29.65, 30.5),
-        # The six operating points: 800 / 1000 / 3000 / 5000 / 7000 / 9000 Gaussians.
-        ms_ssim_bpp=(0.118, 0.147, 0.432, 0.717, 1.001, 1.286),
-        ms_ssim=(0.837, 0.855, 0.923, 0.946, 0.957, 0.965),
-        source=f"{_GAUSSIANIMAGE_PAPER}, Kodak compression figure; PSNR read from the figure",
-        note=(
-            "Official recipe: FP16 means, 6-bit Cholesky, 2-stage residual VQ colour, no entropy coding. "
-            "PSNR at 0.25 and 0.5 bpp is marked approximate (~) in the reference notes; the ~0.12 and 1.29 "
-            "bpp PSNR points presumably are the 800- and 9000-Gaussian operating points (0.118, 1.286 bpp) "
-            "and are kept at the rounded rates the notes give. MS-SSIM is given at the six operating points. "
-            "The reference notes give its Kodak BD-rate against JPEG as about +11.5%."
-        ),
-    ),
-    "jpeg": PublishedCurve(
-        method="jpeg",
-        label="JPEG (Pillow)",
-        bpp=_RATES_3,
-        psnr=(24.66, 28.95, 32.59),
-        ms_ssim=None,
-        source=f"JPEG via Pillow, {_FIGURE}; read from the figure",
-        note="Encoded with Pillow; encoder settings (quality steps, chroma subsampling) not recorded.",
-    ),
-    "webp": PublishedCurve(
-        method="webp",
-        label="WebP (Pillow)",
-        bpp=_RATES_3,
-        psnr=(28.55, 31.32, 35.11),
-        ms_ssim=None,
-        source=f"WebP via Pillow, {_FIGURE}; read from the figure",
-        note="Lossy WebP encoded with Pillow; encoder settings not recorded.",
-    ),
-    "jpeg2000": PublishedCurve(
-        method="jpeg2000",
-        label="JPEG2000",
-        bpp=_RATES_3,
-        psnr=(28.57, 31.27, 34.71),
-        ms_ssim=None,
-        source=f"JPEG 2000, {_FIGURE}; read from the figure",
-        note="Implementation not named in the reference notes.",
-    ),
-    "bpg444": PublishedCurve(
-        method="bpg444",
-        label="BPG 4:4:4",
-        bpp=_RATES_3,
-        psnr=(30.32, 33.32, 37.16),
-        ms_ssim=None,
-        source=f"BPG (Bellard, HEVC intra) with 4:4:4 chroma, {_FIGURE}; read from the figure",
-        note="4:4:4 chroma, i.e. no chroma subsampling.",
-    ),
-    "c3": PublishedCurve(
-        method="c3",
-        label="C3",
-        bpp=_RATES_3,
-        psnr=(30.92, 34.22, 38.46),
-        ms_ssim=None,
-        source=(
-            "Kim et al., 'C3: High-performance and low-complexity neural compression from a single image "
-            f"or video', CVPR 2024; Kodak points {_FIGURE}; read from the figure"
-        ),
-        note="A per-image overfitted neural codec in JAX; the strongest curve in this set.",
-    ),
-    "coin": PublishedCurve(
-        method="coin",
-        label="COIN",
-        bpp=_RATES_3,
-        psnr=(25.85, 27.83, 30.02),
-        ms_ssim=None,
-        source=(
-            "Dupont et al., 'COIN: COmpression with Implicit Neural representations', ICLR 2021 "
-            f"Neural Compression workshop (arXiv:2103.03123); Kodak points {_FIGURE}; read from the figure"
-        ),
-        note="A per-image implicit neural representation (SIREN) whose weights are the bitstream.",
-    ),
-    "vtm": PublishedCurve(
-        method="vtm",
-        label="VTM (VVC intra)",
-        bpp=_RATES_3,
-        psnr=(31.3, 34.4, 38.2),
-        ms_ssim=None,
-        source=(
-            "VVC reference software VTM, intra; Kodak PSNR at 0.25 / 0.5 / 1.0 bpp as gathered in the "
-            "project's reference notes ('Where the field is', 2026-12), read from the published figures"
-        ),
-        note="Approximate (+-0.1 dB) readings of published curves; RGB PSNR.",
-    ),
-    "av1": PublishedCurve(
-        method="av1",
-        label="AV1 intra (~AVIF)",
-        bpp=_RATES_3,
-        psnr=(30.5, 33.7, 37.6),
-        ms_ssim=None,
-        source=(
-            "AV1 intra (the coder inside AVIF); Kodak PSNR at 0.25 / 0.5 / 1.0 bpp as gathered in the "
-            "project's reference notes ('Where the field is', 2026-12), read from the published figures"
-        ),
-        note="Approximate readings; the measured 'avif' baseline (Pillow, 4:4:4) is the like-for-like one.",
-    ),
-    "coolchic": PublishedCurve(
-        method="coolchic",
-        label="Cool-chic 5",
-        bpp=_RATES_3,
-        psnr=(31.5, 34.7, 39.1),
-        ms_ssim=None,
-        source=(
-            "Orange Cool-chic 5 (open source, github.com/Orange-OpenSource/Cool-Chic), -3.9% BD-rate vs VTM "
-            "at ~2000 MAC/pixel; Kodak PSNR from the project's reference notes (2026-12), read from figures"
-        ),
-        note="Approximate readings of the published curve; overfitted neural codec, D + lambda R.",
-    ),
-}
+
+def _series(entry: dict[str, Any], field: str, where: str) -> tuple[float, ...] | None:
+    """The list ``entry[field]`` as a tuple of finite floats, or None where it is null/absent."""
+    value = entry.get(field)
+    if value is None:
+        if field not in _OPTIONAL_SERIES:
+            raise Gauss2dError(f"{where}: {field!r} is missing; expected a list of numbers")
+        return None
+    ok = isinstance(value, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value
+    )
+    if not ok:
+        raise Gauss2dError(f"{where}: {field!r} must be a list of finite numbers, got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def _curve(entry: Any, where: str) -> PublishedCurve:
+    """One checked curve from one JSON entry; every error names the entry."""
+    if not isinstance(entry, dict):
+        raise Gauss2dError(f"{where}: expected an object, got {type(entry).__name__}")
+    if isinstance(entry.get("method"), str):
+        where = f"{where} ({entry['method']!r})"
+    unknown = sorted(set(entry) - set(_TEXT_FIELDS) - set(_SERIES_FIELDS))
+    if unknown:
+        raise Gauss2dError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    for field in _TEXT_FIELDS:
+        if not isinstance(entry.get(field), str) or not entry[field].strip():
+            raise Gauss2dError(f"{where}: {field!r} must be a non-empty string")
+    series = {field: _series(entry, field, where) for field in _SERIES_FIELDS}
+    if series["psnr"] is None and series["ms_ssim"] is None:
+        raise Gauss2dError(f"{where}: neither 'psnr' nor 'ms_ssim' is given")
+    try:
+        curve_ = PublishedCurve(**{f: entry[f] for f in _TEXT_FIELDS}, **series)
+    except ValueError as e:
+        raise Gauss2dError(f"{where}: {e}") from None
+    # bd_rate / bd_psnr need rates, and quality along them, strictly increasing.
+    for name, points in (("PSNR", curve_.psnr_points()), ("MS-SSIM", curve_.ms_ssim_points())):
+        if points is None:
+            continue
+        rates, quality = points
+        if len(rates) < 2 or rates[0] <= 0:
+            raise Gauss2dError(f"{where}: {name} curve needs >= 2 points at positive rates, got {rates}")
+        if any(b <= a for a, b in zip(rates, rates[1:])):
+            raise Gauss2dError(f"{where}: {name} rates are not strictly increasing: {rates}")
+        if any(b <= a for a, b in zip(quality, quality[1:])):
+            raise Gauss2dError(f"{where}: {name} values do not increase with rate: {quality}")
+    return curve_
+
+
+def load(path: str | pathlib.Path = DATA_FILE) -> dict[str, PublishedCurve]:
+    """Reads and checks a published-curves file.
+
+    Args:
+        path: a JSON file ``{"curves": [{"method", "label", "source", "note",
+            "bpp", "psnr", "ms_ssim", "ms_ssim_bpp"}, ...]}``; ``psnr``,
+            ``ms_ssim`` and ``ms_ssim_bpp`` may be null or absent.
+
+    Returns:
+        The curves keyed by method, in file order.
+
+    Raises:
+        Gauss2dError: unreadable JSON, or an entry that is malformed (the
+            message names the file and the entry).
+    """
+    path = pathlib.Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise Gauss2dError(f"{path}: cannot read published curves: {e}") from None
+    entries = doc.get("curves") if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise Gauss2dError(f"{path}: expected an object with a non-empty list 'curves'")
+    curves: dict[str, PublishedCurve] = {}
+    for i, entry in enumerate(entries):
+        c = _curve(entry, f"{path.name}: curve {i}")
+        if c.method in curves:
+            raise Gauss2dError(f"{path.name}: curve {i}: method {c.method!r} appears twice")
+        curves[c.method] = c
+    return curves
+
+
+KODAK: dict[str, PublishedCurve] = load()
 
 
 def curve(method: str) -> PublishedCurve:

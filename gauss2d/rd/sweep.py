@@ -1,11 +1,12 @@
 """The rate-distortion study over a folder of images: what ``experiments.rd_sweep`` runs.
 
-For each operating point (``config.rd.num_points``, optionally with a
-Cholesky bit depth from ``config.rd.chol_bits``) every image is fitted
+For each operating point (``settings.rd.num_points``, optionally with a
+Cholesky bit depth from ``settings.rd.chol_bits``) every image is fitted
 (``runner.fit_dataset``: batched where shapes allow, resumable mid-fit),
 fine-tuned with quantisation, encoded, decoded and measured
 (``compress.dataset``: bpp from the file's bytes, PSNR and MS-SSIM of the
-decoded render). The Pillow codecs run on the same images. Work directory:
+decoded render), with the same Gaussians in v1's GaussianImage layout beside
+it (``baseline=True``). The Pillow codecs run on the same images. Work directory:
 
     WORKDIR/sweep.json                 the settings the study was started with
     WORKDIR/gauss2d/n<N>/fit/<image>/  fits (experiments.fit's layout)
@@ -37,6 +38,8 @@ from gauss2d.errors import Gauss2dError
 from gauss2d.io import checkpoint, runrecord
 from gauss2d.rd import baselines, plots, published, study
 from gauss2d.runner import dataset as runner
+from gauss2d.runner import inputs
+from gauss2d.settings import Settings
 from gauss2d.train import densify
 
 SWEEP = "sweep.json"
@@ -49,8 +52,8 @@ def _csv(text: str) -> list[str]:
     return [s.strip() for s in str(text).split(",") if s.strip()]
 
 
-def operating_points(config: Mapping) -> list[tuple[int, int | None, float | None]]:
-    """[(num_points, chol_bits or None, lmbda or None)] from ``config.rd``.
+def operating_points(settings: Settings) -> list[tuple[int, int | None, float | None]]:
+    """[(num_points, chol_bits or None, lmbda or None)] from ``settings.rd``.
 
     ``rd.lmbda`` (codec version 2) sets the rate weight per point: one value
     per point, one value for all points of ``rd.num_points``, or () for
@@ -60,9 +63,11 @@ def operating_points(config: Mapping) -> list[tuple[int, int | None, float | Non
       Gauss2dError: no points, a non-positive count, or ``chol_bits`` /
         ``lmbda`` of another length.
     """
-    counts = [int(n) for n in config["rd"]["num_points"]]
-    bits = list(config["rd"]["chol_bits"])
-    lmbdas = [float(v) for v in config["rd"].get("lmbda", ())]
+    if settings.rd is None:
+        raise Gauss2dError("the config has no rd section (use configs/rd_kodak.py)")
+    counts = [int(n) for n in settings.rd.num_points]
+    bits = list(settings.rd.chol_bits)
+    lmbdas = [float(v) for v in settings.rd.lmbda]
     if not counts or any(n <= 0 for n in counts):
         raise Gauss2dError(f"config rd.num_points={tuple(counts)} is invalid: expected positive counts")
     if bits and len(bits) != len(counts):
@@ -90,39 +95,40 @@ def fit_name(num_points: int, chol_bits: int | None) -> str:
     return point_name(num_points, chol_bits)
 
 
-def point_config(config, num_points: int, chol_bits: int | None, lmbda: float | None = None):
-    """A copy of ``config`` for one operating point (still locked)."""
-    point = config.copy_and_resolve_references()
-    with point.unlocked():
-        point.model.num_points = num_points
-        if chol_bits is not None:
-            point.codec.chol_bits = chol_bits
-        if lmbda is not None:
-            point.codec.lmbda = lmbda
-    return point
+def point_settings(
+    settings: Settings, num_points: int, chol_bits: int | None, lmbda: float | None = None
+) -> Settings:
+    """``settings`` for one operating point."""
+    codec = settings.codec
+    if chol_bits is not None:
+        codec = dataclasses.replace(codec, chol_bits=chol_bits)
+    if lmbda is not None:
+        codec = dataclasses.replace(codec, lmbda=lmbda)
+    return settings.replace(model=dataclasses.replace(settings.model, num_points=num_points), codec=codec)
 
 
-def _settings(config: Mapping) -> dict[str, Any]:
-    out = {k: runrecord.select(config, k) for k in SETTINGS_KEYS}
-    # Through JSON, so tuples and ConfigDicts compare equal to what sweep.json stored.
-    out = json.loads(json.dumps(out, default=lambda v: v.to_dict() if hasattr(v, "to_dict") else str(v)))
+def _settings(settings: Settings) -> dict[str, Any]:
+    plain = settings.as_dict()
+    out = {k: runrecord.select(plain, k) for k in SETTINGS_KEYS}
+    # Through JSON, so tuples compare equal to the lists sweep.json stored.
+    out = json.loads(json.dumps(out, default=str))
     out["model"].pop("num_points", None)  # per point
-    if config["rd"]["chol_bits"]:  # per point too
+    if settings.rd.chol_bits:  # per point too
         out["codec"].pop("chol_bits", None)
-    if config["rd"].get("lmbda", ()):
+    if settings.rd.lmbda:
         out["codec"].pop("lmbda", None)
     return out
 
 
-def published_curves(config: Mapping) -> dict[str, published.PublishedCurve]:
-    """The published curves ``config.rd.published`` names (Gauss2dError for an unknown one)."""
-    return {m: published.curve(m) for m in _csv(config["rd"]["published"])}
+def published_curves(settings: Settings) -> dict[str, published.PublishedCurve]:
+    """The published curves ``rd.published`` names (Gauss2dError for an unknown one)."""
+    return {m: published.curve(m) for m in _csv(settings.rd.published)}
 
 
-def check_settings(config: Mapping, workdir: pathlib.Path) -> None:
+def check_settings(run: Settings, workdir: pathlib.Path) -> None:
     """Records the study's settings on first run; refuses a rerun with others."""
     path = workdir / SWEEP
-    settings = _settings(config)
+    settings = _settings(run)
     if path.exists():
         stored = json.loads(path.read_text()).get("settings")
         if stored != settings:
@@ -135,10 +141,12 @@ def check_settings(config: Mapping, workdir: pathlib.Path) -> None:
     runrecord.write_json(path, {"settings": settings, "git_commit": runrecord.git_commit()})
 
 
-def gauss2d_rows(config, workdir: pathlib.Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def gauss2d_rows(
+    settings: Settings, workdir: pathlib.Path, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
     """Fits, fine-tunes, encodes and measures every image at every operating point; the CSV rows."""
     rows = []
-    points = operating_points(config)
+    points = operating_points(settings)
     for k, (n, bits, lmbda) in enumerate(points):
         name = point_name(n, bits, lmbda)
         log(
@@ -146,10 +154,12 @@ def gauss2d_rows(config, workdir: pathlib.Path, log: Callable[[str], None]) -> l
             + (f", {bits}-bit Cholesky" if bits else "")
             + (f", lambda {lmbda:g}" if lmbda is not None else "")
         )
-        point = point_config(config, n, bits, lmbda)
+        point = point_settings(settings, n, bits, lmbda)
         fit_dir = workdir / "gauss2d" / fit_name(n, bits) / "fit"
         runner.fit_dataset(point, fit_dir, densify.fit_function(point))
-        results = dataset.compress_dataset(point, workdir / "gauss2d" / name, fitted_dir=fit_dir)
+        results = dataset.compress_dataset(
+            point, workdir / "gauss2d" / name, fitted_dir=fit_dir, baseline=True
+        )
         for r in results["images"]:
             label = n if lmbda is None else name
             rows.append(_row(r["name"], "gauss2d", label, r["bytes"], r["bpp"], r["psnr"], r["ms_ssim"]))
@@ -174,18 +184,18 @@ def _row(image, method, point, num_bytes, bpp, psnr, ms_ssim) -> dict[str, Any]:
     }
 
 
-def baseline_codecs(config: Mapping) -> list[str]:
-    """The codecs ``config.rd.baselines`` names (Gauss2dError for an unknown one)."""
-    codecs = _csv(config["rd"]["baselines"])
+def baseline_codecs(settings: Settings) -> list[str]:
+    """The codecs ``rd.baselines`` names (Gauss2dError for an unknown one)."""
+    codecs = _csv(settings.rd.baselines)
     unknown = sorted(set(codecs) - set(baselines.CODECS))
     if unknown:
         raise Gauss2dError(f"config rd.baselines names unknown codecs {unknown}; known: {baselines.CODECS}")
     return codecs
 
 
-def baseline_rows(config, workdir: pathlib.Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def baseline_rows(run: Settings, workdir: pathlib.Path, log: Callable[[str], None]) -> list[dict[str, Any]]:
     """The Pillow codecs on every image (cached per image); the CSV rows."""
-    codecs = baseline_codecs(config)
+    codecs = baseline_codecs(run)
     missing = baselines.unavailable_codecs()
     for codec in codecs:
         if codec in missing:
@@ -195,15 +205,15 @@ def baseline_rows(config, workdir: pathlib.Path, log: Callable[[str], None]) -> 
         "codecs": codecs,
         "qualities": {c: list(baselines.DEFAULT_QUALITIES[c]) for c in codecs},
         "pillow": PIL.__version__,
-        "data": _settings(config)["data"],
+        "data": _settings(run)["data"],
     }
     rows = []
-    paths = runner.image_paths(config)
+    paths = inputs.image_paths(run)
     for i, path in enumerate(paths):
         cache = workdir / "baselines" / f"{path.stem}.json"
         stored = json.loads(cache.read_text()) if cache.exists() else {}
         if stored.get("settings") != settings:
-            target = runner.load_target(path, config)
+            target = inputs.load_target(path, run)
             points = {
                 c: [dataclasses.asdict(p) for p in baselines.sweep(target, c, settings["qualities"][c])]
                 for c in codecs
@@ -219,14 +229,14 @@ def baseline_rows(config, workdir: pathlib.Path, log: Callable[[str], None]) -> 
     return rows
 
 
-def summarize(config, rows: list[dict[str, Any]], workdir: pathlib.Path) -> dict[str, Any]:
+def summarize(settings: Settings, rows: list[dict[str, Any]], workdir: pathlib.Path) -> dict[str, Any]:
     """Writes rd.csv, rd_summary.json and the two plots; returns the summary."""
     curves = study.mean_curves(rows)
-    refs = published_curves(config)
+    refs = published_curves(settings)
     images = sorted({r["image"] for r in rows})
     summary = {
         "images": images,
-        "points": [point_name(*p) for p in operating_points(config)],
+        "points": [point_name(*p) for p in operating_points(settings)],
         "curves": curves,
         "bd": study.bd_summary(curves, "gauss2d", refs),
         "bd_note": (
@@ -235,7 +245,7 @@ def summarize(config, rows: list[dict[str, Any]], workdir: pathlib.Path) -> dict
             "'published:*' anchors are full-size Kodak figures, comparable only to a full-size "
             "24-image run"
         ),
-        "downscale": int(config["data"]["downscale"]),
+        "downscale": int(settings.data.downscale),
         "device": runrecord.device_description(),
         "jax_version": jax.__version__,
         "git_commit": runrecord.git_commit(),
@@ -245,7 +255,7 @@ def summarize(config, rows: list[dict[str, Any]], workdir: pathlib.Path) -> dict
     runrecord.write_json(workdir / "rd_summary.json", summary)
     scale = "" if summary["downscale"] == 1 else f", downscaled {summary['downscale']}x"
     title = f"{len(images)} images{scale}"
-    max_bpp = float(config["rd"]["max_bpp"]) or None
+    max_bpp = float(settings.rd.max_bpp) or None
     for quality, name in (("psnr", "rd_psnr.png"), ("ms_ssim", "rd_msssim.png")):
         plots.plot_rd(curves, quality, workdir / name, published_curves=refs, title=title, max_bpp=max_bpp)
     return summary
@@ -266,7 +276,7 @@ def format_bd(summary: Mapping[str, Any]) -> str:
 
 
 def run_sweep(
-    config, workdir: str | pathlib.Path, log: Callable[[str], None] | None = None
+    settings: Settings, workdir: str | pathlib.Path, log: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """The whole study into ``workdir``; returns the summary (also in rd_summary.json).
 
@@ -276,12 +286,12 @@ def run_sweep(
     """
     log = log or (lambda message: print(message, flush=True))
     workdir = pathlib.Path(workdir)
-    operating_points(config)  # fail on bad settings before any work
-    published_curves(config)
-    baseline_codecs(config)
-    check_settings(config, workdir)
-    rows = baseline_rows(config, workdir, log) + gauss2d_rows(config, workdir, log)
-    summary = summarize(config, rows, workdir)
+    operating_points(settings)  # fail on bad settings before any work
+    published_curves(settings)
+    baseline_codecs(settings)
+    check_settings(settings, workdir)
+    rows = baseline_rows(settings, workdir, log) + gauss2d_rows(settings, workdir, log)
+    summary = summarize(settings, rows, workdir)
     log(f"wrote {workdir / 'rd.csv'}, {workdir / 'rd_summary.json'}, rd_psnr.png, rd_msssim.png")
     log(format_bd(summary))
     for quality, table in summary["bd"].items():

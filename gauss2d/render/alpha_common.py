@@ -71,3 +71,16 @@ def check_alpha_inputs(means, conics, colors, opacities, depths, background, hei
         )
     if background.shape != (3,):
         raise ValueError(f"expected background [3]; got {background.shape=}")
+
+
+def pairs_to_gaussians(per_pair: jax.Array, gauss_ids: jax.Array, slots: jax.Array, num_gaussians: int):
+    """Per-pair partials [P, K] of tile-sorted pairs summed into their Gaussians: [N, K].
+
+    ``slots`` [P] is each pair's slot before the sort by tile. Putting the
+    partials back there (a permutation: no collisions) restores binning
+    order, where Gaussian ids ascend, so the reduction is a sorted
+    segment-sum: deterministic, no atomics. Shared by every alpha backward.
+    """
+    per_pair = jnp.zeros_like(per_pair).at[slots].set(per_pair, unique_indices=True)
+    binned_ids = jnp.zeros_like(gauss_ids).at[slots].set(gauss_ids, unique_indices=True)
+    return jax.ops.segment_sum(per_pair, binned_ids, num_segments=num_gaussians, indices_are_sorted=True)

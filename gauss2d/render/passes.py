@@ -1,4 +1,4 @@
-"""Exact tiled rendering at any pair count: passes over a fixed-size pair buffer.
+"""The sum model exact at any pair count: passes over a fixed-size pair buffer.
 
 A tiled backend renders the (tile, Gaussian) pairs held in a static buffer
 of ``capacity`` slots. When an image needs more pairs than that, the pair
@@ -16,12 +16,9 @@ inputs is kept between forward and backward. Under ``vmap`` the loop runs
 as many passes as the image that needs most; when no image overflows, that
 is one pass.
 
-Capacity, once for every tiled backend:
-
-- concrete inputs (eager calls): the bucket of the actual pair count, so
-  one pass;
-- traced inputs (``jit``, ``vmap``, ``grad``): a guess from N and the tile
-  grid (``traced_capacity``); inputs that need more take several passes.
+The capacity is chosen in one place for every backend and both blends
+(``capacity.default_capacity``); the alpha model's passes, which must carry
+T from window to window, are ``alpha_passes``.
 """
 
 from __future__ import annotations
@@ -84,6 +81,22 @@ class Geometry(NamedTuple):
         return tiles_y * tiles_x
 
 
+def batch_all(axis_size: int, values, in_batched=None):
+    """``values`` (a tuple of pytrees) with every unbatched leaf broadcast to a leading batch axis.
+
+    A pass loop's batching rule (``custom_vmap``) runs one loop for the whole
+    batch, so every operand needs the batch axis; ``in_batched`` says which
+    leaves have it already (None: none of them).
+    """
+
+    def batched(x, is_batched=False):
+        return x if is_batched else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
+
+    if in_batched is None:
+        return jax.tree.map(batched, values)
+    return jax.tree.map(batched, values, tuple(in_batched))
+
+
 def _sum_passes(lo, extent, counts, geo: Geometry, add_pass, init, operands):
     """Folds ``add_pass(acc, pairs, operands)`` over every window of ``geo.capacity`` pairs.
 
@@ -117,13 +130,10 @@ def _sum_passes(lo, extent, counts, geo: Geometry, add_pass, init, operands):
 
     @run.def_vmap
     def _run_batched(axis_size, in_batched, init, lo, extent, counts, operands):
-        def batched(x, is_batched=False):
-            return x if is_batched else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
-
-        init, lo, extent, counts, operands = jax.tree.map(
-            batched, (init, lo, extent, counts, operands), tuple(in_batched)
+        init, lo, extent, counts, operands = batch_all(
+            axis_size, (init, lo, extent, counts, operands), in_batched
         )
-        window = jax.tree.map(batched, tiling.first_window())
+        window = batch_all(axis_size, tiling.first_window())
         active = jnp.ones((axis_size,), bool)
         acc = loop(init, window, active, lo, extent, counts, operands, jax.vmap(one_pass))
         return acc, jax.tree.map(lambda _: True, acc)
@@ -218,31 +228,3 @@ def render_in_passes(
     image = _render_passes(canvas, means, conics, colors, lo, extent, counts, geo)
     num_pairs = tiling.saturating_cumsum(counts)[-1]
     return image, RenderStats(num_pairs, num_pairs > capacity)
-
-
-def is_traced(*arrays) -> bool:
-    """Whether any of ``arrays`` is a tracer (under jit, vmap, grad, ...)."""
-    return any(isinstance(x, jax.core.Tracer) for x in arrays)
-
-
-def traced_capacity(num_gaussians: int, height: int, width: int, tile: int) -> int:
-    """Pairs per pass when the data cannot size the buffer: ~4 tiles per Gaussian plus the grid.
-
-    Inputs that need more pairs are rendered in several passes (exact, cost
-    proportional to the passes); pass a capacity from ``pair_capacity`` to
-    render them in one.
-    """
-    tiles_y, tiles_x = tiling.tile_grid(height, width, tile)
-    return min(tiling.capacity_bucket(4 * num_gaussians + tiles_y * tiles_x), tiling.MAX_AUTO_CAPACITY)
-
-
-def default_capacity(means, conics, colors, height: int, width: int, tile: int) -> int:
-    """The actual pair count's bucket for concrete inputs; ``traced_capacity`` under a trace."""
-    if not is_traced(means, conics, colors):
-        try:
-            needed = float(tiling.count_pairs(means, conics, colors, height, width, tile))
-        except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
-            pass  # traced after all (e.g. inside a jax.checkpoint)
-        else:
-            return min(tiling.capacity_bucket(int(min(needed, tiling.MAX_PAIRS))), tiling.MAX_AUTO_CAPACITY)
-    return traced_capacity(means.shape[0], height, width, tile)

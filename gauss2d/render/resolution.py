@@ -27,6 +27,9 @@ which needs no inversion and leaves a degenerate (all-zero) conic as it is.
 v = 1/12 output px^2, the variance of a unit box: the moment-matched
 Gaussian of a pixel's footprint, the filter that the box-downscaled image
 applies. On by default when the output is smaller than the fitted frame.
+The alpha model (``ProjectedAlpha``) is rescaled the same way and its
+prefilter scales the opacity by that factor instead of the colour
+(Mip-Splatting's 2D filter; DESIGN.md section 2b).
 
 Large outputs are rendered in bands of rows, so memory is bounded by
 ``BAND_PIXELS`` whatever the size; the output itself is limited to
@@ -44,7 +47,8 @@ import numpy as np
 
 from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import pair_capacity, render_with_stats
+from gauss2d.render.capacity import pair_capacity
+from gauss2d.render.entry import render_with_stats
 
 # A unit box's variance (output px^2): the Gaussian that matches a pixel's
 # footprint in its second moment (docs/render.md).
@@ -100,26 +104,33 @@ def output_size(
     return out
 
 
-def rescale_to(
-    projected: gaussians.Projected, fit_height: int, fit_width: int, out_height: int, out_width: int
-) -> gaussians.Projected:
+def rescale_to(projected, fit_height: int, fit_width: int, out_height: int, out_width: int):
     """The Gaussians of the fitted frame mapped to the output size (per-axis factors).
 
     Means scale by (sx, sy); Sigma -> S Sigma S, so the conic (a, b, c)
-    becomes (a / sx^2, b / (sx sy), c / sy^2). Colours are unchanged.
+    becomes (a / sx^2, b / (sx sy), c / sy^2). Colours (and an alpha
+    model's opacities and depths) are unchanged.
+
+    Args:
+      projected: ``gaussians.Projected`` or ``gaussians.ProjectedAlpha``.
+
+    Returns:
+      The same form, rescaled.
     """
     sx, sy = out_width / fit_width, out_height / fit_height
     means = projected.means * jnp.asarray([sx, sy], projected.means.dtype)
     conics = projected.conics * jnp.asarray([1 / sx**2, 1 / (sx * sy), 1 / sy**2], projected.conics.dtype)
-    return gaussians.Projected(means, conics, projected.colors)
+    return projected._replace(means=means, conics=conics)
 
 
-def prefilter(projected: gaussians.Projected, variance: float = PIXEL_VARIANCE) -> gaussians.Projected:
+def prefilter(projected, variance: float = PIXEL_VARIANCE):
     """Each Gaussian convolved with a normalised isotropic Gaussian of ``variance`` px^2.
 
     Sigma' = Sigma + variance I and colour x sqrt(det Sigma / det Sigma')
-    (module docstring), computed from the conic directly. Gaussians that are
-    not positive definite (which every renderer drops) are left unchanged.
+    (module docstring), computed from the conic directly; for the alpha
+    model (``ProjectedAlpha``) the factor scales the opacity instead, as
+    Mip-Splatting's 2D filter does (DESIGN.md section 2b). Gaussians that
+    are not positive definite (which every renderer drops) are left unchanged.
     """
     if not (math.isfinite(variance) and variance >= 0):
         raise Gauss2dError(f"prefilter variance={variance!r} must be finite and >= 0")
@@ -130,35 +141,32 @@ def prefilter(projected: gaussians.Projected, variance: float = PIXEL_VARIANCE) 
     d = jnp.where(valid, d, 1.0)
     conics = jnp.stack([a + variance * det, b, c + variance * det], axis=-1) / d[..., None]
     conics = jnp.where(valid[..., None], conics, projected.conics)
-    colors = projected.colors / jnp.sqrt(d)[..., None]
-    return gaussians.Projected(projected.means, conics, colors)
+    if isinstance(projected, gaussians.ProjectedAlpha):
+        return projected._replace(conics=conics, opacities=projected.opacities / jnp.sqrt(d))
+    return projected._replace(conics=conics, colors=projected.colors / jnp.sqrt(d)[..., None])
 
 
 @functools.lru_cache(maxsize=16)
 def _band_program(height: int, width: int, backend: str, capacity: int):
     """A jitted render of one band (compiled once per size, backend and capacity)."""
-    return jax.jit(
-        lambda m, q, c: render_with_stats(m, q, c, height, width, backend=backend, capacity=capacity)
-    )
+    return jax.jit(lambda g: render_with_stats(g, height, width, backend=backend, capacity=capacity))
 
 
-def render_projected(
-    projected: gaussians.Projected, height: int, width: int, *, backend: str = "xla"
-) -> jax.Array:
+def render_projected(projected, height: int, width: int, *, backend: str = "xla") -> jax.Array:
     """Renders projected Gaussians at (height, width), band by band past ``BAND_PIXELS``: [H, W, 3].
 
     Each band is a shifted render of the same Gaussians (means moved up by
-    the band's first row) with the pair capacity the band needs, so no band
-    falls onto a dense fallback and memory stays bounded.
+    the band's first row) through ``render_with_stats``, with the pair
+    capacity the band needs: one pass per band, memory bounded.
     """
-    means, conics, colors = projected
+    means = projected.means
     band = max(BAND_ALIGN, (BAND_PIXELS // max(width, 1)) // BAND_ALIGN * BAND_ALIGN)
     band = min(band, height)
     rows = []
     for top in range(0, height, band):
-        shifted = means - jnp.asarray([0.0, float(top)], means.dtype)
-        capacity = pair_capacity(shifted, conics, colors, band, width, backend=backend)
-        image, stats = _band_program(band, width, backend, capacity)(shifted, conics, colors)
+        shifted = projected._replace(means=means - jnp.asarray([0.0, float(top)], means.dtype))
+        capacity = pair_capacity(shifted, band, width, backend=backend)
+        image, stats = _band_program(band, width, backend, capacity)(shifted)
         if bool(stats.overflow):  # the capacity was counted from these Gaussians: cannot happen
             raise Gauss2dError(f"render overflowed its pair capacity {capacity} at band row {top}")
         rows.append(image[: min(band, height - top)])
@@ -179,7 +187,8 @@ def render_at(
     """Renders raw parameters fitted at (fit_height, fit_width) at any output size.
 
     Args:
-      params: raw Gaussians (``CholeskyParams`` or ``RSParams``), N of them.
+      params: raw Gaussians (``CholeskyParams``, ``RSParams`` or their alpha
+        variants, composited over black), N of them.
       fit_height, fit_width: the frame they were fitted in (what
         ``gaussians.project`` needs).
       out_height, out_width: the output size (``output_size`` checks one).
@@ -204,17 +213,16 @@ def render_at(
             raise Gauss2dError(f"{name}={value!r} must be an integer >= 1")
     if max(out_height, out_width) > MAX_SIDE or out_height * out_width > MAX_OUTPUT_PIXELS:
         raise Gauss2dError(f"output {out_width}x{out_height} is too large")
-    if gaussians.blend_of(params) == "alpha":  # project() would drop opacity and depth: a wrong image
-        raise Gauss2dError("rendering model.blend='alpha' at another size is not built yet (sum model only)")
     if antialias is None:
         antialias = out_height < fit_height or out_width < fit_width
-    projected = rescale_to(
-        gaussians.project(params, fitted_height=fit_height, fitted_width=fit_width),
-        fit_height,
-        fit_width,
-        out_height,
-        out_width,
-    )
+    if gaussians.blend_of(params) == "alpha":
+        proj, opacities, depths = gaussians.project_alpha(
+            params, fitted_height=fit_height, fitted_width=fit_width
+        )
+        fitted = gaussians.ProjectedAlpha(*proj, opacities, depths)
+    else:
+        fitted = gaussians.project(params, fitted_height=fit_height, fitted_width=fit_width)
+    projected = rescale_to(fitted, fit_height, fit_width, out_height, out_width)
     if antialias:
         projected = prefilter(projected, variance)
     return render_projected(projected, int(out_height), int(out_width), backend=backend)

@@ -8,7 +8,6 @@ set: a device-side flag, so nothing syncs with the host (DESIGN.md sec. 4).
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
@@ -21,12 +20,8 @@ TILE = 16
 # box never drops a pixel the rendered function includes (more pairs, same
 # image).
 BBOX_MARGIN_PX = 1e-3
-MIN_CAPACITY = 1024
 # Pair counts saturate here (int32 sums of two stay below 2^31).
 MAX_PAIRS = 2**30 - 1
-# The largest pass that a capacity chosen automatically asks for: 2^20 pairs
-# is ~0.8 GB of float32 per [P, 3, 8 * 8] temporary. Beyond it, more passes.
-MAX_AUTO_CAPACITY = 2**20
 
 
 class Pairs(NamedTuple):
@@ -41,22 +36,6 @@ class Pairs(NamedTuple):
 def tile_grid(height: int, width: int, tile: int = TILE) -> tuple[int, int]:
     """Number of tile rows and columns covering the image."""
     return -(-height // tile), -(-width // tile)
-
-
-def capacity_bucket(num_pairs: int, headroom: float = 1.125) -> int:
-    """Static capacity for ``num_pairs`` pairs.
-
-    Buckets are 2^k x {1, 1.25, 1.5, 1.75} (all multiples of 256): a padded
-    slot costs as much as a real one, so whole powers of two (up to 2x waste)
-    are too coarse, while finer steps would recompile more often as the
-    Gaussians grow during training.
-    """
-    target = max(MIN_CAPACITY, math.ceil(num_pairs * headroom))
-    base = 2 ** (target.bit_length() - 1)
-    for step in (1.0, 1.25, 1.5, 1.75, 2.0):
-        if base * step >= target:
-            return int(base * step)
-    raise AssertionError("unreachable")
 
 
 def tile_ranges(means, conics, valid, height: int, width: int, tile: int = TILE):
@@ -77,17 +56,6 @@ def tile_ranges(means, conics, valid, height: int, width: int, tile: int = TILE)
     extent = hi - lo + 1  # [N, 2] tiles along x and y
     counts = jnp.where(nonempty, extent[:, 0] * extent[:, 1], 0)
     return lo, extent, counts
-
-
-def count_pairs(means, conics, colors, height: int, width: int, tile: int = TILE) -> jax.Array:
-    """Number of (tile, Gaussian) pairs the inputs need, as a float32 scalar.
-
-    Summed in float32 so that a count beyond int32 still reads as "too many".
-    """
-    valid = common.valid_gaussians(means, conics, colors)
-    means, conics, _ = common.sanitize(means, conics, colors, valid)
-    _, _, counts = tile_ranges(means, conics, valid, height, width, tile)
-    return jnp.sum(counts.astype(jnp.float32))
 
 
 class Window(NamedTuple):
@@ -153,6 +121,40 @@ def bin_window(
     g_next = jnp.minimum(jnp.searchsorted(ends, capacity, side="right"), n - 1).astype(jnp.int32)
     k_next = capacity - (ends[g_next] - left[g_next]) + jnp.where(g_next == window.gauss, window.done, 0)
     return pairs, Window(g_next, k_next.astype(jnp.int32)), remaining > capacity
+
+
+def window_at(counts: jax.Array, index: jax.Array, capacity: int) -> tuple[Window, jax.Array]:
+    """Window number ``index`` (pairs index * capacity on) of the Gaussian-ordered pair list.
+
+    ``bin_window`` walks the windows one after another; this jumps to any of
+    them, which a pass loop run back to front needs (the alpha model's
+    backward, ``alpha_passes``).
+
+    Returns:
+      (the window, whether it holds any pair: false past the list's end).
+    """
+    n = counts.shape[0]
+    ends = saturating_cumsum(counts)  # [N] inclusive
+    first = index.astype(jnp.int32) * capacity
+    gauss = jnp.minimum(jnp.searchsorted(ends, first, side="right"), n - 1).astype(jnp.int32)
+    done = first - (ends[gauss] - counts[gauss])
+    return Window(gauss, done.astype(jnp.int32)), first < ends[-1]
+
+
+def num_windows(counts: jax.Array, capacity: int) -> jax.Array:
+    """How many windows of ``capacity`` pairs the pair list takes, at least 1. [] int32."""
+    total = saturating_cumsum(counts)[-1]
+    return jnp.maximum(1, (total + capacity - 1) // capacity).astype(jnp.int32)
+
+
+def tiles_to_image(tiles: jax.Array, height: int, width: int, tile: int, tiles_x: int) -> jax.Array:
+    """The image [height, width, 3] of a tile canvas [num_tiles, 3, tile * tile] (tiles row-major).
+
+    Every tiled renderer keeps its pixels tile-major; this is its one reorder.
+    """
+    tiles_y = tiles.shape[0] // tiles_x
+    image = tiles.reshape(tiles_y, tiles_x, 3, tile, tile).transpose(0, 3, 1, 4, 2)
+    return image.reshape(tiles_y * tile, tiles_x * tile, 3)[:height, :width]
 
 
 def bin_pairs(means, conics, valid, height: int, width: int, capacity: int, tile: int = TILE) -> Pairs:

@@ -133,15 +133,20 @@ class Job:
     error: str | None = None  # why the image cannot be fitted
 
 
-def plan_job(index: int, path: pathlib.Path, downscale: int) -> Job:
+def plan_job(
+    index: int, path: pathlib.Path, downscale: int, svg_size: int = 0, svg_supersample: int = 4
+) -> Job:
     """The fitted shape of an image from its header, or the error that makes it unusable.
 
     Only the header is read (every process plans every image, cheaply); a
     file Pillow cannot open goes through ``data.load_image`` for its message.
     """
     try:
-        with Image.open(path) as im:
-            width, height = im.size
+        if path.suffix.lower() in data.svg.SVG_SUFFIXES:  # from the XML, not a raster
+            width, height = data.image_size(path, svg_size=svg_size, svg_supersample=svg_supersample)
+        else:
+            with Image.open(path) as im:
+                width, height = im.size
     except Exception:  # noqa: BLE001 (let the full loader name the problem, as it does for a fit)
         try:
             height, width = data.load_image(path).shape[:2]

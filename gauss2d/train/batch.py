@@ -32,7 +32,7 @@ over many optimisation steps (tests/test_fit_batch.py documents the bound).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -43,6 +43,8 @@ from jax.sharding import PartitionSpec as P
 
 from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
+from gauss2d.render import capacity_for
+from gauss2d.settings import Settings
 from gauss2d.train import engine as train
 from gauss2d.train import fit, optim
 
@@ -126,7 +128,7 @@ def _check_inputs(targets, keys, masks, states, batch: int) -> None:
         raise Gauss2dError(f"got {len(states)} states for {batch} images")
 
 
-def _initial_states(targets, config, keys, states, batch: int):
+def _initial_states(targets, settings: Settings, keys, states, batch: int):
     """(per-image train states, the optimiser): given states kept, the others initialised from keys."""
     states = list(states) if states is not None else [None] * batch
     fresh = [s is None for s in states]
@@ -134,14 +136,14 @@ def _initial_states(targets, config, keys, states, batch: int):
         raise Gauss2dError("keys are needed for images without a state")
     for b in range(batch):
         if fresh[b]:
-            states[b] = fit.initial_params(config, targets[b], keys[b])
-    optimizer = optim.make_optimizer(config["optim"], states[0] if fresh[0] else states[0].params)
+            states[b] = fit.initial_params(settings, targets[b], keys[b])
+    optimizer = optim.make_optimizer(settings.optim, states[0] if fresh[0] else states[0].params)
     return [train.init_state(s, optimizer) if f else s for s, f in zip(states, fresh)], optimizer
 
 
 def fit_batch(
     targets: np.ndarray,  # [B, H, W, 3] float in [0, 1]
-    config: Mapping,
+    settings: Settings,
     keys: jax.Array | Sequence[jax.Array] | None,  # [B] typed PRNG keys
     *,
     states: Sequence[train.TrainState | None] | None = None,
@@ -150,11 +152,11 @@ def fit_batch(
     pad_to: int | None = None,
     on_chunk: Callable[[train.TrainState, list[dict]], Any] | None = None,
 ) -> list[fit.FitResult]:
-    """Fits ``config.model.num_points`` Gaussians to each of B same-size images at once.
+    """Fits ``settings.model.num_points`` Gaussians to each of B same-size images at once.
 
     Args:
       targets: the images, [B, H, W, 3] in [0, 1].
-      config: the full config (as for ``fit.fit_image``).
+      settings: the run's settings (as for ``fit.fit_image``).
       keys: one PRNG key per image for its initialisation (the key
         ``fit_image`` would get); may be None when every state is given.
       states: per image, a state to resume from (e.g. a checkpoint), or None
@@ -175,18 +177,18 @@ def fit_batch(
       batch's wall time; ``stopped_early`` says why an image stopped short).
 
     Raises:
-      Gauss2dError: invalid config values or input shapes.
+      Gauss2dError: invalid settings values or input shapes.
     """
-    fit.validate_config(config)
+    fit.validate_settings(settings)
     targets = np.asarray(targets, np.float32)
     batch = targets.shape[0] if targets.ndim == 4 else 0
     _check_inputs(targets, keys, masks, states, batch)
     height, width = targets.shape[1:3]
-    iterations = int(config["optim"]["iterations"])
-    log_every = int(min(config["log_every"], iterations))
-    states, optimizer = _initial_states(targets, config, keys, states, batch)
-    backend = config["render"]["backend"]
-    capacity = max(train.needed_capacity(s.params, height, width, backend) for s in states)
+    iterations = settings.optim.iterations
+    log_every = min(settings.log_every, iterations)
+    states, optimizer = _initial_states(targets, settings, keys, states, batch)
+    backend = settings.render.backend
+    capacity = max(capacity_for(s.params, height, width, backend=backend) for s in states)
 
     devices = list(devices) if devices else jax.local_devices()[:1]
     slots = padded_size(batch, pad_to, len(devices))
@@ -200,7 +202,7 @@ def fit_batch(
     put = (lambda x: jax.device_put(x, NamedSharding(mesh, P(IMAGE_AXIS)))) if mesh else jax.device_put
     inputs = (put(images),) if weights is None else (put(images), put(weights))
 
-    goal = fit.objective(config, optimizer, height, width, states[0].params)
+    goal = fit.objective(settings, optimizer, height, width, states[0].params)
     chunks = batch_chunks(goal, log_every, height, width, mesh, masked=weights is not None)
     out = train.run(
         put(state), chunks, capacity, iterations, inputs, batch=batch, objective=goal, on_chunk=on_chunk

@@ -42,7 +42,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -53,17 +53,17 @@ from absl import logging
 from gauss2d import gaussians
 from gauss2d import init as init_lib
 from gauss2d.errors import Gauss2dError
-from gauss2d.render import pair_capacity, render_tiled
-from gauss2d.render.alpha import render_alpha_with_stats
+from gauss2d.render import pair_capacity, render_with_stats
+from gauss2d.settings import Settings
 from gauss2d.train import engine as train
 from gauss2d.train import fit, optim
 
 FitFunction = Callable[..., fit.FitResult]
 
 
-def fit_function(config: Mapping) -> FitFunction:
-    """``fit.fit_image`` or ``fit_image_densified``, as ``config.model.densify`` says."""
-    return fit_image_densified if config["model"]["densify"] else fit.fit_image
+def fit_function(settings: Settings) -> FitFunction:
+    """``fit.fit_image`` or ``fit_image_densified``, as ``settings.model.densify`` says."""
+    return fit_image_densified if settings.model.densify else fit.fit_image
 
 
 # --------------------------------------------------------------------------- slots
@@ -164,11 +164,16 @@ def _color_render(params: gaussians.Params, height: int, width: int, capacity: i
     """colours [N, 3] -> the unclamped render [H, W, 3] of ``params``' geometry (sum or alpha); linear."""
     if gaussians.blend_of(params) == "alpha":
         proj, opacities, depths = gaussians.project_alpha(params, fitted_height=height, fitted_width=width)
-        return lambda c: render_alpha_with_stats(
-            proj.means, proj.conics, c, opacities, depths, height, width, backend="xla", capacity=capacity
+        return lambda c: render_with_stats(
+            gaussians.ProjectedAlpha(proj.means, proj.conics, c, opacities, depths),
+            height,
+            width,
+            capacity=capacity,
         )[0]
     proj = gaussians.project(params, fitted_height=height, fitted_width=width)
-    return lambda c: render_tiled(proj.means, proj.conics, c, height, width, capacity=capacity)[0]
+    return lambda c: render_with_stats(
+        gaussians.Projected(proj.means, proj.conics, c), height, width, capacity=capacity
+    )[0]
 
 
 @functools.partial(jax.jit, static_argnames=("capacity", "iterations"))
@@ -313,7 +318,7 @@ def allocate(
     height, width = target.shape[:2]
     n = gaussians.num_gaussians(params)
     capacity = pair_capacity(
-        *gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend="xla"
+        gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend="xla"
     )
     error, contrib, solve_target = diagnose(params, target, capacity=capacity)
     active = np.asarray(active_mask(params))
@@ -334,7 +339,7 @@ def allocate(
     proj = gaussians.project(params, fitted_height=height, fitted_width=width)
     free = jnp.zeros((n,), bool).at[slots].set(True)
     if gaussians.blend_of(params) == "alpha":
-        capacity = pair_capacity(*proj, height, width, backend="xla")
+        capacity = pair_capacity(proj, height, width, backend="xla")
         colors = solve_colors_blended(
             params, solve_target, free, capacity=capacity, iterations=max(color_iterations, 0)
         )
@@ -356,8 +361,8 @@ class Schedule:
     active_after: tuple[int, ...]  # active slots wanted after each round; [0] = at the start
 
 
-def schedule(config: Mapping) -> Schedule:
-    """The allocation schedule from ``config.model.densify_*`` and ``log_every``.
+def schedule(settings: Settings) -> Schedule:
+    """The allocation schedule from ``settings.model.densify_*`` and ``log_every``.
 
     Round k (1..rounds) ends after ``k * densify_every`` steps, rounded up to
     a multiple of ``log_every`` (a fit can only stop between chunks); rounds
@@ -367,12 +372,11 @@ def schedule(config: Mapping) -> Schedule:
     Raises:
       Gauss2dError: invalid values, naming the key.
     """
-    n = int(config["model"]["num_points"])
-    iterations = int(config["optim"]["iterations"])
-    log_every = int(min(config["log_every"], iterations))
-    rounds = int(config["model"]["densify_rounds"])
-    fraction = float(config["model"]["densify_initial_fraction"])
-    every = int(config["model"]["densify_every"])
+    model = settings.model
+    n = model.num_points
+    iterations = settings.optim.iterations
+    log_every = min(settings.log_every, iterations)
+    rounds, fraction, every = model.densify_rounds, model.densify_initial_fraction, model.densify_every
     if rounds < 0:
         raise Gauss2dError(f"config model.densify_rounds={rounds} is invalid: expected >= 0")
     if not 0.0 < fraction <= 1.0:
@@ -389,14 +393,9 @@ def schedule(config: Mapping) -> Schedule:
 # --------------------------------------------------------------------- the fit
 
 
-def _with_num_points(model_cfg: Mapping, num_points: int) -> dict:
-    items = model_cfg.items() if hasattr(model_cfg, "items") else dict(model_cfg).items()
-    return {**dict(items), "num_points": num_points}
-
-
 def fit_image_densified(
     target: np.ndarray,  # [H, W, 3] float in [0, 1]
-    config: Mapping,
+    settings: Settings,
     key: jax.Array,
     *,
     state: train.TrainState | None = None,
@@ -409,7 +408,7 @@ def fit_image_densified(
     by ``model.init`` as if that were the whole budget, so they cover the
     image) and the rest parked; after each round (``schedule``) activates the
     next share where the error is largest and resets their optimiser
-    moments. Each round is one ``fit.fit_image`` call on the full config,
+    moments. Each round is one ``fit.fit_image`` call on the full settings,
     stopped through ``on_chunk`` at the round's end (so a cosine schedule's
     horizon stays ``optim.iterations``); it resumes from ``state.step``.
 
@@ -418,7 +417,7 @@ def fit_image_densified(
 
     Args:
       target: the image, [H, W, 3] in [0, 1].
-      config: the full config; reads ``model.densify_*``.
+      settings: the run's settings; reads ``model.densify_*``.
       key: PRNG key (initialisation and each round's sampling).
       state: resume from this state.
       on_chunk: as in ``fit.fit_image``; returning "stop" ends the whole fit.
@@ -427,37 +426,24 @@ def fit_image_densified(
       A ``fit.FitResult`` whose history spans all rounds.
     """
     start = time.perf_counter()
-    fit.validate_config(config)
+    fit.validate_settings(settings)
     target = np.asarray(target, np.float32)
-    n = int(config["model"]["num_points"])
-    iterations = int(config["optim"]["iterations"])
-    plan = schedule(config)
+    model = settings.model
+    n = model.num_points
+    iterations = settings.optim.iterations
+    plan = schedule(settings)
     k_init, k_rounds = jax.random.split(key)
     if state is None:
-        model_cfg = _with_num_points(config["model"], plan.active_after[0])
-        params = fit.initial_params({"model": model_cfg}, target, k_init)  # with opacity and depth for alpha
+        first = dataclasses.replace(model, num_points=plan.active_after[0])
+        params = fit.initial_params(settings.replace(model=first), target, k_init)  # alpha: opacity, depth
         params = pad_parked(params, n)
-        state = train.init_state(params, optim.make_optimizer(config["optim"], params))
-    size_factor = float(config["model"]["init_size_factor"])
-    init_opacity = float(config["model"].get("alpha_init_opacity", gaussians.DEFAULT_INIT_OPACITY))
-    color_iterations = int(config["model"]["init_color_iterations"])
-    recycle_below = float(config["model"]["densify_recycle_below"])
+        state = train.init_state(params, optim.make_optimizer(settings.optim, params))
 
     histories, capacity, stopped = [], 0, None
     ends = [*plan.round_ends, iterations]
     for k, end in enumerate(ends):
         if k > 0 and int(state.step) >= ends[k - 1]:
-            state = _top_up(
-                state,
-                target,
-                config,
-                jax.random.fold_in(k_rounds, k),
-                plan.active_after[k],
-                size_factor,
-                color_iterations,
-                recycle_below,
-                init_opacity,
-            )
+            state = _top_up(state, target, settings, jax.random.fold_in(k_rounds, k), plan.active_after[k])
         if int(state.step) >= end:
             continue  # a resumed state already past this round
         user_stop = []
@@ -468,7 +454,7 @@ def fit_image_densified(
                 return "stop"
             return "stop" if info["step"] >= end else None
 
-        result = fit.fit_image(target, config, key, state=state, on_chunk=round_on_chunk)
+        result = fit.fit_image(target, settings, key, state=state, on_chunk=round_on_chunk)
         state, capacity = result.state, result.capacity
         histories.append(result.history)
         if user_stop or (
@@ -484,10 +470,8 @@ def fit_image_densified(
     return fit.FitResult(state.params, state, history, time.perf_counter() - start, capacity, stopped)
 
 
-def _top_up(
-    state, target, config, key, want, size_factor, color_iterations, recycle_below, init_opacity
-) -> train.TrainState:
-    """Activates slots until ``want`` are active; resets their optimiser moments."""
+def _top_up(state, target, settings: Settings, key, want: int) -> train.TrainState:
+    """Activates slots until ``want`` are active (as ``settings.model`` says); resets their moments."""
     have = int(jnp.sum(active_mask(state.params)))
     if have >= want:
         return state
@@ -496,12 +480,12 @@ def _top_up(
         state.params,
         target,
         max(0, want - have),
-        size_factor=size_factor,
-        color_iterations=color_iterations,
-        recycle_below=recycle_below,
-        init_opacity=init_opacity,
+        size_factor=settings.model.init_size_factor,
+        color_iterations=settings.model.init_color_iterations,
+        recycle_below=settings.model.densify_recycle_below,
+        init_opacity=settings.model.alpha_init_opacity,
     )
     logging.info("step %d: allocation %s", int(state.step), stats)
-    fresh = optim.make_optimizer(config["optim"], params).init(params)
+    fresh = optim.make_optimizer(settings.optim, params).init(params)
     n = gaussians.num_gaussians(params)
     return state._replace(params=params, opt_state=reset_moments(state.opt_state, fresh, changed, n))

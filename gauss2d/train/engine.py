@@ -1,8 +1,7 @@
 """The training engine: one guarded step, scan chunks, one host loop (DESIGN.md section 4).
 
-Single-image fitting (``fit.py``), batch fitting (``fit_batch.py``) and
-quantisation-aware fine-tuning (``compress/qat.py``) are the same loop with a
-different ``Objective``. Everything about *how* training runs lives here:
+A fit (``fit.py``), a batch fit (``batch.py``) and QAT (``compress/qat.py``)
+are the same loop with another ``Objective``. *How* training runs lives here:
 
 * ``TrainState``: parameters, optimiser state, the applied-step count, the
   device-side overflow / NaN flags, the most pairs any step needed, and
@@ -11,9 +10,8 @@ different ``Objective``. Everything about *how* training runs lives here:
   past the target count, or a truncated (overflowed) render changes nothing:
   parameters, optimiser state and ``extra`` keep their old values, and the
   flags record why.
-* ``scan_steps`` / ``make_chunk`` / ``cached_chunk``: ``log_every`` steps
-  under ``lax.scan``, jitted with the state donated, compiled once per
-  (program, shape, capacity) and process.
+* ``scan_steps`` / ``make_chunk`` / ``cached_chunk``: ``log_every`` steps under
+  ``lax.scan``, jitted, state donated, compiled once per (program, shape, capacity).
 * ``run``: the one host loop, over a leading image axis (B images; a single
   image is B = 1). Between chunks it reads the flags once: on overflow it
   grows the pair buffer to the bucket the chunk needed and re-runs the chunk
@@ -41,11 +39,11 @@ Plugging in a new objective (e.g. rate-aware fine-tuning, D + lambda R):
    it sees the state *before* the update, the step's PSNR and whether the
    step was applied; keep old values where ``apply`` is False (``select``).
 3. Build ``Objective(name, loss, optimizer, key, ...)``: ``key`` is every
-   config value the compiled step reads (it keys the chunk cache, so two
+   setting the compiled step reads (it keys the chunk cache, so two
    runs with the same key share one compilation). ``constrain`` projects the
    parameters after each update (QAT keeps LSQ scales positive).
 4. ``state = init_state(params, optimizer, extra)``, ``capacity =
-   needed_capacity(params, height, width, backend)``, then ``run_image(
+   capacity_for(params, height, width, backend=backend)``, then ``run_image(
    objective, state, target, capacity, iterations, log_every)``; read
    ``Run.state`` (``.extra`` included), ``Run.histories[0]``,
    ``Run.stopped[0]``. For a batch, ``fit_batch.batch_chunks`` and ``run``
@@ -67,10 +65,8 @@ import numpy as np
 import optax
 from absl import logging
 
-from gauss2d.render import RenderStats, tiling
-
-# Re-exported: what callers size a run's first pair buffer with.
-from gauss2d.render.params import needed_capacity as needed_capacity
+from gauss2d.render import RenderStats, capacity_bucket
+from gauss2d.settings import Settings
 
 HISTORY_KEYS = ("step", "loss", "psnr")
 # Divergence (DESIGN.md section 4): an image whose training PSNR stays this
@@ -117,8 +113,8 @@ class Objective:
       loss: ``loss(capacity) -> f(params, extra, target [H, W, 3], mask [H, W]
         or None) -> (loss [], Aux)``; ``capacity`` is the static pair capacity.
       optimizer: trains ``TrainState.params``.
-      key: every config value the compiled step reads besides shapes and
-        capacity (hashable); equal keys share a compiled chunk.
+      key: every setting the compiled step reads besides shapes and capacity
+        (hashable); equal keys share a compiled chunk.
       constrain: applied to the parameters after each optimiser update.
       update_extra: ``(state before the step, psnr [], apply []) -> extra``.
       describe: ``state -> dict`` of extra keys for ``on_chunk``'s info.
@@ -242,13 +238,11 @@ def cached_chunk(key: tuple, build: Callable[[], Callable]) -> Callable:
     return chunk
 
 
-def config_key(config: Mapping, sections: Sequence[str] = ("optim", "loss", "render")) -> str:
-    """The named config sections as sorted JSON: part of an ``Objective.key``."""
-
-    def plain(section: Any) -> Any:
-        return section.to_dict() if hasattr(section, "to_dict") else dict(section)
-
-    return json.dumps({name: plain(config[name]) for name in sections}, sort_keys=True, default=str)
+def config_key(settings: Settings, sections: Sequence[str] = ("optim", "loss", "render")) -> str:
+    """The named settings sections as sorted JSON: part of an ``Objective.key``."""
+    return json.dumps(
+        {name: dataclasses.asdict(getattr(settings, name)) for name in sections}, sort_keys=True, default=str
+    )
 
 
 def image_chunks(objective: Objective, length: int, height: int, width: int) -> Callable[[int], Callable]:
@@ -439,7 +433,7 @@ def run(
         state, metrics = chunk(state, inputs[0], total, *inputs[1:])
         flags = _read_flags(state)
         if flags.overflow.any():
-            capacity = tiling.capacity_bucket(int(flags.max_pairs.max()))
+            capacity = capacity_bucket(int(flags.max_pairs.max()))
             logging.info(
                 "pair buffer overflow near step %d: capacity -> %d, re-running chunk", steps.max(), capacity
             )

@@ -13,12 +13,14 @@ weight map too; padded batches should use L1/L2, or put up with a padded
 border in the SSIM term.
 """
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 
 import jax.numpy as jnp
 
 from gauss2d import metrics
+from gauss2d.settings import LossSettings
 
 LossFn = Callable[..., tuple[jnp.ndarray, dict[str, jnp.ndarray]]]
 
@@ -86,15 +88,16 @@ def ssim(pred: jnp.ndarray, target: jnp.ndarray, mask: jnp.ndarray | None = None
 TERMS: dict[str, Callable[..., jnp.ndarray]] = {"l2": l2, "l1": l1, "ssim": ssim}
 
 
-def make_loss(weights: Mapping[str, float]) -> LossFn:
+def make_loss(weights: LossSettings | Mapping[str, float]) -> LossFn:
     """Builds a weighted sum of loss terms.
 
     Weights are validated here, in Python, once; terms with weight 0 are not
     computed at all.
 
     Args:
-        weights: term name -> non-negative weight, e.g. `{"l2": 1.0}` or
-            `{"l1": 0.9, "ssim": 0.1}`. Names must be keys of `TERMS`.
+        weights: the ``loss`` settings (``settings.loss``), or term name ->
+            non-negative weight, e.g. `{"l2": 1.0}` or `{"l1": 0.9, "ssim": 0.1}`.
+            Names must be keys of `TERMS`.
 
     Returns:
         `loss_fn(pred, target, mask=None) -> (loss, aux)` where pred and target
@@ -105,6 +108,8 @@ def make_loss(weights: Mapping[str, float]) -> LossFn:
         ValueError: on an unknown term name, a negative or non-finite weight,
             or when no weight is positive.
     """
+    if isinstance(weights, LossSettings):
+        weights = dataclasses.asdict(weights)
     allowed = sorted(TERMS)
     active: dict[str, float] = {}
     for name, weight in weights.items():

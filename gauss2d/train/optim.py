@@ -1,4 +1,4 @@
-"""Optax chains built from the ``optim`` config section.
+"""Optax chains built from the ``optim`` settings (``settings.OptimSettings``).
 
 The paper's recipe (GaussianImage section 4.1): Adan, lr 1e-3, betas (0.98,
 0.92, 0.99), eps 1e-8, no weight decay, learning rate halved every 20000
@@ -17,7 +17,6 @@ by an amount that depended on the image size.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -26,13 +25,14 @@ import optax
 
 from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
+from gauss2d.settings import OptimSettings
 
 OPTIMIZERS = ("adan", "adam")
 SCHEDULES = ("step", "constant", "cosine")
 GROUPS = ("means", "cov", "color")
 
 
-def make_schedule(cfg: Mapping, lr: float) -> optax.Schedule:
+def make_schedule(optim: OptimSettings, lr: float) -> optax.Schedule:
     """Learning-rate schedule for one group.
 
     ``step`` halves (``decay_rate``) every ``decay_steps`` (the paper's
@@ -40,17 +40,17 @@ def make_schedule(cfg: Mapping, lr: float) -> optax.Schedule:
     """
     if not lr > 0:
         raise Gauss2dError(f"learning rate must be > 0, got {lr}")
-    name = cfg["schedule"]
+    name = optim.schedule
     if name == "constant":
         return optax.constant_schedule(lr)
     if name == "step":
-        if cfg["decay_steps"] <= 0:
-            raise Gauss2dError(f"optim.decay_steps={cfg['decay_steps']} must be > 0")
+        if optim.decay_steps <= 0:
+            raise Gauss2dError(f"optim.decay_steps={optim.decay_steps} must be > 0")
         return optax.exponential_decay(
-            lr, transition_steps=cfg["decay_steps"], decay_rate=cfg["decay_rate"], staircase=True
+            lr, transition_steps=optim.decay_steps, decay_rate=optim.decay_rate, staircase=True
         )
     if name == "cosine":
-        return optax.cosine_decay_schedule(lr, decay_steps=max(1, cfg["iterations"]), alpha=cfg["decay_rate"])
+        return optax.cosine_decay_schedule(lr, decay_steps=max(1, optim.iterations), alpha=optim.decay_rate)
     raise Gauss2dError(f"unknown optim.schedule {name!r}; expected one of {SCHEDULES}")
 
 
@@ -103,29 +103,29 @@ def scale_by_adan(
     return optax.GradientTransformation(init, update)
 
 
-def _base(cfg: Mapping, lr: float) -> optax.GradientTransformation:
-    schedule = make_schedule(cfg, lr)
-    name = cfg["name"]
+def _base(optim: OptimSettings, lr: float) -> optax.GradientTransformation:
+    schedule = make_schedule(optim, lr)
+    name = optim.name
     if name == "adan":
         return optax.chain(
-            scale_by_adan(b1=cfg["b1"], b2=cfg["b2"], b3=cfg["b3"], eps=cfg["eps"]),
+            scale_by_adan(b1=optim.b1, b2=optim.b2, b3=optim.b3, eps=optim.eps),
             optax.scale_by_learning_rate(schedule),
         )
     if name == "adam":
-        return optax.adam(schedule, b1=cfg["b1"], b2=cfg["b3"], eps=cfg["eps"])
+        return optax.adam(schedule, b1=optim.b1, b2=optim.b3, eps=optim.eps)
     raise Gauss2dError(f"unknown optim.name {name!r}; expected one of {OPTIMIZERS}")
 
 
-def group_learning_rates(cfg: Mapping) -> dict[str, float]:
+def group_learning_rates(optim: OptimSettings) -> dict[str, float]:
     """lr per group: ``lr_means`` / ``lr_cov`` / ``lr_color`` when set, else ``lr``."""
-    return {g: float(cfg.get(f"lr_{g}") or cfg["lr"]) for g in GROUPS}
+    return {g: float(getattr(optim, f"lr_{g}") or optim.lr) for g in GROUPS}
 
 
-def make_optimizer(cfg: Mapping, params: gaussians.Params) -> optax.GradientTransformation:
-    """The optimiser for ``params`` described by the ``optim`` config section.
+def make_optimizer(optim: OptimSettings, params: gaussians.Params) -> optax.GradientTransformation:
+    """The optimiser for ``params`` described by the ``optim`` settings.
 
     Args:
-      cfg: the ``optim`` section (a ConfigDict or a plain mapping).
+      optim: the ``optim`` section (``settings.optim``).
       params: a raw parameter pytree (only its type is used, for the groups).
 
     Returns:
@@ -135,13 +135,13 @@ def make_optimizer(cfg: Mapping, params: gaussians.Params) -> optax.GradientTran
     Raises:
       Gauss2dError: unknown optimiser or schedule, non-positive rates.
     """
-    rates = group_learning_rates(cfg)
+    rates = group_learning_rates(optim)
     if len(set(rates.values())) == 1:
-        tx = _base(cfg, rates["means"])
+        tx = _base(optim, rates["means"])
     else:
         tx = optax.multi_transform(
-            {g: _base(cfg, lr) for g, lr in rates.items()}, gaussians.param_groups(params)
+            {g: _base(optim, lr) for g, lr in rates.items()}, gaussians.param_groups(params)
         )
-    if cfg.get("clip_norm"):
-        tx = optax.chain(optax.clip_by_global_norm(cfg["clip_norm"]), tx)
+    if optim.clip_norm:
+        tx = optax.chain(optax.clip_by_global_norm(optim.clip_norm), tx)
     return tx

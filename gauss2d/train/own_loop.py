@@ -78,7 +78,7 @@ def objective(
         def fn(params, extra, target, mask):
             del extra
             proj = gaussians.project(params, fitted_height=height, fitted_width=width)
-            image, stats = render_with_stats(*proj, height, width, backend=backend, capacity=capacity)
+            image, stats = render_with_stats(proj, height, width, backend=backend, capacity=capacity)
             image = jnp.clip(image, 0.0, 1.0)
             value = loss(image, target, params)
             return value, engine.Aux(stats, losses.l2(image, target, mask))
@@ -107,7 +107,7 @@ def train(
       params: raw Gaussians (``init.init_content``, ``gaussians.init_random``, a checkpoint).
       target: the image, [H, W, 3] floats in [0, 1].
       loss: ``loss(image, target, params) -> []`` (see ``objective``).
-      optimizer: e.g. ``optim.make_optimizer(config.optim, params)`` (fit_image's
+      optimizer: e.g. ``optim.make_optimizer(settings.optim, params)`` (fit_image's
         Adan) or ``optax.adam(1e-3)``.
       iterations: steps to run (counting the state's completed steps).
       log_every: steps per compiled chunk (one host sync per chunk).
@@ -144,4 +144,4 @@ def train(
 
 def _capacity(params, height: int, width: int, backend: str) -> int:
     proj = gaussians.project(params, fitted_height=height, fitted_width=width)
-    return pair_capacity(*proj, height, width, backend=backend)
+    return pair_capacity(proj, height, width, backend=backend)

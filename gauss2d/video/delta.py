@@ -33,9 +33,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from gauss2d import gaussians
-from gauss2d.codec import codec_v2, streams
-from gauss2d.codec.bitstream import put_varint
+from gauss2d.codec import streams
+from gauss2d.codec.container import put_varint
 from gauss2d.codec.cov_space import COV_SPACES, from_cov_space, to_cov_space
+from gauss2d.codec.v2 import sections as v2_sections
+from gauss2d.codec.v2.header import COLOR_SPACES, parse_header
+from gauss2d.codec.v2.state import from_space, to_space
 from gauss2d.gaussians import CholeskyParams
 
 # Status symbols of the per-reference-Gaussian stream.
@@ -83,7 +86,7 @@ class DeltaSteps:
         values = (self.position, *self.cov, *self.color)
         if len(self.cov) != 3 or len(self.color) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
             raise ValueError(f"delta steps must be finite and > 0 (cov and color 3 each), got {self}")
-        if self.cov_space not in COV_SPACES or self.color_space not in codec_v2.COLOR_SPACES:
+        if self.cov_space not in COV_SPACES or self.color_space not in COLOR_SPACES:
             raise ValueError(f"cov_space={self.cov_space!r} / color_space={self.color_space!r} unknown")
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,8 +107,7 @@ def steps_from_v2_file(data: bytes, position: float | None = None, scale: float 
     Raises:
       CodecError: a file that is not a valid v2 file.
     """
-    head = codec_v2.split_file(bytes(data), tail=True)[0]
-    h = codec_v2.parse_header(head)
+    h = parse_header(v2_sections.split(bytes(data)).listed[0])
     return DeltaSteps(
         position=float(2.0**h.position_step_log2 if position is None else position),
         cov=tuple(float(s) * scale for s in h.chol_step),
@@ -121,7 +123,7 @@ def state_from_params(params: CholeskyParams, height: int, width: int, steps: De
     size = np.asarray([width, height], np.float32)
     means = (np.float32(0.5) * (np.tanh(xy) + np.float32(1.0)) * size).astype(np.float32)
     cov = to_cov_space(np.asarray(params.chol, np.float32), steps.cov_space)
-    color = codec_v2.to_space(np.asarray(params.color, np.float32), steps.color_space)
+    color = to_space(np.asarray(params.color, np.float32), steps.color_space)
     return FrameState(means, np.asarray(cov, np.float32), np.asarray(color, np.float32))
 
 
@@ -131,9 +133,7 @@ def params_from_state(state: FrameState, height: int, width: int, steps: DeltaSt
     u = np.clip(state.means / size, _EDGE, 1.0 - _EDGE)
     xy = np.arctanh(np.float32(2.0) * u - np.float32(1.0)).astype(np.float32)
     chol = np.asarray(from_cov_space(np.asarray(state.cov, np.float32), steps.cov_space), np.float32)
-    color = np.asarray(
-        codec_v2.from_space(np.asarray(state.color, np.float32), steps.color_space), np.float32
-    )
+    color = np.asarray(from_space(np.asarray(state.color, np.float32), steps.color_space), np.float32)
     return CholeskyParams(xy, chol, color)
 
 

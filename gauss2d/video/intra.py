@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
 
 from gauss2d import compress
+from gauss2d.settings import Settings
 from gauss2d.train import batch as batch_lib
 
 
@@ -55,25 +56,22 @@ class IntraPoint:
         return 8.0 * self.bytes / (len(self.frames) * height * width)
 
 
-def with_lmbda(config: Mapping, lmbda: float):
-    """A copy of ``config`` with ``codec.lmbda`` set (the config is not modified)."""
-    out = config.copy_and_resolve_references()
-    with out.unlocked():
-        out.codec.lmbda = float(lmbda)
-    return out
+def with_lmbda(settings: Settings, lmbda: float) -> Settings:
+    """``settings`` with ``codec.lmbda`` set (frozen: ``settings`` itself is unchanged)."""
+    return settings.replace(codec=dataclasses.replace(settings.codec, lmbda=float(lmbda)))
 
 
-def fit_frames(frames: np.ndarray, config: Mapping, key: jax.Array) -> tuple[list, float]:
+def fit_frames(frames: np.ndarray, settings: Settings, key: jax.Array) -> tuple[list, float]:
     """Fits every frame of [T, H, W, 3] at once -> (per-frame fitted Gaussians, seconds)."""
     keys = [jax.random.fold_in(key, k) for k in range(frames.shape[0])]
     t0 = time.perf_counter()
-    fits = batch_lib.fit_batch(frames, config, keys)
+    fits = batch_lib.fit_batch(frames, settings, keys)
     return [f.params for f in fits], time.perf_counter() - t0
 
 
 def code_all_intra(
     frames: np.ndarray,  # [T, H, W, 3] in [0, 1]
-    config: Mapping,
+    settings: Settings,
     lmbdas: Sequence[float],
     key: jax.Array,
     *,
@@ -83,7 +81,7 @@ def code_all_intra(
 
     Args:
       frames: the sequence.
-      config: a still codec config (``configs/codec.py``): model, optim, codec sections.
+      settings: still codec settings (``configs.codec.get_settings``): model, optim, codec sections.
       lmbdas: ``codec.lmbda`` values, one RD point each.
       key: PRNG key; frame k's fit uses ``fold_in(key, k)``.
       progress: called with one line per coded frame.
@@ -91,15 +89,15 @@ def code_all_intra(
     Returns:
       One ``IntraPoint`` per lmbda, in order.
     """
-    fitted, fit_seconds = fit_frames(frames, config, key)
+    fitted, fit_seconds = fit_frames(frames, settings, key)
     share = fit_seconds / frames.shape[0]
     points = []
     for lmbda in lmbdas:
-        cfg = with_lmbda(config, lmbda)
+        point_settings = with_lmbda(settings, lmbda)
         coded, files = [], []
         for k, (frame, params) in enumerate(zip(frames, fitted, strict=True)):
             t0 = time.perf_counter()
-            result = compress.compress_image(frame, cfg, jax.random.fold_in(key, k), params=params)
+            result = compress.compress_image(frame, point_settings, jax.random.fold_in(key, k), params=params)
             s = result.summary
             record = IntraFrame(
                 k,

@@ -46,12 +46,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gauss2d import gaussians, metrics
+from gauss2d import gaussians, metrics, render
 from gauss2d import init as init_lib
-from gauss2d.codec import codec_v2, rate
+from gauss2d.codec import rate
 from gauss2d.codec.cov_space import from_cov_space, to_cov_space
-from gauss2d.compress.decode_render import num_gaussians_bucket, render_decoded
-from gauss2d.render import render_with_stats
+from gauss2d.codec.v2.state import from_space, to_space
+from gauss2d.render.capacity import num_gaussians_bucket
 from gauss2d.train import densify, losses
 from gauss2d.train import engine as train
 from gauss2d.video import delta as delta_lib
@@ -148,7 +148,7 @@ def _snap(v: jax.Array, dead_zone: float) -> jax.Array:
 def _to_raw(means, cov, color, height, width, steps: DeltaSteps) -> gaussians.CholeskyParams:
     xy = gaussians.raw_from_means(means, height, width)
     return gaussians.CholeskyParams(
-        xy, from_cov_space(cov, steps.cov_space), codec_v2.from_space(color, steps.color_space)
+        xy, from_cov_space(cov, steps.cov_space), from_space(color, steps.color_space)
     )
 
 
@@ -208,8 +208,8 @@ def objective(settings: PFrameSettings, steps: DeltaSteps, height: int, width: i
         def f(p: PParams, e: PExtra, target, mask):
             raw, q, a = reconstruct(p, e, height, width, steps, settings.dead_zone)
             proj = gaussians.project(raw, fitted_height=height, fitted_width=width)
-            image, stats = render_with_stats(
-                *proj, height, width, backend=settings.backend, capacity=capacity
+            image, stats = render.render_with_stats(
+                proj, height, width, backend=settings.backend, capacity=capacity
             )
             image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
             mse = losses.l2(image, target, mask)
@@ -257,7 +257,7 @@ def removal_gain(p: PParams, e: PExtra, target, *, height, width, steps, setting
 
     def sq_error(color):
         proj = gaussians.project(raw._replace(color=color), fitted_height=height, fitted_width=width)
-        image, _ = render_with_stats(*proj, height, width, backend=settings.backend, capacity=capacity)
+        image, _ = render.render_with_stats(proj, height, width, backend=settings.backend, capacity=capacity)
         return jnp.sum((jnp.clip(image, 0.0, 1.0) - target) ** 2)
 
     grad = jax.grad(sq_error)(raw.color)
@@ -304,7 +304,7 @@ def propose_added(
     """``count`` new Gaussians where the reference's squared error is largest, colours by least squares."""
     height, width = target.shape[:2]
     n = gaussians.num_gaussians(reference)
-    image = render_decoded(reference, height, width)
+    image = render.render_clamped(reference, height, width)
     error = jnp.sum((image - target) ** 2, -1)  # [H, W]
     padded = densify.pad_parked(reference, n + count)
     slots = jnp.arange(n, n + count, dtype=jnp.int32)
@@ -401,7 +401,7 @@ def code_pframe(
         zeros(3),
         gaussians.means_from_raw(added.xy, height, width) / pos,
         to_cov_space(added.chol, steps.cov_space) / cov_step,
-        codec_v2.to_space(added.color, steps.color_space) / color_step,
+        to_space(added.color, steps.color_space) / color_step,
     )
     extra = PExtra(
         FrameState(*(jnp.asarray(a) for a in padded)),
@@ -412,7 +412,7 @@ def code_pframe(
     goal = objective(settings, steps, height, width)
     state = train.init_state(params, goal.optimizer, extra)
     raw, _, _ = reconstruct(params, extra, height, width, steps, settings.dead_zone)
-    capacity = train.needed_capacity(raw, height, width, settings.backend)
+    capacity = render.capacity_for(raw, height, width, backend=settings.backend)
     rounds = settings.prune_every if settings.prune_every else max(settings.iterations, 1)
     log_every = math.gcd(min(settings.log_every, max(settings.iterations, 1)), rounds)
     histories, stopped, done = [], None, 0
@@ -428,7 +428,9 @@ def code_pframe(
     description = _describe(final.params, final.extra, settings.dead_zone, n)
     decoded = delta_lib.apply_delta(reference, description, steps, height, width)
     decoded_params = delta_lib.params_from_state(decoded, height, width, steps)
-    image = render_decoded(gaussians.CholeskyParams(*(jnp.asarray(a) for a in decoded_params)), height, width)
+    image = render.render_clamped(
+        gaussians.CholeskyParams(*(jnp.asarray(a) for a in decoded_params)), height, width
+    )
     history = {
         k: np.concatenate([h[k] for h in histories if k in h]) if histories else np.zeros(0)
         for k in ("step", "loss", "psnr", "bits")

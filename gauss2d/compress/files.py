@@ -1,0 +1,137 @@
+"""Image file -> ``.g2d`` file and back, with every check first: what ``experiments.codec`` runs.
+
+``encode_file`` refuses an output it must not replace and an image too large
+for the memory limit before minutes of fitting, applies a preset, fits (or
+takes given Gaussians), fine-tunes, encodes, meets a size or quality goal,
+and writes the file atomically. ``read_checked`` reads a file and checks,
+from its header alone, that decoding and rendering fit the memory limit
+(every format version: ``codec.budget``); ``decode_file`` decodes and
+renders it to an image file.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from gauss2d import codec
+from gauss2d.codec import budget
+from gauss2d.compress import presets, rdo, targets
+from gauss2d.compress.image import CompressResult, ProgressFn, check_settings, compress_image, file_summary
+from gauss2d.io import checkpoint
+from gauss2d.io import images as data
+from gauss2d.render import capacity_for, render_clamped
+from gauss2d.runner import inputs, preflight
+from gauss2d.settings import Settings
+
+NO_GOAL = targets.Goal()
+
+
+def encode_file(
+    source: pathlib.Path,
+    output: pathlib.Path,
+    settings: Settings,
+    *,
+    params_path: str | None = None,
+    preset: str | None = None,
+    goal: targets.Goal = NO_GOAL,
+    overwrite: bool = False,
+    baseline: bool = False,
+    progress: ProgressFn | None = None,
+) -> CompressResult:
+    """Compresses the image ``source`` into the file ``output``; returns the result (summary included).
+
+    Args:
+      source: an image file.
+      output: the ``.g2d`` path (written atomically).
+      settings: the run's settings (a codec section is required).
+      params_path: a ``params.npz`` of fitted Gaussians to encode instead of fitting.
+      preset: "fast", "default" or "best" (``presets``); None: the settings as they are.
+      goal: a target bpp or PSNR (version 2; ``targets.Goal``).
+      overwrite: replace an existing ``output``.
+      baseline: also measure the gaussianimage-mode file (``compress_image``).
+      progress: called with ("fit" | "qat", info) after every chunk.
+
+    Raises:
+      Gauss2dError: an output that exists, bad settings, an image over the
+        memory limit, an unmeetable goal, Gaussians the codec cannot store.
+    """
+    preflight.check_output(output, overwrite)  # before minutes of fitting, not after
+    settings = presets.apply_preset(settings, preset)
+    check_settings(settings)  # every codec key, before minutes of fitting
+    targets.check_goal(goal, settings.codec.version, settings.model.blend)
+    params = checkpoint.load_params_npz(params_path) if params_path else None
+    if params is None:  # from the image's header, before it is decoded or the fit allocates
+        preflight.check_image_before_loading(source, settings)
+    target = inputs.load_target(source, settings)
+    height, width = target.shape[:2]
+    if params is not None:
+        capacity = capacity_for(params, height, width, backend=settings.render.backend)
+        preflight.check_memory(source.name, capacity, height, width, settings)
+    key = jax.random.key(settings.seed)
+    result = compress_image(target, settings, key, params=params, progress=progress, baseline=baseline)
+    if goal.given:
+        result = _meet(result, settings, goal, target)
+    preflight.check_output(output, overwrite)  # it may have appeared meanwhile
+    with checkpoint.atomic_write(output) as f:
+        f.write(result.data)
+    return result
+
+
+def _meet(result: CompressResult, settings: Settings, goal: targets.Goal, target) -> CompressResult:
+    """``result`` re-encoded for ``goal``, its summary measured from the new file."""
+    backend = settings.render.backend
+    trial = targets.meet_goal(
+        result.params,
+        result.codec_state,
+        rdo.v2_settings(settings),
+        goal,
+        target,
+        lambda p, h, w: render_clamped(p, h, w, backend=backend),
+    )
+    summary = dict(result.summary, **file_summary(trial.data, target, backend))
+    summary.update(num_gaussians=trial.kept, target_step_factor=trial.scale)
+    return CompressResult(trial.data, result.params, result.codec_state, summary)
+
+
+def read_checked(source: pathlib.Path, limit_gb: float | None, backend: str) -> codec.Decoded:
+    """The decoded file, after checking from its header that decoding and rendering fit ``limit_gb``."""
+    blob = preflight.read_bounded(
+        source, budget.MAX_FILE_BYTES, f"longer than any gauss2d file can be ({budget.MAX_FILE_BYTES})"
+    )
+    budget.check_file(blob, limit_gb, backend, f"'{source}'", "--memory_limit_gb")  # from the header, first
+    return codec.decode(blob, memory_limit_gb=limit_gb)
+
+
+def decode_file(
+    source: pathlib.Path,
+    output: pathlib.Path,
+    *,
+    limit_gb: float | None,
+    backend: str,
+    overwrite: bool = False,
+    render: Callable[[codec.Decoded], Any] | None = None,
+) -> tuple[Any, float]:
+    """Decodes ``source`` and writes its render to the image ``output``; returns (image, seconds).
+
+    Args:
+      render: ``Decoded -> [H', W', 3]`` for another size (experiments/size_flags.py);
+        None renders at the fitted size after checking the pair buffer's memory.
+    """
+    preflight.check_output(output, overwrite)
+    start = time.perf_counter()
+    decoded = read_checked(source, limit_gb, backend)
+    if render is not None:
+        image = render(decoded)
+    else:
+        budget.check_render(decoded, limit_gb, backend, f"'{source}'", "--memory_limit_gb")  # pair buffer
+        image = jax.block_until_ready(
+            render_clamped(decoded.params, decoded.height, decoded.width, backend=backend)
+        )
+    seconds = time.perf_counter() - start
+    data.save_image(output, image)
+    return image, seconds
