@@ -40,8 +40,7 @@ _BASELINE = flags.DEFINE_bool("baseline", False, "encode: also measure the gauss
 _COMPILE_CACHE = flags.DEFINE_string(
     "compile_cache",
     None,
-    "JAX compilation cache folder (default: $GAUSS2D_COMPILE_CACHE or "
-    "~/.cache/gauss2d/jax; '' turns it off).",
+    "JAX compile cache (default $GAUSS2D_COMPILE_CACHE or ~/.cache/gauss2d/jax; '': off).",
 )
 _PRESET = flags.DEFINE_enum("preset", None, list(presets.PRESETS), "encode: trade encode time for size.")
 
@@ -53,16 +52,10 @@ def encode(source: pathlib.Path, output: pathlib.Path, settings: settings_lib.Se
         source, output, settings, params_path=_PARAMS.value, preset=_PRESET.value, goal=goal,
         overwrite=_OVERWRITE.value, baseline=_BASELINE.value, progress=progress,
     )  # fmt: skip
-    s = result.summary
-    gi = s.get("gaussianimage")  # only with --baseline
-    baseline = f"; gaussianimage mode: {gi['bytes']} bytes, {gi['psnr']:.2f} dB" if gi else ""
-    print(
-        f"wrote {output}: {s['bytes']} bytes, {s['bpp']:.4f} bpp, {s['num_gaussians']} Gaussians, "
-        f"decoded psnr {s['psnr']:.2f} dB ({s['mode']} mode{baseline})",
-        flush=True,
-    )
+    print(files.encode_line(output, result.summary), flush=True)
     if _RESULTS.value:
-        runrecord.write_json(pathlib.Path(_RESULTS.value), {"input": str(source), "output": str(output), **s})
+        summary = {"input": str(source), "output": str(output), **result.summary}
+        runrecord.write_json(pathlib.Path(_RESULTS.value), summary)
 
 
 def decode(source: pathlib.Path, output: pathlib.Path, settings: settings_lib.Settings) -> None:
@@ -74,8 +67,10 @@ def decode(source: pathlib.Path, output: pathlib.Path, settings: settings_lib.Se
     image, seconds = files.decode_file(
         source, output, limit_gb=limit, backend=backend, overwrite=_OVERWRITE.value, render=sized
     )
-    height, width = image.shape[:2]
-    print(f"wrote {output}: {width}x{height}, decoded and rendered in {seconds:.2f} s", flush=True)
+    print(
+        f"wrote {output}: {image.shape[1]}x{image.shape[0]}, decoded and rendered in {seconds:.2f} s",
+        flush=True,
+    )
 
 
 def main(argv):

@@ -242,3 +242,21 @@ def test_render_sources_stay_small():
     for path in sorted(RENDER.rglob("*.py")):
         lines = len(path.read_text().splitlines())
         assert lines <= 500, f"{path.relative_to(PACKAGE.parent)} has {lines} lines (house limit 500)"
+
+
+ROOT = PACKAGE.parent
+
+
+def test_no_source_file_over_500_lines():
+    # Issue 22: "No source file over 500 lines, the notebook builder included."
+    for folder in ("gauss2d", "experiments", "configs", "benchmarks", "notebooks", "tests"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            lines = len(path.read_text().splitlines())
+            assert lines <= 500, f"{path.relative_to(ROOT)} has {lines} lines (house limit 500)"
+
+
+def test_binaries_are_thin():
+    # Issue 22: every file in experiments/ is a thin binary of at most 100 lines.
+    for path in sorted((ROOT / "experiments").glob("*.py")):
+        lines = len(path.read_text().splitlines())
+        assert lines <= 100, f"{path.relative_to(ROOT)} has {lines} lines: move the logic into gauss2d/"

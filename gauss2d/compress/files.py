@@ -31,6 +31,16 @@ from gauss2d.settings import Settings
 NO_GOAL = targets.Goal()
 
 
+def encode_line(output: pathlib.Path, summary: dict) -> str:
+    """The one line the codec CLI prints after an encode (the GaussianImage file only when measured)."""
+    gi = summary.get("gaussianimage")  # only with baseline=True
+    baseline = f"; gaussianimage mode: {gi['bytes']} bytes, {gi['psnr']:.2f} dB" if gi else ""
+    return (
+        f"wrote {output}: {summary['bytes']} bytes, {summary['bpp']:.4f} bpp, {summary['num_gaussians']} "
+        f"Gaussians, decoded psnr {summary['psnr']:.2f} dB ({summary['mode']} mode{baseline})"
+    )
+
+
 def encode_file(
     source: pathlib.Path,
     output: pathlib.Path,
