@@ -46,6 +46,7 @@ from gauss2d import compress, metrics
 from gauss2d.io import images as data
 from gauss2d.io import svg
 from gauss2d.render import resolution
+from gauss2d.settings import resolve
 from gauss2d.train import fit
 
 ASSETS = pathlib.Path(svg.__file__).parents[1] / "assets" / "svg"
@@ -114,7 +115,7 @@ def scores(image: np.ndarray, reference: np.ndarray, band: np.ndarray) -> dict[s
     }
 
 
-def fit_config(args):
+def fit_settings(args):
     config = default.get_config()
     with config.unlocked():
         config.model.num_points = args.num_points
@@ -123,7 +124,7 @@ def fit_config(args):
         config.model.init = args.init
         if args.init_gradient_fraction is not None:
             config.model.init_gradient_fraction = args.init_gradient_fraction
-    return config
+    return resolve(config)
 
 
 def encode_bytes(params, target: np.ndarray, supersample: int, args) -> int:
@@ -135,7 +136,7 @@ def encode_bytes(params, target: np.ndarray, supersample: int, args) -> int:
         config.codec.step_search = False  # minutes per file on this CPU; the search trims ~5%
         # The 1/8 px grid of a 1x frame, whatever frame the Gaussians were fitted in.
         config.codec.position_step = 0.125 * supersample
-    result = compress.compress_image(target, config, jax.random.key(0), params=params)
+    result = compress.compress_image(target, resolve(config), jax.random.key(0), params=params)
     return len(result.data)
 
 
@@ -156,7 +157,7 @@ def measure_file(path: pathlib.Path, args) -> dict:
         supersample, samples = VARIANTS[variant]
         target = svg.load_svg(path, height, width, supersample, samples=samples)
         start = time.perf_counter()
-        fitted = fit.fit_image(target, fit_config(args), jax.random.key(0))
+        fitted = fit.fit_image(target, fit_settings(args), jax.random.key(0))
         seconds = time.perf_counter() - start
         fit_hw = target.shape[:2]
         entry = {"fit_seconds": seconds, "fit_psnr_own_grid": float(fitted.history["psnr"][-1])}

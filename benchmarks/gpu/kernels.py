@@ -24,7 +24,7 @@ from gauss2d.render.kernels import PallasConfig, render_tiled_pallas
 def pallas_tests(mode: dict, budget: Budget) -> dict:
     """The Pallas test files in a child pytest (compiled on a GPU); their pass / fail counts."""
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_pallas.py"]
-    command += ["tests/test_alpha_pallas.py"]  # the alpha model's kernels (render/alpha_pallas.py)
+    command += ["tests/test_alpha_pallas.py"]  # the alpha model's kernels (render/kernels/alpha.py)
     command += mode["pytest_args"]
     t0 = time.perf_counter()
     proc = subprocess.run(
@@ -71,7 +71,7 @@ def knobs(mode: dict, budget: Budget) -> dict:
     h, w = cfg["height"], cfg["width"]
     params = gaussians.init_random(jax.random.key(2), cfg["n"])
     means, conics, colors = gaussians.project(params, fitted_height=h, fitted_width=w)
-    capacity = pair_capacity(means, conics, colors, h, w, backend="pallas")
+    capacity = pair_capacity(gaussians.Projected(means, conics, colors), h, w, backend="pallas")
     cot = jax.random.normal(jax.random.key(3), (h, w, 3))
     rows, skipped = [], []
     for fields in KNOBS:
