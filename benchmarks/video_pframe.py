@@ -35,6 +35,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import video_rd
+from benchmarks.video_tables import i_bytes_at
 from gauss2d import compress, gaussians, metrics, render
 from gauss2d.codec import decode
 from gauss2d.io.checkpoint import atomic_write
@@ -50,15 +51,6 @@ _DEAD_ZONE = flags.DEFINE_float("dead_zone", 1.0, "P-frame dead zone, in steps."
 _DELTA_STEPS = flags.DEFINE_list("delta_steps", ["0.125", "0.05", "0.015625"], "position px, cov, colour.")
 _COMPARE = flags.DEFINE_list("compare", ["1", "8", "15"], "Frames also coded as I-frames for the ratio.")
 _I_LMBDAS = flags.DEFINE_list("i_lmbdas", ["0.002", "0.01", "0.05"], "lmbdas of the comparison I-frames.")
-
-
-def i_bytes_at(points: list[tuple[float, int]], psnr: float) -> tuple[float, bool]:
-    """I-frame bytes at ``psnr`` from (psnr, bytes) points: (bytes, extrapolated)."""
-    pts = sorted(points)
-    q = np.asarray([p for p, _ in pts])
-    b = np.log(np.asarray([n for _, n in pts], np.float64))
-    outside = bool(psnr < q[0] or psnr > q[-1])
-    return float(np.exp(np.interp(psnr, q, b))), outside
 
 
 def code_chain(seq, data_i, steps, settings) -> tuple[list[dict], list[delta_lib.PFrameDelta]]:

@@ -35,11 +35,11 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from benchmarks.video_tables import bd_table, curve  # noqa: E402
 from configs import codec as codec_config  # noqa: E402
 from gauss2d import settings as settings_lib  # noqa: E402
 from gauss2d.io import images  # noqa: E402
 from gauss2d.io.checkpoint import atomic_write  # noqa: E402
-from gauss2d.rd import bjontegaard  # noqa: E402
 from gauss2d.video import classic, intra, sequences  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", "runs/video_rd", "Output folder (JSON and plots).")
@@ -89,24 +89,6 @@ def still_settings() -> settings_lib.Settings:
     return settings_lib.resolve(still_config())
 
 
-def _curve(points: list[dict]) -> tuple[list[float], list[float]]:
-    pairs = sorted((p["bpp"], p["psnr"]) for p in points)
-    return [b for b, _ in pairs], [q for _, q in pairs]
-
-
-def bd_table(test: list[dict], anchors: dict[str, list[dict]]) -> dict[str, float | str]:
-    """BD-rate (%) of ``test`` against each anchor curve, or why it cannot be computed."""
-    rt, qt = _curve(test)
-    out = {}
-    for name, points in anchors.items():
-        ra, qa = _curve(points)
-        try:
-            out[name] = round(bjontegaard.bd_rate(ra, qa, rt, qt), 2)
-        except bjontegaard.BjontegaardError as e:
-            out[name] = f"n/a: {e}"
-    return out
-
-
 def plot(path: pathlib.Path, title: str, curves: dict[str, list[dict]]) -> None:
     import matplotlib
 
@@ -115,7 +97,7 @@ def plot(path: pathlib.Path, title: str, curves: dict[str, list[dict]]) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for name, points in curves.items():
-        bpp, psnr = _curve(points)
+        bpp, psnr = curve(points)
         style = "-o" if name.startswith(("gauss", "I+P")) else "--."
         ax.plot(bpp, psnr, style, label=name, linewidth=2 if style == "-o" else 1)
     ax.set_xscale("log")
