@@ -99,13 +99,24 @@ def _jax_version() -> str:
     return metadata.version("jax")
 
 
-def wheels(jax_version: str) -> list[str]:
-    """Requirement strings of the plugin directory for ``jax_version``."""
+def wheels(jax_version: str, cuda: int = 12) -> list[str]:
+    """Requirement strings of the plugin directory for ``jax_version`` with CUDA ``cuda`` (12 or 13)."""
+    if cuda == 13:
+        return [
+            f"jax-cuda13-plugin=={jax_version}",
+            f"jax-cuda13-pjrt=={jax_version}",
+            "nvidia-cuda-nvcc>=13,<14",  # ptxas for the register report (the compile needs none)
+        ]
     return [
         f"jax-cuda12-plugin=={jax_version}",
         f"jax-cuda12-pjrt=={jax_version}",
         "nvidia-cuda-nvcc-cu12>=12.8,<13",  # ptxas for the register report (the compile needs none)
     ]
+
+
+# CUDA 12 first (what the checks were written on); CUDA 13 where a jax release has
+# no CUDA 12 plugin (jax 0.12.1 shipped jax-cuda13-plugin only: CI's second leg).
+CUDA_VERSIONS = (12, 13)
 
 
 def plugin_dir(jax_version: str | None = None) -> pathlib.Path:
@@ -128,12 +139,18 @@ def ensure_plugin(install: bool = True) -> pathlib.Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix="staging-", dir=CACHE))
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(staging)]
-    proc = subprocess.run(command + wheels(_jax_version()), capture_output=True, text=True)
-    if proc.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
+    failures = []
+    for cuda in CUDA_VERSIONS:
+        requirements = wheels(_jax_version(), cuda)
+        proc = subprocess.run(command + requirements, capture_output=True, text=True)
+        if proc.returncode == 0:
+            break
         last = (proc.stderr.strip().splitlines() or ["pip failed"])[-1]
-        raise PluginUnavailable(f"pip could not install {' '.join(wheels(_jax_version()))}: {last}")
-    (staging / "COMPLETE").write_text(" ".join(wheels(_jax_version())) + "\n")
+        failures.append(f"pip could not install {' '.join(requirements)}: {last}")
+    else:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PluginUnavailable("; ".join(failures))
+    (staging / "COMPLETE").write_text(" ".join(requirements) + "\n")
     try:
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)

@@ -52,7 +52,10 @@ _STATS = re.compile(
 
 
 def ptxas_path() -> pathlib.Path:
-    return gpu_compile.plugin_dir() / "nvidia" / "cuda_nvcc" / "bin" / "ptxas"
+    """ptxas in the plugin directory: nvidia/cuda_nvcc/ (CUDA 12 wheels) or nvidia/cu13/ (CUDA 13)."""
+    root = gpu_compile.plugin_dir() / "nvidia"
+    found = [root / sub / "bin" / "ptxas" for sub in ("cuda_nvcc", "cu13")]
+    return next((path for path in found if path.exists()), found[0])
 
 
 def ptxas_stats(ptx_file: pathlib.Path, arch: str = "sm_90a") -> dict[str, dict[str, int]]:
