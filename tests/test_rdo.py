@@ -1,6 +1,7 @@
 """Rate-aware fine-tuning (D + lambda R), pruning, and the size / quality targets of v2 files."""
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,7 @@ from codec_helpers import encode_v2, v2_settings
 
 from configs import codec as codec_config
 from gauss2d import gaussians, metrics
-from gauss2d.codec import decode, v2
+from gauss2d.codec import decode, rate, v2
 from gauss2d.codec.v2.state import init_state
 from gauss2d.compress import rdo, targets
 from gauss2d.render import render_clamped
@@ -83,6 +84,37 @@ def test_removal_cost_matches_a_real_removal(scene):
     approx = np.asarray(added)[::12]
     # Clamping and overlaps make it approximate; it must rank and size removals usefully.
     assert np.corrcoef(exact, approx)[0, 1] > 0.8, (exact, approx)
+
+
+def test_removal_bits_charge_the_position_sets_exact_marginal(scene):
+    """A Gaussian's bits = its symbols' Laplace bits + log2 binom(C, N) - log2 binom(C, N - 1)."""
+    image, params = scene
+    settings = v2_settings()
+    quant = init_state(params, settings)
+    trainable = rdo.RdoParams(params, rdo._to_log(quant))
+    alive = jnp.ones((120,), jnp.float32).at[:20].set(0.0)  # 100 live
+    kw = dict(height=H, width=W, settings=settings, backend="xla", capacity=2**14)
+    _, bits = rdo.removal_costs(trainable, alive, jnp.asarray(image), **kw)
+    fq = v2.PLUGIN.fake_quantize(params, quant, H, W, settings, "round")
+    symbols = rate.symbol_bits(fq.symbols["covariance"], alive).sum(-1)
+    symbols = symbols + rate.symbol_bits(fq.symbols["color"], alive).sum(-1)
+    # In float64 (rate.position_bits is float32: its lgamma of ~4e5 cells rounds by ~0.1 bit).
+    cells = (W / settings.position_step) * (H / settings.position_step)
+    log2_binom = lambda n: (
+        (math.lgamma(cells + 1) - math.lgamma(n + 1) - math.lgamma(cells - n + 1)) / math.log(2)
+    )  # noqa: E731
+    np.testing.assert_allclose(np.asarray(bits - symbols), log2_binom(100) - log2_binom(99), rtol=1e-5)
+
+
+def test_finetune_returns_the_best_state_not_the_last(scene):
+    """A learning rate that wrecks the run: the start (step 0) is returned, and it is what decodes."""
+    image, params = scene
+    wrecked = rdo.finetune(image, params, _config(lmbda=0.0, prune_every=10, qat_lr=3.0))
+    assert wrecked.history["psnr"][-1] < wrecked.history["psnr"][0] - 1.0  # the run did get worse
+    assert wrecked.best_step == 0
+    assert wrecked.psnr == pytest.approx(float(wrecked.history["psnr"][0]), abs=1e-3)
+    good = rdo.finetune(image, params, _config(lmbda=0.0, prune_every=10))
+    assert good.best_step > 0 and good.psnr > wrecked.psnr + 5.0
 
 
 def test_target_bpp_lands_in_the_window(scene):

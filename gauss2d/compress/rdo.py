@@ -20,7 +20,9 @@ error of removing Gaussian i, whose render is ``w_i(p) c_i``, is
 ``sum_p (-2 e(p) . w_i(p) c_i + w_i(p)^2 |c_i|^2)`` with ``e`` the current
 error: the first term is ``-c_i . dD/dc_i`` (one gradient), the second
 ``|c_i|^2 * pi * sqrt(det Sigma_i)`` (the integral of ``w_i^2``). Its bits
-are its symbols' bits plus ``log2(cells / N)`` for its position. Pruned
+are its symbols' bits plus what its cell adds to the position set,
+``log2 binom(cells, N) - log2 binom(cells, N - 1) = log2((cells - N + 1) / N)``
+(``rate.position_bits``'s marginal; about ``log2(cells / N)``). Pruned
 Gaussians stay in the arrays with a zero ``alive`` weight (their colour is
 multiplied by it, so they render nothing, and the rate ignores them): the
 shapes, and so the compiled step, never change. ``finetune`` returns the
@@ -190,8 +192,10 @@ def removal_costs(params: RdoParams, alive, target, *, height, width, settings, 
     bits = (
         rate.symbol_bits(chol_q, alive).sum(-1)
         + rate.symbol_bits(color_q, alive).sum(-1)
-        + jnp.log2(cells / n_live)
-        + 1.0 / math.log(2.0)
+        # The set's marginal bits, exactly (rate.position_bits(N) - position_bits(N - 1)). An
+        # earlier version added 1/ln 2 here (Stirling's N log2 N - N / ln 2 without its own
+        # derivative's -1/ln 2), charging each Gaussian 1.44 bits it does not cost.
+        + jnp.log2((cells - n_live + 1.0) / n_live)
     )
     return added, bits
 
@@ -200,9 +204,9 @@ def removal_costs(params: RdoParams, alive, target, *, height, width, settings, 
 class RdoResult:
     params: gaussians.CholeskyParams  # survivors only, continuous (codec.encode quantises them)
     state: V2State
-    psnr: float  # quantised render of the final state, as trained (the last step's)
-    bits: float  # estimated bits of the final state (the last step's)
-    best_step: int  # steps taken
+    psnr: float  # quantised render of the state returned, as trained (the best state's)
+    bits: float  # estimated bits of the state returned
+    best_step: int  # the step of the state returned (the best by the objective; 0: the start)
     pruned: int
     history: dict[str, np.ndarray]  # "step", "loss", "psnr", "bits": one entry per step
     seconds: float
@@ -220,9 +224,12 @@ def finetune(
 
     The engine (``train.run_image``) runs the steps in segments of
     ``codec.prune_every``; between segments ``_prune`` zeroes the ``alive``
-    weight of Gaussians not worth their bits. The result is the final state
-    (the engine keeps the last good one if a step goes non-finite). ``on_chunk``
-    sees the stage's total steps and ETA (``retrain.stage_progress``).
+    weight of Gaussians not worth their bits. The result is the *best* state
+    by the objective, evaluated exactly (one extra forward pass) at the start
+    and at the end of every segment, not the last one: a rate weight or a
+    learning rate that makes the run worse late cannot cost the file
+    (``best_step`` says which). ``on_chunk`` sees the stage's total steps and
+    ETA (``retrain.stage_progress``).
     """
     settings = v2_settings(run)
     c = run.codec
@@ -257,32 +264,71 @@ def finetune(
     log_every = math.gcd(log_every, rounds)
     on_chunk = retrain.stage_progress(on_chunk, steps)
     histories, stopped, done = [], None, 0
+    best = _Best.of(goal, state, target, capacity)
     while done < steps and stopped is None:
         end = min(done + rounds, steps)
         out = train.run_image(goal, state, target, capacity, end, log_every, on_chunk)
         state, capacity, stopped = out.state, out.capacity, out.stopped[0]
         histories.append(out.histories[0])
         done = int(state.step)
+        best = min(best, _Best.of(goal, state, target, capacity), key=lambda b: b.loss)
         if done < steps and stopped is None and rounds < steps:
             state = _prune(
                 state, target, height, width, settings, backend, capacity, lmbda, pixels, prune_fraction
             )
-    alive = np.asarray(state.extra.alive) > 0
+    alive = best.alive > 0
     keep = np.flatnonzero(alive) if alive.any() else np.arange(1)
-    final = jax.device_get(state.params)
-    survivors = gaussians.CholeskyParams(*(jnp.asarray(np.asarray(a)[keep]) for a in final.gaussians))
-    history = _history(histories)
+    survivors = gaussians.CholeskyParams(*(jnp.asarray(np.asarray(a)[keep]) for a in best.params.gaussians))
     return RdoResult(
         survivors,
-        _from_log(jax.tree_util.tree_map(jnp.asarray, final.quant)),
-        float(history["psnr"][-1]) if history["psnr"].size else float("nan"),
-        float(history["bits"][-1]) if history["bits"].size else float("nan"),
-        done,
+        _from_log(jax.tree_util.tree_map(jnp.asarray, best.params.quant)),
+        best.psnr,
+        best.bits,
+        best.step,
         int(n - keep.size),
-        history,
+        _history(histories),
         time.perf_counter() - start,
         stopped,
     )
+
+
+class _Best(NamedTuple):
+    """A state of the run and its exact objective (host copies: a few arrays of N rows)."""
+
+    loss: float
+    psnr: float
+    bits: float
+    step: int
+    params: RdoParams
+    alive: np.ndarray
+
+    @staticmethod
+    def of(goal: train.Objective, state: train.TrainState, target, capacity: int) -> _Best:
+        loss, aux = _evaluate(goal, capacity)(state.params, state.extra, target, None)
+        loss = float(loss)
+        psnr = float(10.0 * np.log10(1.0 / max(float(aux.mse), 1e-20)))
+        return _Best(
+            loss if np.isfinite(loss) else float("inf"),
+            psnr,
+            float(aux.metrics["bits"]),
+            int(state.step),
+            jax.device_get(state.params),
+            np.asarray(state.extra.alive),
+        )
+
+
+_EVALUATORS: dict[tuple, Callable] = {}
+
+
+def _evaluate(goal: train.Objective, capacity: int):
+    """The jitted loss, cached as the engine caches its chunks: by the objective's key (every
+    setting the loss reads) and the static capacity, so each image of a study reuses it."""
+    key = (goal.name, goal.key, capacity)
+    if key not in _EVALUATORS:
+        if len(_EVALUATORS) >= 16:
+            _EVALUATORS.pop(next(iter(_EVALUATORS)))
+        _EVALUATORS[key] = jax.jit(goal.loss(capacity))
+    return _EVALUATORS[key]
 
 
 def _history(parts: list[dict]) -> dict[str, np.ndarray]:
