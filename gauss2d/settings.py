@@ -152,7 +152,8 @@ class CodecSettings:
     # k in [-4, 4], keeping what minimises MSE + lmbda * bpp of the real file.
     step_search: bool = True
     # Which channel groups the step search scales, in order (compress/targets.py
-    # SEARCH_GROUPS), and the position grids (px) it tries after them.
+    # SEARCH_GROUPS), and the position grids (px) it tries after them: only when the
+    # fine-tuning did not run (codec.qat_steps = 0), as tuned means belong to their grid.
     search_groups: str = "color,chol"
     search_position_steps: tuple[float, ...] = (0.0625, 0.25)
 

@@ -224,3 +224,29 @@ def test_progress_shows_the_stage_total_across_pruning_segments(scene):
     assert all(i["iterations"] == 40 for i in infos)  # not 10, 20, 30, 40 (each segment's end)
     for i in infos:
         assert i["eta_seconds"] == pytest.approx((40 - i["step"]) / i["steps_per_second"])
+
+
+def test_rate_header_bytes_count_the_v2_headers_struct():
+    """rate.HEADER_BYTES is the container's ~17 bytes plus v2's header struct (docs said 68)."""
+    from gauss2d.codec.v2.header import HEADER
+
+    assert rate.HEADER_BYTES == 17 + HEADER.size
+
+
+def test_step_search_keeps_the_fine_tuned_grid(scene):
+    """After fine-tuning at codec.position_step, the step search tries no other position grid."""
+    from gauss2d import compress
+
+    image, params = scene
+    settings = _config(lmbda=0.5, prune_every=0)
+    grid = settings.codec.position_step
+    settings = settings.replace(
+        codec=dataclasses.replace(settings.codec, step_search=True, search_position_steps=(grid * 8,))
+    )
+    untuned = settings.replace(codec=dataclasses.replace(settings.codec, qat_steps=0))
+    plain = compress.compress_image(image, untuned, jax.random.key(0), params=params)
+    assert plain.summary["step_search"]["position_step"] == grid * 8  # at this rate weight it pays
+    tuned = compress.compress_image(image, settings, jax.random.key(0), params=params)
+    assert tuned.summary["qat_best_step"] > 0
+    assert tuned.summary["step_search"]["position_step"] == grid
+    assert decode(tuned.data).params.xy.shape[0] > 0

@@ -36,10 +36,11 @@ sg = jax.lax.stop_gradient
 # The encoder's scale grid (streams.fit_laplace): mad * 2^(k/4), k in [-24, 12].
 _SCALE_FACTORS = 2.0 ** (np.arange(-24, 13) / 4.0)
 # Bytes a v2 file spends outside the streams' symbols: container (magic,
-# version, 4 length varints (~2 bytes each), CRC) ~17 and header 68; each
+# version, 4 length varints (~2 bytes each), CRC) ~17 and the header's 64
+# (v2/header.py's struct; earlier docs said 68); each
 # attribute section a flag byte and, per channel stream, its length varint,
 # kind, lo, size and Laplace parameters (~13 bytes).
-HEADER_BYTES = 17 + 68
+HEADER_BYTES = 17 + 64
 SECTION_BYTES = 1 + 3 * 13
 
 

@@ -302,6 +302,12 @@ def _compress_v2(target, params, settings: Settings, summary, on_chunk) -> Compr
     t0 = time.perf_counter()
     state = result.state
     if settings.codec.step_search and lmbda > 0:
+        options = search_options(settings)
+        if result.best_step > 0:
+            # The Gaussians were fine-tuned on codec.position_step's grid (their means sit
+            # where that grid's rounding put them to work): another grid re-rounds every
+            # mean after the fact. Only an untuned state may switch grids.
+            options["position_steps"] = ()
         state, found = targets.rd_search(
             result.params,
             height,
@@ -311,7 +317,7 @@ def _compress_v2(target, params, settings: Settings, summary, on_chunk) -> Compr
             lmbda,
             target,
             lambda p, h, w: render_clamped(p, h, w, backend=backend),
-            **search_options(settings),
+            **options,
         )
         quantizers = dataclasses.replace(quantizers, position_step=found["position_step"])
         summary["step_search"] = found
