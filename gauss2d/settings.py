@@ -32,6 +32,9 @@ class DataSettings:
     dir: str = ""  # folder of images; "" fits the built-in sample
     downscale: int = 1  # integer box-filter downscale before fitting (smoke runs)
     limit: int = 0  # fit at most this many images of data.dir; 0 = all
+    # leave out the first `skip` images of data.dir (sorted) before `limit`: a held-out
+    # set, e.g. kodim05-24 with skip=4 (configs/rd_kodak.py:cpu_heldout).
+    skip: int = 0
     # SVG inputs (docs/svg.md): the frame's longer side in px (0: the SVG's own size), and k,
     # the target's grid per frame pixel: the Gaussians are fitted against the drawing
     # rasterised k x finer (in that k x frame), so they keep edges sharper than a pixel: 4
@@ -174,6 +177,9 @@ class RDSettings:
     # (gauss2d/rd/published.py); they are for full-size Kodak only.
     published: str = "gaussianimage,jpeg,webp,jpeg2000,bpg444,c3,coin,vtm,av1,coolchic"
     max_bpp: float = 2.0  # x-axis limit of the plots; 0 = fit everything
+    # The images the study's settings (lmbda per point, steps, learning rates) were chosen
+    # on: BD-rates are reported for them and for the held-out rest separately (rd/study.py).
+    tuning_images: tuple[str, ...] = ("kodim01", "kodim02", "kodim03", "kodim04")
 
 
 @dataclasses.dataclass(frozen=True)

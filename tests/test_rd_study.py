@@ -88,3 +88,52 @@ def test_bd_summary_reports_curves_it_cannot_compare():
 def test_bd_summary_without_the_test_curve_is_empty():
     assert study.bd_summary(study.mean_curves([row("a", "jpeg", 1, 0.1, 20.0)]), "gauss2d") == {}
     assert math.isclose(study._mean([1.0, 2.0, 3.0]), 2.0)
+
+
+def _shifted_curves(image, shift_db, anchor_shift_db=0.0):
+    """gauss2d and jpeg on one image: gauss2d is jpeg's curve raised by shift_db."""
+    out = []
+    for k, bpp in enumerate((0.25, 0.5, 1.0, 2.0)):
+        base = 24.0 + 4.0 * math.log2(bpp / 0.25) + anchor_shift_db
+        out.append(row(image, "jpeg", k, bpp, base))
+        out.append(row(image, "gauss2d", k, bpp, base + shift_db))
+    return out
+
+
+def test_per_image_bd_compares_each_image_with_itself():
+    rows = _shifted_curves("kodim01", 1.0) + _shifted_curves("kodim05", -1.0, anchor_shift_db=6.0)
+    per = study.per_image_bd(rows)
+    assert per["kodim01"]["psnr"]["jpeg"]["bd_rate"] < 0 < per["kodim05"]["psnr"]["jpeg"]["bd_rate"]
+    # 4 dB per doubling of rate: 1 dB is a factor 2^(1/4) in rate.
+    assert per["kodim01"]["psnr"]["jpeg"]["bd_rate"] == pytest.approx(100 * (2 ** (-1 / 4) - 1), abs=0.5)
+    assert per["kodim05"]["psnr"]["jpeg"]["bd_quality"] == pytest.approx(-1.0, abs=0.05)
+
+
+def test_group_bd_keeps_tuning_and_held_out_apart():
+    rows = (
+        _shifted_curves("kodim01", 1.0)
+        + _shifted_curves("kodim02", 1.0, anchor_shift_db=2.0)
+        + _shifted_curves("kodim05", -1.0)
+        + _shifted_curves("kodim06", -2.0, anchor_shift_db=3.0)
+    )
+    groups = study.split_groups(
+        ["kodim01", "kodim02", "kodim05", "kodim06"], ("kodim01", "kodim02", "kodim03")
+    )
+    assert groups == {"tuning": ["kodim01", "kodim02"], "held_out": ["kodim05", "kodim06"]}
+    out = study.group_bd(rows, groups)
+    tuned, held = out["tuning"]["per_image"]["psnr"]["jpeg"], out["held_out"]["per_image"]["psnr"]["jpeg"]
+    assert tuned["images"] == held["images"] == 2 and tuned["failed"] == held["failed"] == 0
+    assert tuned["mean"] < 0 < held["mean"]
+    gain = lambda db: 100 * (2 ** (-db / 4) - 1)  # noqa: E731
+    assert held["mean"] == pytest.approx((gain(-1.0) + gain(-2.0)) / 2, abs=0.5)
+    assert held["median"] == pytest.approx(held["mean"])
+    assert out["held_out"]["mean_curve"]["psnr"]["jpeg"]["bd_rate"] > 0
+    assert out["held_out"]["images"] == ["kodim05", "kodim06"]
+
+
+def test_group_bd_leaves_out_empty_groups_and_counts_failures():
+    rows = _shifted_curves("a", 0.5) + [row("b", "gauss2d", 0, 0.3, 25.0), row("b", "jpeg", 0, 0.3, 24.0)]
+    out = study.group_bd(rows, {"x": ["a", "b"], "empty": ["zzz"]})
+    assert set(out) == {"x"}
+    entry = out["x"]["per_image"]["psnr"]["jpeg"]
+    assert entry["images"] == 1 and entry["failed"] == 1  # b has one point: no curve to compare

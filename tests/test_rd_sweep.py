@@ -95,6 +95,11 @@ def test_summary_has_mean_curves_bd_rates_and_plots(study):
     for name in ("rd_psnr.png", "rd_msssim.png"):
         assert (workdir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary["bd"] == stored["bd"]
+    # Neither crop is a tuning image: both are held out, and the table says so.
+    assert set(stored["bd_groups"]) == {"held_out"}
+    assert stored["bd_groups"]["held_out"]["images"] == ["left", "right"]
+    assert set(stored["bd_groups"]["held_out"]["per_image"]["psnr"]) == {"gaussianimage_mode", "jpeg", "webp"}
+    assert "held_out (2: left, right)" in sweep.format_bd(stored)
 
 
 def test_rerun_resumes_without_refitting(study, image_dir, capsys):

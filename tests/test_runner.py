@@ -64,6 +64,14 @@ def test_image_paths_follow_data_dir_and_limit(tmp_path):
     settings = Settings(data=DataSettings(dir=str(tmp_path), limit=2))
     assert [p.name for p in inputs.image_paths(settings)] == ["a.png", "b.png"]
     assert inputs.load_target(tmp_path / "a.png", settings).shape == (8, 8, 3)
+    held_out = Settings(data=DataSettings(dir=str(tmp_path), skip=1))
+    assert [p.name for p in inputs.image_paths(held_out)] == ["b.png", "c.png"]
+    both = Settings(data=DataSettings(dir=str(tmp_path), skip=1, limit=1))
+    assert [p.name for p in inputs.image_paths(both)] == ["b.png"]
+    with pytest.raises(Gauss2dError, match="data.skip=3 leaves none of the 3 images"):
+        inputs.image_paths(Settings(data=DataSettings(dir=str(tmp_path), skip=3)))
+    with pytest.raises(Gauss2dError, match="data.skip=-1"):
+        inputs.image_paths(Settings(data=DataSettings(dir=str(tmp_path), skip=-1)))
 
 
 def test_resume_settings_are_plain_and_name_what_a_resume_compares():

@@ -7,6 +7,12 @@ number of Gaussians for gauss2d, the codec's quality knob otherwise;
 ``ms_ssim`` is None for images too small for it). Mean curves average bpp,
 PSNR and MS-SSIM over the images at each point, as the GaussianImage paper
 and most codec papers do for Kodak; BD-rates compare those mean curves.
+
+Settings are chosen on some images (``rd.tuning_images``, kodim01-04) and
+must be judged on others: ``group_bd`` reports, for the tuning images and
+for the held-out rest separately, both the BD-rate of the group's mean
+curve and the mean / median of the per-image BD-rates (``per_image_bd``:
+each image's own curve against each anchor's curve on the same image).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -136,3 +143,68 @@ def bd_summary(
                 table[f"published:{method}"] = compare(anchor, ours)
         out[quality] = table
     return out
+
+
+def per_image_bd(rows: Sequence[Mapping[str, Any]], test: str = "gauss2d") -> dict[str, dict[str, dict]]:
+    """Per image, ``test``'s curve on that image against every other method's on it.
+
+    Returns:
+      image -> quality -> anchor method -> ``compare``'s dict (an image whose
+      curves cannot be compared gets ``{"error": ...}`` for that anchor).
+    """
+    out: dict[str, dict[str, dict]] = {}
+    for image in sorted({r["image"] for r in rows}):
+        curves = mean_curves([r for r in rows if r["image"] == image])
+        out[image] = bd_summary(curves, test)
+    return out
+
+
+def group_bd(
+    rows: Sequence[Mapping[str, Any]], groups: Mapping[str, Sequence[str]], test: str = "gauss2d"
+) -> dict[str, dict[str, Any]]:
+    """BD-rates of ``test`` on each group of images (e.g. tuning / held out), two ways.
+
+    Args:
+      rows: the study's rows.
+      groups: group name -> image names; images not in ``rows`` are ignored,
+        and a group with none of its images is left out.
+      test: the method judged.
+
+    Returns:
+      group -> {"images": [...], "mean_curve": ``bd_summary`` of the group's
+      mean curves, "per_image": quality -> anchor -> {"mean", "median",
+      "images" (compared), "failed" (not comparable)} of the per-image BD-rates}.
+    """
+    per_image = per_image_bd(rows, test)
+    out: dict[str, dict[str, Any]] = {}
+    for name, members in groups.items():
+        images = sorted(set(members) & set(per_image))
+        if not images:
+            continue
+        stats: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        anchors = {(q, a) for i in images for q, table in per_image[i].items() for a in table}
+        for quality, anchor in sorted(anchors):
+            entries = [per_image[i].get(quality, {}).get(anchor, {}) for i in images]
+            rates = [e["bd_rate"] for e in entries if "bd_rate" in e]
+            stats[quality][anchor] = {
+                "mean": _mean(rates) if rates else None,
+                "median": statistics.median(rates) if rates else None,
+                "images": len(rates),
+                "failed": len(entries) - len(rates),
+            }
+        group_rows = [r for r in rows if r["image"] in images]
+        out[name] = {
+            "images": images,
+            "mean_curve": bd_summary(mean_curves(group_rows), test),
+            "per_image": dict(stats),
+        }
+    return out
+
+
+def split_groups(images: Sequence[str], tuning: Sequence[str]) -> dict[str, list[str]]:
+    """{"tuning": the images settings were chosen on, "held_out": the rest} of ``images``."""
+    chosen = set(tuning)
+    return {
+        "tuning": sorted(i for i in images if i in chosen),
+        "held_out": sorted(i for i in images if i not in chosen),
+    }

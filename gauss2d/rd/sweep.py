@@ -239,6 +239,8 @@ def summarize(settings: Settings, rows: list[dict[str, Any]], workdir: pathlib.P
         "points": [point_name(*p) for p in operating_points(settings)],
         "curves": curves,
         "bd": study.bd_summary(curves, "gauss2d", refs),
+        # Tuning images and held-out images apart (rd.tuning_images): only the second judges.
+        "bd_groups": study.group_bd(rows, study.split_groups(images, settings.rd.tuning_images)),
         "bd_note": (
             "BD-rate (%) of gauss2d's mean curve against each anchor (negative: gauss2d needs fewer "
             "bits at equal quality), Bjontegaard with PCHIP over the overlapping range; "
@@ -262,17 +264,29 @@ def summarize(settings: Settings, rows: list[dict[str, Any]], workdir: pathlib.P
 
 
 def format_bd(summary: Mapping[str, Any]) -> str:
-    """The BD-rate table as text lines: anchor, BD-rate PSNR, BD-rate MS-SSIM."""
-    bd = summary["bd"]
-    anchors = sorted({a for table in bd.values() for a in table})
-    lines = ["anchor                     BD-rate (PSNR)   BD-rate (MS-SSIM)"]
-    for anchor in anchors:
-        cells = []
-        for quality in study.QUALITIES:
-            entry = bd.get(quality, {}).get(anchor)
-            cells.append("n/a" if entry is None or "bd_rate" not in entry else f"{entry['bd_rate']:+.1f}%")
-        lines.append(f"{anchor:<26} {cells[0]:>14} {cells[1]:>19}")
+    """The BD-rate tables as text lines: all images, then each group (tuning / held out)."""
+    lines = [f"all {len(summary['images'])} images (mean curves):", *_bd_lines(summary["bd"])]
+    for group, entry in summary.get("bd_groups", {}).items():
+        images = entry["images"]
+        lines.append(f"{group} ({len(images)}: {', '.join(images)}), mean curve | per-image mean:")
+        lines += _bd_lines(entry["mean_curve"], entry["per_image"])
     return "\n".join(lines)
+
+
+def _bd_lines(bd: Mapping[str, Any], per_image: Mapping[str, Any] | None = None) -> list[str]:
+    def cell(quality: str, anchor: str) -> str:
+        entry = bd.get(quality, {}).get(anchor)
+        text = "n/a" if entry is None or "bd_rate" not in entry else f"{entry['bd_rate']:+.1f}%"
+        if per_image is not None:
+            mean = per_image.get(quality, {}).get(anchor, {}).get("mean")
+            text += " | " + ("n/a" if mean is None else f"{mean:+.1f}%")
+        return text
+
+    anchors = sorted({a for table in bd.values() for a in table})
+    lines = ["  anchor                     BD-rate (PSNR)        BD-rate (MS-SSIM)"]
+    for anchor in anchors:
+        lines.append(f"  {anchor:<26} {cell('psnr', anchor):>18} {cell('ms_ssim', anchor):>22}")
+    return lines
 
 
 def run_sweep(

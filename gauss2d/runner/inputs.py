@@ -33,10 +33,22 @@ RESUME_KEYS = ("seed", "model", "data.downscale", "loss", "render.backend")
 
 
 def image_paths(settings: Settings) -> list[pathlib.Path]:
-    """The images to fit: data.dir (sorted, at most data.limit) or the sample."""
+    """The images to fit: data.dir (sorted, the first data.skip left out, at most data.limit) or the sample.
+
+    Raises:
+      Gauss2dError: a negative data.skip or data.limit, or a skip that leaves no image.
+    """
     directory = settings.data.dir
+    skip, limit = settings.data.skip, settings.data.limit
+    if skip < 0 or limit < 0:
+        raise Gauss2dError(f"config data.skip={skip}, data.limit={limit}: expected >= 0")
     paths = data.list_images(directory) if directory else [data.sample_image_path()]
-    limit = settings.data.limit
+    if skip and directory:
+        if skip >= len(paths):
+            raise Gauss2dError(
+                f"config data.skip={skip} leaves none of the {len(paths)} images in '{directory}'"
+            )
+        paths = paths[skip:]
     return paths[:limit] if limit > 0 else paths
 
 
