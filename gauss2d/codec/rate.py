@@ -11,6 +11,16 @@ computes the Laplace code length of the same integers in JAX:
 with ``mu`` and ``b`` chosen as the encoder chooses them (the median, and
 the scale of the same grid with the fewest bits), held constant for the
 gradient (``stop_gradient``), as a coder would re-fit them after the step.
+The encoder codes a stream under whichever of its two families is smaller,
+the Laplace or a stored histogram (``streams.encode_stream``; on fitted
+Gaussians most covariance streams take the histogram), so ``symbol_bits``
+estimates both per channel and charges the one the coder would pick
+(``family_bits``): the histogram's bits are the empirical code length
+``-log2(count(q) / N)`` plus its model's cost (``histogram_model_bits``),
+with a gradient from the neighbouring bins' code lengths (central
+differences of a smoothed histogram), so the rate still pulls each index
+towards the cheap ones.
+
 The indices come from ``v2.fake.fake_quantize``: integer-valued in the
 forward pass, straight-through in the backward pass (the STE proxy of C3
 and Cool-chic's late training), so the gradient of the rate reaches the
@@ -39,9 +49,9 @@ _SCALE_FACTORS = 2.0 ** (np.arange(-24, 13) / 4.0)
 # version, 4 length varints (~2 bytes each), CRC) ~17 and the header's 64
 # (v2/header.py's struct; earlier docs said 68); each
 # attribute section a flag byte and, per channel stream, its length varint,
-# kind, lo, size and Laplace parameters (~13 bytes).
+# kind, lo and size (~5 bytes; the model itself is in ``symbol_bits``).
 HEADER_BYTES = 17 + 64
-SECTION_BYTES = 1 + 3 * 13
+SECTION_BYTES = 1 + 3 * 5
 
 
 def _laplace_cdf(z):
@@ -67,16 +77,84 @@ def channel_model(q: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def symbol_bits(q: jax.Array, weights: jax.Array | None = None) -> jax.Array:
-    """Bits of each symbol ``q: [N, C]`` under the encoder's per-channel Laplace -> [N, C].
+    """Bits of each symbol ``q: [N, C]`` under the family the coder picks per channel -> [N, C].
 
     ``weights`` ([N], 0 or 1) leaves rows out of the model fit (pruned or
     padded Gaussians); their bits are still returned (mask them yourself).
+    Each channel's model cost (Laplace parameters or histogram) is spread
+    evenly over its live symbols, so ``sum(weights * bits)`` is the
+    channel's estimated stream body, model included.
     """
+    return family_bits(q, weights)[0]
+
+
+def laplace_symbol_bits(q: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+    """Bits of each symbol ``q: [N, C]`` under the encoder's per-channel Laplace -> [N, C]."""
     if weights is None:
         mu, scale = channel_model(q)
     else:  # the median and mean absolute deviation over the live rows only
         mu, scale = _weighted_model(q, weights)
     return laplace_bits(q, sg(mu), sg(scale))
+
+
+# A stored Laplace costs its two float32 parameters; a histogram its counts (below).
+LAPLACE_MODEL_BITS = 64.0
+_BINS = 2 * streams.MAX_ALPHABET // 2 + 1  # signed indices |q| <= 2^15 - 1, offset to >= 0
+_OFFSET = streams.MAX_ALPHABET // 2 - 1
+
+
+def family_bits(q: jax.Array, weights: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """(bits [N, C] of each symbol, [C] True where the histogram is the smaller family).
+
+    Per channel, the Laplace's code length plus ``LAPLACE_MODEL_BITS`` against
+    the histogram's empirical code length plus ``histogram_model_bits``; the
+    choice is held constant for the gradient, as the coder re-chooses after
+    every step.
+    """
+    w = jnp.ones(q.shape[:1], q.dtype) if weights is None else sg(weights).astype(q.dtype)
+    live = jnp.maximum(w.sum(), 1.0)
+    lap = laplace_symbol_bits(q, weights)
+    hist, model = _histogram_bits(q, w)
+    lap_total = (w[:, None] * lap).sum(0) + LAPLACE_MODEL_BITS
+    hist_total = (w[:, None] * sg(hist)).sum(0) + model
+    use_hist = sg(hist_total < sg(lap_total))
+    bits = jnp.where(use_hist[None, :], hist + model[None, :] / live, lap + LAPLACE_MODEL_BITS / live)
+    return bits, use_hist
+
+
+def _histogram_bits(q: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per symbol ``-log2(count / N)`` with a neighbour-difference gradient, and [C] model bits."""
+    qs = sg(q)
+    idx = jnp.clip(jnp.round(qs).astype(jnp.int32) + _OFFSET, 1, _BINS - 2)  # [N, C]
+    cols = jnp.broadcast_to(jnp.arange(q.shape[1]), idx.shape)
+    counts = jnp.zeros((q.shape[1], _BINS), q.dtype).at[cols, idx].add(w[:, None])  # [C, BINS]
+    live = jnp.maximum(w.sum(), 1.0)
+    code = -jnp.log2(jnp.maximum(counts, 1e-12) / live)  # bins that occur only are ever read
+    # The slope of the code length at each symbol, from a histogram smoothed by half a
+    # count per bin: a finite pull towards the neighbour that is more frequent.
+    smooth = -jnp.log2((counts + 0.5) / (live + 0.5 * _BINS))
+    slope = 0.5 * (smooth[cols, idx + 1] - smooth[cols, idx - 1])
+    bits = code[cols, idx] + (q - qs) * sg(slope)
+    live_idx = w[:, None] > 0
+    lo = jnp.where(live_idx, idx, _BINS).min(0)
+    hi = jnp.where(live_idx, idx, -1).max(0)
+    return bits, histogram_model_bits(counts, lo, hi)
+
+
+def histogram_model_bits(counts: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Array:
+    """[C] bits of the stored histograms ``counts: [C, BINS]`` (``entropy``): exp-Golomb per bin.
+
+    Over the alphabet the stream spans (its smallest to its largest live
+    symbol, bins ``lo .. hi``: [C]),
+    each bin's count at the best k of 0..8, plus 4 bits for k; the coder may
+    also round counts down by a shift, which this upper bound leaves out.
+    """
+    bins = jnp.arange(counts.shape[1])
+    inside = (bins[None, :] >= lo[:, None]) & (bins[None, :] <= hi[:, None])
+    ks = jnp.arange(9, dtype=counts.dtype)
+    length = 2.0 * jnp.floor(jnp.log2(counts[None] + 2.0 ** ks[:, None, None])) + 1.0 - ks[:, None, None]
+    per_k = jnp.where(inside[None], length, 0.0).sum(-1)  # [K, C]
+    return 4.0 + sg(per_k.min(0))
 
 
 def _weighted_model(q, w):

@@ -59,8 +59,10 @@ def rate_bits(
     """Estimated bits of the file by section (no prediction), differentiable in the indices.
 
     ``weights`` ([N], 0 or 1: pruned Gaussians are 0) leaves rows out of the
-    models and the sums; None counts every row. "header" is the container,
-    header and per-stream overhead (``rate.HEADER_BYTES``, ``SECTION_BYTES``).
+    models and the sums; None counts every row. "header" is the container
+    and header (``rate.HEADER_BYTES``); each attribute section includes its
+    own framing (``rate.SECTION_BYTES``) and models, as ``bits_by_attribute``
+    counts a file.
     """
     chol_q, color_q = fq.symbols["covariance"], fq.symbols["color"]
     if weights is None:
@@ -71,11 +73,14 @@ def rate_bits(
         n = weights.sum()
         cov = (rate.symbol_bits(chol_q, weights) * weights[:, None]).sum()
         col = (rate.symbol_bits(color_q, weights) * weights[:, None]).sum()
+    section = (
+        8.0 * rate.SECTION_BYTES
+    )  # each section's flag byte and stream prefixes, as the file counts them
     out = {
         "positions": rate.position_bits(n, height, width, settings.position_step),
-        "covariance": cov,
-        "color": col,
-        "header": jnp.asarray(8.0 * (rate.HEADER_BYTES + 2 * rate.SECTION_BYTES)),
+        "covariance": cov + section,
+        "color": col + section,
+        "header": jnp.asarray(8.0 * rate.HEADER_BYTES),
     }
     out["total"] = sum(out.values())
     return out
