@@ -77,7 +77,8 @@ def rate_bits(
         8.0 * rate.SECTION_BYTES
     )  # each section's flag byte and stream prefixes, as the file counts them
     out = {
-        "positions": rate.position_bits(n, height, width, settings.position_step),
+        "positions": rate.position_bits(n, height, width, settings.position_step)
+        + rate.position_model_bits(n, height, width, settings.position_step),
         "covariance": cov + section,
         "color": col + section,
         "header": jnp.asarray(8.0 * rate.HEADER_BYTES),
