@@ -60,8 +60,16 @@ def decoded_4x(data: bytes, out_hw: tuple[int, int]) -> np.ndarray:
     return np.clip(np.asarray(image), 0.0, 1.0)
 
 
-def _candidates(result, target: np.ndarray, settings: Settings, budget: int) -> list[tuple[str, bytes]]:
-    """(how, file) for each file of at most ``budget`` bytes from one rate-aware result."""
+def _candidates(result, target: np.ndarray, settings: Settings, budget: int, point: dict) -> list:
+    """(how, file) for each file of at most ``budget`` bytes from one rate-aware result.
+
+    ``to_bpp``'s failure is recorded in ``point`` (``to_bpp_error``): a
+    ``QualityError`` when nothing lands in [0.9, 1] x budget, or a
+    ``ValueError`` from the encoder when its bisection tries steps so fine
+    that a channel needs more than 65536 symbols (seen here when the
+    rate-aware file is under the budget and it searches finer steps; the
+    rate-aware file is then a candidate anyway).
+    """
     out = [("rate-aware", result.data)] if len(result.data) <= budget else []
     height, width = target.shape[:2]
     try:
@@ -70,8 +78,8 @@ def _candidates(result, target: np.ndarray, settings: Settings, budget: int) -> 
             8.0 * budget / (height * width),
         )  # fmt: skip
         out.append((f"to_bpp (steps x {trial.scale:.3g})", trial.data))
-    except targets.QualityError:  # nothing in [0.9, 1] x budget: the rate-aware file is all there is
-        pass
+    except (targets.QualityError, ValueError) as e:
+        point["to_bpp_error"] = f"{type(e).__name__}: {e}"
     return out
 
 
@@ -103,10 +111,14 @@ def measure(path, reference: np.ndarray, score: Callable[[np.ndarray], dict], bu
             points.append({"num_points": n, "error": str(e)})
             continue
         own = score(decoded_4x(result.data, reference.shape[:2]))
-        points.append(
-            {"num_points": n, "bytes": len(result.data), "seconds": time.perf_counter() - start, "4x": own}
-        )
-        for how, data in _candidates(result, target, settings, budget):
+        point = {
+            "num_points": n,
+            "bytes": len(result.data),
+            "seconds": time.perf_counter() - start,
+            "4x": own,
+        }
+        points.append(point)
+        for how, data in _candidates(result, target, settings, budget, point):
             scores = own if data is result.data else score(decoded_4x(data, reference.shape[:2]))
             if best is None or scores["psnr"] > best["4x"]["psnr"]:
                 best = _described(how, n, data, scores)
