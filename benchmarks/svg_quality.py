@@ -272,7 +272,7 @@ def main() -> None:
     parser.add_argument("--codec_variant", default="super4", help="the variant whose fit is encoded")
     # Does an initialisation that follows the drawing's edges pay? "content" draws
     # init_gradient_fraction of the means by the target's gradient magnitude (its edge map).
-    parser.add_argument("--init", default="content", help="model.init: random, content, superpixel")
+    parser.add_argument("--init", default="content", help="model.init: random, content, edges, superpixel")
     parser.add_argument("--init_gradient_fraction", type=float, default=None, help="default: the config's")
     parser.add_argument("--size_goal", action="store_true", help="measure the size target, no variants")
     parser.add_argument("--goal_points", default="24,48", help="--size_goal: counts of Gaussians tried")
