@@ -2,6 +2,7 @@
 
     python -m benchmarks.svg_quality --json=runs/svg_quality.json --strip=docs/figures/svg_strip.png
     python -m benchmarks.svg_quality --quick           # seconds: two files, a few steps (tests)
+    python -m benchmarks.svg_quality --size_goal --json=runs/svg_size_goal.json  # the size target
 
 Per shipped SVG (gauss2d/assets/svg, fitted at its own size, "1x") and per
 target variant:
@@ -26,6 +27,11 @@ pixel whose luminance differs from a 4-neighbour's by more than
 < 1/100 per output pixel at 2x); the rest is "flat PSNR". Also the
 ``.g2d`` bytes (codec v2, ``--qat_steps`` of rate-aware fine-tuning)
 against the SVG's own bytes, raw and gzipped (level 9), and fit seconds.
+
+``--size_goal`` fits no variant; it measures issue 25's size target
+instead (benchmarks/svg_size_goal.py): per file, the best 4x PSNR of a
+``.g2d`` no larger than the gzipped SVG, over ``--goal_points`` counts of
+Gaussians, against bicubic and Lanczos, with its bits by attribute.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import jax
 import numpy as np
 from PIL import Image
 
+from benchmarks import svg_size_goal
 from configs import codec as codec_config
 from configs import default
 from gauss2d import compress, metrics
@@ -152,6 +159,9 @@ def measure_file(path: pathlib.Path, args) -> dict:
         row[name] = {
             f"{s}x": scores(upscale(one_x, s, method), references[s], bands[s]) for s in SCALES if s > 1
         }
+    if args.size_goal:
+        score = lambda image: scores(image, references[4], bands[4])  # noqa: E731
+        row["size_goal"] = svg_size_goal.measure(path, references[4], score, row["svg_gzip_bytes"], args)
     renders = {}
     for variant in args.variants:
         supersample, samples = VARIANTS[variant]
@@ -240,8 +250,16 @@ def print_tables_from(path: pathlib.Path) -> None:
     saved = json.loads(path.read_text())
     rows = json.loads(json.dumps(saved["rows"]), parse_constant=lambda _: MAX_PSNR)  # Infinity -> cap
     variants = saved["args"]["variants"]
-    print("Mean over files:\n" + mean_table(rows, variants))
-    print(f"\nPer file at 4x ({saved['best']}):\n" + file_table(rows, saved["best"]))
+    print_tables(rows, variants, saved["best"])
+
+
+def print_tables(rows: list[dict], variants: list[str], best: str | None) -> None:
+    """The variants' tables (when any were fitted) and the size goal's (when measured)."""
+    if variants:
+        print("\nMean over files:\n" + mean_table(rows, variants))
+        print(f"\nPer file at 4x (best variant by mean 4x PSNR: {best}):\n" + file_table(rows, best))
+    if rows and "size_goal" in rows[0]:
+        print("\nBest 4x PSNR at a .g2d <= the gzipped SVG:\n" + svg_size_goal.goal_table(rows))
 
 
 def main() -> None:
@@ -254,8 +272,11 @@ def main() -> None:
     parser.add_argument("--codec_variant", default="super4", help="the variant whose fit is encoded")
     # Does an initialisation that follows the drawing's edges pay? "content" draws
     # init_gradient_fraction of the means by the target's gradient magnitude (its edge map).
-    parser.add_argument("--init", default="content", help="model.init: random, content, superpixel")
+    parser.add_argument("--init", default="content", help="model.init: random, content, edges, superpixel")
     parser.add_argument("--init_gradient_fraction", type=float, default=None, help="default: the config's")
+    parser.add_argument("--size_goal", action="store_true", help="measure the size target, no variants")
+    parser.add_argument("--goal_points", default="24,48", help="--size_goal: counts of Gaussians tried")
+    parser.add_argument("--goal_lmbda", type=float, default=1.0, help="--size_goal: codec.lmbda")
     parser.add_argument("--quick", action="store_true", help="one file, 20 steps, 64 Gaussians (tests)")
     parser.add_argument("--json", default="")
     parser.add_argument("--strip", default="", help="write the 4x picture strip (PNG) here")
@@ -267,16 +288,17 @@ def main() -> None:
     if args.quick:
         args.files = args.files or "flat_shapes.svg"
         args.num_points, args.steps, args.qat_steps = 64, 20, 4
-    args.variants = args.variants.split(",")
+        args.goal_points = "16"
+    args.goal_points = [int(n) for n in args.goal_points.split(",")]
+    args.variants = [] if args.size_goal else args.variants.split(",")
     unknown = sorted(set(args.variants) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variants {unknown}; expected some of {sorted(VARIANTS)}")
     names = args.files.split(",") if args.files else [p.name for p in sorted(ASSETS.glob("*.svg"))]
     rows = [measure_file(ASSETS / name, args) for name in names]
-    best = max(args.variants, key=lambda v: np.mean([r[v]["4x"]["psnr"] for r in rows]))
-    print("\nMean over files:\n" + mean_table(rows, args.variants))
-    print(f"\nPer file at 4x (best variant by mean 4x PSNR: {best}):\n" + file_table(rows, best))
-    if args.strip:
+    best = max(args.variants, key=lambda v: np.mean([r[v]["4x"]["psnr"] for r in rows]), default=None)
+    print_tables(rows, args.variants, best)
+    if args.strip and best is not None:
         write_strip(rows, best, pathlib.Path(args.strip))
     if args.json:
         out = {

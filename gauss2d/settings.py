@@ -53,13 +53,16 @@ class ModelSettings:
     # docs/alpha.md); alpha_init_opacity is GaussianImage's 3DGS model's 0.1.
     blend: str = "sum"
     alpha_init_opacity: float = 0.1
-    init: str = "random"  # the paper's initialisation; "content": gauss2d/init/content.py, docs/init.md
+    init: str = "random"  # the paper's; "content": gauss2d/init/content.py, docs/init.md; "edges"
     # "content" init: share of means drawn by image-gradient magnitude (the rest on a
     # jittered grid; Image-GS: 0.7 with uniform draws), sigma as a multiple of the local
     # mean spacing, least-squares colour steps against the first render (docs/init.md).
     init_gradient_fraction: float = 0.7
     init_size_factor: float = 0.4
     init_color_iterations: int = 10
+    # "edges" init (gauss2d/init/edges.py): the content init's Gaussians turned along the
+    # local edge, sigma_along / sigma_across on a straight edge (docs/svg.md measures 4).
+    init_edge_elongation: float = 4.0
     # Error-guided allocation (gauss2d/train/densify.py): start with initial_fraction of
     # num_points, add the rest in `rounds` rounds every `every` steps where the error
     # is largest; recycle Gaussians contributing < recycle_below pixels (0 = never).

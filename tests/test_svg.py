@@ -15,7 +15,7 @@ from gauss2d.io import svg
 pytest.importorskip("resvg_py")  # the svg extra; in the test extra, so CI always has it
 
 ASSETS = pathlib.Path(svg.__file__).parents[1] / "assets" / "svg"
-SHIPPED = sorted(ASSETS.glob("*.svg"))
+SHIPPED = svg.shipped_svg_paths()
 NS = 'xmlns="http://www.w3.org/2000/svg"'
 XLINK = 'xmlns:xlink="http://www.w3.org/1999/xlink"'
 
@@ -170,6 +170,11 @@ def test_shipped_set_loads(path):
     assert image.shape[:2] == svg.read_svg_size(path) and 0.0 <= image.min() and image.max() <= 1.0
     assert image.std() > 0.05  # a drawing, not a blank canvas
     assert path.stat().st_size < 4096
+
+
+def test_shipped_set_is_the_assets_folder():
+    assert SHIPPED == sorted(ASSETS.glob("*.svg")) and len(SHIPPED) == 8
+    assert all(p.is_file() for p in SHIPPED)
 
 
 def test_shipped_set_is_licensed():

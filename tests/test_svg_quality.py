@@ -75,3 +75,26 @@ def test_quick_run_writes_every_figure(tmp_path):
     assert row["bicubic"]["4x"]["psnr"] > 20.0  # a 4x upscale of the drawing itself
     assert Image.open(strip).size[0] == 3 * 256 + 2 * 4  # SVG | Gaussians | bicubic crops
     assert "Mean over files" in proc.stdout
+
+
+@pytest.mark.slow
+def test_quick_size_goal_run_stays_within_the_gzipped_svg(tmp_path):
+    out = tmp_path / "goal.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.svg_quality", "--quick", "--size_goal", f"--json={out}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    goal = row["size_goal"]
+    assert goal["budget_bytes"] == row["svg_gzip_bytes"]
+    assert [p["num_points"] for p in goal["points"]] == [16]
+    best = goal["best"]
+    assert best is not None and best["bytes"] <= goal["budget_bytes"]
+    assert best["kept"] <= 16
+    # Where the bytes go: the sections add up to the file.
+    assert best["bits"]["total"] == 8 * best["bytes"]
+    assert sum(v for k, v in best["bits"].items() if k != "total") == best["bits"]["total"]
+    assert np.isfinite(best["4x"]["psnr"]) and np.isfinite(best["4x"]["edge_psnr"])
+    assert "super4" not in row  # --size_goal fits no variant
+    assert "Best 4x PSNR at a .g2d <= the gzipped SVG" in proc.stdout

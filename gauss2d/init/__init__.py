@@ -1,6 +1,7 @@
-"""Initialisers, chosen by ``model.init``: random (the paper's), content, superpixel.
+"""Initialisers, chosen by ``model.init``: random (the paper's), content, edges, superpixel.
 
-``content.py`` holds the random and content-aware initialisers,
+``content.py`` holds the random and content-aware initialisers, ``edges.py``
+the content init with Gaussians turned along the edges (for drawings: docs/svg.md),
 ``superpixel.py`` SLIC's (scikit-image, an optional extra, imported on
 first use); this module only chooses between them, so neither imports the
 other's chooser (docs/init.md).
@@ -12,7 +13,7 @@ import jax
 
 from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
-from gauss2d.init import content, superpixel
+from gauss2d.init import content, edges, superpixel
 from gauss2d.init.content import (
     COLOR_ITERATIONS,
     GRADIENT_FRACTION,
@@ -52,7 +53,7 @@ __all__ = [
     "uniform_grid",
 ]
 
-INITIALIZERS = ("random", "content", "superpixel")
+INITIALIZERS = ("random", "content", "edges", "superpixel")
 
 
 def initialize(key: jax.Array, target: jax.Array, model: ModelSettings) -> gaussians.Params:
@@ -60,7 +61,8 @@ def initialize(key: jax.Array, target: jax.Array, model: ModelSettings) -> gauss
 
     Reads ``init``, ``num_points``, ``parameterization`` and, for
     ``content``, ``init_gradient_fraction``, ``init_size_factor`` and
-    ``init_color_iterations`` (``superpixel``: the last).
+    ``init_color_iterations`` (``edges``: those and ``init_edge_elongation``;
+    ``superpixel``: the last).
 
     Raises:
       Gauss2dError: unknown ``model.init`` or bad ``num_points``.
@@ -80,6 +82,17 @@ def initialize(key: jax.Array, target: jax.Array, model: ModelSettings) -> gauss
             gradient_fraction=model.init_gradient_fraction,
             size_factor=model.init_size_factor,
             color_iterations=model.init_color_iterations,
+        )
+    if name == "edges":
+        return edges.init_edges(
+            key,
+            target,
+            num_points,
+            model.parameterization,
+            gradient_fraction=model.init_gradient_fraction,
+            size_factor=model.init_size_factor,
+            color_iterations=model.init_color_iterations,
+            elongation=model.init_edge_elongation,
         )
     if name == "superpixel":  # SLIC on the host (optional scikit-image): gauss2d/init/superpixel.py
         return superpixel.init_superpixel(

@@ -73,6 +73,11 @@ _LENGTH = re.compile(r"^\s*([+]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-z%]*
 _CSS_URL = re.compile(r"url\(\s*['\"]?\s*([^'\")\s]*)", re.IGNORECASE)
 
 
+def shipped_svg_paths() -> list[pathlib.Path]:
+    """The test set that ships with the package (gauss2d/assets/svg, CC0: its LICENSE.md), sorted."""
+    return sorted((pathlib.Path(__file__).parents[1] / "assets" / "svg").glob("*.svg"))
+
+
 def is_svg(path: PathLike) -> bool:
     """Whether a path names an SVG file (by its suffix, as ``list_images`` picks files)."""
     return pathlib.Path(path).suffix.lower() in SVG_SUFFIXES

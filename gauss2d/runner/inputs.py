@@ -101,6 +101,7 @@ class Prepared:
     key: jax.Array
     state: train.TrainState
     previous_seconds: float  # fit time before this run (from the checkpoint)
+    source: pathlib.Path | None = None  # the file it was read from (an SVG is also measured at 1x)
 
 
 def prepare(path: pathlib.Path, settings: Settings, workdir: pathlib.Path, label: str) -> Prepared:
@@ -138,4 +139,5 @@ def prepare(path: pathlib.Path, settings: Settings, workdir: pathlib.Path, label
         key,
         template if state is None else state,
         float(meta.get("fit_seconds", 0.0)),
+        path,
     )

@@ -1,5 +1,9 @@
 """Per-image and per-run outputs of a fit: checkpoints, render.png, params.npz, result.json, results.json.
 
+An SVG fitted against its k x supersampled target (``data.svg_supersample``)
+also gets ``render_1x.png`` and ``psnr_1x``: the fit rendered at the
+drawing's 1x frame and measured against the SVG rasterised there.
+
 Every file is written atomically (``checkpoint.atomic_write``), so a crash
 or Ctrl-C never leaves half a file; a damaged result.json is read back as
 missing (and that image redone), never trusted.
@@ -15,7 +19,7 @@ import numpy as np
 
 from gauss2d import gaussians
 from gauss2d.errors import Gauss2dError
-from gauss2d.io import checkpoint, runrecord
+from gauss2d.io import checkpoint, runrecord, svg
 from gauss2d.io import images as data
 from gauss2d.runner import measure
 from gauss2d.runner.inputs import CHECKPOINT, Prepared, resume_settings
@@ -62,19 +66,32 @@ def finish(
         "render_fps": fps,
         "batch_size": batch_size,
     }
+    if item.source is not None and svg.is_svg(item.source):
+        _svg_frame_outputs(item, result.params, settings, row)
     if result.stopped_early:
         row["stopped_early"] = result.stopped_early
         print(f"{label} {item.name} stopped early: {result.stopped_early}", file=sys.stderr, flush=True)
     runrecord.write_json(item.outdir / RESULT, row)
+    at_1x = f"at 1x {row['psnr_1x']:.2f} dB, " if "psnr_1x" in row else ""
     print(
         f"{label} {item.name} {'stopped early' if result.stopped_early else 'done'}: psnr {psnr:.2f} dB, "
-        "ms-ssim "
-        f"{ms_ssim if ms_ssim is None else round(ms_ssim, 4)}, "
-        f"{runrecord.format_seconds(row['fit_seconds'])}, "
-        f"{fps:.0f} FPS",
+        f"{at_1x}ms-ssim {ms_ssim if ms_ssim is None else round(ms_ssim, 4)}, "
+        f"{runrecord.format_seconds(row['fit_seconds'])}, {fps:.0f} FPS",
         flush=True,
     )
     return row
+
+
+def _svg_frame_outputs(item: Prepared, params, settings: Settings, row: dict) -> None:
+    """Writes render_1x.png and adds psnr_1x, height_1x, width_1x to ``row`` (an SVG not fitted at 1x)."""
+    measured = measure.svg_frame_metrics(
+        params, *item.target.shape[:2], item.source, settings, item.transposed
+    )
+    if measured is None:
+        return
+    image, psnr = measured
+    data.save_image(item.outdir / "render_1x.png", image)
+    row.update(psnr_1x=psnr, height_1x=image.shape[0], width_1x=image.shape[1])
 
 
 def interrupted(label: str, items: list[Prepared]) -> None:
@@ -109,6 +126,8 @@ def read_result(path: pathlib.Path, label: str) -> dict | None:
 def mean_row(rows: list[dict]) -> dict:
     """Means of the numeric columns over the fitted images."""
     keys = ("psnr", "ms_ssim", "fit_seconds", "render_fps", "iterations", "num_gaussians")
+    if any("psnr_1x" in r for r in rows):  # SVGs fitted supersampled: their 1x PSNR too
+        keys += ("psnr_1x",)
     out = {}
     for key in keys:
         values = [r[key] for r in rows if r.get(key) is not None]
