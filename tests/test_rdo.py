@@ -250,3 +250,17 @@ def test_step_search_keeps_the_fine_tuned_grid(scene):
     assert tuned.summary["qat_best_step"] > 0
     assert tuned.summary["step_search"]["position_step"] == grid
     assert decode(tuned.data).params.xy.shape[0] > 0
+
+
+def test_size_and_quality_goals_step_past_steps_too_fine_to_encode(scene):
+    """Steps so fine that an index stream overflows its alphabet are skipped, not a ValueError."""
+    image, params = scene
+    settings = v2_settings()
+    state = targets.scaled_state(init_state(params, settings), 1.0 / 64)  # x MIN_SCALE: ~2^14 finer
+    with pytest.raises(ValueError, match="symbols"):
+        encode_v2(params, H, W, targets.scaled_state(state, targets.MIN_SCALE), settings)
+    sized = targets.to_bpp(params, H, W, state, settings, 2.0)
+    assert 1.8 <= sized.bpp <= 2.0 and decode(sized.data).params.xy.shape[0] > 0
+    render = lambda p, h, w: render_clamped(p, h, w)  # noqa: E731
+    good = targets.to_psnr(params, H, W, state, settings, 12.0, image, render)  # the scene's finest: ~12.9
+    assert good.psnr >= 12.0 and len(good.data) > 0

@@ -19,6 +19,7 @@ that cost the least distortion per bit are dropped
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import jax.numpy as jnp
@@ -60,7 +61,16 @@ def _encoder(params, height, width, state, settings, order) -> Callable[[float, 
 
     def trial(s: float, kept: int) -> Trial:
         sub = params if kept == len(order) else _subset(params, np.sort(order[:kept]))
-        data = codec.encode(sub, height, width, version=2, state=scaled_state(state, s), settings=settings)
+        scaled = scaled_state(state, s)
+        try:
+            data = codec.encode(sub, height, width, version=2, state=scaled, settings=settings)
+        except ValueError as e:
+            if "symbols" not in str(e):  # only the alphabet bound; anything else is the caller's
+                raise
+            # Steps so fine that an index stream spans more symbols than a stream may
+            # hold (streams.MAX_ALPHABET): no file at this setting, and any coarser one
+            # is smaller, so it counts as too big (an empty Trial the searches step past).
+            return Trial(b"", s, kept, math.inf)
         return Trial(data, s, kept, 8.0 * len(data) / (height * width))
 
     return trial
@@ -171,14 +181,17 @@ def to_psnr(
         t.psnr = float(metrics.psnr(render(decoded, height, width), jnp.asarray(target, jnp.float32)))
         return t
 
-    fine = measured(MIN_SCALE)
+    finest = MIN_SCALE
+    while trial(finest, n).bpp == math.inf and finest < MAX_SCALE:  # too fine to encode: coarser
+        finest *= 2.0
+    fine = measured(finest)
     if fine.psnr < psnr:
         raise QualityError(
             f"target_psnr={psnr} dB is out of reach: the finest quantisation decodes to {fine.psnr:.2f} dB; "
             "more Gaussians (model.num_points) or fitting steps (optim.iterations) raise that"
         )
     best = fine
-    lo, hi = np.log(MIN_SCALE), np.log(MAX_SCALE)
+    lo, hi = np.log(finest), np.log(MAX_SCALE)
     for _ in range(BISECTION_STEPS):
         mid = 0.5 * (lo + hi)
         t = measured(float(np.exp(mid)))
