@@ -155,6 +155,8 @@ class CodecSettings:
     # SEARCH_GROUPS), and the position grids (px) it tries after them.
     search_groups: str = "color,chol"
     search_position_steps: tuple[float, ...] = (0.0625, 0.25)
+    # v3: progressive layers, coarse to fine; a prefix of whole layers decodes (docs/codec.md).
+    layers: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -161,7 +161,7 @@ def check_render(decoded, limit_gb: float | None, backend: str, what: str, flag:
       decoded: ``codec.Decoded`` (params, height, width).
       limit_gb, what, flag: as ``check``.
     """
-    params, height, width = decoded
+    params, height, width = decoded[:3]
     capacity = pair_capacity(
         gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend=backend
     )
