@@ -229,3 +229,19 @@ def test_v3_is_smaller_than_v2_on_the_same_quantised_values():
     for a, b in zip(p2, p3, strict=True):
         np.testing.assert_array_equal(np.sort(np.asarray(a)[key(p2)], 0), np.sort(np.asarray(b)[key(p3)], 0))
     assert len(v3) < len(v2)
+
+
+def test_budget_preflight_reads_a_v3_header():
+    from gauss2d.codec import budget, container  # noqa: PLC0415
+
+    p = random_params(50)
+    data = codec.encode(p, H, W, version=3, settings=v3_settings(layers=2))
+    h = budget.check_file(data, 16.0, "xla", "'f.g2d'", "--memory_limit_gb")
+    assert (h.height, h.width, h.num_gaussians, h.num_layers) == (H, W, 50, 2)
+    # A valid small file that declares a 65536 x 65536 image: refused from its header alone.
+    q = api.quantized(p, H, W, version=3, settings=v3_settings())
+    big = dataclasses.replace(q.header, height=65536, width=65536, layer_counts=(25,))
+    layer = container.read_records(data, container.PREAMBLE, "r", allow_truncation=False)[1]
+    blob = container.preamble(3) + container.pack_records([v3h.pack_header(big), layer])
+    with pytest.raises(budget.MemoryBudgetError, match="memory_limit_gb"):
+        budget.check_file(blob, 16.0, "xla", "'big.g2d'", "--memory_limit_gb")
