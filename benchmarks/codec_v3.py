@@ -11,8 +11,8 @@ and v3 store the very same values) and writes, from those values:
 
 * a v2 file (``CodecSettings()`` defaults) and v3 files with each change
   alone: ``v3_plain`` (compact header + one coder, no context),
-  ``v3_color_ctx`` (+ colour given size), ``v3_density_ctx`` (+ covariance
-  given density) and ``v3`` (both); bits per Gaussian by attribute;
+  ``v3_color_ctx`` (+ colour given size), ``v3_shape_ctx`` (+ covariance
+  channels 1-2 given channel 0) and ``v3`` (both); bits per Gaussian by attribute;
 * at the largest N, 4-layer files in each order (scale, contribution,
   given): the PSNR of every prefix of layers against the bytes read, the
   full file's size against the one-layer file's. The one-layer curve at the
@@ -49,10 +49,10 @@ _PLOT = flags.DEFINE_string("plot", None, "Write the layers plot (PSNR against b
 _LAYERS = flags.DEFINE_integer("layers", 4, "Layers of the progressive files.")
 
 VARIANTS = {
-    "v3_plain": {"color_context": False, "density_context": False},
-    "v3_color_ctx": {"color_context": True, "density_context": False},
-    "v3_density_ctx": {"color_context": False, "density_context": True},
-    "v3": {"color_context": True, "density_context": True},
+    "v3_plain": {"color_context": False, "shape_context": False},
+    "v3_color_ctx": {"color_context": True, "shape_context": False},
+    "v3_shape_ctx": {"color_context": False, "shape_context": True},
+    "v3": {"color_context": True, "shape_context": True},
 }
 
 

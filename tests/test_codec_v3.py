@@ -17,7 +17,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # state=None (no
 
 
 def v3_settings(**changes) -> codec.V3Settings:
-    extra = {k: changes.pop(k) for k in ("layer_order", "color_context", "density_context") if k in changes}
+    extra = {k: changes.pop(k) for k in ("layer_order", "color_context", "shape_context") if k in changes}
     return dataclasses.replace(codec.format_settings(3, **changes), **extra)
 
 
@@ -38,7 +38,7 @@ def roundtrip(params, h, w, settings):
         {"cov_space": "cholesky", "color_by_size": False, "color_space": "rgb"},
         {"entropy_model": "laplace", "position_step": 0.25},
         {"entropy_model": "categorical", "layers": 2, "layer_order": "scale"},
-        {"color_context": False, "density_context": False, "layer_order": "given", "layers": 5},
+        {"color_context": False, "shape_context": False, "layer_order": "given", "layers": 5},
     ],
 )
 def test_roundtrip_bit_exact(changes):
@@ -197,7 +197,7 @@ def test_context_models_pay_where_the_statistics_differ():
     chol = np.where(big[:, None], [3.0, 0.0, 3.0], [0.1, 0.0, 0.1]) + rng.normal(0, 0.02, (n, 3))
     color = np.where(big[:, None], 1.0, 0.02) * rng.normal(0, 0.3, (n, 3))
     p = CholeskyParams(*(jnp.asarray(a, jnp.float32) for a in (xy, chol, color)))
-    plain = v3_settings(color_context=False, density_context=False, color_by_size=False)
+    plain = v3_settings(color_context=False, shape_context=False, color_by_size=False)
     ctx = dataclasses.replace(plain, color_context=True)
     a, _, _ = roundtrip(p, H, W, plain)
     b, _, _ = roundtrip(p, H, W, ctx)

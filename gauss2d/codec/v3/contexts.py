@@ -7,15 +7,19 @@ the one coder of the layer. Two contexts:
 
 * **colour given size**: the Gaussian's integer size octave
   (``cov_space.size_octaves`` of the *decoded* covariance);
-* **covariance given local density**: ``bit_length`` of the number of the
-  layer's Gaussians in the same block of ``2^b x 2^b`` grid cells (from the
-  decoded positions; exact integers).
+* **covariance shape given its first channel**: covariance channels 1 and 2
+  (shear, log l22 in the log space) given the decoded index of channel 0.
+
+Covariance given local density (the number of the layer's Gaussians in a
+block of 2^b x 2^b cells around each, b = 3 .. 10) was measured and never
+paid on the kodim01-03 fits: its buckets' models cost more than they saved,
+so v3 does not have it (benchmarks/RESULTS.md, "codec v3").
 
 Buckets are given by ``edges`` (strictly increasing ints; bucket =
 number of edges <= the context). The spec is stored in the layer's models
 bytes just before the streams it splits::
 
-    varint num_edges | (density only, if num_edges: block_log2 u8) | num_edges x zigzag varint edge
+    varint num_edges | num_edges x zigzag varint edge
 
 The encoder tries a few specs and keeps the one of fewest bits, so a
 context that does not pay on a file costs one byte (``num_edges = 0``).
@@ -31,22 +35,13 @@ from gauss2d.codec.streams import unzigzag, zigzag
 from gauss2d.codec.v3.models import LayerReader, LayerWriter, stream_cost
 
 MAX_EDGES = 7
-MAX_BLOCK_LOG2 = 16
-BLOCK_LOG2_TRIED = (3, 4, 5, 6)  # blocks of 2^b grid cells (1-8 px at the 1/8 px grid)
+MAX_EDGE = 2**16  # |edge|: contexts are size octaves (+-40) or indices (+-2^15)
 BUCKETS_TRIED = (1, 2, 3, 4)
 
 
 def size_context(chol_decoded: np.ndarray) -> np.ndarray:
     """[N] int64 size octaves of decoded raw Cholesky factors [N, 3]."""
     return size_octaves(chol_decoded).astype(np.int64)
-
-
-def density_context(cells: np.ndarray, block_log2: int) -> np.ndarray:
-    """[N] bit_length of how many of ``cells`` [N, 2] share each one's block of 2^b x 2^b cells."""
-    blocks = np.asarray(cells, np.int64) >> block_log2
-    key = blocks[:, 1] * (int(blocks[:, 0].max(initial=0)) + 1) + blocks[:, 0]
-    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-    return np.frexp(counts[inverse].astype(np.float64))[1].astype(np.int64)  # bit_length, exact
 
 
 def buckets(context: np.ndarray, edges: tuple[int, ...]) -> np.ndarray:
@@ -76,17 +71,14 @@ def choose_edges(q: np.ndarray, context: np.ndarray, enabled: bool) -> tuple[tup
         edges = _quantile_edges(context, k)
         if not edges or edges == best[0]:
             continue
-        bits = split_cost(q, buckets(context, edges)) + 8 * len(_spec_bytes(edges, 0))
+        bits = split_cost(q, buckets(context, edges)) + 8 * len(_spec_bytes(edges))
         if bits < best[1]:
             best = (edges, bits)
     return best
 
 
-def _spec_bytes(edges: tuple[int, ...], block_log2: int | None) -> bytes:
-    out = put_varint(len(edges))
-    if edges and block_log2 is not None:
-        out += bytes([block_log2])
-    return out + b"".join(put_varint(zigzag(e)) for e in edges)
+def _spec_bytes(edges: tuple[int, ...]) -> bytes:
+    return put_varint(len(edges)) + b"".join(put_varint(zigzag(e)) for e in edges)
 
 
 def write_split(writer: LayerWriter, q: np.ndarray, bucket: np.ndarray, num_buckets: int, what: str) -> None:
@@ -109,17 +101,13 @@ def read_split(reader: LayerReader, bucket: np.ndarray, num_buckets: int, channe
     return out
 
 
-def write_spec(writer: LayerWriter, edges: tuple[int, ...], block_log2: int | None, what: str) -> None:
-    writer.add_bytes(_spec_bytes(edges, block_log2), what)
+def write_spec(writer: LayerWriter, edges: tuple[int, ...], what: str) -> None:
+    writer.add_bytes(_spec_bytes(edges), what)
 
 
-def read_spec(reader: LayerReader, density: bool, what: str) -> tuple[tuple[int, ...], int]:
-    """(edges, block_log2) of a context spec (CodecError unless strictly increasing and bounded)."""
+def read_spec(reader: LayerReader, what: str) -> tuple[int, ...]:
+    """The edges of a context spec (CodecError unless strictly increasing and bounded)."""
     count = reader.varint(MAX_EDGES, f"{what} context edges")
-    block_log2 = 0
-    if count and density:
-        block_log2 = reader.byte(f"{what} block size")
-        check(block_log2 <= MAX_BLOCK_LOG2, f"{what} context block 2^{block_log2} too large")
-    edges = tuple(unzigzag(reader.varint(2**12, f"{what} context edge")) for _ in range(count))
+    edges = tuple(unzigzag(reader.varint(2 * MAX_EDGE, f"{what} context edge")) for _ in range(count))
     check(all(a < b for a, b in zip(edges, edges[1:])), f"{what} context edges {edges} not increasing")
-    return edges, block_log2
+    return edges

@@ -8,10 +8,10 @@ decodes to the complete layers it holds. Layer record payload::
 
     varint models_len | models | varint raw_len | raw position mantissa bits | ANS words
 
-``models`` holds, in decoding order: the position-gap model, the density
-context spec and the covariance models (bucket by bucket, channel by
-channel), the size context spec and the colour models (``models.py``,
-``contexts.py``). ``words`` is the one ANS coder of every stream of the
+``models`` holds, in decoding order: the position-gap model, the model of
+covariance channel 0, the shape context spec and the models of covariance
+channels 1-2 (bucket by bucket, channel by channel), the size context spec
+and the colour models (``models.py``, ``contexts.py``). ``words`` is the one ANS coder of every stream of the
 layer. Within a layer the Gaussians are in raster order of their grid cells
 (a set: the order costs nothing); ``quantize_v3`` returns them in file order.
 """
@@ -107,20 +107,16 @@ def encode_layer(layer: Layer, h: HeaderV3, settings: V3Settings) -> bytes:
     writer = LayerWriter()
     sym, raw, width = entropy.position_symbols(layer.keys, num_cells)
     writer.add(sym, "positions")
-    best = ((), None, contexts.split_cost(layer.chol_q, np.zeros(len(sym), np.int64)))
-    if settings.density_context:
-        for b in contexts.BLOCK_LOG2_TRIED:
-            ctx = contexts.density_context(layer.cells, b)
-            edges, bits = contexts.choose_edges(layer.chol_q, ctx, True)
-            if edges and bits + 8 < best[2]:
-                best = (edges, b, bits + 8)
-    edges, block, _ = best
-    contexts.write_spec(writer, edges, block, "covariance")
-    ctx = contexts.density_context(layer.cells, block) if edges else np.zeros(len(sym), np.int64)
-    contexts.write_split(writer, layer.chol_q, contexts.buckets(ctx, edges), len(edges) + 1, "covariance")
+    writer.add(layer.chol_q[:, 0], "covariance")
+    shape = layer.chol_q[:, 1:]
+    edges, _ = contexts.choose_edges(shape, layer.chol_q[:, 0], settings.shape_context)
+    contexts.write_spec(writer, edges, "covariance")
+    contexts.write_split(
+        writer, shape, contexts.buckets(layer.chol_q[:, 0], edges), len(edges) + 1, "covariance"
+    )
     size = contexts.size_context(layer.chol)
     edges, _ = contexts.choose_edges(layer.color_q, size, settings.color_context)
-    contexts.write_spec(writer, edges, None, "color")
+    contexts.write_spec(writer, edges, "color")
     contexts.write_split(writer, layer.color_q, contexts.buckets(size, edges), len(edges) + 1, "color")
     models, words = writer.finish()
     raw_bytes = bitpack.pack_bits(raw, width)
@@ -174,15 +170,16 @@ def decode_layer(payload: bytes, h: HeaderV3, n: int, index: int, tally: dict | 
     keys = entropy.keys_from_symbols(sym, raw, num_cells)
     cells = np.stack([keys % gw, keys // gw], axis=-1)
     marks.append(reader.pos)
-    edges, block = contexts.read_spec(reader, True, f"{what} covariance")
-    ctx = contexts.density_context(cells, block) if edges else np.zeros(n, np.int64)
-    chol_q = contexts.read_split(
-        reader, contexts.buckets(ctx, edges), len(edges) + 1, 3, f"{what} covariance"
+    first = reader.read(n, f"{what} covariance")
+    edges = contexts.read_spec(reader, f"{what} covariance")
+    shape = contexts.read_split(
+        reader, contexts.buckets(first, edges), len(edges) + 1, 2, f"{what} covariance"
     )
+    chol_q = np.concatenate([first[:, None], shape], axis=1)
     check(np.abs(chol_q).max() <= MAX_INDEX, f"{what}: covariance index exceeds {MAX_INDEX}")
     marks.append(reader.pos)
     chol = from_cov_space(dequantize(chol_q, h.chol_step, h.chol_offset), h.cov_space)
-    edges, _ = contexts.read_spec(reader, False, f"{what} color")
+    edges = contexts.read_spec(reader, f"{what} color")
     size = contexts.size_context(chol)
     color_q = contexts.read_split(reader, contexts.buckets(size, edges), len(edges) + 1, 3, f"{what} color")
     check(np.abs(color_q).max() <= MAX_INDEX, f"{what}: colour index exceeds {MAX_INDEX}")

@@ -34,14 +34,14 @@ class V3Settings:
       layer_order: which Gaussians come first: "scale" (largest area first),
         "contribution" (colour energy x area first) or "given" (the caller's order).
       color_context: allow colour models conditioned on size buckets.
-      density_context: allow covariance models conditioned on local density.
+      shape_context: allow models of covariance channels 1-2 conditioned on channel 0.
     """
 
     base: V2Settings
     layers: int = 1
     layer_order: str = "contribution"
     color_context: bool = True
-    density_context: bool = True
+    shape_context: bool = True
 
     def __post_init__(self):
         if not (isinstance(self.layers, int) and 1 <= self.layers <= MAX_LAYERS):
