@@ -10,10 +10,12 @@ the one coder of the layer. Two contexts:
 * **covariance shape given its first channel**: covariance channels 1 and 2
   (shear, log l22 in the log space) given the decoded index of channel 0.
 
-Covariance given local density (the number of the layer's Gaussians in a
-block of 2^b x 2^b cells around each, b = 3 .. 10) was measured and never
-paid on the kodim01-03 fits: its buckets' models cost more than they saved,
-so v3 does not have it (benchmarks/RESULTS.md, "codec v3").
+Covariance given local density (bit_length of the number of the layer's
+Gaussians in its block of 2^b x 2^b cells, b = 3 .. 6) was measured first
+(commit 7998d2a): on the kodim01-03 fits at N = 200 / 750 / 2250 it saved
+nothing on 7 of 9 and at most 37 bytes (0.13 bits/Gaussian, kodim02 at
+2250); the shape context above saves 0.2-0.7 bits/Gaussian at 2250 on the
+same fits, so it replaced it (benchmarks/RESULTS.md, "codec v3").
 
 Buckets are given by ``edges`` (strictly increasing ints; bucket =
 number of edges <= the context). The spec is stored in the layer's models
