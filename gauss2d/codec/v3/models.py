@@ -142,12 +142,13 @@ class LayerWriter:
 class LayerReader:
     """Reads a layer's models in order and decodes their streams from the one coder."""
 
-    def __init__(self, models: bytes, words: bytes, what: str):
+    def __init__(self, models: bytes, words: bytes, what: str, *, tally: bool = False):
         check(len(words) % 4 == 0, f"{what}: ANS payload of {len(words)} bytes is not whole words")
         self.models, self.pos, self.what = models, 0, what
         self.word_bits = 8 * len(words)
         self.min_bits = 0.0
-        self.bits: dict[str, float] = {}  # ideal bits per stream name (for section_bits)
+        self.tally = tally  # count the ideal bits per stream name (section_bits; costs memory)
+        self.bits: dict[str, float] = {}
         try:
             self.coder = constriction.stream.stack.AnsCoder(np.frombuffer(words, "<u4").astype(np.uint32))
         except Exception as e:  # constriction refuses e.g. a zero last word
@@ -207,9 +208,11 @@ class LayerReader:
             ranks.shape == (count,) and ranks.min() >= 0 and ranks.max() < model.values.size,
             f"{self.what}: decoder produced out-of-range {what} symbols",
         )
-        ranks = ranks.astype(np.int64)
-        self.bits[what] = self.bits.get(what, 0.0) - float(np.log2(model.probs[ranks]).sum())
-        return model.values[ranks] + model.lo
+        if self.tally:
+            self.bits[what] = self.bits.get(what, 0.0) - float(np.log2(model.probs[ranks]).sum())
+        out = model.values[ranks]  # int64
+        out += model.lo
+        return out
 
     def finish(self) -> None:
         """Checks the models were read exactly and the coder holds no more words."""

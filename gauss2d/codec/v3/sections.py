@@ -160,7 +160,7 @@ def decode_layer(payload: bytes, h: HeaderV3, n: int, index: int, tally: dict | 
     gw, num_cells = grid(h)
     models, pos = container.read_inline(payload, 0, f"{what} models")
     raw_bytes, pos = container.read_inline(payload, pos, f"{what} position bits")
-    reader = LayerReader(models, payload[pos:], what)
+    reader = LayerReader(models, payload[pos:], what, tally=tally is not None)
     marks = [0]
     sym = reader.read(n, "positions")
     check(
@@ -192,8 +192,19 @@ def decode_layer(payload: bytes, h: HeaderV3, n: int, index: int, tally: dict | 
 
 def decode(records: list, h: HeaderV3) -> gaussians.Params:
     """The Gaussians of the first ``h.layers_read`` layers, in file order."""
-    parts = [decode_layer(records[1 + i], h, h.layer_counts[i], i + 1) for i in range(h.layers_read)]
-    cells, chol_q, color_q = (np.concatenate(a) for a in zip(*parts))
+    n = h.num_gaussians
+    cells, chol_q, color_q = (
+        np.empty((n, 2), np.int64),
+        np.empty((n, 3), np.int64),
+        np.empty((n, 3), np.int64),
+    )
+    start = 0
+    for i in range(h.layers_read):  # into place: one layer's temporaries at a time (budget.py's bound)
+        count = h.layer_counts[i]
+        part = decode_layer(records[1 + i], h, count, i + 1)
+        for out, layer in zip((cells, chol_q, color_q), part, strict=True):
+            out[start : start + count] = layer
+        start += count
     return dequantized(h, cells, chol_q, color_q)
 
 
