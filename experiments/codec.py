@@ -2,6 +2,7 @@
 
     python -m experiments.codec encode INPUT.png OUTPUT.g2d
     python -m experiments.codec decode INPUT.g2d OUTPUT.png [--scale=0.25]   # any size (experiments.render)
+    python -m experiments.codec decode photo.g2d prev.png --layers=1 --scale=0.25  # of an encode --layers=4
     python -m experiments.codec encode photo.png photo.g2d --config.model.num_points=5000 \\
         --config.codec.qat_steps=2000 --config.codec.version=1 --config.codec.mode=gaussianimage
     python -m experiments.codec encode photo.png photo.g2d --params=runs/photos/photo/params.npz
@@ -9,13 +10,15 @@
 ``--config`` (default configs/codec.py) takes experiments.fit's keys plus the
 codec section; the image is fitted at ``data.downscale``. No OUTPUT is
 replaced unless --overwrite; outputs are written atomically. An error prints
-one line on stderr and exits with status 2 (--verbosity=0 adds the logs).
-The work is gauss2d/compress/files.py's.
+one line on stderr and exits with status 2 (--verbosity=0 adds the logs). A
+layered (v3) file cut short decodes to its whole layers, says how many on
+stderr and exits 0. The work is gauss2d/compress/files.py's.
 """
 
 from __future__ import annotations
 
 import pathlib
+import sys
 import warnings
 
 import jax
@@ -42,6 +45,7 @@ _COMPILE_CACHE = flags.DEFINE_string(
     None,
     "JAX compile cache (default $GAUSS2D_COMPILE_CACHE or ~/.cache/gauss2d/jax; '': off).",
 )
+_LAYERS = flags.DEFINE_integer("layers", None, "encode: L progressive layers (v3); decode: the first k.")
 _PRESET = flags.DEFINE_enum("preset", None, list(presets.PRESETS), "encode: trade encode time for size.")
 
 
@@ -50,7 +54,7 @@ def encode(source: pathlib.Path, output: pathlib.Path, settings: settings_lib.Se
     progress = lambda stage, info: runrecord.Progress(f"[{source.name}] {stage}")(info)  # noqa: E731
     result = files.encode_file(
         source, output, settings, params_path=_PARAMS.value, preset=_PRESET.value, goal=goal,
-        overwrite=_OVERWRITE.value, baseline=_BASELINE.value, progress=progress,
+        overwrite=_OVERWRITE.value, baseline=_BASELINE.value, progress=progress, layers=_LAYERS.value,
     )  # fmt: skip
     print(files.encode_line(output, result.summary), flush=True)
     if _RESULTS.value:
@@ -64,13 +68,13 @@ def decode(source: pathlib.Path, output: pathlib.Path, settings: settings_lib.Se
     sized = (
         (lambda d: size_flags.render(d.params, d.height, d.width, backend)[0]) if size_flags.given() else None
     )
-    image, seconds = files.decode_file(
-        source, output, limit_gb=limit, backend=backend, overwrite=_OVERWRITE.value, render=sized
-    )
-    print(
-        f"wrote {output}: {image.shape[1]}x{image.shape[0]}, decoded and rendered in {seconds:.2f} s",
-        flush=True,
-    )
+    image, seconds, decoded = files.decode_file(
+        source, output, limit_gb=limit, backend=backend, overwrite=_OVERWRITE.value, render=sized,
+        layers=_LAYERS.value,
+    )  # fmt: skip
+    if line := files.layers_line(decoded, _LAYERS.value):  # a cut file: what it held, and exit 0
+        print(line, file=sys.stderr, flush=True)
+    print(files.decode_line(output, image, seconds), flush=True)
 
 
 def main(argv):
@@ -79,8 +83,7 @@ def main(argv):
         raise app.UsageError(f"expected 'encode INPUT OUTPUT' or 'decode INPUT OUTPUT', got {args}")
     if not flags.FLAGS["verbosity"].present:  # stderr is for one-line errors; --verbosity=0 shows logs
         logging.set_verbosity(logging.WARNING)
-    # XLA on CPU cannot reuse the training chunk's donated buffers; harmless.
-    warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+    warnings.filterwarnings("ignore", message="Some donated buffers were not usable")  # XLA on CPU; harmless
     decode_render.enable_compile_cache(_COMPILE_CACHE.value)  # a later run reuses the compiled renderer
     try:
         config = cli.load_config(_CONFIG)

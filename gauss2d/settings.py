@@ -162,6 +162,8 @@ class CodecSettings:
     # fine-tuning did not run (codec.qat_steps = 0), as tuned means belong to their grid.
     search_groups: str = "color,chol"
     search_position_steps: tuple[float, ...] = (0.0625, 0.25)
+    # v3: progressive layers, coarse to fine; a prefix of whole layers decodes (docs/codec.md).
+    layers: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,8 @@ NAMES = sorted(p.stem for p in GOLDEN.glob("*.g2d"))
 
 
 def test_golden_files_present():
-    assert {"v1_entropy", "v1_gaussianimage", "v2_default", "v2_rgb_laplace", "v2_alpha"} <= set(NAMES)
+    expected = {"v1_entropy", "v1_gaussianimage", "v2_default", "v2_rgb_laplace", "v2_alpha"}
+    assert expected | {"v3_default", "v3_layers4"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -66,4 +67,15 @@ def test_encoders_still_write_the_golden_bytes():
         "v2_alpha": encode(pa, h, w, settings=format_settings(2, **old_v2)),
     }
     for name, data in files.items():
+        assert data == (GOLDEN / f"{name}.g2d").read_bytes(), name
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # state=None, as make_golden_v3.py encoded them
+def test_encoder_still_writes_the_golden_v3_bytes():
+    """The v3 format and encoder cannot drift silently (tests/data/golden/make_golden_v3.py)."""
+    from gauss2d.codec import encode, format_settings  # noqa: PLC0415
+
+    p, _, h, w = _golden_inputs()
+    for name, changes in {"v3_default": {}, "v3_layers4": {"layers": 4}}.items():
+        data = encode(p, h, w, version=3, settings=format_settings(3, **changes))
         assert data == (GOLDEN / f"{name}.g2d").read_bytes(), name

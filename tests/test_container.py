@@ -48,7 +48,7 @@ def test_framed_errors(mutate, match):
         (b"", "empty file"),
         (b"G2D", "truncated"),
         (b"PNG\x00\x01", "not a gauss2d file"),
-        (b"G2D\x00\x07", "unsupported format version 7 \\(this decoder reads 1 and 2\\)"),
+        (b"G2D\x00\x07", "unsupported format version 7 \\(this decoder reads 1, 2 and 3\\)"),
         ("G2D\x00\x01", "expected bytes"),
     ],
 )

@@ -3,7 +3,7 @@
 ``encode(params, height, width, version=2) -> bytes`` and ``decode(bytes) ->
 Decoded`` are version-neutral (``api.py``); ``container.py`` owns the magic,
 version byte, section layouts, CRCs and bounds; ``versions.py`` maps each
-version byte to its plugin (``v1/``, ``v2/``) behind ``protocol.FormatVersion``;
+version byte to its plugin (``v1/``, ``v2/``, ``v3/``) behind ``protocol.FormatVersion``;
 ``budget.py`` is the header preflight for every version. This package
 imports only ``gaussians``, ``render``, ``settings`` and ``errors``; the
 workflow that fine-tunes, encodes and measures (``gauss2d.compress``) sits
@@ -27,6 +27,7 @@ from gauss2d.codec.container import CodecError
 from gauss2d.codec.protocol import FakeQuantized, FormatVersion
 from gauss2d.codec.v1 import V1Settings, V1State
 from gauss2d.codec.v2 import AlphaSettings, V2Settings, V2State
+from gauss2d.codec.v3 import V3Settings, V3State
 from gauss2d.codec.versions import VERSIONS
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
     "V1State",
     "V2Settings",
     "V2State",
+    "V3Settings",
+    "V3State",
     "bits_by_attribute",
     "decode",
     "encode",

@@ -25,6 +25,13 @@ class Decoded(NamedTuple):
     params: gaussians.Params  # CholeskyParams, or CholeskyAlphaParams for an alpha-model file
     height: int
     width: int
+    layers: int = 1  # layers decoded (v3: a prefix of whole layers; v1, v2: 1)
+    total_layers: int = 1  # layers the file declares (more than ``layers``: truncated or asked for fewer)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether fewer layers were decoded than the file declares."""
+        return self.layers < self.total_layers
 
 
 def format_settings(version: int, codec: CodecSettings | None = None, *, seed: int = 0, **changes: Any):
@@ -110,9 +117,10 @@ def encode(
       height: image height in pixels.
       width: image width in pixels.
       version: the format version (``versions.VERSIONS``).
-      state: the learned quantiser state (``V1State`` / ``V2State``); None
+      state: the learned quantiser state (``V1State`` / ``V2State`` / ``V3State``;
+        version 3 also takes a ``V2State``, rounded to float16); None
         initialises it here (and warns, see below).
-      settings: the version's settings (``V1Settings`` / ``V2Settings``) or a
+      settings: the version's settings (``V1Settings`` / ``V2Settings`` / ``V3Settings``) or a
         ``settings.CodecSettings``; None for ``CodecSettings()``'s.
       target: the image [H, W, 3] in [0, 1] the Gaussians were fitted to; only
         read when ``state`` is None, to measure in the warning what plain
@@ -127,7 +135,8 @@ def encode(
     Raises:
       NotImplementedError: parameters the version cannot store (``RSParams``; alpha in v1).
       ValueError: bad sizes, non-finite values, a state the header cannot
-        hold, or (near-)duplicate Gaussians coded in under 1/8 bit each.
+        hold (v3: float16 steps), alpha in v3, more v3 layers than Gaussians,
+        or (near-)duplicate Gaussians coded in under 1/8 bit each.
     """
     plugin = versions.get(version)
     if version == 1 and isinstance(params, gaussians.CholeskyAlphaParams):
@@ -148,29 +157,47 @@ def encode(
     return data
 
 
-def decode(data: bytes, *, memory_limit_gb: float | None = budget.DEFAULT_MEMORY_LIMIT_GB) -> Decoded:
+def decode(
+    data: bytes,
+    *,
+    layers: int | None = None,
+    memory_limit_gb: float | None = budget.DEFAULT_MEMORY_LIMIT_GB,
+) -> Decoded:
     """Reads a gauss2d file of any registered version.
 
     Args:
-      data: the file's bytes.
+      data: the file's bytes. A v3 file cut at any byte decodes to the
+        complete layers it holds (``Decoded.layers`` of ``total_layers``).
+      layers: decode only the first k layers of a layered (v3) file; None:
+        every layer present. Files of v1 and v2 have one layer.
       memory_limit_gb: refuse a file whose header says decoding needs more
         (``budget.decode_bytes``; None: no limit).
 
     Returns:
-      ``Decoded(params, height, width)``.
+      ``Decoded(params, height, width, layers, total_layers)``; a v3 file's
+      Gaussians are its layers' in file order (layer 1 first).
 
     Raises:
-      CodecError: on anything wrong with ``data`` (and nothing else);
+      ValueError: ``layers`` is not None or an integer >= 1.
+      CodecError: on anything wrong with ``data`` (and nothing else), a v3
+        file too short to hold its header and one layer included;
         ``budget.MemoryBudgetError`` (a ``CodecError``) over the budget.
     """
+    if layers is not None and not (isinstance(layers, int) and layers >= 1):
+        raise ValueError(f"layers={layers!r} must be None or an integer >= 1")
     try:
         plugin = versions.for_file(data)
         data = bytes(data)
         sections = plugin.split(data)
         header = plugin.parse_header(sections)
+        select = getattr(plugin, "select_layers", None)  # layered versions only
+        if select is not None and layers is not None:
+            header = select(header, layers)
         container.check_declared_count(header.num_gaussians, len(data))
         budget.check_decode(header, len(data), memory_limit_gb)  # before anything that scales with N
-        return Decoded(plugin.decode_sections(sections, header), header.height, header.width)
+        params = plugin.decode_sections(sections, header)
+        read, total = getattr(header, "layers_read", 1), getattr(header, "num_layers", 1)
+        return Decoded(params, header.height, header.width, read, total)
     except CodecError:
         raise
     except Exception as e:  # a gap in the checks must still surface as a CodecError

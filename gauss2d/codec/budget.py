@@ -68,7 +68,8 @@ class MemoryBudgetError(CodecError):
 
 def decode_bytes(header: Header, file_bytes: int) -> int:
     """Upper bound of ``codec.decode``'s peak memory for this header, in bytes."""
-    return DECODE_BYTES_PER_GAUSSIAN * header.num_gaussians + DECODE_BYTES_PER_FILE_BYTE * file_bytes
+    per_gaussian = getattr(header, "decode_bytes_per_gaussian", DECODE_BYTES_PER_GAUSSIAN)  # v3: its own
+    return per_gaussian * header.num_gaussians + DECODE_BYTES_PER_FILE_BYTE * file_bytes
 
 
 def render_bytes(height: int, width: int, num_gaussians: int, capacity: int = 0, tile: int = 16) -> int:
@@ -161,7 +162,7 @@ def check_render(decoded, limit_gb: float | None, backend: str, what: str, flag:
       decoded: ``codec.Decoded`` (params, height, width).
       limit_gb, what, flag: as ``check``.
     """
-    params, height, width = decoded
+    params, height, width = decoded[:3]
     capacity = pair_capacity(
         gaussians.project(params, fitted_height=height, fitted_width=width), height, width, backend=backend
     )

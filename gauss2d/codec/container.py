@@ -133,7 +133,8 @@ def read_version(data: bytes, supported: Sequence[int], magic: bytes = MAGIC) ->
     head = bytes(data[: len(magic)])
     check(head == magic, f"not a gauss2d file (magic {head!r}, expected {magic!r})")
     version = data[len(magic)]
-    readable = " and ".join(str(v) for v in supported)
+    names = [str(v) for v in supported]
+    readable = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     check(version in supported, f"unsupported format version {version} (this decoder reads {readable})")
     return version
 

@@ -67,6 +67,17 @@ def _quantised_counts(counts: np.ndarray) -> tuple[np.ndarray, int]:
     return best[1], best[2]
 
 
+def histogram_model(counts: np.ndarray) -> tuple[np.ndarray, bytes]:
+    """(quantised counts q [A], the stored histogram bytes) of symbol ``counts: [A]`` (MDL choice)."""
+    q, k = _quantised_counts(np.asarray(counts, np.int64))
+    return q, pack_bits(np.concatenate([[k], q + (1 << k)]), np.concatenate([[4], _eg_lengths(q, k)]))
+
+
+def read_histogram(data: bytes, alphabet_size: int) -> tuple[np.ndarray, int]:
+    """Inverse of ``histogram_model``'s bytes: (q [A] int64, bytes read); CodecError if malformed."""
+    return _read_model(data, alphabet_size)
+
+
 def _model(q: np.ndarray) -> constriction.stream.model.Categorical:
     p = q[q > 0].astype(np.float64)
     return constriction.stream.model.Categorical(p / p.sum(), perfect=False)
@@ -222,9 +233,54 @@ def read_symbols_section(data: bytes, count: int, alphabets: list[int], what: st
 # ----------------------------------------------------------------------------- positions as a set
 
 
-def _gap_alphabet(num_cells: int) -> int:
+def gap_alphabet(num_cells: int) -> int:
+    """Size of the gap-symbol alphabet of a grid of ``num_cells`` cells."""
     emax = int(num_cells).bit_length() - 1  # gap + 1 <= num_cells
     return 2 * emax + 1
+
+
+def position_symbols(keys: np.ndarray, num_cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The gaps of sorted grid keys split as ``encode_positions`` codes them.
+
+    Args:
+      keys: [N] ints in [0, num_cells), sorted ascending (duplicates allowed).
+      num_cells: grid size (<= 2^52).
+
+    Returns:
+      (symbols [N] in [0, ``gap_alphabet(num_cells)``), raw mantissa [N] uint64, raw widths [N]).
+    """
+    keys = np.asarray(keys, np.int64)
+    if keys.size and (keys[0] < 0 or keys[-1] >= num_cells or np.any(np.diff(keys) < 0)):
+        raise ValueError("keys must be sorted and lie in [0, num_cells)")
+    v = (np.diff(keys, prepend=0) + 1).astype(np.uint64)  # gap + 1 >= 1
+    e = np.frexp(v.astype(np.float64))[1].astype(np.int64) - 1  # floor(log2 v)
+    top = np.where(e > 0, (v >> np.maximum(e - 1, 0).astype(np.uint64)) & np.uint64(1), 0).astype(np.int64)
+    sym = np.where(e > 0, 2 * e - 1 + top, 0)
+    width = np.maximum(e - 1, 0)
+    raw = v & ((np.uint64(1) << width.astype(np.uint64)) - np.uint64(1))
+    return sym, raw, width
+
+
+def raw_widths(symbols: np.ndarray) -> np.ndarray:
+    """[N] raw mantissa widths of gap symbols (the decoder's side of ``position_symbols``)."""
+    return np.maximum((np.asarray(symbols, np.int64) + 1) // 2 - 1, 0)
+
+
+def keys_from_symbols(sym: np.ndarray, raw: np.ndarray, num_cells: int) -> np.ndarray:
+    """Inverse of ``position_symbols``: [N] sorted int64 keys (CodecError past the grid)."""
+    count = sym.shape[0]
+    e = (sym + 1) // 2
+    top = (sym + 1) % 2
+    width = np.maximum(e - 1, 0)
+    v = (np.uint64(1) << e.astype(np.uint64)) | (top.astype(np.uint64) << width.astype(np.uint64)) | raw
+    v = np.where(e > 0, v, np.uint64(1))
+    # Guard the exact integer sum against overflow with a float estimate first.
+    if v.astype(np.float64).sum() > num_cells + count + 1:
+        raise CodecError("position gaps run past the end of the grid")
+    keys = (np.cumsum(v) - np.arange(1, count + 1, dtype=np.uint64)).astype(np.int64)
+    if count and keys[-1] >= num_cells:
+        raise CodecError(f"position key {keys[-1]} is past the grid ({num_cells} cells)")
+    return keys
 
 
 def encode_positions(keys: np.ndarray, num_cells: int) -> bytes:
@@ -237,16 +293,8 @@ def encode_positions(keys: np.ndarray, num_cells: int) -> bytes:
     Returns:
       ``varint(len(symbols)) | symbols | raw mantissa bits``.
     """
-    keys = np.asarray(keys, np.int64)
-    if keys.size and (keys[0] < 0 or keys[-1] >= num_cells or np.any(np.diff(keys) < 0)):
-        raise ValueError("keys must be sorted and lie in [0, num_cells)")
-    v = (np.diff(keys, prepend=0) + 1).astype(np.uint64)  # gap + 1 >= 1
-    e = np.frexp(v.astype(np.float64))[1].astype(np.int64) - 1  # floor(log2 v)
-    top = np.where(e > 0, (v >> np.maximum(e - 1, 0).astype(np.uint64)) & np.uint64(1), 0).astype(np.int64)
-    sym = np.where(e > 0, 2 * e - 1 + top, 0)
-    width = np.maximum(e - 1, 0)
-    raw = v & ((np.uint64(1) << width.astype(np.uint64)) - np.uint64(1))
-    blob = encode_symbols(sym, _gap_alphabet(num_cells))
+    sym, raw, width = position_symbols(keys, num_cells)
+    blob = encode_symbols(sym, gap_alphabet(num_cells))
     return put_varint(len(blob)) + blob + pack_bits(raw, width)
 
 
@@ -257,17 +305,6 @@ def decode_positions(data: bytes, count: int, num_cells: int) -> np.ndarray:
       CodecError: on any inconsistency (lengths, widths, keys past the grid).
     """
     length, pos = get_varint(data, 0, len(data), "position symbols length")
-    sym = decode_symbols(data[pos : pos + length], count, _gap_alphabet(num_cells))
-    e = (sym + 1) // 2
-    top = (sym + 1) % 2
-    width = np.maximum(e - 1, 0)
-    raw = unpack_bits(data[pos + length :], width, "position mantissa bits")
-    v = (np.uint64(1) << e.astype(np.uint64)) | (top.astype(np.uint64) << width.astype(np.uint64)) | raw
-    v = np.where(e > 0, v, np.uint64(1))
-    # Guard the exact integer sum against overflow with a float estimate first.
-    if v.astype(np.float64).sum() > num_cells + count + 1:
-        raise CodecError("position gaps run past the end of the grid")
-    keys = (np.cumsum(v) - np.arange(1, count + 1, dtype=np.uint64)).astype(np.int64)
-    if count and keys[-1] >= num_cells:
-        raise CodecError(f"position key {keys[-1]} is past the grid ({num_cells} cells)")
-    return keys
+    sym = decode_symbols(data[pos : pos + length], count, gap_alphabet(num_cells))
+    raw = unpack_bits(data[pos + length :], raw_widths(sym), "position mantissa bits")
+    return keys_from_symbols(sym, raw, num_cells)

@@ -20,7 +20,11 @@ layers, the ``.g2v`` video frames) plugs in without touching them:
   header)``: the decoder in three steps, so that the neutral decoder checks
   the header's Gaussian count and memory budget between the second and the
   third, before anything that scales with N is allocated;
-* ``section_bits(data)``: bits by section of a valid file (they sum to the file).
+* ``section_bits(data)``: bits by section of a valid file (they sum to the file);
+* optionally ``select_layers(header, k)``: a layered version's header limited
+  to its first k layers (v3; ``api.decode(data, layers=k)``). A layered
+  header also has ``layers_read`` and ``num_layers``, and ``num_gaussians``
+  counts the layers read, so the count and budget checks see what is decoded.
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ under ``codec/`` and one more entry here; ``api.encode`` / ``api.decode`` and
 
 from __future__ import annotations
 
-from gauss2d.codec import container, v1, v2
+from gauss2d.codec import container, v1, v2, v3
 from gauss2d.codec.protocol import FormatVersion
 
-REGISTRY: dict[int, FormatVersion] = {1: v1.PLUGIN, 2: v2.PLUGIN}
+REGISTRY: dict[int, FormatVersion] = {1: v1.PLUGIN, 2: v2.PLUGIN, 3: v3.PLUGIN}
 VERSIONS = tuple(sorted(REGISTRY))
 
 
@@ -27,8 +27,12 @@ def for_file(data: bytes) -> FormatVersion:
 
 
 def of_state(state) -> int | None:
-    """The version whose plugin's state type ``state`` is (None for None or another type)."""
+    """The version whose plugin's state type ``state`` is exactly (None for None or another type).
+
+    Exact types, not ``isinstance``: v3's ``V3State`` has v2's fields, and a
+    subclass of one version's state must never be taken for another's.
+    """
     for version, plugin in REGISTRY.items():
-        if isinstance(state, plugin.state_type):
+        if type(state) is plugin.state_type:
             return version
     return None

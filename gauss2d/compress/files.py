@@ -3,10 +3,12 @@
 ``encode_file`` refuses an output it must not replace and an image too large
 for the memory limit before minutes of fitting, applies a preset, fits (or
 takes given Gaussians), fine-tunes, encodes, meets a size or quality goal,
-and writes the file atomically. ``read_checked`` reads a file and checks,
-from its header alone, that decoding and rendering fit the memory limit
-(every format version: ``codec.budget``); ``decode_file`` decodes and
-renders it to an image file.
+and writes the file atomically; with ``layers`` it writes a progressive
+v3 file of that many layers from the same fine-tuned Gaussians and
+quantisers. ``read_checked`` reads a file and checks, from its header
+alone, that decoding and rendering fit the memory limit (every format
+version: ``codec.budget``); ``decode_file`` decodes (optionally the first k
+layers of a v3 file) and renders it to an image file.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from gauss2d import codec
 from gauss2d.codec import budget
 from gauss2d.compress import presets, rdo, targets
 from gauss2d.compress.image import CompressResult, ProgressFn, check_settings, compress_image, file_summary
+from gauss2d.errors import Gauss2dError
 from gauss2d.io import checkpoint
 from gauss2d.io import images as data
 from gauss2d.render import capacity_for, render_clamped
@@ -52,6 +55,7 @@ def encode_file(
     overwrite: bool = False,
     baseline: bool = False,
     progress: ProgressFn | None = None,
+    layers: int | None = None,
 ) -> CompressResult:
     """Compresses the image ``source`` into the file ``output``; returns the result (summary included).
 
@@ -65,6 +69,9 @@ def encode_file(
       overwrite: replace an existing ``output``.
       baseline: also measure the gaussianimage-mode file (``compress_image``).
       progress: called with ("fit" | "qat", info) after every chunk.
+      layers: write a v3 file of this many progressive layers (coarse to
+        fine; ``codec.V3Settings``) from the v2 fine-tuning's Gaussians and
+        quantiser state; None: the file ``settings.codec.version`` says.
 
     Raises:
       Gauss2dError: an output that exists, bad settings, an image over the
@@ -74,6 +81,8 @@ def encode_file(
     settings = presets.apply_preset(settings, preset)
     check_settings(settings)  # every codec key, before minutes of fitting
     targets.check_goal(goal, settings.codec.version, settings.model.blend)
+    if layers is not None:
+        _check_layers(layers, settings, goal)
     params = checkpoint.load_params_npz(params_path) if params_path else None
     if params is None:  # from the image's header, before it is decoded or the fit allocates
         preflight.check_image_before_loading(source, settings)
@@ -86,6 +95,8 @@ def encode_file(
     result = compress_image(target, settings, key, params=params, progress=progress, baseline=baseline)
     if goal.given:
         result = _meet(result, settings, goal, target)
+    if layers is not None:
+        result = _layered(result, settings, layers, target)
     preflight.check_output(output, overwrite)  # it may have appeared meanwhile
     with checkpoint.atomic_write(output) as f:
         f.write(result.data)
@@ -108,13 +119,41 @@ def _meet(result: CompressResult, settings: Settings, goal: targets.Goal, target
     return CompressResult(trial.data, result.params, result.codec_state, summary)
 
 
-def read_checked(source: pathlib.Path, limit_gb: float | None, backend: str) -> codec.Decoded:
-    """The decoded file, after checking from its header that decoding and rendering fit ``limit_gb``."""
+def _check_layers(layers: int, settings: Settings, goal: targets.Goal) -> None:
+    """Refuses a layered encode v3 cannot write, before minutes of fitting."""
+    if not (isinstance(layers, int) and layers >= 1):
+        raise Gauss2dError(f"--layers={layers!r} must be an integer >= 1")
+    if settings.codec.version != 2 or settings.model.blend != "sum" or goal.given:
+        raise Gauss2dError(
+            "--layers writes a v3 file from the v2 fine-tuning: it needs codec.version=2, "
+            "model.blend='sum' and no --target_bpp / --target_psnr"
+        )
+
+
+def _layered(result: CompressResult, settings: Settings, layers: int, target) -> CompressResult:
+    """``result`` re-encoded as a v3 file of ``layers`` layers, its summary measured from that file."""
+    v3 = codec.V3Settings(rdo.v2_settings(settings), layers=layers)
+    try:
+        data = codec.encode(
+            result.params, *target.shape[:2], version=3, state=result.codec_state, settings=v3
+        )
+    except ValueError as err:  # e.g. more layers than Gaussians, a step beyond float16
+        raise Gauss2dError(f"cannot write {layers} layers: {err}") from None
+    summary = dict(result.summary, **file_summary(data, target, settings.render.backend))
+    summary.update(version=3, layers=layers)
+    return CompressResult(data, result.params, result.codec_state, summary)
+
+
+def read_checked(
+    source: pathlib.Path, limit_gb: float | None, backend: str, layers: int | None = None
+) -> codec.Decoded:
+    """The decoded file (its first ``layers`` layers), after checking from its header that decoding
+    and rendering fit ``limit_gb``."""
     blob = preflight.read_bounded(
         source, budget.MAX_FILE_BYTES, f"longer than any gauss2d file can be ({budget.MAX_FILE_BYTES})"
     )
     budget.check_file(blob, limit_gb, backend, f"'{source}'", "--memory_limit_gb")  # from the header, first
-    return codec.decode(blob, memory_limit_gb=limit_gb)
+    return codec.decode(blob, layers=layers, memory_limit_gb=limit_gb)
 
 
 def decode_file(
@@ -125,16 +164,19 @@ def decode_file(
     backend: str,
     overwrite: bool = False,
     render: Callable[[codec.Decoded], Any] | None = None,
-) -> tuple[Any, float]:
-    """Decodes ``source`` and writes its render to the image ``output``; returns (image, seconds).
+    layers: int | None = None,
+) -> tuple[Any, float, codec.Decoded]:
+    """Decodes ``source`` and writes its render to the image ``output``; returns (image, seconds, decoded).
 
     Args:
       render: ``Decoded -> [H', W', 3]`` for another size (experiments/size_flags.py);
         None renders at the fitted size after checking the pair buffer's memory.
+      layers: render only the first k layers of a v3 file (None: every layer present;
+        ``decoded.layers`` / ``total_layers`` say how many were read).
     """
     preflight.check_output(output, overwrite)
     start = time.perf_counter()
-    decoded = read_checked(source, limit_gb, backend)
+    decoded = read_checked(source, limit_gb, backend, layers)
     if render is not None:
         image = render(decoded)
     else:
@@ -144,4 +186,16 @@ def decode_file(
         )
     seconds = time.perf_counter() - start
     data.save_image(output, image)
-    return image, seconds
+    return image, seconds, decoded
+
+
+def decode_line(output: pathlib.Path, image, seconds: float) -> str:
+    """The one line the codec CLI prints after a decode."""
+    return f"wrote {output}: {image.shape[1]}x{image.shape[0]}, decoded and rendered in {seconds:.2f} s"
+
+
+def layers_line(decoded: codec.Decoded, asked: int | None) -> str | None:
+    """The stderr line of a decode that read fewer layers than the file declares for want of bytes."""
+    if decoded.layers >= decoded.total_layers or (asked is not None and asked <= decoded.layers):
+        return None
+    return f"decoded {decoded.layers} of {decoded.total_layers} layers (file truncated)"

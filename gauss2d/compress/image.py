@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gauss2d import gaussians, metrics
-from gauss2d.codec import V1State, V2State, bits_by_attribute, container, decode, encode
+from gauss2d.codec import V1State, V2State, V3Settings, bits_by_attribute, container, decode, encode
 from gauss2d.codec.v1 import quantizer as v1_quantizer
 from gauss2d.codec.v2 import alpha as v2_alpha
 from gauss2d.codec.v2 import state as v2_state
@@ -175,8 +175,8 @@ def compress_image(
 
     if gaussians.blend_of(params) == "alpha":
         result = _compress_alpha(target, params, settings, summary)
-    elif codec.version == 2:
-        result = _compress_v2(target, params, settings, summary, on_chunk("qat"))
+    elif codec.version in (2, 3):
+        result = _compress_v2(target, params, settings, summary, on_chunk("qat"), codec.version)
     else:
         result = _compress_v1(target, params, settings, summary, jax.random.fold_in(key, 1), on_chunk("qat"))
     if baseline:
@@ -193,10 +193,11 @@ def check_settings(settings: Settings):
       Gauss2dError: a value either version's quantisers cannot use, or an unknown version.
     """
     codec = retrain.check_codec(settings.codec)
-    if codec.version not in (1, 2):
-        raise Gauss2dError(f"config codec.version={codec.version} is invalid: expected 1 or 2")
+    if codec.version not in (1, 2, 3):
+        raise Gauss2dError(f"config codec.version={codec.version} is invalid: expected 1, 2 or 3")
     qat.v1_settings(settings)
     rdo.v2_settings(settings)
+    v3_settings(settings)
     search_options(settings)
     return codec
 
@@ -248,7 +249,10 @@ def _compress_alpha(target, params, settings: Settings, summary) -> CompressResu
     No fine-tuning: the rate-aware fine-tuning (``rdo``) and QAT render the sum model.
     """
     if settings.codec.version != 2:
-        raise Gauss2dError("config codec.version=1 cannot store model.blend='alpha'; use codec.version=2")
+        raise Gauss2dError(
+            f"config codec.version={settings.codec.version} cannot store model.blend='alpha'; "
+            "use codec.version=2"
+        )
     height, width = target.shape[:2]
     quantizers = rdo.v2_settings(settings)
     state = v2_state.init_state(gaussians.geometry(params), quantizers)
@@ -281,15 +285,24 @@ def search_options(settings: Settings) -> dict[str, Any]:
     return {"groups": groups, "position_steps": steps}
 
 
-def _compress_v2(target, params, settings: Settings, summary, on_chunk) -> CompressResult:
-    """codec.version 2: rate-aware fine-tuning with pruning (rdo.py), the step search, then a v2 file."""
+def v3_settings(settings: Settings) -> V3Settings:
+    """Version 3's file settings from ``settings.codec`` (Gauss2dError naming a bad key)."""
+    try:
+        return V3Settings.from_codec(settings.codec)
+    except ValueError as e:
+        raise Gauss2dError(f"config codec section is invalid: {e}") from None
+
+
+def _compress_v2(target, params, settings: Settings, summary, on_chunk, version: int = 2) -> CompressResult:
+    """codec.version 2 or 3: rate-aware fine-tuning with pruning (rdo.py, v2's quantisers, which v3
+    shares), the step search on real files of that version, then the file."""
     height, width = target.shape[:2]
     backend = settings.render.backend
-    quantizers = rdo.v2_settings(settings)
+    quantizers = rdo.v2_settings(settings) if version == 2 else v3_settings(settings)
     result = rdo.finetune(target, params, settings, on_chunk=on_chunk)
     lmbda = float(settings.codec.lmbda)
     summary.update(
-        version=2,
+        version=version,
         lmbda=lmbda,
         qat_steps=int(settings.codec.qat_steps),
         qat_seconds=result.seconds,
@@ -318,10 +331,11 @@ def _compress_v2(target, params, settings: Settings, summary, on_chunk) -> Compr
             target,
             lambda p, h, w: render_clamped(p, h, w, backend=backend),
             **options,
+            version=version,
         )
-        quantizers = dataclasses.replace(quantizers, position_step=found["position_step"])
+        quantizers = targets.with_position_step(quantizers, found["position_step"])
         summary["step_search"] = found
-    data, _ = _encoded(result.params, height, width, 2, state, quantizers)
+    data, _ = _encoded(result.params, height, width, version, state, quantizers)
     seconds = time.perf_counter() - t0  # the step search's trial encodes included
     summary["pruned_gaussians"] += result.pruned
     summary["num_gaussians"] = gaussians.num_gaussians(result.params)

@@ -224,6 +224,18 @@ def _scale_channels(state: V2State, group: str, f: float) -> V2State:
     return state._replace(**{attr: quantize.LsqParams(jnp.asarray(q.scale) * factor, jnp.asarray(q.offset))})
 
 
+def position_step_of(settings) -> float:
+    """The position grid of a file's settings (v2's, or v3's ``.base``)."""
+    return getattr(settings, "base", settings).position_step
+
+
+def with_position_step(settings, step: float):
+    """``settings`` (``V2Settings`` or ``V3Settings``) on another position grid."""
+    if hasattr(settings, "base"):
+        return dataclasses.replace(settings, base=dataclasses.replace(settings.base, position_step=step))
+    return dataclasses.replace(settings, position_step=step)
+
+
 def rd_search(
     params: gaussians.CholeskyParams,
     height: int,
@@ -236,6 +248,7 @@ def rd_search(
     factors: tuple[float, ...] = tuple(2.0 ** (k / 2) for k in range(-4, 5)),
     groups: tuple[str, ...] = ("color", "chol"),
     position_steps: tuple[float, ...] = (),
+    version: int = 2,
 ) -> tuple[V2State, dict]:
     """The quantiser steps minimising MSE + lmbda * bpp of the real file (coordinate descent).
 
@@ -245,10 +258,13 @@ def rd_search(
     every trial is a real encode, decode and render, so the choice is made
     on the file's bytes and the decoder's pixels.
 
+    ``settings`` are the file's: ``V2Settings`` for ``version`` 2, or
+    ``V3Settings`` (v2's quantisers in ``.base``) for 3.
+
     Returns:
       (the best state, {"<group>_factor" per group, "position_step",
-      "objective", "trials"}); encode with ``dataclasses.replace(settings,
-      position_step=info["position_step"])``.
+      "objective", "trials"}); encode with ``with_position_step(settings,
+      info["position_step"])``.
     """
     target = jnp.asarray(target, jnp.float32)
     unknown = sorted(set(groups) - set(SEARCH_GROUPS))
@@ -256,13 +272,13 @@ def rd_search(
         raise ValueError(f"unknown step-search groups {unknown}; expected some of {sorted(SEARCH_GROUPS)}")
 
     def objective(st: V2State, grid: float) -> float:
-        at_grid = dataclasses.replace(settings, position_step=grid)
-        data = codec.encode(params, height, width, version=2, state=st, settings=at_grid)
+        at_grid = with_position_step(settings, grid)
+        data = codec.encode(params, height, width, version=version, state=st, settings=at_grid)
         decoded = codec.decode(data).params
         mse = float(jnp.mean((render(decoded, height, width) - target) ** 2))
         return mse + lmbda * 8.0 * len(data) / (height * width)
 
-    grid = settings.position_step
+    grid = position_step_of(settings)
     best, best_value = state, objective(state, grid)
     chosen = {g: 1.0 for g in groups}
     trials = 1
