@@ -47,6 +47,7 @@ _FITS = flags.DEFINE_string("fits", "/tmp/codec_v3_fits", "Cache of fits (<image
 _JSON = flags.DEFINE_string("json", None, "Write the rows here.")
 _PLOT = flags.DEFINE_string("plot", None, "Write the layers plot (PSNR against bytes read) here.")
 _LAYERS = flags.DEFINE_integer("layers", 4, "Layers of the progressive files.")
+_SIZES = flags.DEFINE_enum("layer_sizes", "geometric", ["geometric", "equal"], "Layer sizes (V3Settings).")
 
 VARIANTS = {
     "v3_plain": {"color_context": False, "shape_context": False},
@@ -116,7 +117,8 @@ def layered(name: str, n: int, params, target) -> dict:
         "one_layer": {"bytes": len(one), "psnr": _psnr(codec.decode(one).params, target)},
     }
     for order in ("scale", "contribution", "given"):
-        s = dataclasses.replace(codec.format_settings(3, layers=_LAYERS.value), layer_order=order)
+        s = codec.format_settings(3, layers=_LAYERS.value)
+        s = dataclasses.replace(s, layer_order=order, layer_sizes=_SIZES.value)
         data = codec.encode(params, h, w, version=3, state=state, settings=s)
         prefixes = []
         for k, end in enumerate(_record_ends(data), start=1):

@@ -136,7 +136,7 @@ def test_header_is_compact_and_parses_back():
     # 1+1 (sizes) + 1 (L) + 4 x 1 (counts) + 1 (flags) + 24 (12 float16)
     assert len(payload) == 32
     back = v3h.parse_header(payload)
-    assert back.layer_counts == q.header.layer_counts == (50, 50, 50, 50)
+    assert back.layer_counts == q.header.layer_counts == (13, 27, 53, 107)  # geometric sizes
     for name in ("chol_step", "chol_offset", "color_step", "color_offset"):
         np.testing.assert_array_equal(getattr(back, name), getattr(q.header, name))
 

@@ -33,7 +33,7 @@ def test_each_prefix_of_layers_is_the_full_decodes_first_gaussians(four_layers):
         n = out.params.xy.shape[0]
         counts.append(n)
         assert_bit_equal(out.params, _prefix(full.params, n))
-    assert counts == [23, 46, 68, 90, 90]  # array_split of 90 into 4
+    assert counts == [6, 18, 42, 90, 90]  # geometric sizes 6, 12, 24, 48 (order.counts)
 
 
 def test_truncated_at_every_byte(four_layers):
@@ -93,15 +93,28 @@ def test_orders_rank_as_documented():
     np.testing.assert_array_equal(order.rank(chol, color, "scale"), [1, 2, 0])
     np.testing.assert_array_equal(order.rank(chol, color, "contribution"), [2, 0, 1])  # 1, 0.0625, 2.25
     np.testing.assert_array_equal(order.rank(chol, color, "given"), [0, 1, 2])
-    parts = order.split(order.rank(chol, color, "scale"), 2)
+    parts = order.split(order.rank(chol, color, "scale"), 2, "equal")
     assert [p.tolist() for p in parts] == [[1, 2], [0]]
 
 
 def test_first_layer_holds_the_largest_gaussians_by_scale():
     p = random_params(120, seed=13)
-    s = codec.V3Settings(codec.format_settings(2), layers=3, layer_order="scale")
+    s = codec.V3Settings(codec.format_settings(2), layers=3, layer_order="scale", layer_sizes="equal")
     out = codec.decode(codec.encode(p, H, W, version=3, settings=s))
     lower = np.asarray(out.params.chol, np.float64) + [0.5, 0, 0.5]
     area = np.abs(lower[:, 0] * lower[:, 2])
     assert area[:40].min() >= area[80:].max() - 1e-3  # quantised areas keep the split up to rounding
     assert jnp.asarray(out.params.xy).shape == (120, 2)
+
+
+@pytest.mark.parametrize(("n", "layers"), [(1, 1), (4, 4), (5, 4), (90, 4), (2250, 4), (10, 8), (1000, 3)])
+def test_layer_counts(n, layers):
+    geo = order.counts(n, layers)
+    equal = order.counts(n, layers, "equal")
+    for c in (geo, equal):
+        assert len(c) == layers and sum(c) == n and min(c) >= 1
+    assert max(equal) - min(equal) <= 1
+    if n >= 2**layers:  # each layer about twice the last
+        assert all(abs(b - 2 * a) <= 2 for a, b in zip(geo, geo[1:]))
+    with pytest.raises(ValueError, match="exceeds"):
+        order.counts(layers - 1, layers) if layers > 1 else order.counts(0, 1)

@@ -72,7 +72,7 @@ def quantize_v3(params, height: int, width: int, state, settings: V3Settings) ->
     base = settings.base
     st = round_state(state)  # float16 first: the encoder quantises with the header's values
     ranked = order.rank(chol, color, settings.layer_order)
-    parts = order.split(ranked, settings.layers)
+    parts = order.split(ranked, settings.layers, settings.layer_sizes)
     header = HeaderV3(
         height, width, tuple(len(p) for p in parts), base.color_space, base.cov_space, base.color_by_size,
         base.position_step_log2, *(np.asarray(a, np.float32) for a in (*st.chol, *st.color)),

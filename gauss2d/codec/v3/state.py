@@ -33,6 +33,7 @@ class V3Settings:
       layers: progressive layers L >= 1 (``CodecSettings.layers``).
       layer_order: which Gaussians come first: "scale" (largest area first),
         "contribution" (colour energy x area first) or "given" (the caller's order).
+      layer_sizes: "geometric" (each layer twice the last) or "equal" counts (``order.py``).
       color_context: allow colour models conditioned on size buckets.
       shape_context: allow models of covariance channels 1-2 conditioned on channel 0.
     """
@@ -40,6 +41,7 @@ class V3Settings:
     base: V2Settings
     layers: int = 1
     layer_order: str = "contribution"
+    layer_sizes: str = "geometric"
     color_context: bool = True
     shape_context: bool = True
 
@@ -48,6 +50,8 @@ class V3Settings:
             raise ValueError(f"layers={self.layers!r} must be an integer in [1, {MAX_LAYERS}]")
         if self.layer_order not in LAYER_ORDERS:
             raise ValueError(f"layer_order={self.layer_order!r} not in {LAYER_ORDERS}")
+        if self.layer_sizes not in ("geometric", "equal"):
+            raise ValueError(f"layer_sizes={self.layer_sizes!r} must be 'geometric' or 'equal'")
 
     @classmethod
     def from_codec(cls, codec: CodecSettings, **changes) -> V3Settings:
