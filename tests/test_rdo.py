@@ -285,3 +285,17 @@ def test_codec_version_3_fine_tunes_like_v2_and_writes_a_v3_file(scene):
     # Same fine-tuning (v3 shares v2's quantisers): v3's compact coding makes the smaller file.
     assert files[3].summary["qat_best_step"] == files[2].summary["qat_best_step"]
     assert len(files[3].data) < len(files[2].data)
+
+
+def test_finetune_of_a_landscape_then_a_portrait_image(scene):
+    """The best-state evaluator is cached per image shape (a portrait after a landscape)."""
+    image, params = scene
+    run = _config(lmbda=0.02, prune_every=10)
+    wide = rdo.finetune(image, params, run)
+    xy = jnp.stack([params.xy[:, 1], params.xy[:, 0]], -1)  # the same Gaussians, transposed
+    chol = jnp.stack([params.chol[:, 2], params.chol[:, 1], params.chol[:, 0]], -1)
+    tall = rdo.finetune(
+        np.ascontiguousarray(image.transpose(1, 0, 2)), params._replace(xy=xy, chol=chol), run
+    )
+    assert wide.best_step > 0 and tall.best_step > 0
+    assert tall.psnr == pytest.approx(wide.psnr, abs=1.0)

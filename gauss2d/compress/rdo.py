@@ -304,7 +304,7 @@ class _Best(NamedTuple):
 
     @staticmethod
     def of(goal: train.Objective, state: train.TrainState, target, capacity: int) -> _Best:
-        loss, aux = _evaluate(goal, capacity)(state.params, state.extra, target, None)
+        loss, aux = _evaluate(goal, capacity, target.shape)(state.params, state.extra, target, None)
         loss = float(loss)
         psnr = float(10.0 * np.log10(1.0 / max(float(aux.mse), 1e-20)))
         return _Best(
@@ -320,10 +320,11 @@ class _Best(NamedTuple):
 _EVALUATORS: dict[tuple, Callable] = {}
 
 
-def _evaluate(goal: train.Objective, capacity: int):
+def _evaluate(goal: train.Objective, capacity: int, shape: tuple[int, ...]):
     """The jitted loss, cached as the engine caches its chunks: by the objective's key (every
-    setting the loss reads) and the static capacity, so each image of a study reuses it."""
-    key = (goal.name, goal.key, capacity)
+    setting the loss reads), the static capacity and the image shape (the loss closes over
+    its frame), so each image of that shape in a study reuses it."""
+    key = (goal.name, goal.key, capacity, tuple(shape))
     if key not in _EVALUATORS:
         if len(_EVALUATORS) >= 16:
             _EVALUATORS.pop(next(iter(_EVALUATORS)))
