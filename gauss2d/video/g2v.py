@@ -3,7 +3,7 @@
 A ``.g2v`` file is ``container.preamble(VERSION, VIDEO_MAGIC)`` followed by
 ``container.pack_records`` records (``varint length | payload | crc32``):
 
-* record 0, the header (``HEADER``: fixed 48 bytes, little-endian): frame
+* record 0, the header (``HEADER``: fixed 56 bytes, little-endian): frame
   size, frame count, frame rate, GOP length, the still format version of the
   I-frames, the delta steps and their spaces;
 * record 1, the frame index: per frame ``type u8 | payload length varint |
