@@ -1,4 +1,4 @@
-"""The .g2v file (gauss2d.video: g2v, pcoding, encoder, decoder): closed loop, random access, the layout's checks."""
+"""The .g2v file (video: g2v, pcoding, encoder, decoder): closed loop, random access, the layout checks."""
 
 from __future__ import annotations
 
