@@ -19,6 +19,11 @@ from configs import codec as codec_config
 from gauss2d import settings
 
 
+def get_settings(arg: str = "") -> settings.Settings:
+    """``get_config(arg)`` resolved: what ``video.encoder.encode_video`` and the notebook start from."""
+    return settings.resolve(get_config(arg))
+
+
 def get_config(arg: str = ""):
     """The smoke-scale video recipe (module docstring); ``:smoke`` for tests."""
     if arg not in ("", "smoke"):
