@@ -5,7 +5,7 @@
 The first ``--frames`` frames of the pan sequence at 384x256 are encoded by
 the ``.g2v`` encoder (``gauss2d.video.encoder``): frame 0 an I-frame of
 ``--num_points`` Gaussians (a still v2 file's sections), the others
-P-frames (few fine-tuning steps: only the decode side is timed here). Timed
+P-frames (configs/video.py's 100 steps; only the decode side is timed). Timed
 warm, best of ``--repeats``, with ``gauss2d.video.decoder``:
 
 * I: frame 0's record read (CRC), the still plugin's parse and entropy
@@ -47,16 +47,14 @@ def best_of(fn, repeats: int) -> float:
 
 
 def encoded_file(frames: int, height: int, width: int, num_points: int, iterations: int) -> bytes:
-    """A ``.g2v`` file of the pan sequence: one I-frame, then P-frames (20 fine-tuning steps each)."""
+    """A ``.g2v`` file of the pan sequence: one I-frame, then P-frames (configs/video.py's P settings)."""
     config = video_config.get_config("")
     with config.unlocked():
         config.model.num_points = num_points
         config.optim.iterations = iterations
         config.codec.qat_steps = 50
-        config.video.gop = frames
-        config.video.p_iterations = 20
-        config.video.p_motion_warmup = 5
-        config.video.p_prune_every = 10
+        config.video.gop = frames  # the P-frames keep configs/video.py's 100 steps: fewer (20) left the
+        # camera's 2-3 px per frame at this size to the local deltas, and the scene-cut test coded I-frames
     seq = sequences.named("pan", frames, height, width)
     return encoder.encode_video(seq, resolve(config), jax.random.PRNGKey(0), progress=print).data
 
