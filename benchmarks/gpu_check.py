@@ -20,6 +20,8 @@ Sections, in this order (each prints progress as it goes):
 6. ``paper_parity``: configs/kodak.py on kodim01-03 at the published point
    (50000 Gaussians, 5000 steps) against GaussianImage's 37.01 / 39.83 / 43.27 dB.
 7. ``kodak_fast``: a short configs/kodak_fast.py fit of kodim23 at full size.
+8. ``video_decode``: frames per second decoding a ``.g2v`` file at 768x512,
+   render included, xla and pallas (``benchmarks/gpu/video_decode.py``, issue 24).
 
 Budget: every item declares a cost estimate (JAX compiles included: each new
 shape or backend compiles for seconds); an item that would not fit in what
@@ -51,11 +53,14 @@ import traceback
 
 import jax
 
-from benchmarks.gpu import fits, kernels
+from benchmarks.gpu import fits, kernels, video_decode
 from benchmarks.gpu import report as report_mod
 from benchmarks.gpu.plan import FULL, GPU_BUDGET_S, KNOBS, SECTIONS, SMOKE, SMOKE_BUDGET_S, Budget, log
 from configs import kodak as kodak_config
 from gauss2d.io import runrecord
+
+SECTIONS = (*SECTIONS, video_decode.SECTION)
+report_mod.ROWS.setdefault(video_decode.SECTION, video_decode.row)  # its table row, beside report.py's
 
 # Names the tests and other scripts read from here.
 __all__ = ["KNOBS", "SECTIONS", "Budget", "main", "run"]
@@ -78,6 +83,9 @@ def run(
         "batch_throughput": lambda: fits.batch(mode, budget, kodak),
         "paper_parity": lambda: fits.parity(mode, budget, kodak),
         "kodak_fast": lambda: fits.fast(mode, budget, kodak),
+        video_decode.SECTION: lambda: video_decode.run(
+            video_decode.SMOKE if smoke else video_decode.FULL, budget
+        ),
     }
     report = {
         "meta": {

@@ -15,7 +15,8 @@ For each sequence (``gauss2d.video.sequences``: "pan" over the sample,
 * for the sequences in ``--gaussian``: every frame fitted (one batched fit)
   and coded as a still v2 ``.g2d`` at each ``--lmbdas`` (``video.intra``);
 * BD-rate (``gauss2d.rd.bjontegaard``) of the all-I Gaussian curve and of
-  the I+P chain (when ``--pframe_json`` gives one) against each classic curve,
+  the I+P ``.g2v`` files (``benchmarks.video_pframe``'s JSON, ``--pframe_json``)
+  against each classic curve and the all-I curve,
   where the curves overlap in PSNR (otherwise the reason is reported).
 
 Writes ``<out>/video_rd.json`` and one plot per sequence, ``<out>/video_rd_<seq>.png``.
@@ -162,8 +163,8 @@ def main(argv):
             entry["bd_rate_all_i_vs"] = bd_table(rows, curves)
             curves = {**curves, "gaussian all-I (.g2d per frame)": rows}
         if name in chain:
-            entry["bd_rate_chain_vs"] = bd_table(chain[name], {k: v for k, v in curves.items()})
-            curves = {**curves, "I+P chain (P: estimate, no .g2v yet)": chain[name]}
+            entry["bd_rate_chain_vs"] = bd_table(chain[name], dict(curves))
+            curves = {**curves, "I+P .g2v (real files)": chain[name]}
         report["sequences"][name] = entry
         plot(out_dir / f"video_rd_{name}.png", f"{name}: {t} frames of {w}x{h}", curves)
     out_dir.mkdir(parents=True, exist_ok=True)

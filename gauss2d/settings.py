@@ -188,6 +188,41 @@ class RDSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class VideoSettings:
+    """The ``video`` section: a ``.g2v`` encode (configs/video.py, docs/video.md).
+
+    The I-frames take the model, optim and codec sections (the still
+    codec's; ``codec.version`` is their still format version); these keys
+    say which frames, the GOP and scene cuts, and the P-frames' fine-tuning.
+    """
+
+    sequence: str = ""  # a built-in test sequence ("pan", "fade", "object", "cut") when INPUT names one
+    frames: int = 16  # at most this many frames of the input (0 = all)
+    height: int = 128  # a built-in sequence's frame size (inputs keep theirs)
+    width: int = 192
+    fps: int = 24  # stored in the header (a video file input keeps its own rate)
+    gop: int = 16  # an I-frame every gop frames
+    scene_cut: bool = True  # also start an I-frame where a P-frame would not pay
+    # A P-frame is replaced by an I-frame when its bytes exceed this share of
+    # the last I-frame's bytes, or its PSNR is this many dB below the previous frame's.
+    scene_cut_bytes: float = 1.0
+    scene_cut_psnr_drop: float = 3.0
+    batch_iframes: bool = True  # fit the GOPs' I-frames in one vmapped batch (train.batch)
+    p_lmbda: float = 0.01  # P-frame MSE per bit per pixel
+    p_iterations: int = 100
+    p_lr: float = 0.1  # in quantiser steps per update
+    p_motion_lr: float = 8.0
+    p_motion_warmup: int = 25
+    p_dead_zone: float = 1.0  # |delta| below this many steps codes as 0
+    p_add_fraction: float = 0.05
+    p_prune_every: int = 25
+    p_prune_fraction: float = 0.05
+    step_position: float = 0.125  # P-frame delta steps: px
+    step_cov: float = 0.05  # per covariance-space channel
+    step_color: float = 1.0 / 64  # per colour channel
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     """Everything a run is configured by; ``codec`` and ``rd`` only where the config has them."""
 
@@ -198,6 +233,7 @@ class Settings:
     optim: OptimSettings = OptimSettings()
     codec: CodecSettings | None = None
     rd: RDSettings | None = None
+    video: VideoSettings | None = None
     seed: int = 0  # initialisation seed: same seed, same result on the same machine
     # Images fitted at once (vmap; DESIGN.md section 4, docs/batch.md), per
     # process: rounded up to a multiple of the local device count, so several
@@ -225,6 +261,7 @@ SECTIONS: dict[str, type] = {
     "optim": OptimSettings,
     "codec": CodecSettings,
     "rd": RDSettings,
+    "video": VideoSettings,
 }
 
 

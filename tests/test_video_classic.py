@@ -46,3 +46,20 @@ def test_missing_encoders_are_reported_and_skipped(clip):
         clip, [fake, classic.Encoder("h264", "libx264", "h264", ("yuv420p",), (30,))]
     )
     assert [p.method for p in points] == ["h264/yuv420p"] and "nope" in skipped
+
+
+def test_sizes_below_an_encoders_minimum_are_refused_before_it_opens():
+    h265 = next(e for e in classic.ENCODERS if e.name == "h265")
+    assert h265.min_side == 16
+    tiny = sequences.pan_zoom(sequences.sample_frame(32, 32), 3, 12, 12)
+    with pytest.raises(classic.Gauss2dError, match="libx265 needs frames of at least 16x16 px, got 12x12"):
+        classic.measure(tiny, h265, 23, "yuv444p")
+    points, skipped = classic.sweep(tiny, [H264, h265])
+    assert "16 px a side" in skipped["h265"]
+    assert {p.method for p in points} == {"h264/yuv444p", "h264/yuv420p"}
+
+
+def test_an_encoder_error_is_one_line_not_a_traceback(clip):
+    picky = classic.Encoder("h264", "libx264", "h264", ("yuv444p",), (23,), (("crf", "not-a-number"),))
+    with pytest.raises(classic.Gauss2dError, match="libx264 cannot encode 48x32 yuv444p"):
+        classic.measure(clip, picky, 23, "yuv444p")

@@ -113,3 +113,23 @@ def test_sequences_from_a_kodak_image(kodak_dir):
     assert seq.shape == (4, 64, 96, 3) and 0.0 <= seq.min() and seq.max() <= 1.0
     small = sequences.resize_to(image, 64, 96)
     assert sequences.cross_fade(small, seq[0], 3).shape == (3, 64, 96, 3)
+
+
+def test_named_sequences_have_the_asked_size_and_unknown_names_are_refused():
+    for name in sequences.NAMES:
+        seq = sequences.named(name, 4, 24, 32)
+        assert seq.shape == (4, 24, 32, 3) and seq.dtype == np.float32
+        assert 0.0 <= seq.min() and seq.max() <= 1.0
+    with pytest.raises(Gauss2dError, match="unknown sequence 'nope'"):
+        sequences.named("nope", 4, 24, 32)
+
+
+def test_hard_cut_switches_scene_at_the_cut_and_checks_it():
+    a, b = np.zeros((4, 6, 3), np.float32), np.ones((4, 6, 3), np.float32)
+    seq = sequences.hard_cut(a, b, 5, 2)
+    assert [float(f.mean()) for f in seq] == [0.0, 0.0, 1.0, 1.0, 1.0]
+    for cut in (0, 5):
+        with pytest.raises(Gauss2dError, match="cut="):
+            sequences.hard_cut(a, b, 5, cut)
+    with pytest.raises(Gauss2dError, match="one shape"):
+        sequences.hard_cut(a, b[:2], 5, 2)

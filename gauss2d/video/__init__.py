@@ -1,4 +1,4 @@
-"""Video: test sequences, frames, the classic yardstick, all-I coding and the P-frame objective (issue 24).
+"""Video (issue 24): test sequences, the classic yardstick, all-I coding, P-frames and the ``.g2v`` file.
 
 * ``sequences``: deterministic test sequences made by code (pan and zoom,
   cross-fade, moving object).
@@ -10,7 +10,11 @@
   D + lambda R_delta on the training engine (global motion, deltas, added,
   removed), closed loop.
 
+* ``g2v``: the ``.g2v`` layout on the codec's one container (header, frame
+  index, a record and CRC per frame); ``pcoding``: a P-frame's payload.
+* ``encoder`` / ``decoder``: a sequence to a ``.g2v`` file (GOP, scene cut,
+  batched I-frames, closed loop) and back (budget first, random access).
+* ``files``: what ``experiments.video`` runs.
+
 Sits above ``train`` and ``codec``, beside ``compress`` (DESIGN.md section 3).
-The ``.g2v`` container is not here yet: it is built on the codec's one
-container (docs/video.md).
 """

@@ -48,6 +48,7 @@ class Encoder:
     pix_fmts: tuple[str, ...]  # chroma formats to report, best first
     crfs: tuple[int, ...]  # the knob; larger = fewer bits
     options: tuple[tuple[str, str], ...] = ()  # fixed encoder options
+    min_side: int = 1  # smallest frame height and width the encoder accepts (``check_size``)
 
 
 # CRFs: on the pan sequence at 192x128 (16 frames) x264 spans 0.32 bpp at
@@ -62,6 +63,12 @@ ENCODERS: tuple[Encoder, ...] = (
         ("yuv444p", "yuv420p"),
         (8, 13, 18, 23, 28, 33, 38),
         (("x265-params", "log-level=none"),),
+        # libx265 refuses frames under 16 px a side (avcodec_open2 returns
+        # EINVAL for 15x17, 16x9, 12x12 with PyAV 18.1's build; 16x16 and
+        # 17x17 encode), and PyAV builds have been seen to crash the process
+        # there instead of failing: sizes below it are refused before the
+        # encoder is opened.
+        min_side=16,
     ),
     Encoder("av1", "libsvtav1", "libdav1d", ("yuv420p",), (10, 20, 28, 36, 44, 52)),
 )
@@ -96,12 +103,21 @@ def unavailable(encoders: Sequence[Encoder] = ENCODERS) -> dict[str, str]:
     return missing
 
 
+def check_size(enc: Encoder, height: int, width: int) -> None:
+    """Raises Gauss2dError (one line) for a frame size below the encoder's minimum, before opening it."""
+    if min(height, width) < enc.min_side:
+        raise Gauss2dError(
+            f"{enc.codec} needs frames of at least {enc.min_side}x{enc.min_side} px, got {width}x{height}"
+        )
+
+
 def encode_sequence(
     frames_u8: np.ndarray, enc: Encoder, crf: int, pix_fmt: str, fps: int = 25
 ) -> tuple[list[bytes], float]:
     """Encodes uint8 [T, H, W, 3] frames; returns (the packets' payloads, seconds)."""
     av = frames_lib.require_av()
     height, width = frames_u8.shape[1:3]
+    check_size(enc, height, width)
     ctx = av.CodecContext.create(enc.codec, "w")
     ctx.width, ctx.height, ctx.pix_fmt = width, height, pix_fmt
     ctx.time_base = fractions.Fraction(1, fps)
@@ -109,11 +125,14 @@ def encode_sequence(
     ctx.options = {"crf": str(crf), **dict(enc.options)}
     t0 = time.perf_counter()
     packets = []
-    for k, frame in enumerate(frames_u8):
-        vf = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format=pix_fmt)
-        vf.pts = k
-        packets += [bytes(p) for p in ctx.encode(vf)]
-    packets += [bytes(p) for p in ctx.encode(None)]
+    try:
+        for k, frame in enumerate(frames_u8):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format=pix_fmt)
+            vf.pts = k
+            packets += [bytes(p) for p in ctx.encode(vf)]
+        packets += [bytes(p) for p in ctx.encode(None)]
+    except av.FFmpegError as e:  # e.g. a size or format the encoder refuses: one line, no traceback
+        raise Gauss2dError(f"{enc.codec} cannot encode {width}x{height} {pix_fmt}: {e}") from None
     return packets, time.perf_counter() - t0
 
 
@@ -164,6 +183,12 @@ def sweep(frames: np.ndarray, encoders: Sequence[Encoder] = ENCODERS) -> tuple[l
     points = []
     for enc in encoders:
         if enc.name in skipped:
+            continue
+        height, width = frames.shape[1:3]
+        if min(height, width) < enc.min_side:
+            skipped[enc.name] = (
+                f"{enc.codec} needs frames of at least {enc.min_side} px a side, got {width}x{height}"
+            )
             continue
         for pix_fmt in enc.pix_fmts:
             if frames.shape[1] % 2 or frames.shape[2] % 2:

@@ -21,7 +21,7 @@ so the two agree bit for bit (closed loop: the next P-frame starts from
 what the decoder will have). ``stream_bytes`` codes the parts with the
 still codec's entropy coder (``codec.streams``) and returns their sizes:
 the payload a P-frame section would carry, without a container around it
-(docs/video.md; the ``.g2v`` container is not built yet).
+(``pcoding.py`` writes the same streams into a ``.g2v`` P-frame payload).
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ from gauss2d.gaussians import CholeskyParams
 
 # Status symbols of the per-reference-Gaussian stream.
 SAME, CHANGED, REMOVED = 0, 1, 2
-# Bytes a P-frame would spend outside its streams (docs/video.md, "P-frame
-# sections"): frame type and counts (~6), a length varint per stream (~12),
-# CRC (4). An assumption until the container exists; reported beside the streams.
+# Bytes a P-frame spends outside its streams, as first assumed for ``stream_bytes``:
+# frame type and counts (~6), a length varint per stream (~12), CRC (4). A real
+# ``.g2v`` frame's size is ``encoder.EncodedFrame.bytes`` (its record and index entry).
 PFRAME_OVERHEAD_BYTES = 24
 # Means are kept this far inside the frame (as gaussians.raw_from_means clips them).
 _EDGE = 1e-4

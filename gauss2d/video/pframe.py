@@ -224,7 +224,7 @@ def objective(settings: PFrameSettings, steps: DeltaSteps, height: int, width: i
         loss=loss,
         optimizer=make_optimizer(settings),
         key=(settings, steps, height, width),
-        lr_key="PFrameSettings.lr",  # configs/video.py (not written yet) should name its key here
+        lr_key="video.p_lr",  # configs/video.py's key for PFrameSettings.lr
     )
 
 

@@ -16,6 +16,9 @@ is refused before anything is allocated.
   frame is ``a`` and the last ``b``, exactly).
 * ``moving_object``: a striped disc with a soft edge that travels over a
   still background, occluding it (``alpha * object + (1 - alpha) * background``).
+* ``hard_cut``: one still image, then another from frame ``cut`` on (a scene cut).
+* ``named``: the built-in sequences by name ("pan", "fade", "object", "cut"),
+  what ``experiments.video encode pan OUT.g2v`` and the benchmarks code.
 """
 
 from __future__ import annotations
@@ -214,3 +217,47 @@ def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
 def sample_frame(height: int = 256, width: int = 384) -> np.ndarray:
     """The built-in sample (kodim23), resized to (height, width): every test sequence's default source."""
     return resize_to(images.load_image(images.sample_image_path()), height, width)
+
+
+def hard_cut(a: np.ndarray, b: np.ndarray, frames: int, cut: int) -> np.ndarray:  # [frames, H, W, 3]
+    """``a`` for frames 0 .. cut - 1, then ``b``: a scene cut at frame ``cut``.
+
+    Raises:
+      Gauss2dError: images of different shapes, bad values, or ``cut`` not in [1, frames - 1].
+    """
+    a, b = _check_image(a, "a"), _check_image(b, "b")
+    if a.shape != b.shape:
+        raise Gauss2dError(f"hard_cut needs images of one shape, got {a.shape} and {b.shape}")
+    check_sequence_size(frames, *a.shape[:2])
+    if not 1 <= cut < frames:
+        raise Gauss2dError(f"cut={cut} must be in [1, frames - 1 = {frames - 1}]")
+    return np.concatenate([np.repeat(a[None], cut, 0), np.repeat(b[None], frames - cut, 0)]).astype(
+        np.float32
+    )
+
+
+NAMES = ("pan", "fade", "object", "cut")
+
+
+def named(name: str, frames: int, height: int, width: int) -> np.ndarray:
+    """A built-in test sequence over the sample, [frames, height, width, 3].
+
+    "pan": ``pan_zoom`` over the sample; "fade": the sample to its mirror
+    image; "object": ``moving_object`` over it; "cut": the sample, then from
+    frame ``frames // 2`` on the sample turned upside down with its colour
+    channels reversed (a scene no motion explains).
+
+    Raises:
+      Gauss2dError: an unknown name or a bad size.
+    """
+    if name not in NAMES:
+        raise Gauss2dError(f"unknown sequence {name!r}; expected one of {', '.join(NAMES)}")
+    check_sequence_size(frames, height, width)
+    if name == "pan":
+        return pan_zoom(images.load_image(images.sample_image_path()), frames, height, width)
+    still = sample_frame(height, width)
+    if name == "fade":
+        return cross_fade(still, still[:, ::-1].copy(), frames)
+    if name == "object":
+        return moving_object(still, frames)
+    return hard_cut(still, still[::-1, :, ::-1].copy(), frames, max(1, frames // 2))

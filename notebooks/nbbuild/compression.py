@@ -1,4 +1,4 @@
-"""The cells of notebooks/compression.ipynb: a real v2 file, its bits, decoding, WebP and AVIF."""
+"""The cells of notebooks/compression.ipynb: a real v2 file, its bits, decoding, WebP and AVIF, video."""
 
 from __future__ import annotations
 
@@ -225,6 +225,65 @@ display(Image(png, width=900))""",
     (
         "md",
         """\
+## Video: a `.g2v` file of I- and P-frames
+
+`gauss2d.video` codes a sequence as one `.g2v` file (docs/video.md has the layout byte by
+byte): every `video.gop`-th frame is an I-frame (the sections of a still file like the one
+above), every other frame a P-frame that fine-tunes the previous *decoded* frame's Gaussians
+(a global motion, entropy-coded deltas, Gaussians added and removed), so the decoder
+reproduces the encoder's frames exactly. The cell below is deliberately tiny
+(`configs/video.py:smoke`: 4 frames of 48x32 of the built-in camera pan, seconds of fitting):
+it shows the calls and what each frame costs, not the quality.""",
+    ),
+    (
+        "code",
+        """\
+from configs import video as video_config
+from gauss2d.video import decoder, encoder, sequences
+
+video_settings = video_config.get_settings("smoke")  # tiny on purpose, also at the real settings
+v = video_settings.video
+clip = sequences.named("pan", v.frames, v.height, v.width)  # [T, H, W, 3]
+coded = encoder.encode_video(clip, video_settings, jax.random.key(0), progress=print)
+video_path = pathlib.Path("pan.g2v")
+video_path.write_bytes(coded.data)
+header, decoded_frames = decoder.decode_video(video_path.read_bytes())  # every frame, rendered
+fig, axes = plt.subplots(2, len(clip), figsize=(2.4 * len(clip), 3.4))
+for k, f in enumerate(coded.frames):
+    axes[0, k].imshow(clip[k])
+    axes[0, k].set_title(f"frame {k}", fontsize=9)
+    axes[1, k].imshow(np.clip(decoded_frames[k], 0, 1))
+    axes[1, k].set_title(f"{f.type}: {f.bytes} B, {f.psnr:.1f} dB", fontsize=9)
+for ax in axes.ravel():
+    ax.set_axis_off()
+plt.tight_layout()
+plt.show()
+print(f"{video_path}: {len(coded.data)} bytes, {coded.bpp:.3f} bpp for {header.num_frames} frames")""",
+    ),
+    (
+        "md",
+        """\
+At the video benchmark's scale (16 frames of 192x128, 800 Gaussians per I-frame;
+`python -m benchmarks.video_pframe` then `python -m benchmarks.video_rd`, benchmarks/RESULTS.md
+"video" has the commands, machine and commit), the `.g2v` files against coding every frame as
+its own `.g2d` file and against H.264, H.265 and AV1 through PyAV's FFmpeg on the camera pan.
+The figure is docs/figures/video_rd_pan.png in the repository.""",
+    ),
+    (
+        "code",
+        """\
+VIDEO_FIGURE = "docs/figures/video_rd_pan.png"
+local = pathlib.Path(configs.__file__).resolve().parents[1] / VIDEO_FIGURE
+if local.exists():  # a clone of the repository
+    video_png = local.read_bytes()
+else:  # an installed copy (Colab): the figure lives in the repository
+    url = f"https://raw.githubusercontent.com/gauss2d/gauss2d/main/{VIDEO_FIGURE}"
+    video_png = urllib.request.urlopen(url).read()
+display(Image(video_png, width=800))""",
+    ),
+    (
+        "md",
+        """\
 A machine-readable summary (tests/test_notebooks.py checks it, and the file, after CI runs this
 notebook).""",
     ),
@@ -250,6 +309,14 @@ summary = {
         for name, points in curves.items()
     },
     "figure_bytes": len(png),
+    "video": {
+        "file": str(video_path.resolve()),
+        "bytes": len(coded.data),
+        "types": [f.type for f in coded.frames],
+        "frame_bytes": [f.bytes for f in coded.frames],
+        "psnr": [f.psnr for f in coded.frames],
+        "figure_bytes": len(video_png),
+    },
 }
 print("RESULT " + json.dumps(summary))""",
     ),
