@@ -21,7 +21,8 @@ ARGS = {
     "div2k": ("", "smoke"),
     "codec": ("", "smoke"),
     "kodak_codec": ("", "smoke"),
-    "rd_kodak": ("", "cpu", "smoke"),
+    "rd_kodak": ("", "cpu", "cpu_heldout", "smoke"),
+    "video": ("", "smoke"),
 }
 
 
