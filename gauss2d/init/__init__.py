@@ -73,26 +73,16 @@ def initialize(key: jax.Array, target: jax.Array, model: ModelSettings) -> gauss
         raise Gauss2dError(f"config model.num_points={num_points} is invalid: expected > 0")
     if name == "random":
         return gaussians.init_random(key, num_points, model.parameterization)
+    placed = dict(  # the content init's keys, which "edges" starts from
+        gradient_fraction=model.init_gradient_fraction,
+        size_factor=model.init_size_factor,
+        color_iterations=model.init_color_iterations,
+    )
     if name == "content":
-        return content.init_content(
-            key,
-            target,
-            num_points,
-            model.parameterization,
-            gradient_fraction=model.init_gradient_fraction,
-            size_factor=model.init_size_factor,
-            color_iterations=model.init_color_iterations,
-        )
+        return content.init_content(key, target, num_points, model.parameterization, **placed)
     if name == "edges":
         return edges.init_edges(
-            key,
-            target,
-            num_points,
-            model.parameterization,
-            gradient_fraction=model.init_gradient_fraction,
-            size_factor=model.init_size_factor,
-            color_iterations=model.init_color_iterations,
-            elongation=model.init_edge_elongation,
+            key, target, num_points, model.parameterization, **placed, elongation=model.init_edge_elongation
         )
     if name == "superpixel":  # SLIC on the host (optional scikit-image): gauss2d/init/superpixel.py
         return superpixel.init_superpixel(
