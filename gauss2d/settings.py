@@ -164,6 +164,10 @@ class CodecSettings:
     search_position_steps: tuple[float, ...] = (0.0625, 0.25)
     # v3: progressive layers, coarse to fine; a prefix of whole layers decodes (docs/codec.md).
     layers: int = 1
+    # v3 with layers > 1: weight of the mean distortion of the prefixes (layers 1..k, k < L)
+    # in the rate-aware fine-tuning, so each prefix is trained to stand alone; 0: the
+    # layers are cut from Gaussians trained as one set (compress/prefixes.py).
+    prefix_weight: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,7 @@ layers of a v3 file) and renders it to an image file.
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import time
 from collections.abc import Callable
@@ -82,7 +83,7 @@ def encode_file(
     check_settings(settings)  # every codec key, before minutes of fitting
     targets.check_goal(goal, settings.codec.version, settings.model.blend)
     if layers is not None:
-        _check_layers(layers, settings, goal)
+        settings = _layered_settings(layers, settings, goal)
     params = checkpoint.load_params_npz(params_path) if params_path else None
     if params is None:  # from the image's header, before it is decoded or the fit allocates
         preflight.check_image_before_loading(source, settings)
@@ -95,8 +96,6 @@ def encode_file(
     result = compress_image(target, settings, key, params=params, progress=progress, baseline=baseline)
     if goal.given:
         result = _meet(result, settings, goal, target)
-    if layers is not None:
-        result = _layered(result, settings, layers, target)
     preflight.check_output(output, overwrite)  # it may have appeared meanwhile
     with checkpoint.atomic_write(output) as f:
         f.write(result.data)
@@ -119,29 +118,24 @@ def _meet(result: CompressResult, settings: Settings, goal: targets.Goal, target
     return CompressResult(trial.data, result.params, result.codec_state, summary)
 
 
-def _check_layers(layers: int, settings: Settings, goal: targets.Goal) -> None:
-    """Refuses a layered encode v3 cannot write, before minutes of fitting."""
+def _layered_settings(layers: int, settings: Settings, goal: targets.Goal) -> Settings:
+    """``settings`` writing a v3 file of ``layers`` layers (refused before minutes of fitting).
+
+    The whole encode then runs as version 3 (``compress_image``): the rate-aware
+    fine-tuning (prefix-weighted with ``codec.prefix_weight``) and the step search
+    on real layered files.
+    """
     if not (isinstance(layers, int) and layers >= 1):
         raise Gauss2dError(f"--layers={layers!r} must be an integer >= 1")
-    if settings.codec.version != 2 or settings.model.blend != "sum" or goal.given:
+    if settings.codec.version not in (2, 3) or settings.model.blend != "sum" or goal.given:
         raise Gauss2dError(
-            "--layers writes a v3 file from the v2 fine-tuning: it needs codec.version=2, "
+            "--layers writes a v3 file with v2's quantisers: it needs codec.version=2 or 3, "
             "model.blend='sum' and no --target_bpp / --target_psnr"
         )
-
-
-def _layered(result: CompressResult, settings: Settings, layers: int, target) -> CompressResult:
-    """``result`` re-encoded as a v3 file of ``layers`` layers, its summary measured from that file."""
-    v3 = codec.V3Settings(rdo.v2_settings(settings), layers=layers)
-    try:
-        data = codec.encode(
-            result.params, *target.shape[:2], version=3, state=result.codec_state, settings=v3
-        )
-    except ValueError as err:  # e.g. more layers than Gaussians, a step beyond float16
-        raise Gauss2dError(f"cannot write {layers} layers: {err}") from None
-    summary = dict(result.summary, **file_summary(data, target, settings.render.backend))
-    summary.update(version=3, layers=layers)
-    return CompressResult(data, result.params, result.codec_state, summary)
+    codec_settings = dataclasses.replace(settings.codec, version=3, layers=layers)
+    settings = settings.replace(codec=codec_settings)
+    check_settings(settings)
+    return settings
 
 
 def read_checked(

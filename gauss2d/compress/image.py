@@ -299,6 +299,8 @@ def _compress_v2(target, params, settings: Settings, summary, on_chunk, version:
     height, width = target.shape[:2]
     backend = settings.render.backend
     quantizers = rdo.v2_settings(settings) if version == 2 else v3_settings(settings)
+    if rdo.prefix_training(settings)[1] > 0:  # trained in the file's layer order: keep it
+        quantizers = dataclasses.replace(quantizers, layer_order="given")
     result = rdo.finetune(target, params, settings, on_chunk=on_chunk)
     lmbda = float(settings.codec.lmbda)
     summary.update(

@@ -54,7 +54,7 @@ from gauss2d.codec import quantize, rate, v2
 from gauss2d.codec.v2 import fake
 from gauss2d.codec.v2 import state as v2_state
 from gauss2d.codec.v2.state import V2Settings, V2State
-from gauss2d.compress import retrain
+from gauss2d.compress import prefixes, retrain
 from gauss2d.errors import Gauss2dError
 from gauss2d.render import capacity_for, render_with_stats
 from gauss2d.settings import Settings
@@ -93,6 +93,9 @@ class RdoExtra(NamedTuple):
     """Read-only state of the objective."""
 
     alive: jax.Array  # [N] float32, 1 live, 0 pruned
+    layer: (
+        jax.Array
+    )  # [N] float32, the progressive layer of each slot (prefixes.layer_index); all 0 unlayered
 
 
 def v2_settings(settings: Settings) -> V2Settings:
@@ -104,6 +107,20 @@ def v2_settings(settings: Settings) -> V2Settings:
         raise Gauss2dError(f"config codec section is invalid: {e}") from None
 
 
+def prefix_training(run: Settings) -> tuple[int, float]:
+    """(layers, prefix weight) of a prefix-weighted fine-tuning; weight 0 when not one.
+
+    Raises:
+      Gauss2dError: a negative ``codec.prefix_weight``.
+    """
+    c = run.codec
+    weight = float(c.prefix_weight)
+    if weight < 0:
+        raise Gauss2dError(f"config codec.prefix_weight={weight}: expected >= 0")
+    layered = c.version == 3 and int(c.layers) > 1
+    return int(c.layers), (weight if layered else 0.0)
+
+
 def make_loss(
     run: Settings, settings: V2Settings, height: int, width: int, lmbda: float
 ) -> Callable[[int], train.LossFn]:
@@ -111,6 +128,7 @@ def make_loss(
     loss_fn = retrain.loss_function(run)
     backend = run.render.backend
     pixels = float(height * width)
+    layers, prefix_weight = prefix_training(run)
 
     def build(capacity: int):
         def f(params: RdoParams, extra: RdoExtra, target, mask):
@@ -126,7 +144,12 @@ def make_loss(
             est = fake.rate_bits(fq, height, width, settings, alive)
             # The symbols' and positions' bits (the header's are a constant): the loss's R.
             bits = est["covariance"] + est["color"] + est["positions"]
-            return loss + lmbda * bits / pixels, train.Aux(stats, mse, {"bits": bits})
+            loss = loss + lmbda * bits / pixels
+            if prefix_weight > 0:
+                loss = loss + prefix_weight * prefixes.prefix_distortion(
+                    hat, extra.layer, layers, target, height, width, backend=backend, capacity=capacity
+                )
+            return loss, train.Aux(stats, mse, {"bits": bits})
 
         return f
 
@@ -243,6 +266,9 @@ def finetune(
             f"prune_fraction={prune_fraction}: expected >= 0 (fraction in [0, 1])"
         )
     params = gaussians.CholeskyParams(*(jnp.array(a, jnp.float32) for a in params))
+    layers, prefix_weight = prefix_training(run)
+    if prefix_weight > 0:  # the file's layer order, fixed for the run (prefixes.py)
+        params = prefixes.ranked(params)
     target = jnp.asarray(target, jnp.float32)
     height, width = target.shape[:2]
     pixels = float(height * width)
@@ -255,7 +281,7 @@ def finetune(
     optimizer = make_optimizer(run, params)
     goal = objective(run, settings, height, width, lmbda, optimizer)
     state = train.init_state(
-        RdoParams(params, _to_log(quant)), optimizer, RdoExtra(jnp.ones((n,), jnp.float32))
+        RdoParams(params, _to_log(quant)), optimizer, _extra(np.ones((n,), np.float32), layers, prefix_weight)
     )
     state = jax.tree_util.tree_map(jnp.copy, state)
     capacity = capacity_for(params, height, width, backend=backend)
@@ -276,6 +302,7 @@ def finetune(
             state = _prune(
                 state, target, height, width, settings, backend, capacity, lmbda, pixels, prune_fraction
             )
+            state = state._replace(extra=_extra(np.asarray(state.extra.alive), layers, prefix_weight))
     alive = best.alive > 0
     keep = np.flatnonzero(alive) if alive.any() else np.arange(1)
     survivors = gaussians.CholeskyParams(*(jnp.asarray(np.asarray(a)[keep]) for a in best.params.gaussians))
@@ -362,4 +389,10 @@ def _prune(
     drop = candidates[np.argsort(-gain[candidates])[:limit]]
     new_alive = np.asarray(alive).copy()
     new_alive[drop] = 0.0
-    return state._replace(extra=RdoExtra(jnp.asarray(new_alive)))
+    return state._replace(extra=state.extra._replace(alive=jnp.asarray(new_alive)))
+
+
+def _extra(alive: np.ndarray, layers: int, prefix_weight: float) -> RdoExtra:
+    """The objective's read-only state: the alive mask and (prefix training) each slot's layer."""
+    layer = prefixes.layer_index(alive, layers) if prefix_weight > 0 else np.zeros_like(alive)
+    return RdoExtra(jnp.asarray(alive, jnp.float32), jnp.asarray(layer, jnp.float32))
