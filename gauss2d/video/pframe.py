@@ -14,7 +14,7 @@ engine (``gauss2d.train.engine``: one host loop; this is only an objective)::
 * ``Q`` rounds in a dead zone: ``|delta / step| < dead_zone`` snaps to 0, a
   free "unchanged"; otherwise the nearest integer (straight-through).
 * ``R_delta``: per attribute channel, the Laplace code length of the
-  integer deltas (``codec.rate.symbol_bits``, the v2 coder's model, fitted
+  integer deltas (``codec.rate.laplace_symbol_bits``, the v2 coder's Laplace, fitted
   as the coder would and held constant for the gradient), so the rate
   gradient pulls each delta towards 0; ``R_added``: the same for the added
   Gaussians' values plus their positions' set bits (``rate.position_bits``).
@@ -183,9 +183,16 @@ def reconstruct(p: PParams, e: PExtra, height: int, width: int, steps: DeltaStep
 
 
 def _bits(q, a, e: PExtra, height: int, width: int, position_step: float):
-    """Estimated bits per reference Gaussian [N] and per added Gaussian [K] (positions included)."""
-    ref_bits = sum((rate.symbol_bits(x, e.alive_ref) * e.alive_ref[:, None]).sum(-1) for x in q)
-    add_bits = sum((rate.symbol_bits(x, e.alive_add) * e.alive_add[:, None]).sum(-1) for x in a)
+    """Estimated bits per reference Gaussian [N] and per added Gaussian [K] (positions included).
+
+    The deltas are priced under the Laplace alone (``rate.laplace_symbol_bits``), not the
+    still codec's two-family estimate: the P-frame settings and every measured figure
+    (RESULTS.md "video") were made with it, and the two-family price of a mostly-zero
+    stream moved the motion / delta trade-off (a larger lmbda then changed more
+    Gaussians; tests/test_video_pframe.py).
+    """
+    ref_bits = sum((rate.laplace_symbol_bits(x, e.alive_ref) * e.alive_ref[:, None]).sum(-1) for x in q)
+    add_bits = sum((rate.laplace_symbol_bits(x, e.alive_add) * e.alive_add[:, None]).sum(-1) for x in a)
     live = jnp.maximum(e.alive_add.sum(), 1.0)
     positions = rate.position_bits(e.alive_add.sum(), height, width, position_step)
     return ref_bits, add_bits + e.alive_add * positions / live
