@@ -22,16 +22,16 @@ import sys
 import jax
 import jax.numpy as jnp
 
+from benchmarks.cpu_images import cpu_images
 from configs import rd_kodak
 from gauss2d import compress, metrics
 from gauss2d.codec import decode
-from gauss2d.io import images as data
+from gauss2d.errors import Gauss2dError
 from gauss2d.io import runrecord
 from gauss2d.render import render_clamped
 from gauss2d.settings import resolve
 from gauss2d.train import fit
 
-KODAK = pathlib.Path("../shared/data/kodak")
 LAYERS = 4
 
 
@@ -78,16 +78,11 @@ def main(argv=None) -> int:
             config.model.num_points, config.optim.iterations, config.codec.qat_steps = 80, 30, 20
             config.log_every = 10
     run = resolve(config)
-    if args.quick:
-        images = {"sample": data.load_image(data.sample_image_path())[::4, ::4]}
-    else:
-        images = {}
-        for name in args.images.split(","):
-            path = KODAK / f"{name}.png"
-            if not path.exists():
-                print(f"error: {path} not found (Kodak lives at ../shared/data/kodak)", file=sys.stderr)
-                return 2
-            images[name] = data.downscale(data.load_image(path), 2)
+    try:
+        images = cpu_images(args.images, args.quick)
+    except Gauss2dError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     weights = [float(w) for w in args.weights.split(",")]
     rows = []
     print("| image | prefix_weight | file B | prefix 1 (B, dB) | prefix 2 | prefix 3 | all 4 |")

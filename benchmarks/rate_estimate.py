@@ -21,17 +21,17 @@ import sys
 import jax
 import numpy as np
 
+from benchmarks.cpu_images import cpu_images
 from configs import rd_kodak
 from gauss2d import compress
 from gauss2d.codec import bits_by_attribute, v2
 from gauss2d.codec.v2 import fake
 from gauss2d.compress import rdo
-from gauss2d.io import images as data
+from gauss2d.errors import Gauss2dError
 from gauss2d.io import runrecord
 from gauss2d.settings import resolve
 
 SECTIONS = ("positions", "covariance", "color", "header", "total")
-KODAK = pathlib.Path("../shared/data/kodak")
 
 
 def settings_for(num_points: int, lmbda: float, iterations: int, qat_steps: int):
@@ -75,16 +75,12 @@ def main(argv=None) -> int:
     points = [int(p) for p in args.points.split(",")] if args.points else list(base.rd.num_points)
     lmbdas = dict(zip(base.rd.num_points, base.rd.lmbda, strict=True))
     if args.quick:
-        images = {"sample": data.load_image(data.sample_image_path())[::4, ::4]}
         points, args.iterations, args.qat_steps = [60], 30, 20
-    else:
-        images = {}
-        for name in args.images.split(","):
-            path = KODAK / f"{name}.png"
-            if not path.exists():
-                print(f"error: {path} not found (Kodak lives at ../shared/data/kodak)", file=sys.stderr)
-                return 2
-            images[name] = data.downscale(data.load_image(path), 2)
+    try:
+        images = cpu_images(args.images, args.quick)
+    except Gauss2dError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     rows = []
     for name, target in images.items():
         for n in points:
