@@ -16,8 +16,7 @@ experiments.fit: ``--config.data.dir=DIR``.
 ``:cpu`` is the same study on kodim01-04 downscaled 2x (384x256) at four of
 the paper's points with 1/4 of the Gaussians (the same Gaussians per pixel,
 so about the same bpp), 2000-step fits and 1000 rate-aware fine-tuning
-steps at qat_lr 1e-3, v3 files: 38 minutes on a loaded 2-core CPU (about
-20 alone: not measured alone yet).
+steps at qat_lr 1e-3, v3 files: 24 minutes alone on a 2-core CPU (38 loaded).
 ``:cpu_heldout`` is ``:cpu`` on kodim05-24, the images no setting was
 chosen on (``data.skip=4``; about 5x the time). Every study reports its
 BD-rates for ``rd.tuning_images`` (kodim01-04) and the held-out rest apart.
