@@ -13,7 +13,7 @@ NAMES = sorted(p.stem for p in GOLDEN.glob("*.g2d"))
 
 def test_golden_files_present():
     expected = {"v1_entropy", "v1_gaussianimage", "v2_default", "v2_rgb_laplace", "v2_alpha"}
-    assert expected | {"v3_default", "v3_layers4"} <= set(NAMES)
+    assert expected | {"v3_default", "v3_layers4", "v3_refine", "v3_refine_layers4"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -73,9 +73,14 @@ def test_encoders_still_write_the_golden_bytes():
 @pytest.mark.filterwarnings("ignore::UserWarning")  # state=None, as make_golden_v3.py encoded them
 def test_encoder_still_writes_the_golden_v3_bytes():
     """The v3 format and encoder cannot drift silently (tests/data/golden/make_golden_v3.py)."""
+    import importlib.util  # noqa: PLC0415
+
     from gauss2d.codec import encode, format_settings  # noqa: PLC0415
 
+    spec = importlib.util.spec_from_file_location("make_golden_v3", GOLDEN / "make_golden_v3.py")
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
     p, _, h, w = _golden_inputs()
-    for name, changes in {"v3_default": {}, "v3_layers4": {"layers": 4}}.items():
+    for name, changes in maker.FILES.items():
         data = encode(p, h, w, version=3, settings=format_settings(3, **changes))
         assert data == (GOLDEN / f"{name}.g2d").read_bytes(), name

@@ -131,11 +131,16 @@ def test_fake_quantize_sees_the_float16_steps():
 
 def test_header_is_compact_and_parses_back():
     p = random_params(200)
+    plain = api.quantized(p, H, W, version=3, settings=v3_settings(layers=4, position_refine=0))
+    # 1+1 (sizes) + 1 (L) + 4 x 1 (counts) + 1 (flags) + 24 (12 float16)
+    assert len(v3h.pack_header(plain.header)) == 32
     q = api.quantized(p, H, W, version=3, settings=v3_settings(layers=4))
     payload = v3h.pack_header(q.header)
-    # 1+1 (sizes) + 1 (L) + 4 x 1 (counts) + 1 (flags) + 24 (12 float16)
-    assert len(payload) == 32
+    assert len(payload) == 32 + 3  # + refine octaves (u8) and reference (float16)
     back = v3h.parse_header(payload)
+    assert (back.position_refine, back.refine_ref) == (3, -3.75)
+    assert (q.header.position_refine, q.header.refine_ref) == (3, -3.75)
+    assert back.position_step_log2 == 0  # the set on 1 px cells: 1/8 px (the finest) x 2^3
     assert back.layer_counts == q.header.layer_counts == (13, 27, 53, 107)  # geometric sizes
     for name in ("chol_step", "chol_offset", "color_step", "color_offset"):
         np.testing.assert_array_equal(getattr(back, name), getattr(q.header, name))
@@ -144,7 +149,9 @@ def test_header_is_compact_and_parses_back():
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        (b"\x28\x38\x01\x05\x09" + bytes(24), "unknown bit 3"),
+        (b"\x28\x38\x01\x05\x09" + bytes(24), "expected 32"),  # bit 3 without its 3 bytes
+        (b"\x28\x38\x01\x05\x09" + bytes(24) + b"\x00\x00\x00", "refine octaves 0"),
+        (b"\x28\x38\x01\x05\x89" + bytes(24) + b"\x01\x00\x00", "finest grid"),  # 2^-8 px / 2
         (b"\x28\x38\x01\x05\x01" + bytes(23), "expected"),
         (b"\x28\x38\x01\x00\x01" + bytes(24), "at least one Gaussian"),
         (b"\x00\x38\x01\x05\x01" + bytes(24), "height=0"),

@@ -86,11 +86,16 @@ def size_octaves(chol) -> np.ndarray:
     return np.clip(np.nan_to_num(octaves), -MAX_SIZE_OCTAVES, MAX_SIZE_OCTAVES)
 
 
+def size_octaves_jax(chol):
+    """Training's twin of ``size_octaves``: [N] float, no gradient."""
+    lower = jax.lax.stop_gradient(chol) + jnp.asarray(_OFFSET, chol.dtype)
+    area = jnp.abs(lower[:, 0] * lower[:, 2])
+    limit = MAX_SIZE_OCTAVES
+    return jnp.clip(jnp.round(jnp.log2(jnp.maximum(area, 2.0**-limit))), -limit, limit)
+
+
 def size_step_factor(chol):
     """[N, 1] colour step multiplier 2^(-octaves / 2); NumPy (exact) or JAX (no gradient)."""
     if isinstance(chol, np.ndarray):
         return (2.0 ** (-0.5 * size_octaves(chol))).astype(np.float32)[:, None]
-    lower = jax.lax.stop_gradient(chol) + jnp.asarray(_OFFSET, chol.dtype)
-    area = jnp.abs(lower[:, 0] * lower[:, 2])
-    octaves = jnp.clip(jnp.round(jnp.log2(jnp.maximum(area, 2.0**-MAX_SIZE_OCTAVES))), -40, 40)
-    return (2.0 ** (-0.5 * octaves)).astype(chol.dtype)[:, None]
+    return (2.0 ** (-0.5 * size_octaves_jax(chol))).astype(chol.dtype)[:, None]

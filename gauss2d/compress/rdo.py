@@ -211,10 +211,12 @@ def removal_costs(params: RdoParams, alive, target, *, height, width, settings, 
     energy = jnp.pi * jnp.abs(l11 * l22)  # integral of w^2 = pi sqrt(det Sigma)
     added = -jnp.sum(color * grad, -1) + jnp.sum(color**2, -1) * energy
     n_live = jnp.maximum(alive.sum(), 1.0)
-    cells = (width / settings.position_step) * (height / settings.position_step)
+    cells = (width / settings.set_step) * (height / settings.set_step)
+    refine = 2.0 * fq.symbols["refine"] if "refine" in fq.symbols else 0.0  # raw bits per axis
     bits = (
         rate.symbol_bits(chol_q, alive).sum(-1)
         + rate.symbol_bits(color_q, alive).sum(-1)
+        + refine
         # The set's marginal bits, exactly (rate.position_bits(N) - position_bits(N - 1)). An
         # earlier version added 1/ln 2 here (Stirling's N log2 N - N / ln 2 without its own
         # derivative's -1/ln 2), charging each Gaussian 1.44 bits it does not cost.

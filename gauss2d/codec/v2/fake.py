@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gauss2d.codec import quantize, rate
+from gauss2d.codec import position_refine, quantize, rate
 from gauss2d.codec.cov_space import from_cov_space, size_step_factor, to_cov_space
 from gauss2d.codec.protocol import FakeQuantized
 from gauss2d.codec.v2.header import MAX_INDEX
-from gauss2d.codec.v2.state import V2Settings, V2State, from_space, to_space
+from gauss2d.codec.v2.state import V2Settings, V2State, from_space, space_matrix, to_space
 from gauss2d.gaussians import CholeskyParams
 
 
@@ -44,13 +44,21 @@ def fake_quantize(
       each, integer-valued in the forward pass, identity gradient in "ste")
       that the rate estimate reads.
     """
-    xy = quantize.grid_quantize_xy(params.xy, settings.position_step, height, width, quant_mode)
     u, chol_q = lsq_signed(to_cov_space(params.chol, settings.cov_space), state.chol, quant_mode)
     chol = from_cov_space(u, settings.cov_space) if quant_mode != "none" else params.chol
     factor = size_step_factor(chol) if settings.color_by_size else None
     ycc, color_q = lsq_signed(to_space(params.color, settings.color_space), state.color, quant_mode, factor)
+    symbols = {"covariance": chol_q, "color": color_q}
+    step = settings.position_step
+    if settings.refine_octaves:  # v3: each Gaussian's grid from its decoded colour and size
+        k = position_refine.refine_octaves_jax(
+            ycc, chol, space_matrix(settings.color_space), settings.refine_octaves, settings.refine_ref
+        )
+        step = settings.set_step * (2.0**-k)[:, None]
+        symbols["refine"] = k
+    xy = quantize.grid_quantize_xy(params.xy, step, height, width, quant_mode)
     hat = CholeskyParams(xy, chol, from_space(ycc, settings.color_space))
-    return FakeQuantized(hat, {"covariance": chol_q, "color": color_q}, jnp.zeros((), jnp.float32))
+    return FakeQuantized(hat, symbols, jnp.zeros((), jnp.float32))
 
 
 def rate_bits(
@@ -76,9 +84,12 @@ def rate_bits(
     section = (
         8.0 * rate.SECTION_BYTES
     )  # each section's flag byte and stream prefixes, as the file counts them
+    refine = 2.0 * fq.symbols["refine"] if "refine" in fq.symbols else jnp.zeros(chol_q.shape[:1])
+    refine = refine.sum() if weights is None else (refine * weights).sum()  # k raw bits per axis
     out = {
-        "positions": rate.position_bits(n, height, width, settings.position_step)
-        + rate.position_model_bits(n, height, width, settings.position_step),
+        "positions": rate.position_bits(n, height, width, settings.set_step)
+        + rate.position_model_bits(n, height, width, settings.set_step)
+        + refine,
         "covariance": cov + section,
         "color": col + section,
         "header": jnp.asarray(8.0 * rate.HEADER_BYTES),

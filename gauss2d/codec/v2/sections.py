@@ -58,6 +58,8 @@ def grid(h: HeaderV2) -> tuple[int, int]:
 
 def quantize_v2(params, height: int, width: int, state: V2State, settings: V2Settings) -> QuantizedV2:
     """What a v2 file stores for ``params`` (sum or alpha model; ValueError for what it cannot)."""
+    if settings.position_refine:
+        raise ValueError("format version 2 stores one position grid; per-Gaussian precision needs version=3")
     is_alpha = isinstance(params, CholeskyAlphaParams)
     if not (is_alpha or isinstance(params, CholeskyParams)):
         raise NotImplementedError(

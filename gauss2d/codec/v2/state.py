@@ -17,6 +17,7 @@ import numpy as np
 
 from gauss2d.codec import container, quantize
 from gauss2d.codec.cov_space import COV_SPACES, size_step_factor, to_cov_space
+from gauss2d.codec.position_refine import MAX_REFINE
 from gauss2d.codec.v2.header import COLOR_SPACES, MAX_INDEX, MAX_STEP, MIN_STEP
 from gauss2d.settings import CodecSettings
 
@@ -31,6 +32,11 @@ def to_space(color, space: str):
     """[N, 3] RGB (raw colours) -> [N, 3] in ``space``; NumPy or JAX."""
     m = _TO[space]
     return color @ (m.T if isinstance(color, np.ndarray) else jnp.asarray(m.T))
+
+
+def space_matrix(space: str) -> np.ndarray:
+    """[3, 3] float32 M of ``from_space``: rgb = M @ u for a colour u in ``space``."""
+    return _FROM[space]
 
 
 def from_space(color, space: str):
@@ -77,6 +83,11 @@ class V2Settings:
       cov_space: the covariance quantiser's space (``cov_space.COV_SPACES``).
       color_by_size: colour steps scaled per Gaussian by its decoded size.
       alpha: the opacity and depth entries' settings (alpha-model files only).
+      position_refine: up to this many octaves of per-Gaussian position
+        precision (``position_refine.py``; version 3 only: a v2 file stores
+        one grid, so v2's own settings always hold 0). ``position_step`` is
+        then the finest grid and the set is coded on ``set_step``.
+      refine_ref: the reference level of that precision (a float16 value).
     """
 
     position_step: float
@@ -88,9 +99,15 @@ class V2Settings:
     cov_space: str
     color_by_size: bool
     alpha: AlphaSettings = AlphaSettings()
+    position_refine: int = 0
+    refine_ref: float = 0.0
 
     def __post_init__(self):
         container.position_step_log2(self.position_step)
+        if not (isinstance(self.position_refine, int) and 0 <= self.position_refine <= MAX_REFINE):
+            raise ValueError(
+                f"position_refine={self.position_refine!r} must be an integer in [0, {MAX_REFINE}]"
+            )
         if self.color_space not in COLOR_SPACES:
             raise ValueError(f"color_space={self.color_space!r} not in {COLOR_SPACES}")
         if not 2 <= self.chol_levels <= 2 * MAX_INDEX:
@@ -121,6 +138,16 @@ class V2Settings:
     @property
     def position_step_log2(self) -> int:
         return container.position_step_log2(self.position_step)
+
+    @property
+    def refine_octaves(self) -> int:
+        """K actually used: the set's grid ``position_step * 2^K`` is at most 1 px."""
+        return min(self.position_refine, -self.position_step_log2)
+
+    @property
+    def set_step(self) -> float:
+        """The grid (px) of the coded position set: the finest step times 2^K."""
+        return self.position_step * 2.0**self.refine_octaves
 
 
 class V2State(NamedTuple):

@@ -4,8 +4,12 @@ Header record payload (docs/codec.md, "Version 3", has the byte table)::
 
     varint height, varint width, varint num_layers L, L x varint layer count,
     flags u8 (bit 0: cov space log, bit 1: colour ycbcr, bit 2: colour steps by size,
-              bits 4-7: -position_step_log2 in [0, 8]),
-    chol_step f16[3], chol_offset f16[3], color_step f16[3], color_offset f16[3]
+              bit 3: per-Gaussian position precision, bits 4-7: -position_step_log2 in [0, 8]),
+    chol_step f16[3], chol_offset f16[3], color_step f16[3], color_offset f16[3],
+    [bit 3 only: refine octaves K u8 in [1, 7], refine reference f16]
+
+``position_step_log2`` is the grid of the coded position set; with bit 3
+each Gaussian is refined by up to K octaves (gauss2d/codec/position_refine.py).
 
 The quantisers are float16: the encoder rounds the learned state to float16
 *before* it quantises (``round_state``), so the values it quantises with are
@@ -21,6 +25,7 @@ import numpy as np
 from gauss2d.codec import container
 from gauss2d.codec.container import MAX_GAUSSIANS, MAX_SIDE, CodecError, check, get_varint, put_varint
 from gauss2d.codec.cov_space import COV_SPACES
+from gauss2d.codec.position_refine import MAX_REFINE
 from gauss2d.codec.v2.header import COLOR_SPACES, MAX_ZERO
 
 VERSION = 3
@@ -45,6 +50,8 @@ class HeaderV3:
     color_step: np.ndarray
     color_offset: np.ndarray
     layers_present: int = 0  # 0: all of them (set by the decoder from the records read)
+    position_refine: int = 0  # K: per-Gaussian position precision octaves (0: one grid)
+    refine_ref: float = 0.0  # its reference level (a float16 value)
 
     # Peak bytes per Gaussian of decoding a v3 file (budget.decode_bytes): measured with
     # tracemalloc at N = 2e5 (1536 x 1024 and 768 x 1024 px): 209-225 with one layer, 161 with
@@ -83,6 +90,12 @@ class HeaderV3:
         check(self.cov_space in COV_SPACES, f"covariance space {self.cov_space!r} unknown")
         lo, hi = container.MIN_STEP_LOG2, container.MAX_STEP_LOG2
         check(lo <= self.position_step_log2 <= hi, f"position_step_log2={self.position_step_log2}")
+        check(
+            0 <= self.position_refine <= MAX_REFINE and self.position_step_log2 - self.position_refine >= lo,
+            f"position refinement of {self.position_refine} octaves on a grid of 2^{self.position_step_log2}"
+            f" px: the finest grid must be in [2^{lo}, 1] px",
+        )
+        check(bool(np.isfinite(self.refine_ref)), f"refine reference {self.refine_ref} is not finite")
         for name in ("chol", "color"):
             step = np.asarray(getattr(self, f"{name}_step"), np.float32)
             offset = np.asarray(getattr(self, f"{name}_offset"), np.float32)
@@ -110,11 +123,15 @@ def pack_header(h: HeaderV3) -> bytes:
         COV_SPACES.index(h.cov_space)
         | COLOR_SPACES.index(h.color_space) << 1
         | int(h.color_by_size) << 2
+        | int(h.position_refine > 0) << 3
         | -h.position_step_log2 << 4
     )
     sizes = [h.height, h.width, h.num_layers, *h.layer_counts]
     halves = np.concatenate([h.chol_step, h.chol_offset, h.color_step, h.color_offset]).astype("<f2")
-    return b"".join(put_varint(v) for v in sizes) + bytes([flags]) + halves.tobytes()
+    refine = b""
+    if h.position_refine:
+        refine = bytes([h.position_refine]) + np.asarray([h.refine_ref], "<f2").tobytes()
+    return b"".join(put_varint(v) for v in sizes) + bytes([flags]) + halves.tobytes() + refine
 
 
 def parse_header(payload: bytes) -> HeaderV3:
@@ -127,12 +144,18 @@ def parse_header(payload: bytes) -> HeaderV3:
     for i in range(sizes[2]):
         value, pos = get_varint(payload, pos, MAX_GAUSSIANS, f"v3 header layer {i} count")
         counts.append(value)
-    check(len(payload) == pos + 1 + 24, f"v3 header is {len(payload)} bytes, expected {pos + 25}")
+    check(len(payload) > pos, f"v3 header is {len(payload)} bytes, expected more than {pos}")
     flags = payload[pos]
-    check(not (flags & 0b1000), f"v3 header flags {flags:#x} has an unknown bit 3")
+    extra = 3 if flags & 0b1000 else 0  # refine octaves u8, reference f16
+    check(len(payload) == pos + 25 + extra, f"v3 header is {len(payload)} bytes, expected {pos + 25 + extra}")
     step_log2 = -(flags >> 4)
     check(step_log2 >= container.MIN_STEP_LOG2, f"position_step_log2={step_log2} below the minimum")
-    f = np.frombuffer(payload[pos + 1 :], "<f2").astype(np.float32)
+    f = np.frombuffer(payload[pos + 1 : pos + 25], "<f2").astype(np.float32)
+    refine, ref = 0, 0.0
+    if extra:
+        refine = payload[pos + 25]
+        ref = float(np.frombuffer(payload[pos + 26 : pos + 28], "<f2")[0])
+        check(1 <= refine <= MAX_REFINE, f"v3 header refine octaves {refine} not in [1, {MAX_REFINE}]")
     header = HeaderV3(
         sizes[0],
         sizes[1],
@@ -145,6 +168,8 @@ def parse_header(payload: bytes) -> HeaderV3:
         f[3:6],
         f[6:9],
         f[9:12],
+        position_refine=refine,
+        refine_ref=ref,
     )
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         header.validate()

@@ -6,7 +6,8 @@ layers. A layer is self-contained (its positions, contexts and models are
 its own), so a prefix of whole layers decodes, and a file cut at any byte
 decodes to the complete layers it holds. Layer record payload::
 
-    varint models_len | models | varint raw_len | raw position mantissa bits | ANS words
+    varint models_len | models | varint raw_len | raw position mantissa bits |
+    [refined files: varint refine_len | refinement bits] | ANS words
 
 ``models`` holds, in decoding order: the position-gap model, the model of
 covariance channel 0, the shape context spec and the models of covariance
@@ -14,6 +15,10 @@ channels 1-2 (bucket by bucket, channel by channel), the size context spec
 and the colour models (``models.py``, ``contexts.py``). ``words`` is the one ANS coder of every stream of the
 layer. Within a layer the Gaussians are in raster order of their grid cells
 (a set: the order costs nothing); ``quantize_v3`` returns them in file order.
+With per-Gaussian position precision (header bit 3) the set is on the
+coarse grid and each Gaussian's ``k`` refinement bits per axis (x then y,
+MSB first, ``k`` derived from its decoded colour and size:
+``position_refine.py``) follow in the refinement bits, in layer order.
 """
 
 from __future__ import annotations
@@ -21,15 +26,16 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
 from gauss2d import gaussians
-from gauss2d.codec import bitpack, container, entropy, quantize
+from gauss2d.codec import bitpack, container, entropy, position_refine, quantize
 from gauss2d.codec.container import CodecError, check
 from gauss2d.codec.cov_space import from_cov_space, size_step_factor, to_cov_space
 from gauss2d.codec.v2.header import MAX_INDEX
 from gauss2d.codec.v2.sections import dequantized
-from gauss2d.codec.v2.state import dequantize, indices, to_space
+from gauss2d.codec.v2.state import dequantize, indices, space_matrix, to_space
 from gauss2d.codec.v3 import contexts, order
 from gauss2d.codec.v3.header import VERSION, HeaderV3, pack_header, parse_header
 from gauss2d.codec.v3.models import LayerReader, LayerWriter
@@ -45,6 +51,8 @@ class Layer(NamedTuple):
     chol_q: np.ndarray  # [n, 3] int64
     color_q: np.ndarray  # [n, 3] int64
     chol: np.ndarray  # [n, 3] decoded raw Cholesky factors (the size context)
+    refine: np.ndarray | None = None  # [n] refinement octaves k (refined files)
+    fine: np.ndarray | None = None  # [n, 2] the cells of each Gaussian's own grid (step / 2^k)
 
 
 class QuantizedV3(NamedTuple):
@@ -73,9 +81,11 @@ def quantize_v3(params, height: int, width: int, state, settings: V3Settings) ->
     st = round_state(state)  # float16 first: the encoder quantises with the header's values
     ranked = order.rank(chol, color, settings.layer_order)
     parts = order.split(ranked, settings.layers, settings.layer_sizes)
+    refine = base.refine_octaves
     header = HeaderV3(
         height, width, tuple(len(p) for p in parts), base.color_space, base.cov_space, base.color_by_size,
-        base.position_step_log2, *(np.asarray(a, np.float32) for a in (*st.chol, *st.color)),
+        base.position_step_log2 + refine, *(np.asarray(a, np.float32) for a in (*st.chol, *st.color)),
+        position_refine=refine, refine_ref=base.refine_ref if refine else 0.0,
     )  # fmt: skip
     try:
         header.validate()
@@ -83,7 +93,7 @@ def quantize_v3(params, height: int, width: int, state, settings: V3Settings) ->
         raise ValueError(f"quantiser state cannot be stored in v3: {e}") from e
     gw, _ = grid(header)
     means = 0.5 * (np.tanh(xy.astype(np.float64)) + 1.0) * np.asarray([width, height], np.float64)
-    cells = quantize.grid_indices(means, base.position_step, height, width)
+    cells = quantize.grid_indices(means, base.set_step, height, width)
     keys = cells[:, 1] * gw + cells[:, 0]
     sources, layers = [], []
     for part in parts:
@@ -94,11 +104,41 @@ def quantize_v3(params, height: int, width: int, state, settings: V3Settings) ->
         if base.color_by_size:  # per-Gaussian steps from the decoded factors, as the decoder derives them
             color_lsq = (header.color_step * size_step_factor(chol_dec), header.color_offset)
         color_q = indices(to_space(color[src], base.color_space), color_lsq)
-        layers.append(Layer(keys[src], cells[src], chol_q, color_q, chol_dec))
+        k = fine = None
+        if refine:
+            k = refine_of(header, chol_dec, color_q)
+            fine = fine_cells(means[src], cells[src], k, header)
+        layers.append(Layer(keys[src], cells[src], chol_q, color_q, chol_dec, k, fine))
         sources.append(src)
     source = np.concatenate(sources)
     out = dequantized(header, cells[source], *(np.concatenate(a) for a in zip(*[lay[2:4] for lay in layers])))
+    if refine:
+        fine = np.concatenate([lay.fine for lay in layers])
+        out = out._replace(xy=refined_xy(header, fine, np.concatenate([lay.refine for lay in layers])))
     return QuantizedV3(out, header, layers, source)
+
+
+def refine_of(h: HeaderV3, chol_dec: np.ndarray, color_q: np.ndarray) -> np.ndarray:
+    """[n] refinement octaves of decoded Gaussians: the encoder's and the decoder's one path."""
+    step = h.color_step * size_step_factor(chol_dec) if h.color_by_size else h.color_step
+    coded = dequantize(color_q, step, h.color_offset)
+    return position_refine.refine_octaves(
+        coded, chol_dec, space_matrix(h.color_space), h.position_refine, h.refine_ref
+    )
+
+
+def fine_cells(means: np.ndarray, cells: np.ndarray, k: np.ndarray, h: HeaderV3) -> np.ndarray:
+    """[n, 2] each mean's cell on its own grid (set step / 2^k), inside its coarse cell."""
+    fine = np.floor(np.asarray(means, np.float64) / (2.0 ** (h.position_step_log2 - k))[:, None])
+    low = cells << k[:, None]
+    return np.clip(fine.astype(np.int64), low, low + (1 << k[:, None]) - 1)
+
+
+def refined_xy(h: HeaderV3, fine: np.ndarray, k: np.ndarray):
+    """Raw xy of the fine cells' centres (float32; as ``quantize.grid_to_raw_xy``, per-Gaussian step)."""
+    return jnp.asarray(
+        quantize.grid_to_raw_xy(fine, (2.0 ** (h.position_step_log2 - k))[:, None], h.height, h.width)
+    )
 
 
 def encode_layer(layer: Layer, h: HeaderV3, settings: V3Settings) -> bytes:
@@ -119,8 +159,11 @@ def encode_layer(layer: Layer, h: HeaderV3, settings: V3Settings) -> bytes:
     contexts.write_spec(writer, edges, "color")
     contexts.write_split(writer, layer.color_q, contexts.buckets(size, edges), len(edges) + 1, "color")
     models, words = writer.finish()
-    raw_bytes = bitpack.pack_bits(raw, width)
-    return container.join_inline([models, raw_bytes]) + words
+    inline = [models, bitpack.pack_bits(raw, width)]
+    if h.position_refine:  # k bits of x, then k of y, per Gaussian
+        r = layer.fine - (layer.cells << layer.refine[:, None])
+        inline.append(bitpack.pack_bits(r.reshape(-1), np.repeat(layer.refine, 2)))
+    return container.join_inline(inline) + words
 
 
 def encode_records(q: QuantizedV3, settings: V3Settings) -> list[bytes]:
@@ -160,6 +203,9 @@ def decode_layer(payload: bytes, h: HeaderV3, n: int, index: int, tally: dict | 
     gw, num_cells = grid(h)
     models, pos = container.read_inline(payload, 0, f"{what} models")
     raw_bytes, pos = container.read_inline(payload, pos, f"{what} position bits")
+    refine_bytes = b""
+    if h.position_refine:
+        refine_bytes, pos = container.read_inline(payload, pos, f"{what} position refinement bits")
     reader = LayerReader(models, payload[pos:], what, tally=tally is not None)
     marks = [0]
     sym = reader.read(n, "positions")
@@ -185,9 +231,15 @@ def decode_layer(payload: bytes, h: HeaderV3, n: int, index: int, tally: dict | 
     check(np.abs(color_q).max() <= MAX_INDEX, f"{what}: colour index exceeds {MAX_INDEX}")
     marks.append(reader.pos)
     reader.finish()
+    fine = k = None
+    if h.position_refine:
+        k = refine_of(h, chol, color_q)
+        r = bitpack.unpack_bits(refine_bytes, np.repeat(k, 2), f"{what} position refinement bits")
+        fine = (cells << k[:, None]) + r.astype(np.int64).reshape(-1, 2)
     if tally is not None:
-        tally.update(models=np.diff(marks), raw=len(raw_bytes), words=len(payload) - pos, ideal=reader.bits)
-    return cells, chol_q, color_q
+        raw = len(raw_bytes) + len(refine_bytes)
+        tally.update(models=np.diff(marks), raw=raw, words=len(payload) - pos, ideal=reader.bits)
+    return cells, chol_q, color_q, fine, k
 
 
 def decode(records: list, h: HeaderV3) -> gaussians.Params:
@@ -198,14 +250,17 @@ def decode(records: list, h: HeaderV3) -> gaussians.Params:
         np.empty((n, 3), np.int64),
         np.empty((n, 3), np.int64),
     )
+    fine, k = (np.empty((n, 2), np.int64), np.empty((n,), np.int64)) if h.position_refine else (None, None)
     start = 0
     for i in range(h.layers_read):  # into place: one layer's temporaries at a time (budget.py's bound)
         count = h.layer_counts[i]
         part = decode_layer(records[1 + i], h, count, i + 1)
-        for out, layer in zip((cells, chol_q, color_q), part, strict=True):
-            out[start : start + count] = layer
+        for out, layer in zip((cells, chol_q, color_q, fine, k), part, strict=True):
+            if out is not None:
+                out[start : start + count] = layer
         start += count
-    return dequantized(h, cells, chol_q, color_q)
+    params = dequantized(h, cells, chol_q, color_q)
+    return params._replace(xy=refined_xy(h, fine, k)) if h.position_refine else params
 
 
 def _ideal_of(ideal: dict, attribute: str) -> float:

@@ -55,7 +55,12 @@ class V3Settings:
 
     @classmethod
     def from_codec(cls, codec: CodecSettings, **changes) -> V3Settings:
-        return cls(V2Settings.from_codec(codec), layers=codec.layers, **changes)
+        base = dataclasses.replace(
+            V2Settings.from_codec(codec),
+            position_refine=codec.position_refine,
+            refine_ref=float(to_float16([codec.position_refine_ref] * 3, "position_refine_ref")[0]),
+        )
+        return cls(base, layers=codec.layers, **changes)
 
 
 class V3State(NamedTuple):

@@ -3,7 +3,9 @@
     PYTHONPATH=. python tests/data/golden/make_golden_v3.py tests/data/golden
 
 Same Gaussians as make_golden.py (seeds and formulas); v3 with
-``CodecSettings()`` defaults, one layer and four layers.
+``CodecSettings()`` defaults, one layer and four layers: ``v3_default`` and
+``v3_layers4`` were written before per-Gaussian position precision (so with
+``position_refine=0``), ``v3_refine`` / ``v3_refine_layers4`` with it (today's defaults).
 """
 
 import pathlib
@@ -29,13 +31,20 @@ def params(n=150, seed=0):
     return CholeskyParams(*(jnp.asarray(a, jnp.float32) for a in (xy, chol, color)))
 
 
-FILES = {"v3_default": {}, "v3_layers4": {"layers": 4}}
+FILES = {
+    "v3_default": {"position_refine": 0},
+    "v3_layers4": {"layers": 4, "position_refine": 0},
+    "v3_refine": {},
+    "v3_refine_layers4": {"layers": 4},
+}
 
 if __name__ == "__main__":
     out = pathlib.Path(sys.argv[1])
     warnings.simplefilter("ignore")
     p = params()
     for name, changes in FILES.items():
+        if (out / f"{name}.g2d").exists():
+            continue  # a golden file is written once: later encoders must reproduce it
         data = encode(p, H, W, version=3, settings=format_settings(3, **changes))
         (out / f"{name}.g2d").write_bytes(data)
         d = decode(data)
