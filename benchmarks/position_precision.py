@@ -85,6 +85,22 @@ def curve(params, target, refine: int) -> list[dict]:
     return out
 
 
+DEFAULT_STEP = 0.125  # CodecSettings.position_step
+
+
+def at_default(row: dict) -> tuple[float, float, float]:
+    """At the default finest step: (refined / one-grid bytes, PSNR change, rate change at equal PSNR).
+
+    The one-grid curve's bytes at the refined file's PSNR come from log-bytes
+    interpolated linearly in PSNR between its steps (the sweep is monotone).
+    """
+    ref = next(r for r in row["refined"] if r["step"] == DEFAULT_STEP)
+    one = next(r for r in row["one_grid"] if r["step"] == DEFAULT_STEP)
+    curve = sorted((r["psnr"], np.log(r["bytes"])) for r in row["one_grid"])
+    equal = float(np.exp(np.interp(ref["psnr"], *zip(*curve, strict=True))))
+    return ref["bytes"] / one["bytes"], ref["psnr"] - one["psnr"], ref["bytes"] / equal - 1.0
+
+
 def main(argv):
     del argv
     images = cpu_images(",".join(_IMAGES.value), quick=False)
@@ -106,6 +122,14 @@ def main(argv):
                 )
     bds = [r["bd_rate"] for r in rows]
     print(f"mean BD-rate {np.mean(bds):+.2f}% (median {np.median(bds):+.2f}%, {len(bds)} fits)")
+    saved = [at_default(r) for r in rows]
+    for r, (ratio, ddb, equal) in zip(rows, saved, strict=True):
+        r["at_default"] = {"bytes_ratio": ratio, "psnr_delta": ddb, "equal_psnr_saving": equal}
+        print(
+            f"{r['image']} N={r['n']} at the default step {DEFAULT_STEP}: file {100 * (ratio - 1):+.1f}%, "
+            f"{ddb:+.3f} dB; at equal PSNR {100 * equal:+.1f}%"
+        )
+    print(f"mean at equal PSNR {100 * np.mean([e for *_, e in saved]):+.1f}%")
     if _JSON.value:
         pathlib.Path(_JSON.value).write_text(json.dumps(rows, indent=1))
 
