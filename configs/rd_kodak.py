@@ -55,11 +55,6 @@ def get_config(arg: str = ""):
     config = kodak_fast.get_config("" if arg == "" else "smoke")
     section = codec.codec_section()
     section.version = 3  # v3 files: v2's quantisers, compact coding (docs/codec.md)
-    # v3 codes most Gaussians' positions coarser than position_step (per-Gaussian
-    # precision, codec.position_refine = 3): with it the finest grid that pays is 1/16 px
-    # (the set on 1/2 px cells), measured on kodim01-04 at 750 and 2250 Gaussians
-    # (benchmarks/RESULTS.md, "position precision"; 1/8 px loses 8-9% at 2250).
-    section.position_step = 0.0625
     with config.unlocked():
         if arg == "":
             points = PAPER_POINTS

@@ -293,11 +293,49 @@ def v3_settings(settings: Settings) -> V3Settings:
         raise Gauss2dError(f"config codec section is invalid: {e}") from None
 
 
+def _grid_before_finetune(target, params, settings: Settings, summary) -> Settings:
+    """v3: ``settings`` with the finest position grid chosen on real files, before fine-tuning.
+
+    The grid that pays depends on the image and its density of Gaussians (with
+    per-Gaussian precision, 1/8 px is best at 750 Gaussians on kodim01-04 and
+    loses 8-9% at 2250, where 1/16 px is best: RESULTS.md, "position
+    precision"). After fine-tuning the grid may not change (the means are
+    trained on it), so it is chosen here: ``codec.position_step`` and each of
+    ``codec.search_position_steps``, on the fit's Gaussians under the plain
+    quantisers, by MSE + lmbda * bpp of the real v3 file. Only with the step
+    search on, lmbda > 0 and fine-tuning to follow (without fine-tuning the
+    step search after it may switch grids itself).
+    """
+    c = settings.codec
+    steps = search_options(settings)["position_steps"]
+    if not (c.step_search and c.lmbda > 0 and c.qat_steps > 0 and steps):
+        return settings
+    t0 = time.perf_counter()
+    height, width = target.shape[:2]
+    quantizers = v3_settings(settings)
+    params = gaussians.CholeskyParams(*(jnp.asarray(a, jnp.float32) for a in params))
+    state = v2_state.init_state(params, quantizers.base)
+    backend = settings.render.backend
+    _, found = targets.rd_search(
+        params, height, width, state, quantizers, float(c.lmbda), target,
+        lambda p, h, w: render_clamped(p, h, w, backend=backend),
+        groups=(), position_steps=steps, version=3,
+    )  # fmt: skip
+    summary["position_grid"] = {
+        "position_step": found["position_step"],
+        "trials": found["trials"],
+        "seconds": time.perf_counter() - t0,
+    }
+    return settings.replace(codec=dataclasses.replace(c, position_step=found["position_step"]))
+
+
 def _compress_v2(target, params, settings: Settings, summary, on_chunk, version: int = 2) -> CompressResult:
     """codec.version 2 or 3: rate-aware fine-tuning with pruning (rdo.py, v2's quantisers, which v3
     shares), the step search on real files of that version, then the file."""
     height, width = target.shape[:2]
     backend = settings.render.backend
+    if version == 3:
+        settings = _grid_before_finetune(target, params, settings, summary)
     quantizers = rdo.v2_settings(settings) if version == 2 else v3_settings(settings)
     if rdo.prefix_training(settings)[1] > 0:  # trained in the file's layer order: keep it
         quantizers = dataclasses.replace(quantizers, layer_order="given")

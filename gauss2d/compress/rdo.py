@@ -50,7 +50,7 @@ import numpy as np
 import optax
 
 from gauss2d import gaussians
-from gauss2d.codec import quantize, rate, v2
+from gauss2d.codec import quantize, rate, v2, v3
 from gauss2d.codec.v2 import fake
 from gauss2d.codec.v2 import state as v2_state
 from gauss2d.codec.v2.state import V2Settings, V2State
@@ -99,9 +99,13 @@ class RdoExtra(NamedTuple):
 
 
 def v2_settings(settings: Settings) -> V2Settings:
-    """Version 2's quantiser and coder settings from ``settings.codec`` (Gauss2dError naming a bad key)."""
+    """The v2 quantisers' settings fine-tuning trains with, from ``settings.codec`` (Gauss2dError
+    naming a bad key): version 3's are v2's plus its per-Gaussian position precision, so the
+    fake quantiser, the rate and the pruning charge see the grids the v3 file will use."""
     codec = retrain.check_codec(settings.codec)
     try:
+        if codec.version == 3:
+            return v3.PLUGIN.settings(codec).base
         return v2.PLUGIN.settings(codec)
     except ValueError as e:
         raise Gauss2dError(f"config codec section is invalid: {e}") from None
