@@ -144,3 +144,29 @@ def test_a_cut_or_damaged_refinement_chunk_is_a_codec_error():
     short = container.join_inline([models, raw, refine[:-1]]) + layer[pos:]
     with pytest.raises(codec.CodecError, match="position refinement bits"):
         sections.decode_layer(short, h, h.layer_counts[0], 1)
+
+
+def test_v3_compress_chooses_the_grid_before_fine_tuning_and_keeps_it():
+    """compress (v3): the finest grid is picked on real files first, the fine-tuning trains on it,
+    and the step search after it does not switch grids; v2 and untuned encodes skip the pick."""
+    import jax  # noqa: PLC0415
+
+    from gauss2d import compress, gaussians  # noqa: PLC0415
+    from gauss2d.io import images  # noqa: PLC0415
+    from gauss2d.train import own_loop  # noqa: PLC0415
+
+    target = images.downscale(images.load_image(images.sample_image_path()), 8)
+    params = gaussians.init_random(jax.random.key(0), 120, "cholesky")
+    import optax  # noqa: PLC0415
+
+    loss = lambda image, target, params: ((image - target) ** 2).mean()  # noqa: E731
+    params = own_loop.train(params, target, loss, optimizer=optax.adam(2e-2), iterations=40, log_every=40).params
+    steps = (0.0625, 0.25)
+    out = compress.compress_params(params, target, version=3, qat_steps=10, lmbda=0.01)
+    grid = out.summary["position_grid"]
+    assert grid["position_step"] in (0.125, *steps) and grid["trials"] == 3
+    assert out.summary["step_search"]["position_step"] == grid["position_step"]
+    h = sections.read_header(sections.split(out.data))
+    assert 2.0 ** (h.position_step_log2 - h.position_refine) == grid["position_step"]
+    assert "position_grid" not in compress.compress_params(params, target, version=2, qat_steps=10).summary
+    assert "position_grid" not in compress.compress_params(params, target, version=3, qat_steps=0).summary
