@@ -160,7 +160,8 @@ def test_v3_compress_chooses_the_grid_before_fine_tuning_and_keeps_it():
     import optax  # noqa: PLC0415
 
     loss = lambda image, target, params: ((image - target) ** 2).mean()  # noqa: E731
-    params = own_loop.train(params, target, loss, optimizer=optax.adam(2e-2), iterations=40, log_every=40).params
+    fit = own_loop.train(params, target, loss, optimizer=optax.adam(2e-2), iterations=40, log_every=40)
+    params = fit.params
     steps = (0.0625, 0.25)
     out = compress.compress_params(params, target, version=3, qat_steps=10, lmbda=0.01)
     grid = out.summary["position_grid"]
