@@ -53,6 +53,12 @@ def _bad_override(err: Exception, argv: list[str]) -> None:
     fail(f"invalid config override ({err}): no such key, among {overrides}")
 
 
+def overridden_keys(argv: list[str]) -> frozenset[str]:
+    """The dotted keys given as ``--config.KEY=VALUE`` or ``--config.KEY VALUE`` (what a preset keeps)."""
+    keys = (a[len("--config.") :].split("=", 1)[0] for a in argv if a.startswith("--config."))
+    return frozenset(keys)
+
+
 def define_config(default: str) -> flags.FlagHolder:
     """``DEFINE_config_file("config", default, lock_config=True)``; an unknown override key is one line."""
     try:

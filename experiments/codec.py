@@ -46,7 +46,9 @@ _COMPILE_CACHE = flags.DEFINE_string(
     "JAX compile cache (default $GAUSS2D_COMPILE_CACHE or ~/.cache/gauss2d/jax; '': off).",
 )
 _LAYERS = flags.DEFINE_integer("layers", None, "encode: L progressive layers (v3); decode: the first k.")
-_PRESET = flags.DEFINE_enum("preset", None, list(presets.PRESETS), "encode: trade encode time for size.")
+_PRESET = flags.DEFINE_enum(
+    "preset", None, list(presets.PRESETS), "encode: the whole encode at a time budget (fit included)."
+)
 
 
 def encode(source: pathlib.Path, output: pathlib.Path, settings: settings_lib.Settings) -> None:
@@ -55,6 +57,7 @@ def encode(source: pathlib.Path, output: pathlib.Path, settings: settings_lib.Se
     result = files.encode_file(
         source, output, settings, params_path=_PARAMS.value, preset=_PRESET.value, goal=goal,
         overwrite=_OVERWRITE.value, baseline=_BASELINE.value, progress=progress, layers=_LAYERS.value,
+        explicit=cli.overridden_keys(sys.argv), log=lambda line: print(line, flush=True),
     )  # fmt: skip
     print(files.encode_line(output, result.summary), flush=True)
     if _RESULTS.value:

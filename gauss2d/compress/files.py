@@ -57,6 +57,8 @@ def encode_file(
     baseline: bool = False,
     progress: ProgressFn | None = None,
     layers: int | None = None,
+    explicit: frozenset[str] = frozenset(),
+    log: Callable[[str], None] | None = None,
 ) -> CompressResult:
     """Compresses the image ``source`` into the file ``output``; returns the result (summary included).
 
@@ -65,7 +67,8 @@ def encode_file(
       output: the ``.g2d`` path (written atomically).
       settings: the run's settings (a codec section is required).
       params_path: a ``params.npz`` of fitted Gaussians to encode instead of fitting.
-      preset: "fast", "default" or "best" (``presets``); None: the settings as they are.
+      preset: "fast", "default" or "best" (``presets``: the fit's size and length too,
+        from the image's pixels); None: the settings as they are.
       goal: a target bpp or PSNR (version 2; ``targets.Goal``).
       overwrite: replace an existing ``output``.
       baseline: also measure the gaussianimage-mode file (``compress_image``).
@@ -73,13 +76,19 @@ def encode_file(
       layers: write a v3 file of this many progressive layers (coarse to
         fine; ``codec.V3Settings``) from the v2 fine-tuning's Gaussians and
         quantiser state; None: the file ``settings.codec.version`` says.
+      explicit: dotted config keys the user set; a preset keeps them.
+      log: called with the preset's line (what it runs, the time to expect).
 
     Raises:
       Gauss2dError: an output that exists, bad settings, an image over the
         memory limit, an unmeetable goal, Gaussians the codec cannot store.
     """
     preflight.check_output(output, overwrite)  # before minutes of fitting, not after
-    settings = presets.apply_preset(settings, preset)
+    if preset is not None:
+        pixels = None if params_path else _fitted_pixels(source, settings)
+        settings = presets.apply_preset(settings, preset, pixels, explicit)
+        if log is not None:
+            log(presets.describe(preset, settings, pixels))
     check_settings(settings)  # every codec key, before minutes of fitting
     targets.check_goal(goal, settings.codec.version, settings.model.blend)
     if layers is not None:
@@ -100,6 +109,15 @@ def encode_file(
     with checkpoint.atomic_write(output) as f:
         f.write(result.data)
     return result
+
+
+def _fitted_pixels(source: pathlib.Path, settings: Settings) -> int:
+    """Pixels of the image as it will be fitted (``data.downscale``), from its header."""
+    width, height = data.image_size(
+        source, svg_size=settings.data.svg_size, svg_supersample=settings.data.svg_supersample
+    )
+    factor = max(1, settings.data.downscale)
+    return max(1, height // factor) * max(1, width // factor)
 
 
 def _meet(result: CompressResult, settings: Settings, goal: targets.Goal, target) -> CompressResult:
