@@ -76,16 +76,21 @@ def channel_model(q: jax.Array) -> tuple[jax.Array, jax.Array]:
     return mu, scales[jnp.argmin(totals, axis=0), jnp.arange(q.shape[1])]
 
 
-def symbol_bits(q: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+def symbol_bits(
+    q: jax.Array, weights: jax.Array | None = None, laplace_model: float | None = None, bins: int = 0
+) -> jax.Array:
     """Bits of each symbol ``q: [N, C]`` under the family the coder picks per channel -> [N, C].
 
     ``weights`` ([N], 0 or 1) leaves rows out of the model fit (pruned or
     padded Gaussians); their bits are still returned (mask them yourself).
     Each channel's model cost (Laplace parameters or histogram) is spread
     evenly over its live symbols, so ``sum(weights * bits)`` is the
-    channel's estimated stream body, model included.
+    channel's estimated stream body, model included. ``laplace_model``: the
+    bits of a stored Laplace (None: v2's ``LAPLACE_MODEL_BITS``; v3 stores float16).
+    ``bins``: histogram bins (odd; 0: the whole signed alphabet); fewer are
+    cheaper per step, and symbols beyond +-bins/2 share the edge bins.
     """
-    return family_bits(q, weights)[0]
+    return family_bits(q, weights, laplace_model, bins)[0]
 
 
 def laplace_symbol_bits(q: jax.Array, weights: jax.Array | None = None) -> jax.Array:
@@ -103,7 +108,9 @@ _BINS = 2 * streams.MAX_ALPHABET // 2 + 1  # signed indices |q| <= 2^15 - 1, off
 _OFFSET = streams.MAX_ALPHABET // 2 - 1
 
 
-def family_bits(q: jax.Array, weights: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+def family_bits(
+    q: jax.Array, weights: jax.Array | None = None, laplace_model: float | None = None, bins: int = 0
+) -> tuple[jax.Array, jax.Array]:
     """(bits [N, C] of each symbol, [C] True where the histogram is the smaller family).
 
     Per channel, the Laplace's code length plus ``LAPLACE_MODEL_BITS`` against
@@ -114,29 +121,31 @@ def family_bits(q: jax.Array, weights: jax.Array | None = None) -> tuple[jax.Arr
     w = jnp.ones(q.shape[:1], q.dtype) if weights is None else sg(weights).astype(q.dtype)
     live = jnp.maximum(w.sum(), 1.0)
     lap = laplace_symbol_bits(q, weights)
-    hist, model = _histogram_bits(q, w)
-    lap_total = (w[:, None] * lap).sum(0) + LAPLACE_MODEL_BITS
+    hist, model = _histogram_bits(q, w, bins or _BINS)
+    lap_model = LAPLACE_MODEL_BITS if laplace_model is None else laplace_model
+    lap_total = (w[:, None] * lap).sum(0) + lap_model
     hist_total = (w[:, None] * sg(hist)).sum(0) + model
     use_hist = sg(hist_total < sg(lap_total))
-    bits = jnp.where(use_hist[None, :], hist + model[None, :] / live, lap + LAPLACE_MODEL_BITS / live)
+    bits = jnp.where(use_hist[None, :], hist + model[None, :] / live, lap + lap_model / live)
     return bits, use_hist
 
 
-def _histogram_bits(q: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _histogram_bits(q: jax.Array, w: jax.Array, num_bins: int = _BINS) -> tuple[jax.Array, jax.Array]:
     """Per symbol ``-log2(count / N)`` with a neighbour-difference gradient, and [C] model bits."""
     qs = sg(q)
-    idx = jnp.clip(jnp.round(qs).astype(jnp.int32) + _OFFSET, 1, _BINS - 2)  # [N, C]
+    offset = _OFFSET if num_bins == _BINS else num_bins // 2
+    idx = jnp.clip(jnp.round(qs).astype(jnp.int32) + offset, 1, num_bins - 2)  # [N, C]
     cols = jnp.broadcast_to(jnp.arange(q.shape[1]), idx.shape)
-    counts = jnp.zeros((q.shape[1], _BINS), q.dtype).at[cols, idx].add(w[:, None])  # [C, BINS]
+    counts = jnp.zeros((q.shape[1], num_bins), q.dtype).at[cols, idx].add(w[:, None])  # [C, BINS]
     live = jnp.maximum(w.sum(), 1.0)
     code = -jnp.log2(jnp.maximum(counts, 1e-12) / live)  # bins that occur only are ever read
     # The slope of the code length at each symbol, from a histogram smoothed by half a
     # count per bin: a finite pull towards the neighbour that is more frequent.
-    smooth = -jnp.log2((counts + 0.5) / (live + 0.5 * _BINS))
+    smooth = -jnp.log2((counts + 0.5) / (live + 0.5 * num_bins))
     slope = 0.5 * (smooth[cols, idx + 1] - smooth[cols, idx - 1])
     bits = code[cols, idx] + (q - qs) * sg(slope)
     live_idx = w[:, None] > 0
-    lo = jnp.where(live_idx, idx, _BINS).min(0)
+    lo = jnp.where(live_idx, idx, num_bins).min(0)
     hi = jnp.where(live_idx, idx, -1).max(0)
     return bits, histogram_model_bits(counts, lo, hi)
 

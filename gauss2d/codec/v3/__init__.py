@@ -1,17 +1,20 @@
 """Format version 3 (compact header, one coder per layer, context models, progressive layers) as a plugin.
 
 Training reuses v2's quantisers: ``fake_quantize`` is v2's on the state
-rounded to float16 (``state.round_state_jax``) and ``rate`` is v2's
-estimate, so rate-aware fine-tuning (gauss2d/compress/rdo.py) works with
-version 3; ``quantize`` accepts a ``V3State`` or a ``V2State``.
+rounded to float16 (``state.round_state_jax``), with v3's per-Gaussian
+position precision; ``rate`` is v3's own estimate (``v3/fake.py``: its
+layers, contexts and framing), so rate-aware fine-tuning
+(gauss2d/compress/rdo.py) works with version 3; ``quantize`` accepts a
+``V3State`` or a ``V2State``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from gauss2d.codec.v2 import fake
+from gauss2d.codec.v2 import fake as v2_fake
 from gauss2d.codec.v2 import state as v2_state
+from gauss2d.codec.v3 import fake as v3_fake
 from gauss2d.codec.v3 import sections
 from gauss2d.codec.v3.header import VERSION, HeaderV3
 from gauss2d.codec.v3.sections import QuantizedV3
@@ -36,10 +39,10 @@ class Version3:
 
     def fake_quantize(self, params, quant_state, height, width, settings, quant_mode="ste"):
         rounded = round_state_jax(quant_state)
-        return fake.fake_quantize(params, rounded, height, width, settings.base, quant_mode)
+        return v2_fake.fake_quantize(params, rounded, height, width, settings.base, quant_mode)
 
     def rate(self, fq, height, width, settings, weights=None):
-        return fake.rate_bits(fq, height, width, settings.base, weights)
+        return v3_fake.rate_bits(fq, height, width, settings, weights)
 
     def quantize(self, params, height, width, quant_state, settings) -> QuantizedV3:
         return sections.quantize_v3(params, height, width, quant_state, settings)
