@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from gauss2d import codec, compress, metrics
-from gauss2d.io import images
+from gauss2d.io import images as image_io
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -291,7 +291,7 @@ def test_compression_runs_on_smoke_settings(smoke_env):
     assert codec.decode(blob[: layers["cut_at"]]).truncated
     assert all(p > 10.0 for p in layers["prefix_psnr"])
     full = np.asarray(compress.decode_and_render(blob)[0])
-    target = images.load_image(images.sample_image_path())
+    target = image_io.load_image(image_io.sample_image_path())
     assert layers["prefix_psnr"][-1] == pytest.approx(float(metrics.psnr(full, target)), abs=1e-4)
     figure = REPO_ROOT / "docs" / "figures" / "codec_layers.png"
     assert layers["figure_bytes"] == figure.stat().st_size
