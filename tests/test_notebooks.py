@@ -16,9 +16,11 @@ import os
 import pathlib
 import sys
 
+import numpy as np
 import pytest
 
-from gauss2d import codec
+from gauss2d import codec, compress, metrics
+from gauss2d.io import images as image_io
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -269,3 +271,27 @@ def test_compression_runs_on_smoke_settings(smoke_env):
     # The Kodak RD figure was read from the checkout and shown.
     figure = REPO_ROOT / "docs" / "figures" / "rd_kodak_cpu_v2_psnr.png"
     assert result["figure_bytes"] == figure.stat().st_size
+    # The 4-layer v3 file: each prefix is the shortest cut that decodes to k whole layers, the
+    # last is the whole file, and its PSNR is the full decode's; a cut between layers 2 and 3
+    # decodes to 2 of 4 layers.
+    layers = result["layers"]
+    layered_path = workdir / "kodim23_layers.g2d"
+    assert pathlib.Path(layers["file"]) == layered_path.resolve()
+    blob = layered_path.read_bytes()
+    assert blob[4] == 3 and layers["bytes"] == len(blob)
+    cuts = layers["prefix_bytes"]
+    assert len(cuts) == 4 and cuts == sorted(set(cuts)) and cuts[-1] == len(blob)
+    for k, (cut, n) in enumerate(zip(cuts, layers["prefix_gaussians"]), start=1):
+        prefix = codec.decode(blob[:cut])
+        assert (prefix.layers, prefix.total_layers, prefix.params.xy.shape[0]) == (k, 4, n)
+        shorter = blob[: cut - 1]
+        assert k == 1 or codec.decode(shorter).layers == k - 1
+    assert layers["prefix_gaussians"][-1] == codec.decode(blob).params.xy.shape[0]
+    assert cuts[1] < layers["cut_at"] < cuts[2] and layers["cut_layers"] == 2
+    assert codec.decode(blob[: layers["cut_at"]]).truncated
+    assert all(p > 10.0 for p in layers["prefix_psnr"])
+    full = np.asarray(compress.decode_and_render(blob)[0])
+    target = image_io.load_image(image_io.sample_image_path())
+    assert layers["prefix_psnr"][-1] == pytest.approx(float(metrics.psnr(full, target)), abs=1e-4)
+    figure = REPO_ROOT / "docs" / "figures" / "codec_layers.png"
+    assert layers["figure_bytes"] == figure.stat().st_size

@@ -1,4 +1,4 @@
-"""The cells of notebooks/compression.ipynb: a real v2 file, its bits, decoding, WebP and AVIF, video."""
+"""The cells of notebooks/compression.ipynb: a v2 file, its bits, decoding, v3 layers, WebP, AVIF, video."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ CELLS = [
 
 Fit Gaussians to an image, fine-tune them for rate and distortion together, write an
 entropy-coded `.g2d` file (format version 2), read it back and render it, see where its bits go,
-and place it against WebP and AVIF. Every rate is `8 * file bytes / (H * W)` of a file on disk,
+write the same Gaussians as a progressive file (version 3) and decode its prefixes, and place it
+against WebP and AVIF. Every rate is `8 * file bytes / (H * W)` of a file on disk,
 header included, and every PSNR is of what the decoder renders from that file (docs/codec.md).""",
     ),
     *common.SETUP_CELLS,
@@ -173,6 +174,108 @@ error = np.abs(decoded_image - target).mean(axis=-1)  # [H, W]
     (
         "md",
         """\
+## Progressive layers: one file, four prefixes
+
+A version-3 file stores its Gaussians in L layers, coarse to fine (ranked by colour energy x
+area; each layer twice the last), and every layer is a record of its own, so a prefix of whole
+layers decodes: `codec.decode(data, layers=k)` reads the first k, and a file cut at *any* byte
+decodes to the whole layers it holds (`Decoded.layers` of `total_layers`, `Decoded.truncated`).
+The cell below writes the Gaussians fine-tuned above as a 4-layer v3 file (`codec.version=3`,
+`layers=4`, their learned quantiser steps rounded to float16): seconds, no new fit. Their layers
+were not trained to stand alone; `compress_image` with `codec.version=3`, `codec.layers=4` and
+`codec.prefix_weight` > 0 (or `python -m experiments.codec encode --layers=4`) fine-tunes with
+every prefix in the loss, at the cost of a fine-tuning run (docs/codec.md). The bytes shown for
+prefix k are the shortest cut of the file that still decodes to k layers.""",
+    ),
+    (
+        "code",
+        """\
+LAYERS = 4
+v3 = codec.format_settings(3, codec=settings.codec, layers=LAYERS)  # configs/codec.py's, as version 3
+layered = codec.encode(result.params, height, width, version=3, state=result.codec_state, settings=v3)
+layered_path = pathlib.Path("kodim23_layers.g2d")
+layered_path.write_bytes(layered)
+
+
+def layers_in(blob):
+    \"\"\"Whole layers a (cut) file decodes to; 0 if too short for its header and one layer.\"\"\"
+    try:
+        return codec.decode(blob).layers
+    except codec.CodecError:
+        return 0
+
+
+def prefix_bytes(blob, k):
+    \"\"\"The shortest cut of ``blob`` that decodes to k layers (bisection on the length).\"\"\"
+    lo, hi = 1, len(blob)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if layers_in(blob[:mid]) >= k else (mid + 1, hi)
+    return lo
+
+
+prefixes = []  # (k, Gaussians, bytes read, PSNR dB, image [H, W, 3])
+for k in range(1, LAYERS + 1):
+    cut = prefix_bytes(layered, k)
+    d = codec.decode(layered[:cut])
+    # The cut file holds exactly the Gaussians that decode(data, layers=k) reads from the whole file.
+    assert d.layers == k and np.array_equal(d.params.xy, codec.decode(layered, layers=k).params.xy)
+    image = np.asarray(compress.decode_and_render(layered[:cut])[0])
+    prefixes.append((k, d.params.xy.shape[0], cut, float(metrics.psnr(image, target)), image))
+
+fig, axes = plt.subplots(1, LAYERS, figsize=(4.2 * LAYERS, 3.4))
+for ax, (k, _, cut, psnr, image) in zip(axes, prefixes):
+    ax.imshow(image)
+    ax.set_title(f"{k}/{LAYERS} layers, {cut} bytes, {psnr:.2f} dB", fontsize=10)
+    ax.set_axis_off()
+plt.tight_layout()
+plt.show()
+
+print(f"{layered_path}: {len(layered)} bytes, {LAYERS} layers (the v2 file above: {size} bytes)")
+print(f"{'layers':>6s} {'Gaussians':>9s} {'bytes read':>10s} {'bpp':>7s} {'PSNR dB':>8s}")
+for k, n, cut, psnr, _ in prefixes:
+    print(f"{k:6d} {n:9d} {cut:10d} {8 * cut / (height * width):7.4f} {psnr:8.2f}")""",
+    ),
+    (
+        "md",
+        """\
+The same file cut at an arbitrary byte (here two thirds of the way from the end of layer 2 to the
+end of layer 3): the decoder returns the two whole layers it holds and says the file was cut.""",
+    ),
+    (
+        "code",
+        """\
+cut_at = prefixes[1][2] + 2 * (prefixes[2][2] - prefixes[1][2]) // 3
+cut_file = codec.decode(layered[:cut_at])
+print(
+    f"cut at byte {cut_at} of {len(layered)}: {cut_file.layers} of {cut_file.total_layers} layers, "
+    f"truncated={cut_file.truncated}, {cut_file.params.xy.shape[0]} Gaussians"
+)""",
+    ),
+    (
+        "md",
+        """\
+At the CPU scale on Kodak (kodim01-04 at 384x256, fits of 2250 Gaussians quantised plainly, no
+fine-tuning; `python -m benchmarks.codec_v3`, benchmarks/RESULTS.md "codec v3" has the command,
+machine and commit): PSNR against bytes read for every prefix of a 4-layer file, against a
+one-layer file spent at each budget (the image's fits of fewer Gaussians). The figure is
+docs/figures/codec_layers.png in the repository.""",
+    ),
+    (
+        "code",
+        """\
+LAYERS_FIGURE = "docs/figures/codec_layers.png"
+local = pathlib.Path(configs.__file__).resolve().parents[1] / LAYERS_FIGURE
+if local.exists():  # a clone of the repository
+    layers_png = local.read_bytes()
+else:  # an installed copy (Colab): the figure lives in the repository
+    url = f"https://raw.githubusercontent.com/gauss2d/gauss2d/main/{LAYERS_FIGURE}"
+    layers_png = urllib.request.urlopen(url).read()
+display(Image(layers_png, width=800))""",
+    ),
+    (
+        "md",
+        """\
 ## Against WebP and AVIF
 
 On this image: the file above against WebP (libwebp, `method=6`) and AVIF (libavif, 4:4:4)
@@ -309,6 +412,16 @@ summary = {
         for name, points in curves.items()
     },
     "figure_bytes": len(png),
+    "layers": {
+        "file": str(layered_path.resolve()),
+        "bytes": len(layered),
+        "prefix_bytes": [cut for _, _, cut, _, _ in prefixes],
+        "prefix_gaussians": [n for _, n, _, _, _ in prefixes],
+        "prefix_psnr": [psnr for _, _, _, psnr, _ in prefixes],
+        "cut_at": cut_at,
+        "cut_layers": cut_file.layers,
+        "figure_bytes": len(layers_png),
+    },
     "video": {
         "file": str(video_path.resolve()),
         "bytes": len(coded.data),
