@@ -125,6 +125,15 @@ def prefix_training(run: Settings) -> tuple[int, float]:
     return int(c.layers), (weight if layered else 0.0)
 
 
+def rate_estimate(run: Settings, settings: V2Settings) -> Callable:
+    """``f(fq, height, width, weights) -> bits by attribute`` of the file the run writes: version 3's
+    own estimate (its layers, contexts and framing: ``v3/fake.py``) or v2's."""
+    if run.codec.version == 3:
+        v3_file = v3.PLUGIN.settings(run.codec)
+        return lambda fq, h, w, weights: v3.PLUGIN.rate(fq, h, w, v3_file, weights)
+    return lambda fq, h, w, weights: fake.rate_bits(fq, h, w, settings, weights)
+
+
 def make_loss(
     run: Settings, settings: V2Settings, height: int, width: int, lmbda: float
 ) -> Callable[[int], train.LossFn]:
@@ -133,6 +142,7 @@ def make_loss(
     backend = run.render.backend
     pixels = float(height * width)
     layers, prefix_weight = prefix_training(run)
+    estimate = rate_estimate(run, settings)
 
     def build(capacity: int):
         def f(params: RdoParams, extra: RdoExtra, target, mask):
@@ -145,7 +155,7 @@ def make_loss(
             image = jnp.clip(image, 0.0, 1.0)  # DESIGN.md sec. 2: the loss sees the clamped render
             loss, _ = loss_fn(image, target, mask)
             mse = losses.l2(image, target, mask)
-            est = fake.rate_bits(fq, height, width, settings, alive)
+            est = estimate(fq, height, width, alive)
             # The symbols' and positions' bits (the header's are a constant): the loss's R.
             bits = est["covariance"] + est["color"] + est["positions"]
             loss = loss + lmbda * bits / pixels

@@ -8,7 +8,7 @@ indices (``FakeQuantized.symbols`` of v2's fake quantiser, which v3 shares):
   refinement bits per Gaussian (``position_refine.py``);
 * covariance channel 0 as one stream; channels 1-2 and the colours split by
   their contexts (``contexts.py``: channel 0's index; the decoded size
-  octave), choosing like ``contexts.choose_edges`` among 1-4 quantile
+  octave), choosing like ``contexts.choose_edges`` between 1 and 4 quantile
   buckets of the live Gaussians, whichever is fewest bits;
 * every stream under the cheaper of a float16 Laplace or a histogram
   (``rate.family_bits``), plus its descriptor;
@@ -39,6 +39,10 @@ STREAM_BITS = 20.0  # a stream's descriptor: varint (zigzag(lo) << 1 | kind), va
 # A layer record's framing: its length varint (~3), CRC (4), the models / raw / refinement
 # length varints (~1-2 each) and the last ANS word's padding (2 on average).
 LAYER_FRAMING_BYTES = 14.0
+# The bucketings the estimate weighs (the encoder tries 1-4, ``contexts.BUCKETS_TRIED``):
+# one and four, as each costs a model per stream on every step; measured within 1% of
+# trying all four on the fits of RESULTS.md "rate estimate for v3 files".
+TRAINING_BUCKETS = (1, max(BUCKETS_TRIED))
 HISTOGRAM_BINS = 4097  # indices beyond +-2048 share the edge bins (rare; much cheaper per step)
 
 
@@ -57,7 +61,7 @@ def split_bits(q, context, w, enabled: bool = True):
     live = jnp.maximum(w.sum(), 1.0)
     ordered = jnp.sort(jnp.where(w > 0, c, jnp.inf))
     options = []
-    for k in BUCKETS_TRIED:
+    for k in TRAINING_BUCKETS:
         bucket = jnp.zeros_like(c)
         for j in range(1, k):  # the "higher" quantile j / k of the live contexts
             edge = ordered[jnp.ceil(j / k * (live - 1.0)).astype(jnp.int32)]
