@@ -37,8 +37,8 @@ class Preset:
 
 
 PRESET_TABLE = {
-    "fast": Preset(100.0, 50, 0, False, 15.0),
-    "default": Preset(100.0, 400, 200, True, 110.0),
+    "fast": Preset(100.0, 50, 0, False, 12.0),
+    "default": Preset(100.0, 400, 200, True, 85.0),
     "best": Preset(50.0, 2000, 1000, True, 1500.0),
 }
 PRESETS = tuple(PRESET_TABLE)
