@@ -41,9 +41,7 @@ _TARGET_BPP = flags.DEFINE_float("target_bpp", None, "encode: a file of at most 
 _TARGET_PSNR = flags.DEFINE_float("target_psnr", None, "encode: the smallest file decoding to >= this PSNR.")
 _BASELINE = flags.DEFINE_bool("baseline", False, "encode: also measure the gaussianimage-mode file.")
 _COMPILE_CACHE = flags.DEFINE_string(
-    "compile_cache",
-    None,
-    "JAX compile cache (default $GAUSS2D_COMPILE_CACHE or ~/.cache/gauss2d/jax; '': off).",
+    "compile_cache", None, "JAX compile cache (default $GAUSS2D_COMPILE_CACHE, ~/.cache/gauss2d/jax; '': off)"
 )
 _LAYERS = flags.DEFINE_integer("layers", None, "encode: L progressive layers (v3); decode: the first k.")
 _PRESET = flags.DEFINE_enum(
@@ -68,12 +66,9 @@ def encode(source: pathlib.Path, output: pathlib.Path, settings: settings_lib.Se
 def decode(source: pathlib.Path, output: pathlib.Path, settings: settings_lib.Settings) -> None:
     limit = _MEMORY_LIMIT.value if _MEMORY_LIMIT.value is not None else settings.memory_limit_gb
     backend = settings.render.backend
-    sized = (
-        (lambda d: size_flags.render(d.params, d.height, d.width, backend)[0]) if size_flags.given() else None
-    )
     image, seconds, decoded = files.decode_file(
-        source, output, limit_gb=limit, backend=backend, overwrite=_OVERWRITE.value, render=sized,
-        layers=_LAYERS.value,
+        source, output, limit_gb=limit, backend=backend, overwrite=_OVERWRITE.value,
+        render=size_flags.decoded_renderer(backend), layers=_LAYERS.value,
     )  # fmt: skip
     if line := files.layers_line(decoded, _LAYERS.value):  # a cut file: what it held, and exit 0
         print(line, file=sys.stderr, flush=True)

@@ -8,12 +8,10 @@ same way (gauss2d.render.resolution.output_size).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from absl import flags
 
-from gauss2d import codec, gaussians
+from gauss2d import gaussians
 from gauss2d.render import resolution
 from gauss2d.runner import fitted
 
@@ -50,14 +48,11 @@ def render(
     )
 
 
-def decode_and_render(blob: bytes, backend: str) -> tuple[np.ndarray, float]:
-    """``experiments.codec decode`` at the flags' size: (clamped image, seconds for decode + render).
+def decoded_renderer(backend: str):
+    """``experiments.codec decode``'s renderer at the flags' size (None: no size flag, the plain render).
 
-    Raises:
-      CodecError: a file that cannot be decoded; Gauss2dError: a bad size (before rendering).
+    It takes the decoded file and returns the clamped image; a bad size is a Gauss2dError (one line).
     """
-    t0 = time.perf_counter()
-    decoded = codec.decode(blob)
-    output_size(decoded.height, decoded.width)
-    image, _, _ = render(decoded.params, decoded.height, decoded.width, backend)
-    return image, time.perf_counter() - t0
+    if not given():
+        return None
+    return lambda decoded: render(decoded.params, decoded.height, decoded.width, backend)[0]
