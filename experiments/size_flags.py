@@ -8,10 +8,12 @@ same way (gauss2d.render.resolution.output_size).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from absl import flags
 
-from gauss2d import gaussians
+from gauss2d import codec, gaussians
 from gauss2d.render import resolution
 from gauss2d.runner import fitted
 
@@ -48,7 +50,7 @@ def render(
     )
 
 
-def decoded_renderer(backend: str):
+def decoded_renderer(backend: str) -> Callable[[codec.Decoded], np.ndarray] | None:
     """``experiments.codec decode``'s renderer at the flags' size (None: no size flag, the plain render).
 
     It takes the decoded file and returns the clamped image; a bad size is a Gauss2dError (one line).
