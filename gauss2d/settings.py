@@ -154,6 +154,10 @@ class CodecSettings:
     quant_lr: float = 1e-2  # v2: Adam on the log steps and offsets of the quantisers
     prune_every: int = 50  # v2: steps between pruning rounds (0: no pruning)
     prune_fraction: float = 0.1  # v2: at most this share of the live Gaussians per round
+    # v2/v3: after each pruning round in the first half of the fine-tuning, re-fill up to
+    # this share of the live Gaussians into dead slots where the error is largest
+    # (compress/regrow.py), so N is chosen by the rate; 0: prune only.
+    grow_fraction: float = 0.0
     # v2: after fine-tuning, scale the colour then the Cholesky steps by 2^(k/2),
     # k in [-4, 4], keeping what minimises MSE + lmbda * bpp of the real file.
     step_search: bool = True

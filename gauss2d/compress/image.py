@@ -349,6 +349,7 @@ def _compress_v2(target, params, settings: Settings, summary, on_chunk, version:
         qat_best_step=result.best_step,
         qat_stopped_early=result.stopped_early,
         rdo_pruned_gaussians=result.pruned,
+        rdo_regrown_gaussians=result.regrown,
         rdo_estimated_bits=result.bits if np.isfinite(result.bits) else None,
         quantized_psnr_before_qat=float(result.history["psnr"][0]) if result.history["psnr"].size else None,
     )

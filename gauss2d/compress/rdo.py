@@ -32,7 +32,9 @@ D + lambda R is an objective for the training engine (``gauss2d.train``,
 ``objective``): the loss above with the estimated bits in ``Aux.metrics``
 (they come back in the history), the step floor as ``constrain``, the alive
 mask as read-only ``extra``. ``finetune`` runs it with ``train.run_image``
-in segments of ``codec.prune_every`` steps and prunes between them.
+in segments of ``codec.prune_every`` steps and prunes between them; with
+``codec.grow_fraction`` it also regrows dead slots (``regrow.py``), so the
+number of Gaussians is chosen by the rate.
 """
 
 from __future__ import annotations
@@ -54,10 +56,11 @@ from gauss2d.codec import quantize, rate, v2, v3
 from gauss2d.codec.v2 import fake
 from gauss2d.codec.v2 import state as v2_state
 from gauss2d.codec.v2.state import V2Settings, V2State
-from gauss2d.compress import prefixes, retrain
+from gauss2d.compress import prefixes, regrow, retrain
 from gauss2d.errors import Gauss2dError
 from gauss2d.render import capacity_for, render_with_stats
 from gauss2d.settings import Settings
+from gauss2d.train import densify
 from gauss2d.train import engine as train
 from gauss2d.train import losses
 
@@ -246,10 +249,11 @@ class RdoResult:
     psnr: float  # quantised render of the state returned, as trained (the best state's)
     bits: float  # estimated bits of the state returned
     best_step: int  # the step of the state returned (the best by the objective; 0: the start)
-    pruned: int
+    pruned: int  # Gaussians removed (regrown ones removed again included)
     history: dict[str, np.ndarray]  # "step", "loss", "psnr", "bits": one entry per step
     seconds: float
     stopped_early: str | None = None
+    regrown: int = 0  # dead slots re-filled over the run (codec.grow_fraction; regrow.py)
 
 
 def finetune(
@@ -276,10 +280,11 @@ def finetune(
     steps = int(c.qat_steps)
     prune_every = int(c.prune_every)
     prune_fraction = float(c.prune_fraction)
-    if lmbda < 0 or steps < 0 or prune_every < 0 or not 0 <= prune_fraction <= 1:
+    grow_fraction = float(c.grow_fraction)
+    if lmbda < 0 or steps < 0 or prune_every < 0 or not 0 <= prune_fraction <= 1 or not 0 <= grow_fraction <= 1:
         raise Gauss2dError(
             f"config codec.lmbda={lmbda}, qat_steps={steps}, prune_every={prune_every}, "
-            f"prune_fraction={prune_fraction}: expected >= 0 (fraction in [0, 1])"
+            f"prune_fraction={prune_fraction}, grow_fraction={grow_fraction}: expected >= 0 (fractions in [0, 1])"
         )
     params = gaussians.CholeskyParams(*(jnp.array(a, jnp.float32) for a in params))
     layers, prefix_weight = prefix_training(run)
@@ -290,22 +295,27 @@ def finetune(
     pixels = float(height * width)
     backend = run.render.backend
     start = time.perf_counter()
-    n = params.xy.shape[0]
+    n = n_fitted = params.xy.shape[0]
     quant = v2_state.init_state(params, settings)
     if steps == 0:
         return RdoResult(params, quant, float("nan"), float("nan"), 0, 0, _history([]), 0.0, None)
+    alive = np.ones((n,), np.float32)
+    if grow_fraction > 0 and lmbda > 0 and prune_every:
+        # Dead slots to grow into (regrow.py): N may end anywhere up to (1 + grow_fraction) n.
+        # After init_state, whose ranges must not see parked factors.
+        n += math.ceil(grow_fraction * n)
+        params = densify.pad_parked(params, n)
+        alive = np.concatenate([alive, np.zeros((n - alive.size,), np.float32)])
     optimizer = make_optimizer(run, params)
     goal = objective(run, settings, height, width, lmbda, optimizer)
-    state = train.init_state(
-        RdoParams(params, _to_log(quant)), optimizer, _extra(np.ones((n,), np.float32), layers, prefix_weight)
-    )
+    state = train.init_state(RdoParams(params, _to_log(quant)), optimizer, _extra(alive, layers, prefix_weight))
     state = jax.tree_util.tree_map(jnp.copy, state)
     capacity = capacity_for(params, height, width, backend=backend)
     log_every = max(1, int(min(run.log_every, steps)))
     rounds = prune_every if (prune_every and lmbda > 0) else steps
     log_every = math.gcd(log_every, rounds)
     on_chunk = retrain.stage_progress(on_chunk, steps)
-    histories, stopped, done = [], None, 0
+    histories, stopped, done, regrown = [], None, 0, 0
     best = _Best.of(goal, state, target, capacity)
     while done < steps and stopped is None:
         end = min(done + rounds, steps)
@@ -318,6 +328,9 @@ def finetune(
             state = _prune(
                 state, target, height, width, settings, backend, capacity, lmbda, pixels, prune_fraction
             )
+            if grow_fraction > 0 and 2 * done <= steps:  # first half only (regrow.py says why)
+                state, grown = regrow.regrow(state, target, optimizer, grow_fraction, jax.random.key(done))
+                regrown += grown
             state = state._replace(extra=_extra(np.asarray(state.extra.alive), layers, prefix_weight))
     alive = best.alive > 0
     keep = np.flatnonzero(alive) if alive.any() else np.arange(1)
@@ -328,10 +341,11 @@ def finetune(
         best.psnr,
         best.bits,
         best.step,
-        int(n - keep.size),
+        int(n_fitted + regrown - keep.size),  # removals: regrown ones that died count too
         _history(histories),
         time.perf_counter() - start,
         stopped,
+        regrown,
     )
 
 
