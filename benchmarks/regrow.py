@@ -39,7 +39,8 @@ _JSON = flags.DEFINE_string("json", None, "Write the rows here.")
 
 
 def _fit(name: str, point, target):
-    path = pathlib.Path(_FITS.value) / f"{name}_n{point.model.num_points}_s{point.optim.iterations}" / "params.npz"
+    fit = f"{name}_n{point.model.num_points}_s{point.optim.iterations}"
+    path = pathlib.Path(_FITS.value) / fit / "params.npz"
     if path.exists():
         return checkpoint.load_params_npz(path)
     t0 = time.perf_counter()
@@ -74,7 +75,8 @@ def main(argv):
                 print(
                     f"{name} N={n} lambda={lmbda:g} {arm:6s}: {r['bytes']:6d} B {r['bpp']:.4f} bpp "
                     f"{r['psnr']:.3f} dB, {r['num_gaussians']} Gaussians "
-                    f"(pruned {r['rdo_pruned_gaussians']}, regrown {r['rdo_regrown_gaussians']}), {r['seconds']:.0f} s",
+                    f"(pruned {r['rdo_pruned_gaussians']}, regrown {r['rdo_regrown_gaussians']}), "
+                    f"{r['seconds']:.0f} s",
                     flush=True,
                 )
         a, b = (np.asarray([[r["bpp"], r["psnr"]] for r in curves[k]]).T for k in ("prune", "regrow"))

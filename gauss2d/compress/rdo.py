@@ -60,9 +60,8 @@ from gauss2d.compress import prefixes, regrow, retrain
 from gauss2d.errors import Gauss2dError
 from gauss2d.render import capacity_for, render_with_stats
 from gauss2d.settings import Settings
-from gauss2d.train import densify
+from gauss2d.train import densify, losses
 from gauss2d.train import engine as train
-from gauss2d.train import losses
 
 MIN_STEP = 1e-4  # quantiser steps are kept above this after each update
 
@@ -281,10 +280,12 @@ def finetune(
     prune_every = int(c.prune_every)
     prune_fraction = float(c.prune_fraction)
     grow_fraction = float(c.grow_fraction)
-    if lmbda < 0 or steps < 0 or prune_every < 0 or not 0 <= prune_fraction <= 1 or not 0 <= grow_fraction <= 1:
+    fractions_ok = 0 <= prune_fraction <= 1 and 0 <= grow_fraction <= 1
+    if lmbda < 0 or steps < 0 or prune_every < 0 or not fractions_ok:
         raise Gauss2dError(
             f"config codec.lmbda={lmbda}, qat_steps={steps}, prune_every={prune_every}, "
-            f"prune_fraction={prune_fraction}, grow_fraction={grow_fraction}: expected >= 0 (fractions in [0, 1])"
+            f"prune_fraction={prune_fraction}, grow_fraction={grow_fraction}: "
+            "expected >= 0 (fractions in [0, 1])"
         )
     params = gaussians.CholeskyParams(*(jnp.array(a, jnp.float32) for a in params))
     layers, prefix_weight = prefix_training(run)
@@ -308,7 +309,8 @@ def finetune(
         alive = np.concatenate([alive, np.zeros((n - alive.size,), np.float32)])
     optimizer = make_optimizer(run, params)
     goal = objective(run, settings, height, width, lmbda, optimizer)
-    state = train.init_state(RdoParams(params, _to_log(quant)), optimizer, _extra(alive, layers, prefix_weight))
+    extra = _extra(alive, layers, prefix_weight)
+    state = train.init_state(RdoParams(params, _to_log(quant)), optimizer, extra)
     state = jax.tree_util.tree_map(jnp.copy, state)
     capacity = capacity_for(params, height, width, backend=backend)
     log_every = max(1, int(min(run.log_every, steps)))
