@@ -26,9 +26,23 @@ os.environ.setdefault("GAUSS2D_COMPILE_CACHE", "")
 
 import jax  # noqa: E402  (after the environment above, which jax reads on import)
 
-# The pytest process itself neither reads nor writes that cache; only its
-# subprocesses do (in-process programs are compiled once anyway).
-jax.config.update("jax_enable_compilation_cache", False)
+# The pytest process reads and writes the run's cache too: each module's
+# jax.clear_caches() below, and every closure a compress or fit builds anew,
+# recompile programs it already compiled (measured: -16% on test_rdo,
+# test_prefixes, test_position_refine and test_codec_v3_layers). It was once
+# off because serialising an executable segfaulted CI in test_resolution;
+# the cause was vm.max_map_count (see _free_compiled_programs), fixed since.
+jax.config.update("jax_enable_compilation_cache", True)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject.toml's addopts): one worker per core, at most 4.
+
+    Each worker is a JAX process that may hold a few GB (the RD and video
+    tests); four keep a 16 GB laptop clear, and beyond that the longest test
+    files, not the worker count, set the wall time.
+    """
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 @pytest.fixture(autouse=True, scope="module")
