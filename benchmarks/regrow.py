@@ -9,7 +9,8 @@ with the study's settings: ``grow_fraction`` 0 (prune only: N can only fall)
 and ``--grow`` (pruned slots regrow where the error is largest, with that
 share of headroom: N is chosen by the rate). Bytes are the real files',
 PSNR the decoded render's; BD-rate of the regrowing curve against the
-pruning one per image.
+pruning one per image. ``--qat_lr`` sets both arms' fine-tuning learning rate
+(a Gaussian born in the fine-tuning has to converge at it).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from gauss2d.train import densify
 
 _IMAGES = flags.DEFINE_list("images", ["kodim01", "kodim03"], "Kodak images (settings are chosen on 01-04).")
 _GROW = flags.DEFINE_float("grow", 0.1, "grow_fraction of the regrowing arm.")
+_QAT_LR = flags.DEFINE_float("qat_lr", None, "Fine-tuning learning rate of both arms (default: the study's).")
 _FITS = flags.DEFINE_string("fits", "/tmp/regrow_fits", "Cache of fits.")
 _JSON = flags.DEFINE_string("json", None, "Write the rows here.")
 
@@ -69,6 +71,8 @@ def main(argv):
         for n, bits, lmbda in sweep.operating_points(settings):
             point = sweep.point_settings(settings, n, bits, lmbda)
             params = _fit(name, point, target)
+            if _QAT_LR.value is not None:
+                point = point.replace(codec=dataclasses.replace(point.codec, qat_lr=_QAT_LR.value))
             for arm, grow in (("prune", 0.0), ("regrow", _GROW.value)):
                 r = _arm(target, point, params, grow)
                 curves[arm].append(r)
