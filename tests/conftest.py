@@ -35,6 +35,28 @@ import jax  # noqa: E402  (after the environment above, which jax reads on impor
 jax.config.update("jax_enable_compilation_cache", True)
 
 
+# The longest test files (seconds, summed per file: 2026-12-08, one process on the 2-core
+# VM), started first so that the workers finish together instead of one running the
+# video files alone at the end. Order only: a stale name changes nothing else.
+LONGEST_FIRST = (
+    "test_notebooks.py",  # 181
+    "test_rdo.py",  # 95
+    "test_prefixes.py",  # 91
+    "test_svg_quality.py",  # 85
+    "test_cli_fit.py",  # 82
+    "test_rd_sweep.py",  # 77
+    "test_video_cli.py",  # 60
+    "test_codec_v3_cli.py",  # 62
+    "test_gpu_compile.py",  # 62
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Runs LONGEST_FIRST's files before the rest (each file's own order kept)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def pytest_xdist_auto_num_workers(config):
     """``-n auto`` (pyproject.toml's addopts): one worker per core, at most 4.
 
