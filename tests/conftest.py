@@ -23,6 +23,10 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 # its subprocesses at ~/.cache/gauss2d/jax with thresholds of 0; they share
 # the run's cache above instead.
 os.environ.setdefault("GAUSS2D_COMPILE_CACHE", "")
+# On a GPU each JAX process reserves 75% of its memory at first use; the test workers
+# (one per core), their CLI subprocesses and gpu_check's child pytest share the one GPU,
+# so each takes only what it uses. No effect on the CPU.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # noqa: E402  (after the environment above, which jax reads on import)
 
