@@ -24,10 +24,10 @@ from gauss2d.render.kernels import PallasConfig, render_tiled_pallas
 def pallas_tests(mode: dict, budget: Budget) -> dict:
     """The Pallas test files in a child pytest (compiled on a GPU); their pass / fail counts."""
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_pallas.py"]
+    command += ["tests/test_alpha_pallas.py"]  # the alpha model's kernels (render/kernels/alpha.py)
     # One process, not pyproject's one worker per core: workers would share the one GPU, each
     # preallocating most of its memory, and the lent machine may have no pytest-xdist.
     command += ["-o", "addopts=-ra", "-p", "no:xdist"]
-    command += ["tests/test_alpha_pallas.py"]  # the alpha model's kernels (render/kernels/alpha.py)
     command += mode["pytest_args"]
     t0 = time.perf_counter()
     proc = subprocess.run(
